@@ -1,0 +1,185 @@
+"""The contract between a host OMS and its channel plugins.
+
+A host builds a :class:`pluggy.PluginManager` named ``"oms"``, adds these specs, loads the
+plugins registered under the entry-point group ``oms`` and calls the hooks **with keyword
+arguments**. Plugins mark their implementations with :data:`hookimpl`
+(``from connector import hookimpl``).
+
+Calling modes
+-------------
+* ``oms_channel_info`` is *fan-out*: every plugin answers and the host receives a list.
+* Every other hook takes an ``account`` and is *firstresult*: only the plugin that owns
+  ``account.channel`` answers; every other plugin returns ``None``. The call stops at the first
+  non-``None`` result. A result of ``None`` therefore means "no plugin owns this channel".
+
+Evolution
+---------
+Specs only ever gain keyword arguments; an implementation may accept fewer arguments than its
+spec declares, so older plugins keep working. Each hook says the version that added it.
+
+This module imports no implementation: the types below come from :mod:`connector.models`
+for annotations only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from connector.models import (
+        Account,
+        ChannelInfo,
+        HeldLine,
+        ImportBatch,
+        LineResult,
+        Shipment,
+        SlaRisk,
+        StoredOrder,
+    )
+
+PROJECT_NAME = "oms"
+"""pluggy project name and entry-point group."""
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+
+@hookspec
+def oms_channel_info() -> ChannelInfo:
+    """Describe the channel this plugin serves.
+
+    :returns: the channel's name (``"groupon"`` for this package), version, capabilities
+        (e.g. ``"import"``, ``"mark_exported"``, ``"dispatch"``, ``"partial_dispatch"``,
+        ``"cancellations"``, ``"sla"``) and the configuration fields an account needs.
+    :raises: nothing; a plugin that cannot describe itself is broken.
+
+    Calling mode: fan-out; the host receives one :class:`~connector.models.ChannelInfo` per
+    plugin.
+
+    .. versionadded:: 0.1.0
+    """
+
+
+@hookspec(firstresult=True)
+def oms_import_orders(account: Account) -> ImportBatch | None:
+    """Fetch the account's new orders from the channel, ready for the host to store.
+
+    The plugin reads *every* page before it returns, merges the records of one ``orderid``
+    (they may sit on different pages) into one :class:`~connector.models.Order`, applies SKU
+    aliases, and stages the lines in its ledger. It does **not** acknowledge anything: the
+    host must store the orders and then call :func:`oms_mark_exported`.
+
+    An order the host has already confirmed is never returned again. An order returned but
+    not yet confirmed (the host crashed, or refused it) is returned again by the next call,
+    so the host must store idempotently, keyed on ``(account.name, orderid)``.
+
+    :param account: the account to import for.
+    :returns: an :class:`~connector.models.ImportBatch` with the new orders, the lines held
+        back (unmapped SKU, invalid payload: each with its reason; an order with a held line
+        is held whole) and the lines Groupon cancelled after import that the host has not
+        heard about yet; ``None`` if the account belongs to another channel.
+    :raises connector.errors.ChannelError: the channel could not be read (after the client's
+        own retries); nothing was staged or acknowledged.
+
+    Calling mode: firstresult. Stops at the first non-``None`` result.
+
+    .. versionadded:: 0.1.0
+    """
+
+
+@hookspec(firstresult=True)
+def oms_mark_exported(account: Account, stored: Sequence[StoredOrder]) -> list[LineResult] | None:
+    """Acknowledge orders the host has **durably stored**.
+
+    Call it only after the host's transaction committed. The plugin records the binding
+    between CI line ids and the host's order id, then marks the lines exported in CI in
+    batches. A line already acknowledged is reported ``already_done``; a batch CI could not
+    take (after retries) is reported ``queued`` and retried by :func:`oms_flush_outbox`.
+
+    :param account: the account the orders came from.
+    :param stored: one receipt per stored order, with the host's id for it.
+    :returns: one :class:`~connector.models.LineResult` per line id in ``stored``;
+        ``None`` if the account belongs to another channel.
+    :raises connector.errors.ChannelError: the ledger could not be written.
+
+    Calling mode: firstresult. Stops at the first non-``None`` result.
+
+    .. versionadded:: 0.1.0
+    """
+
+
+@hookspec(firstresult=True)
+def oms_dispatch(account: Account, shipment: Shipment) -> list[LineResult] | None:
+    """Send a shipment's tracking to the channel, per line item.
+
+    Pre-flight checks run before anything reaches Groupon: the host courier maps to a code on
+    the account region's approved list; tracking numbers match their carrier's format; one
+    tracking number is shared only by lines with identical ship-to addresses; quantities fit
+    what is still open; an order carries at most six tracking numbers; cancelled lines get no
+    tracking. Lines that pass go into a durable outbox and are sent at once (full lines through
+    ``tracking_notification``, partial quantities through ``lineitem_tracking_notification``).
+
+    Sending the same ``shipment_id`` again changes nothing and reports ``already_done``.
+
+    :param account: the account the lines belong to.
+    :param shipment: the host's dispatch.
+    :returns: one :class:`~connector.models.LineResult` per (line, parcel): ``accepted``,
+        ``already_done``, ``rejected`` (CI refused it: reason given, line held for the
+        operator), ``held`` (failed pre-flight: reason given) or ``queued`` (transient failure,
+        retried by :func:`oms_flush_outbox`); ``None`` if the account belongs to another
+        channel.
+    :raises connector.errors.ChannelError: the ledger could not be written.
+
+    Calling mode: firstresult. Stops at the first non-``None`` result.
+
+    .. versionadded:: 0.1.0
+    """
+
+
+@hookspec(firstresult=True)
+def oms_flush_outbox(account: Account) -> list[LineResult] | None:
+    """Retry whatever is queued for the account: acknowledgements and tracking that hit a
+    transient failure, and held dispatches whose courier mapping has since been fixed.
+
+    :param account: the account to flush.
+    :returns: one :class:`~connector.models.LineResult` per line attempted (possibly empty);
+        ``None`` if the account belongs to another channel.
+    :raises connector.errors.ChannelError: the ledger could not be written.
+
+    Calling mode: firstresult. Stops at the first non-``None`` result.
+
+    .. versionadded:: 0.1.0
+    """
+
+
+@hookspec(firstresult=True)
+def oms_held_lines(account: Account) -> list[HeldLine] | None:
+    """List every line the plugin holds for the operator, with the reason and how to fix it.
+
+    :param account: the account to report on.
+    :returns: the held lines (possibly empty); ``None`` if the account belongs to another
+        channel.
+
+    Calling mode: firstresult. Stops at the first non-``None`` result.
+
+    .. versionadded:: 0.1.0
+    """
+
+
+@hookspec(firstresult=True)
+def oms_sla_at_risk(account: Account, now: datetime) -> list[SlaRisk] | None:
+    """Report lines whose Groupon deadline is due today, overdue, or close to auto-cancel.
+
+    :param account: the account to check.
+    :param now: the moment to judge against (timezone-aware UTC); hosts pass their clock.
+    :returns: the at-risk lines (possibly empty); ``None`` if the account belongs to another
+        channel.
+
+    Calling mode: firstresult. Stops at the first non-``None`` result.
+
+    .. versionadded:: 0.1.0
+    """

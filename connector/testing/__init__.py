@@ -1,0 +1,1 @@
+"""Pytest fixtures for host developers (see README, \"Testing your host\")."""

@@ -1,0 +1,1 @@
+"""Placeholder: fixtures are added by the test-kit work."""

@@ -1,0 +1,1 @@
+"""A local simulator of Groupon CommerceInterface (CI) and the GPN Transaction API."""

@@ -1,0 +1,1 @@
+"""Groupon Partner Network (GPN) Transaction API: store, routes and OpenAPI paths."""
