@@ -1,0 +1,1 @@
+"""Benchmarks, crash and load runs (make bench / make crash / make load)."""
