@@ -1,0 +1,95 @@
+"""Ordered schema migrations of the SQLite ledger.
+
+Each entry is ``(version, script)``; versions are consecutive from 1. A migration is applied
+once, in its own transaction, and the ``schema_version`` table records the result. Never edit
+a released migration: append a new one.
+"""
+
+from __future__ import annotations
+
+SCHEMA_V1 = """
+CREATE TABLE lines (
+    ci_lineitemid INTEGER PRIMARY KEY,
+    account TEXT NOT NULL,
+    orderid TEXT NOT NULL,
+    fulfillment_lineitem_id TEXT,
+    record TEXT,                      -- raw CI record (JSON), kept for re-evaluation
+    order_date TEXT,                  -- ISO-8601 UTC
+    ship_by TEXT,
+    quantity INTEGER NOT NULL DEFAULT 0,
+    sku TEXT NOT NULL DEFAULT '',
+    bom_sku TEXT,
+    state TEXT NOT NULL CHECK (state IN
+        ('staged', 'held', 'delivered', 'stored', 'acked', 'cancelled')),
+    hold_kind TEXT,
+    hold_reason TEXT NOT NULL DEFAULT '',
+    held_since TEXT,
+    host_order_id TEXT,
+    ci_status TEXT NOT NULL DEFAULT 'open',
+    qty_shipped INTEGER NOT NULL DEFAULT 0,
+    first_seen TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    ack_attempts INTEGER NOT NULL DEFAULT 0,
+    cancel_detected_at TEXT,
+    cancel_reported INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX lines_orderid ON lines (orderid);
+CREATE INDEX lines_state ON lines (state);
+
+CREATE TABLE acks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    ci_lineitemid INTEGER NOT NULL,
+    at TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    reason TEXT NOT NULL DEFAULT ''
+);
+
+CREATE TABLE problems (
+    key TEXT PRIMARY KEY,             -- sha256 of the raw record
+    orderid TEXT,
+    reason TEXT NOT NULL,
+    first_seen TEXT NOT NULL
+);
+
+CREATE TABLE outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    shipment_id TEXT NOT NULL,
+    ci_lineitemid INTEGER NOT NULL,
+    fulfillment_lineitem_id TEXT,
+    orderid TEXT NOT NULL DEFAULT '',
+    tracking TEXT NOT NULL,
+    courier TEXT NOT NULL DEFAULT '',
+    service TEXT NOT NULL DEFAULT '',
+    carrier_code TEXT,
+    quantity INTEGER NOT NULL,
+    endpoint TEXT,
+    state TEXT NOT NULL CHECK (state IN
+        ('pending', 'sending', 'accepted', 'rejected', 'held', 'retry')),
+    hold_kind TEXT,
+    reason TEXT NOT NULL DEFAULT '',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    UNIQUE (shipment_id, ci_lineitemid, tracking)
+);
+CREATE INDEX outbox_state ON outbox (state);
+CREATE INDEX outbox_line ON outbox (ci_lineitemid);
+CREATE INDEX outbox_tracking ON outbox (tracking);
+CREATE INDEX outbox_order ON outbox (orderid);
+
+CREATE TABLE watermarks (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+
+CREATE TABLE notices (
+    ci_lineitemid INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    reported_at TEXT NOT NULL,
+    PRIMARY KEY (ci_lineitemid, kind)
+);
+"""
+
+MIGRATIONS: tuple[tuple[int, str], ...] = ((1, SCHEMA_V1),)
+"""Every migration this version of the connector knows, in order."""

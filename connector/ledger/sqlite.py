@@ -1,0 +1,721 @@
+"""The SQLite ledger: the plugin's durable memory of every CI line and outbound call.
+
+One file per account (``<data_dir>/ledger-<account>.sqlite3``), WAL journal,
+``synchronous=FULL``: a commit is on disk before the plugin calls CI, so even a power loss
+cannot forget that a line was stored by the host or that tracking was accepted. The price is
+one fsync per commit and the engine commits once per batch, not per line.
+
+Writes join the innermost open :meth:`Ledger.transaction`; outside one, each write commits on
+its own. One connection per ledger, guarded by a re-entrant lock, so threads may share it.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from connector.errors import LedgerError
+from connector.ledger.migrations import MIGRATIONS
+from connector.models import HeldLine, HoldKind
+
+__all__ = [
+    "LINE_STATES",
+    "OUTBOX_STATES",
+    "Ledger",
+    "LedgerVersionError",
+    "LineRow",
+    "OutboxRow",
+    "ledger_path",
+    "open_ledger_file",
+]
+
+LINE_STATES = ("staged", "held", "delivered", "stored", "acked", "cancelled")
+OUTBOX_STATES = ("pending", "sending", "accepted", "rejected", "held", "retry")
+
+_LINE_COLUMNS = frozenset(
+    {
+        "orderid",
+        "fulfillment_lineitem_id",
+        "record",
+        "order_date",
+        "ship_by",
+        "quantity",
+        "sku",
+        "bom_sku",
+        "state",
+        "hold_kind",
+        "hold_reason",
+        "held_since",
+        "host_order_id",
+        "ci_status",
+        "qty_shipped",
+        "ack_attempts",
+        "cancel_detected_at",
+        "cancel_reported",
+    }
+)
+_OUTBOX_COLUMNS = frozenset(
+    {
+        "carrier_code",
+        "endpoint",
+        "state",
+        "hold_kind",
+        "reason",
+        "attempts",
+        "next_attempt_at",
+        "quantity",
+        "fulfillment_lineitem_id",
+        "courier",
+        "service",
+    }
+)
+
+
+class LedgerVersionError(LedgerError):
+    """The ledger file was written by a newer connector than this one."""
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _dt(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+@dataclass(frozen=True, slots=True)
+class LineRow:
+    """One CI line as the ledger knows it.
+
+    ``state``: staged (seen, not yet handed over) | held | delivered (handed to the host, not
+    confirmed) | stored (host confirmed) | acked (CI marked it exported) | cancelled.
+    ``tracking`` lists the tracking numbers CI accepted for the line.
+    """
+
+    ci_lineitemid: int
+    account: str
+    orderid: str
+    fulfillment_lineitem_id: str | None
+    record: dict[str, Any] | None
+    order_date: datetime | None
+    ship_by: datetime | None
+    quantity: int
+    sku: str
+    bom_sku: str | None
+    state: str
+    hold_kind: HoldKind | None
+    hold_reason: str
+    held_since: datetime | None
+    host_order_id: str | None
+    ci_status: str
+    qty_shipped: int
+    first_seen: datetime
+    updated_at: datetime
+    ack_attempts: int
+    cancel_detected_at: datetime | None
+    cancel_reported: bool
+    tracking: tuple[str, ...] = ()
+
+    @property
+    def open_quantity(self) -> int:
+        """Units not yet covered by accepted tracking."""
+        return max(self.quantity - self.qty_shipped, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """One (shipment, line, tracking number) on its way to CI."""
+
+    id: int
+    shipment_id: str
+    ci_lineitemid: int
+    fulfillment_lineitem_id: str | None
+    orderid: str
+    tracking: str
+    courier: str
+    service: str
+    carrier_code: str | None
+    quantity: int
+    endpoint: str | None
+    state: str
+    hold_kind: HoldKind | None
+    reason: str
+    attempts: int
+    next_attempt_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+def _line_from(row: sqlite3.Row, tracking: tuple[str, ...] = ()) -> LineRow:
+    return LineRow(
+        ci_lineitemid=row["ci_lineitemid"],
+        account=row["account"],
+        orderid=row["orderid"],
+        fulfillment_lineitem_id=row["fulfillment_lineitem_id"],
+        record=json.loads(row["record"]) if row["record"] else None,
+        order_date=_dt(row["order_date"]),
+        ship_by=_dt(row["ship_by"]),
+        quantity=row["quantity"],
+        sku=row["sku"],
+        bom_sku=row["bom_sku"],
+        state=row["state"],
+        hold_kind=HoldKind(row["hold_kind"]) if row["hold_kind"] else None,
+        hold_reason=row["hold_reason"],
+        held_since=_dt(row["held_since"]),
+        host_order_id=row["host_order_id"],
+        ci_status=row["ci_status"],
+        qty_shipped=row["qty_shipped"],
+        first_seen=datetime.fromisoformat(row["first_seen"]),
+        updated_at=datetime.fromisoformat(row["updated_at"]),
+        ack_attempts=row["ack_attempts"],
+        cancel_detected_at=_dt(row["cancel_detected_at"]),
+        cancel_reported=bool(row["cancel_reported"]),
+        tracking=tracking,
+    )
+
+
+def _outbox_from(row: sqlite3.Row) -> OutboxRow:
+    return OutboxRow(
+        id=row["id"],
+        shipment_id=row["shipment_id"],
+        ci_lineitemid=row["ci_lineitemid"],
+        fulfillment_lineitem_id=row["fulfillment_lineitem_id"],
+        orderid=row["orderid"],
+        tracking=row["tracking"],
+        courier=row["courier"],
+        service=row["service"],
+        carrier_code=row["carrier_code"],
+        quantity=row["quantity"],
+        endpoint=row["endpoint"],
+        state=row["state"],
+        hold_kind=HoldKind(row["hold_kind"]) if row["hold_kind"] else None,
+        reason=row["reason"],
+        attempts=row["attempts"],
+        next_attempt_at=_dt(row["next_attempt_at"]),
+        created_at=datetime.fromisoformat(row["created_at"]),
+        updated_at=datetime.fromisoformat(row["updated_at"]),
+    )
+
+
+def _to_sql(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, HoldKind):
+        return value.value
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True, default=str)
+    return value
+
+
+def ledger_path(data_dir: Path, account_name: str) -> Path:
+    """Where the ledger of ``account_name`` lives."""
+    return Path(data_dir) / f"ledger-{account_name}.sqlite3"
+
+
+def open_ledger_file(
+    path: Path,
+    account_name: str,
+    migrations: Sequence[tuple[int, str]] = MIGRATIONS,
+) -> Ledger:
+    """Open (creating or migrating) the ledger file at ``path``.
+
+    :raises LedgerVersionError: the file's schema is newer than ``migrations`` know.
+    :raises LedgerError: the file cannot be opened or migrated.
+    """
+    return Ledger(path, account_name, migrations)
+
+
+class Ledger:
+    """Durable per-account state. See the module docstring for the transaction rule."""
+
+    def __init__(
+        self, path: Path, account_name: str, migrations: Sequence[tuple[int, str]] = MIGRATIONS
+    ) -> None:
+        self.path = Path(path)
+        self.account = account_name
+        self._lock = threading.RLock()
+        self._depth = 0
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # isolation_level=None: we issue BEGIN/COMMIT ourselves, one per batch.
+            self._conn = sqlite3.connect(
+                str(self.path), isolation_level=None, check_same_thread=False, timeout=30.0
+            )
+            self._conn.row_factory = sqlite3.Row
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=FULL")
+            self._conn.execute("PRAGMA busy_timeout=30000")
+            self._conn.execute("PRAGMA foreign_keys=ON")
+        except (sqlite3.Error, OSError) as exc:
+            raise LedgerError(f"cannot open ledger {self.path}: {exc}") from None
+        self._migrate(migrations)
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _migrate(self, migrations: Sequence[tuple[int, str]]) -> None:
+        latest = max((v for v, _ in migrations), default=0)
+        try:
+            with self.transaction():
+                self._conn.execute(
+                    "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"
+                )
+                row = self._conn.execute("SELECT MAX(version) AS v FROM schema_version").fetchone()
+            current = int(row["v"] or 0)
+        except sqlite3.DatabaseError as exc:
+            raise LedgerError(f"ledger {self.path} is not a readable SQLite file: {exc}") from None
+        if current > latest:
+            raise LedgerVersionError(
+                f"ledger {self.path} has schema version {current}, newer than this connector "
+                f"supports ({latest}); upgrade groupon-ci-connector or restore an older ledger"
+            )
+        for version, script in sorted(migrations):
+            if version <= current:
+                continue
+            try:
+                with self.transaction():
+                    # executescript would COMMIT our transaction; run statements one by one.
+                    for statement in _split_sql(script):
+                        self._conn.execute(statement)
+                    self._conn.execute(
+                        "INSERT INTO schema_version (version) VALUES (?)", (version,)
+                    )
+            except sqlite3.Error as exc:
+                raise LedgerError(
+                    f"ledger {self.path}: migration to version {version} failed: {exc}"
+                ) from None
+
+    def schema_version(self) -> int:
+        """The schema version of the open file."""
+        row = self._conn.execute("SELECT MAX(version) AS v FROM schema_version").fetchone()
+        return int(row["v"] or 0)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Ledger]:
+        """One atomic batch. Nested calls join the outer transaction."""
+        with self._lock:
+            if self._depth == 0:
+                try:
+                    self._conn.execute("BEGIN IMMEDIATE")
+                except sqlite3.Error as exc:
+                    raise LedgerError(f"ledger {self.path}: cannot begin: {exc}") from None
+            self._depth += 1
+            try:
+                yield self
+            except BaseException:
+                self._depth -= 1
+                if self._depth == 0:
+                    self._conn.execute("ROLLBACK")
+                raise
+            self._depth -= 1
+            if self._depth == 0:
+                try:
+                    self._conn.execute("COMMIT")
+                except sqlite3.Error as exc:
+                    self._conn.execute("ROLLBACK")
+                    raise LedgerError(f"ledger {self.path}: commit failed: {exc}") from None
+
+    def _exec(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+        with self._lock:
+            try:
+                if self._depth == 0:
+                    with self.transaction():
+                        return self._conn.execute(sql, params)
+                return self._conn.execute(sql, params)
+            except sqlite3.Error as exc:
+                raise LedgerError(f"ledger {self.path}: {exc}") from None
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            try:
+                return list(self._conn.execute(sql, params).fetchall())
+            except sqlite3.Error as exc:
+                raise LedgerError(f"ledger {self.path}: {exc}") from None
+
+    def close(self) -> None:
+        """Close the connection."""
+        with self._lock:
+            self._conn.close()
+
+    # -- lines ------------------------------------------------------------------------------
+
+    def stage_line(
+        self,
+        *,
+        ci_lineitemid: int,
+        orderid: str,
+        now: datetime,
+        fulfillment_lineitem_id: str | None = None,
+        record: dict[str, Any] | None = None,
+        order_date: datetime | None = None,
+        ship_by: datetime | None = None,
+        quantity: int = 0,
+        sku: str = "",
+        bom_sku: str | None = None,
+        ci_status: str = "open",
+        state: str = "staged",
+        hold_kind: HoldKind | None = None,
+        hold_reason: str = "",
+    ) -> bool:
+        """Insert a line seen for the first time. Returns False if it was already known."""
+        cur = self._exec(
+            "INSERT OR IGNORE INTO lines (ci_lineitemid, account, orderid,"
+            " fulfillment_lineitem_id, record, order_date, ship_by, quantity, sku, bom_sku,"
+            " state, hold_kind, hold_reason, held_since, ci_status, first_seen, updated_at)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                ci_lineitemid,
+                self.account,
+                orderid,
+                fulfillment_lineitem_id,
+                _to_sql(record) if record is not None else None,
+                _iso(order_date),
+                _iso(ship_by),
+                quantity,
+                sku,
+                bom_sku,
+                state,
+                _to_sql(hold_kind),
+                hold_reason,
+                _iso(now) if hold_kind else None,
+                ci_status,
+                _iso(now),
+                _iso(now),
+            ),
+        )
+        return cur.rowcount == 1
+
+    def update_line(self, ci_lineitemid: int, now: datetime, **fields: Any) -> None:
+        """Set columns of one line (names checked against the schema)."""
+        unknown = set(fields) - _LINE_COLUMNS
+        if unknown:
+            raise ValueError(f"unknown line columns: {sorted(unknown)}")
+        if not fields:
+            return
+        assignments = ", ".join(f"{name} = ?" for name in fields)
+        params = [_to_sql(v) for v in fields.values()]
+        self._exec(
+            f"UPDATE lines SET {assignments}, updated_at = ? WHERE ci_lineitemid = ?",  # noqa: S608
+            [*params, _iso(now), ci_lineitemid],
+        )
+
+    def hold_line(self, ci_lineitemid: int, kind: HoldKind, reason: str, now: datetime) -> None:
+        """Put a line on hold (keeps ``held_since`` if it was already held for that kind)."""
+        self._exec(
+            "UPDATE lines SET hold_kind = ?, hold_reason = ?, updated_at = ?,"
+            " held_since = CASE WHEN hold_kind = ? AND held_since IS NOT NULL"
+            " THEN held_since ELSE ? END WHERE ci_lineitemid = ?",
+            (kind.value, reason, _iso(now), kind.value, _iso(now), ci_lineitemid),
+        )
+
+    def release_line(self, ci_lineitemid: int, now: datetime) -> None:
+        """Clear a line's hold."""
+        self._exec(
+            "UPDATE lines SET hold_kind = NULL, hold_reason = '', held_since = NULL,"
+            " updated_at = ? WHERE ci_lineitemid = ?",
+            (_iso(now), ci_lineitemid),
+        )
+
+    def get_line(self, ci_lineitemid: int) -> LineRow | None:
+        """One line, or None if the ledger never saw it."""
+        return self.get_lines([ci_lineitemid]).get(ci_lineitemid)
+
+    def get_lines(self, ids: Iterable[int]) -> dict[int, LineRow]:
+        """The known lines among ``ids``."""
+        wanted = list(dict.fromkeys(ids))
+        found: dict[int, LineRow] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self._query(
+                f"SELECT * FROM lines WHERE ci_lineitemid IN ({marks})",  # noqa: S608
+                chunk,
+            )
+            found.update((r["ci_lineitemid"], _line_from(r)) for r in rows)
+        return found
+
+    def lines_of_orders(self, orderids: Iterable[str]) -> dict[str, list[LineRow]]:
+        """Every known line of each order id, grouped by order."""
+        wanted = list(dict.fromkeys(orderids))
+        grouped: dict[str, list[LineRow]] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self._query(
+                f"SELECT * FROM lines WHERE orderid IN ({marks})"  # noqa: S608
+                " ORDER BY ci_lineitemid",
+                chunk,
+            )
+            for r in rows:
+                grouped.setdefault(r["orderid"], []).append(_line_from(r))
+        return grouped
+
+    def lines(self, states: Iterable[str] | None = None) -> Iterator[LineRow]:
+        """Every line (optionally only in ``states``), with accepted tracking numbers.
+
+        For the SLA clock and reconciliation: dates, quantities, shipped quantities, CI status.
+        """
+        tracking: dict[int, list[str]] = {}
+        for r in self._query(
+            "SELECT ci_lineitemid, tracking FROM outbox WHERE state = 'accepted' ORDER BY id"
+        ):
+            tracking.setdefault(r["ci_lineitemid"], []).append(r["tracking"])
+        if states is None:
+            rows = self._query("SELECT * FROM lines ORDER BY ci_lineitemid")
+        else:
+            wanted = list(states)
+            marks = ",".join("?" * len(wanted))
+            rows = self._query(
+                f"SELECT * FROM lines WHERE state IN ({marks}) ORDER BY ci_lineitemid",  # noqa: S608
+                wanted,
+            )
+        for r in rows:
+            yield _line_from(r, tuple(tracking.get(r["ci_lineitemid"], ())))
+
+    def orderids_in_states(self, states: Iterable[str]) -> list[str]:
+        """Distinct order ids having at least one line in ``states``."""
+        wanted = list(states)
+        marks = ",".join("?" * len(wanted))
+        rows = self._query(
+            f"SELECT DISTINCT orderid FROM lines WHERE state IN ({marks})",  # noqa: S608
+            wanted,
+        )
+        return [r["orderid"] for r in rows]
+
+    def log_ack(self, ci_lineitemid: int, outcome: str, now: datetime, reason: str = "") -> None:
+        """Append to the acknowledgement log."""
+        self._exec(
+            "INSERT INTO acks (ci_lineitemid, at, outcome, reason) VALUES (?,?,?,?)",
+            (ci_lineitemid, _iso(now), outcome, reason),
+        )
+
+    def ack_log(self, ci_lineitemid: int | None = None) -> list[tuple[int, str, str]]:
+        """(line id, outcome, reason) entries, oldest first."""
+        if ci_lineitemid is None:
+            rows = self._query("SELECT * FROM acks ORDER BY id")
+        else:
+            rows = self._query(
+                "SELECT * FROM acks WHERE ci_lineitemid = ? ORDER BY id", (ci_lineitemid,)
+            )
+        return [(r["ci_lineitemid"], r["outcome"], r["reason"]) for r in rows]
+
+    # -- record problems without a usable line id --------------------------------------------
+
+    def replace_problems(
+        self, problems: Sequence[tuple[str, str | None, str]], now: datetime
+    ) -> None:
+        """Replace the list of broken records ``(key, orderid, reason)`` (keeps first_seen)."""
+        keep = {r["key"]: r["first_seen"] for r in self._query("SELECT * FROM problems")}
+        with self.transaction():
+            self._exec("DELETE FROM problems")
+            for key, orderid, reason in problems:
+                self._exec(
+                    "INSERT OR REPLACE INTO problems (key, orderid, reason, first_seen)"
+                    " VALUES (?,?,?,?)",
+                    (key, orderid, reason, keep.get(key, _iso(now))),
+                )
+
+    def add_problems(self, problems: Sequence[tuple[str, str | None, str]], now: datetime) -> None:
+        """Add broken records (window mode: a record is only seen while its window is read)."""
+        with self.transaction():
+            for key, orderid, reason in problems:
+                self._exec(
+                    "INSERT OR IGNORE INTO problems (key, orderid, reason, first_seen)"
+                    " VALUES (?,?,?,?)",
+                    (key, orderid, reason, _iso(now)),
+                )
+
+    # -- outbox -----------------------------------------------------------------------------
+
+    def insert_outbox(
+        self,
+        *,
+        shipment_id: str,
+        ci_lineitemid: int,
+        tracking: str,
+        quantity: int,
+        now: datetime,
+        orderid: str = "",
+        fulfillment_lineitem_id: str | None = None,
+        courier: str = "",
+        service: str = "",
+        carrier_code: str | None = None,
+        endpoint: str | None = None,
+        state: str = "pending",
+        hold_kind: HoldKind | None = None,
+        reason: str = "",
+    ) -> OutboxRow:
+        """Insert a row keyed (shipment, line, tracking); return the stored row (old if any)."""
+        self._exec(
+            "INSERT OR IGNORE INTO outbox (shipment_id, ci_lineitemid, fulfillment_lineitem_id,"
+            " orderid, tracking, courier, service, carrier_code, quantity, endpoint, state,"
+            " hold_kind, reason, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                shipment_id,
+                ci_lineitemid,
+                fulfillment_lineitem_id,
+                orderid,
+                tracking,
+                courier,
+                service,
+                carrier_code,
+                quantity,
+                endpoint,
+                state,
+                _to_sql(hold_kind),
+                reason,
+                _iso(now),
+                _iso(now),
+            ),
+        )
+        rows = self._query(
+            "SELECT * FROM outbox WHERE shipment_id = ? AND ci_lineitemid = ? AND tracking = ?",
+            (shipment_id, ci_lineitemid, tracking),
+        )
+        return _outbox_from(rows[0])
+
+    def update_outbox(self, row_id: int, now: datetime, **fields: Any) -> None:
+        """Set columns of one outbox row (names checked against the schema)."""
+        unknown = set(fields) - _OUTBOX_COLUMNS
+        if unknown:
+            raise ValueError(f"unknown outbox columns: {sorted(unknown)}")
+        assignments = ", ".join(f"{name} = ?" for name in fields)
+        params = [_to_sql(v) for v in fields.values()]
+        self._exec(
+            f"UPDATE outbox SET {assignments}, updated_at = ? WHERE id = ?",  # noqa: S608
+            [*params, _iso(now), row_id],
+        )
+
+    def outbox_rows(
+        self,
+        *,
+        shipment_id: str | None = None,
+        ci_lineitemid: int | None = None,
+        orderid: str | None = None,
+        tracking: str | None = None,
+        states: Iterable[str] | None = None,
+        ids: Iterable[int] | None = None,
+    ) -> list[OutboxRow]:
+        """Outbox rows matching every given filter, oldest first."""
+        where: list[str] = []
+        params: list[Any] = []
+        for column, value in (
+            ("shipment_id", shipment_id),
+            ("ci_lineitemid", ci_lineitemid),
+            ("orderid", orderid),
+            ("tracking", tracking),
+        ):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        for column, values in (("state", states), ("id", ids)):
+            if values is not None:
+                wanted = list(values)
+                if not wanted:
+                    return []
+                where.append(f"{column} IN ({','.join('?' * len(wanted))})")
+                params.extend(wanted)
+        sql = "SELECT * FROM outbox"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        return [_outbox_from(r) for r in self._query(sql + " ORDER BY id", params)]
+
+    def pending_outbox(self) -> list[OutboxRow]:
+        """Rows not finished: pending, sending, retry and held (for the CLI)."""
+        return self.outbox_rows(states=("pending", "sending", "retry", "held"))
+
+    # -- watermarks and notices ---------------------------------------------------------------
+
+    def get_watermark(self, name: str = "orders") -> datetime | None:
+        """The window-mode watermark, or None before the first run."""
+        rows = self._query("SELECT value FROM watermarks WHERE name = ?", (name,))
+        return datetime.fromisoformat(rows[0]["value"]) if rows else None
+
+    def set_watermark(self, value: datetime, name: str = "orders") -> None:
+        """Advance (or set) the watermark."""
+        self._exec(
+            "INSERT INTO watermarks (name, value) VALUES (?, ?)"
+            " ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+            (name, _iso(value)),
+        )
+
+    def record_notice(self, ci_lineitemid: int, kind: str, now: datetime) -> None:
+        """Remember that the host was told about ``kind`` (e.g. a cancellation) for a line."""
+        self._exec(
+            "INSERT OR IGNORE INTO notices (ci_lineitemid, kind, reported_at) VALUES (?,?,?)",
+            (ci_lineitemid, kind, _iso(now)),
+        )
+
+    # -- operator views -----------------------------------------------------------------------
+
+    def held_lines(self) -> list[HeldLine]:
+        """Everything held for the operator: lines, broken records and dispatch rows."""
+        held: list[HeldLine] = []
+        for r in self._query(
+            "SELECT * FROM lines WHERE hold_kind IS NOT NULL ORDER BY orderid, ci_lineitemid"
+        ):
+            held.append(
+                HeldLine(
+                    account=self.account,
+                    kind=HoldKind(r["hold_kind"]),
+                    reason=r["hold_reason"],
+                    ci_lineitemid=r["ci_lineitemid"],
+                    orderid=r["orderid"] or None,
+                    since=_dt(r["held_since"]),
+                )
+            )
+        for r in self._query("SELECT * FROM problems ORDER BY first_seen, key"):
+            held.append(
+                HeldLine(
+                    account=self.account,
+                    kind=HoldKind.INVALID_PAYLOAD,
+                    reason=r["reason"],
+                    ci_lineitemid=None,
+                    orderid=r["orderid"],
+                    since=_dt(r["first_seen"]),
+                )
+            )
+        for o in self.outbox_rows(states=("held", "rejected")):
+            held.append(
+                HeldLine(
+                    account=self.account,
+                    kind=o.hold_kind or HoldKind.REJECTED_BY_CI,
+                    reason=f"shipment {o.shipment_id!r} tracking {o.tracking!r}: {o.reason}",
+                    ci_lineitemid=o.ci_lineitemid,
+                    orderid=o.orderid or None,
+                    since=o.updated_at,
+                )
+            )
+        return held
+
+    def summary(self) -> dict[str, dict[str, int]]:
+        """Counts per state: ``{"lines": {...}, "outbox": {...}, "held": {...}}``."""
+        lines = {s: 0 for s in LINE_STATES}
+        for r in self._query("SELECT state, COUNT(*) AS n FROM lines GROUP BY state"):
+            lines[r["state"]] = r["n"]
+        outbox = {s: 0 for s in OUTBOX_STATES}
+        for r in self._query("SELECT state, COUNT(*) AS n FROM outbox GROUP BY state"):
+            outbox[r["state"]] = r["n"]
+        held: dict[str, int] = {}
+        for h in self.held_lines():
+            held[h.kind.value] = held.get(h.kind.value, 0) + 1
+        return {"lines": lines, "outbox": outbox, "held": held}
+
+
+def _split_sql(script: str) -> list[str]:
+    """Split a migration script into statements (our scripts hold no ';' inside strings)."""
+    statements = []
+    for chunk in script.split(";"):
+        lines = [ln.split("--", 1)[0] for ln in chunk.splitlines()]
+        text = "\n".join(lines).strip()
+        if text:
+            statements.append(text)
+    return statements

@@ -1,0 +1,117 @@
+"""Ledger: schema versioning, transactions, read APIs."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from connector.errors import LedgerError
+from connector.ledger import LedgerVersionError, ledger_path, open_ledger, open_ledger_file
+from connector.ledger.migrations import MIGRATIONS
+from connector.models import Account, HoldKind
+from connector.secrets import Secret
+
+NOW = datetime(2024, 3, 4, 12, 0, tzinfo=UTC)
+
+
+def _account(tmp_path: Path, name: str = "us") -> Account:
+    return Account(
+        name=name, channel="groupon", supplier_id="90001", token=Secret("t" * 31), data_dir=tmp_path
+    )
+
+
+def test_open_ledger_creates_wal_file_per_account(tmp_path: Path) -> None:
+    ledger = open_ledger(_account(tmp_path))
+    assert ledger.path == tmp_path / "ledger-us.sqlite3"
+    assert ledger.path.exists()
+    mode = sqlite3.connect(ledger.path).execute("PRAGMA journal_mode").fetchone()[0]
+    assert mode == "wal"
+    assert ledger.schema_version() == len(MIGRATIONS)
+
+
+def test_migrations_apply_in_order_and_newer_file_is_refused(tmp_path: Path) -> None:
+    path = ledger_path(tmp_path, "x")
+    open_ledger_file(path, "x").close()
+    v2 = (*MIGRATIONS, (2, "ALTER TABLE lines ADD COLUMN note TEXT NOT NULL DEFAULT ''"))
+    upgraded = open_ledger_file(path, "x", migrations=v2)
+    assert upgraded.schema_version() == 2
+    cols = [r[1] for r in sqlite3.connect(path).execute("PRAGMA table_info(lines)")]
+    assert "note" in cols
+    upgraded.close()
+    with pytest.raises(LedgerVersionError, match=r"schema version 2, newer .* supports \(1\)"):
+        open_ledger_file(path, "x")
+
+
+def test_not_a_database_is_a_clear_ledger_error(tmp_path: Path) -> None:
+    path = tmp_path / "ledger-bad.sqlite3"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(LedgerError, match=r"ledger-bad\.sqlite3"):
+        open_ledger_file(path, "bad")
+
+
+def test_transaction_rolls_back_every_write_of_the_batch(tmp_path: Path) -> None:
+    ledger = open_ledger(_account(tmp_path))
+
+    def batch() -> None:
+        with ledger.transaction():
+            ledger.stage_line(ci_lineitemid=1, orderid="A", now=NOW, quantity=1, sku="s")
+            ledger.stage_line(ci_lineitemid=2, orderid="A", now=NOW, quantity=1, sku="s")
+            raise RuntimeError("crash mid-batch")
+
+    with pytest.raises(RuntimeError):
+        batch()
+    assert ledger.get_lines([1, 2]) == {}
+    with ledger.transaction():
+        assert ledger.stage_line(ci_lineitemid=1, orderid="A", now=NOW, quantity=2, sku="s")
+    assert not ledger.stage_line(ci_lineitemid=1, orderid="A", now=NOW, quantity=9, sku="s")
+    row = ledger.get_line(1)
+    assert row is not None
+    assert row.quantity == 2
+    assert row.state == "staged"
+
+
+def test_read_apis_summary_held_and_tracking(tmp_path: Path) -> None:
+    ledger = open_ledger(_account(tmp_path))
+    ledger.stage_line(ci_lineitemid=1, orderid="A", now=NOW, quantity=2, sku="s", order_date=NOW)
+    ledger.stage_line(ci_lineitemid=2, orderid="B", now=NOW, quantity=1, sku="t")
+    ledger.hold_line(2, HoldKind.UNMAPPED_SKU, "SKU 't' has no alias", NOW)
+    ledger.update_line(1, NOW, state="acked", qty_shipped=1)
+    row = ledger.insert_outbox(
+        shipment_id="S1",
+        ci_lineitemid=1,
+        tracking="1Z1",
+        quantity=1,
+        now=NOW,
+        orderid="A",
+        state="accepted",
+    )
+    assert row.id > 0
+    again = ledger.insert_outbox(
+        shipment_id="S1", ci_lineitemid=1, tracking="1Z1", quantity=5, now=NOW, orderid="A"
+    )
+    assert again.id == row.id
+    assert again.quantity == 1
+    lines = {ln.ci_lineitemid: ln for ln in ledger.lines()}
+    assert lines[1].tracking == ("1Z1",)
+    assert lines[1].open_quantity == 1
+    assert lines[1].order_date == NOW
+    held = ledger.held_lines()
+    assert [(h.ci_lineitemid, h.kind) for h in held] == [(2, HoldKind.UNMAPPED_SKU)]
+    summary = ledger.summary()
+    assert summary["lines"]["acked"] == 1
+    assert summary["lines"]["staged"] == 1
+    assert summary["outbox"]["accepted"] == 1
+    assert summary["held"] == {"unmapped_sku": 1}
+    with pytest.raises(ValueError, match="unknown line columns"):
+        ledger.update_line(1, NOW, bogus=1)
+
+
+def test_watermark_round_trip(tmp_path: Path) -> None:
+    ledger = open_ledger(_account(tmp_path))
+    assert ledger.get_watermark() is None
+    ledger.set_watermark(NOW)
+    ledger.set_watermark(NOW.replace(hour=13))
+    assert ledger.get_watermark() == NOW.replace(hour=13)
