@@ -216,7 +216,10 @@ def load_mappings(directory: Path | None = None) -> Mappings:
         raise MappingError([MappingProblem(root, _WHOLE_FILE, "", "mappings folder not found")])
 
     carriers, names, files = _load_carriers(root / "carriers", problems)
-    couriers = _load_couriers(root / "couriers.csv", carriers, problems)
+    # A region whose own list is broken would make every courier row using it look wrong too;
+    # its file's problems are reported, so its codes are not checked against the partial list.
+    broken = frozenset(r for r, f in files.items() if any(p.file == f for p in problems))
+    couriers = _load_couriers(root / "couriers.csv", carriers, broken, problems)
     aliases = _load_aliases(root / "sku_aliases.csv", problems)
     if problems:
         raise MappingError(problems)
@@ -399,7 +402,9 @@ def _load_carriers(
             )
         )
         return carriers, names, files
-    for path in sorted(folder.glob("*.csv")):
+    # Canonical names first, so that GB.csv (not UK.csv) is the one reported as a clash.
+    paths = sorted(folder.glob("*.csv"), key=lambda p: (p.stem.upper() in REGION_ALIASES, p.name))
+    for path in paths:
         region = normalize_region(path.stem)
         if not _REGION_RE.match(region):
             problems.append(
@@ -458,7 +463,10 @@ def _load_carriers(
 
 
 def _load_couriers(
-    path: Path, carriers: Mapping[str, Mapping[str, str]], problems: list[MappingProblem]
+    path: Path,
+    carriers: Mapping[str, Mapping[str, str]],
+    broken: frozenset[str],
+    problems: list[MappingProblem],
 ) -> dict[tuple[str, str, str], str]:
     table: dict[tuple[str, str, str], str] = {}
     first_line: dict[tuple[str, str, str], int] = {}
@@ -481,7 +489,9 @@ def _load_couriers(
             continue
         code = row.values["carrier_code"]
         canonical = carriers[region].get(code.lower())
-        if canonical is None:
+        if canonical is None and region in broken:
+            canonical = code
+        elif canonical is None:
             close = difflib.get_close_matches(code.lower(), list(carriers[region]), n=3, cutoff=0.6)
             hint = (
                 "; did you mean " + " or ".join(repr(carriers[region][c]) for c in close) + "?"
