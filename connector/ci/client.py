@@ -1,0 +1,750 @@
+"""HTTP client for Groupon's CommerceInterface (CI) supplier API, on ``requests``.
+
+Transport retries (429, 5xx, connection errors, timeouts) are urllib3's ``Retry`` on the
+session's adapter, with exponential backoff, jitter and a capped ``Retry-After``. Every CI call
+is safe to repeat (re-marking is harmless, an identical tracking re-send is a no-op), so POST is
+retried too. Answers that are not CI's JSON envelope (HTML pages, truncated JSON) are retried a
+few times here, since urllib3 cannot see them.
+
+The token rides in the query string of every GET. It never appears in an exception message, a
+log line (ours are redacted; urllib3's are filtered), ``repr(client)`` or :attr:`CIClient.stats`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import Any, Self
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    HTTPError,
+    InvalidHeader,
+    NewConnectionError,
+    ProtocolError,
+    ReadTimeoutError,
+)
+from urllib3.response import BaseHTTPResponse
+from urllib3.util.retry import Retry
+
+from connector.errors import CIAuthError, CIBusinessError, CIProtocolError, CITransportError
+from connector.models import Account
+from connector.secrets import RedactingFilter, Secret, install_log_redaction, redact
+
+from .throttle import Throttle, shared_throttle
+
+__all__ = [
+    "PAGE_SIZE",
+    "RETRY_AFTER_CAP",
+    "CIClient",
+    "ClientStats",
+    "LineitemTrackingItem",
+    "OrdersPage",
+    "PageMeta",
+    "TrackingItem",
+]
+
+log = logging.getLogger(__name__)
+
+PAGE_SIZE = 250
+"""CI's fixed page size (ci-api.md §3)."""
+
+RETRY_AFTER_CAP = 60.0
+"""Longest ``Retry-After`` honoured, in seconds: a hostile header must not stall a sync."""
+
+BACKOFF_MAX = 30.0
+"""Longest computed backoff between two attempts, in seconds."""
+
+WINDOW_FORMAT = "%m/%d/%Y %H:%M"
+"""``start_datetime``/``end_datetime`` format, UTC (ci-api.md §3)."""
+
+READ_VERSIONS = frozenset({"v2", "v3", "v4"})
+WRITE_VERSIONS = frozenset({"v2", "v4"})  # v3 documents no write endpoint
+
+RETRY_STATUSES = (429, 500, 502, 503, 504)
+
+# Reasons CI gives when the supplier id / token pair is wrong. Evidence is thin (ci-api.md §4),
+# so this is deliberately broad about credentials and narrow about anything else.
+_AUTH_REASON = re.compile(
+    r"(?i)token|credential|unauthori[sz]ed|authenticat|forbidden|access denied|"
+    r"supplier[_ ]?id|api[_ ]?key|permission"
+)
+
+_REDACTED_LOGGERS = (
+    __name__,
+    "connector.ci",
+    "urllib3.connection",
+    "urllib3.connectionpool",
+    "urllib3.poolmanager",
+    "urllib3.response",
+    "urllib3.util.retry",
+)
+
+
+# --- public data types -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PageMeta:
+    """``meta`` of a ``get_orders`` answer. ``0/0`` counters mean "nothing matches"."""
+
+    no_of_pages: int
+    current_page: int
+    max_items_per_page: int
+    no_of_items: int
+
+
+@dataclass(frozen=True, slots=True)
+class OrdersPage:
+    """One ``get_orders`` page: its counters and the raw JSON records (parse them with
+    :func:`connector.ci.schemas.parse_record`, which also reports non-object elements)."""
+
+    meta: PageMeta
+    records: list[dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class TrackingItem:
+    """One ``tracking_notification`` element, keyed by CI's line id."""
+
+    ci_lineitemid: int
+    carrier: str
+    tracking: str
+    quantity: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LineitemTrackingItem:
+    """One ``lineitem_tracking_notification`` element (v4), keyed by Groupon's line id."""
+
+    fulfillment_lineitem_id: str
+    carrier: str
+    tracking: str
+    quantity: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ClientStats:
+    """A snapshot of what a client did.
+
+    :ivar calls: HTTP attempts made by the client per endpoint (urllib3's own retries are
+        counted in ``retries``, not here).
+    :ivar retries: retries per reason: the HTTP status (``"429"``, ``"503"``), the transport
+        failure (``"ConnectionError"``, ``"ConnectTimeout"``, ``"ReadTimeout"``) or
+        ``"protocol"`` (an answer that was not CI's JSON envelope).
+    :ivar protocol_errors: answers that were not CI's JSON envelope.
+    :ivar failures: calls that ended in an exception, per exception class name.
+    """
+
+    calls: dict[str, int] = field(default_factory=dict)
+    retries: dict[str, int] = field(default_factory=dict)
+    protocol_errors: int = 0
+    failures: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def total_retries(self) -> int:
+        return sum(self.retries.values())
+
+
+class _StatsRecorder:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._calls: Counter[str] = Counter()
+        self._retries: Counter[str] = Counter()
+        self._failures: Counter[str] = Counter()
+        self._protocol_errors = 0
+
+    def call(self, endpoint: str) -> None:
+        with self._lock:
+            self._calls[endpoint] += 1
+
+    def retry(self, reason: str) -> None:
+        with self._lock:
+            self._retries[reason] += 1
+
+    def failure(self, kind: str) -> None:
+        with self._lock:
+            self._failures[kind] += 1
+
+    def protocol_error(self) -> None:
+        with self._lock:
+            self._protocol_errors += 1
+
+    def snapshot(self) -> ClientStats:
+        with self._lock:
+            return ClientStats(
+                dict(self._calls), dict(self._retries), self._protocol_errors, dict(self._failures)
+            )
+
+
+# --- urllib3 retry with accounting -----------------------------------------------------------
+
+
+def _retry_reason(response: BaseHTTPResponse | None, error: Exception | None) -> str:
+    if error is not None:
+        if isinstance(error, NewConnectionError):
+            return "ConnectionError"
+        if isinstance(error, ConnectTimeoutError):
+            return "ConnectTimeout"
+        if isinstance(error, ReadTimeoutError):
+            return "ReadTimeout"
+        if isinstance(error, ProtocolError):  # connection reset / closed mid-answer
+            return "ConnectionError"
+        return type(error).__name__
+    if response is not None and response.status:
+        return str(response.status)
+    return "unknown"
+
+
+class _CountingRetry(Retry):
+    """``Retry`` that reports each retry's reason, caps ``Retry-After`` on any urllib3 2.x and
+    sleeps through an injectable function (tests assert the wait instead of waiting)."""
+
+    on_retry: Callable[[str], None] | None = None
+    retry_after_cap: float = RETRY_AFTER_CAP
+    sleeper: Callable[[float], None] = staticmethod(time.sleep)
+
+    def new(self, **kw: Any) -> Self:
+        fresh = super().new(**kw)
+        fresh.on_retry = self.on_retry
+        fresh.retry_after_cap = self.retry_after_cap
+        fresh.sleeper = self.sleeper
+        return fresh
+
+    def increment(
+        self,
+        method: str | None = None,
+        url: str | None = None,
+        response: BaseHTTPResponse | None = None,
+        error: Exception | None = None,
+        _pool: Any = None,
+        _stacktrace: TracebackType | None = None,
+    ) -> Self:
+        fresh = super().increment(method, url, response, error, _pool, _stacktrace)
+        # Only reached when another attempt will be made (exhaustion raises above).
+        if self.on_retry is not None:
+            self.on_retry(_retry_reason(response, error))
+        return fresh
+
+    def parse_retry_after(self, retry_after: str) -> float:
+        try:
+            seconds = super().parse_retry_after(retry_after)
+        except InvalidHeader:
+            return 0.0  # unreadable header: fall back to the exponential backoff
+        return min(seconds, self.retry_after_cap)
+
+    def sleep_for_retry(self, response: BaseHTTPResponse) -> bool:
+        retry_after = self.get_retry_after(response)
+        if retry_after:
+            self.sleeper(retry_after)
+            return True
+        return False
+
+    def _sleep_backoff(self) -> None:
+        backoff = self.get_backoff_time()
+        if backoff > 0:
+            self.sleeper(backoff)
+
+
+class _ProtocolProblem(Exception):
+    """Internal: the answer was not CI's JSON envelope (retried, then CIProtocolError)."""
+
+
+# --- the client ------------------------------------------------------------------------------
+
+
+class CIClient:
+    """One CI supplier account.
+
+    :param base_url: CI host, e.g. ``https://scm.commerceinterface.com``.
+    :param supplier_id: the account's supplier id.
+    :param token: the account's token (a plain ``str`` is wrapped in a :class:`Secret`).
+    :param api_version: ``"v2"``, ``"v3"`` (reads only) or ``"v4"``.
+    :param timeout: connect and read timeout of one HTTP attempt, seconds.
+    :param max_retries: transport retries per call (429, 5xx, connection errors, timeouts).
+    :param backoff: base of the exponential backoff (urllib3 ``backoff_factor``); also the jitter.
+    :param requests_per_second: client-side throttle (0 = off).
+    :param session: a ``requests.Session`` to use; if its adapter for ``base_url`` is a plain,
+        retry-less ``HTTPAdapter``, the client mounts its own retrying adapter for that prefix,
+        otherwise the session is used as is. The client never closes a session it was given.
+    :param protocol_retries: extra attempts after an answer that is not CI's JSON envelope.
+    :param retry_after_cap: longest ``Retry-After`` honoured, seconds.
+    :param sleep: sleep function for backoffs (tests inject a recorder).
+    :param throttle: an explicit throttle (overrides ``requests_per_second``).
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        supplier_id: str,
+        token: Secret,
+        api_version: str = "v4",
+        timeout: float = 30.0,
+        max_retries: int = 5,
+        backoff: float = 0.5,
+        requests_per_second: float = 0.0,
+        session: requests.Session | None = None,
+        protocol_retries: int = 2,
+        retry_after_cap: float = RETRY_AFTER_CAP,
+        sleep: Callable[[float], None] = time.sleep,
+        throttle: Throttle | None = None,
+    ) -> None:
+        if isinstance(token, str):
+            token = Secret(token)
+        if not isinstance(token, Secret):
+            raise TypeError("token must be a connector.secrets.Secret")
+        _install_redaction()
+        if not re.match(r"^https?://[^/\s]+", base_url or ""):
+            raise ValueError(f"base_url must be an http(s) URL, got {redact(repr(base_url))}")
+        if api_version not in READ_VERSIONS:
+            raise ValueError(
+                f"api_version must be one of {sorted(READ_VERSIONS)}, got {api_version!r}"
+            )
+        if not str(supplier_id).strip():
+            raise ValueError("supplier_id must not be empty")
+        if timeout <= 0 or max_retries < 0 or backoff < 0 or protocol_retries < 0:
+            raise ValueError("timeout must be > 0; max_retries, backoff, protocol_retries >= 0")
+
+        self.base_url = base_url.rstrip("/")
+        self.supplier_id = str(supplier_id).strip()
+        self.api_version = api_version
+        self.timeout = float(timeout)
+        self.max_retries = max_retries
+        self.backoff = backoff
+        self.protocol_retries = protocol_retries
+        self._token = token
+        self._sleep = sleep
+        self._stats = _StatsRecorder()
+        self._throttle = throttle or (
+            shared_throttle(f"{self.base_url}|{self.supplier_id}", requests_per_second)
+            if requests_per_second > 0
+            else Throttle(0)
+        )
+
+        retry = _CountingRetry(
+            total=max_retries,
+            connect=max_retries,
+            read=max_retries,
+            status=max_retries,
+            other=max_retries,
+            redirect=3,
+            allowed_methods=frozenset({"GET", "POST"}),
+            status_forcelist=RETRY_STATUSES,
+            backoff_factor=backoff,
+            backoff_jitter=backoff,
+            backoff_max=BACKOFF_MAX,
+            respect_retry_after_header=True,
+            raise_on_status=False,
+        )
+        retry.on_retry = self._stats.retry
+        retry.retry_after_cap = retry_after_cap
+        retry.sleeper = sleep
+        adapter = HTTPAdapter(max_retries=retry)
+        self._owns_session = session is None
+        if session is None:
+            session = requests.Session()
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+        else:
+            current = session.get_adapter(self.base_url)
+            if type(current) is HTTPAdapter and not current.max_retries.total:
+                session.mount(self.base_url + "/", adapter)
+        self._session = session
+
+    @classmethod
+    def for_account(cls, account: Account) -> CIClient:
+        """Build the client for a configured account (its URL, credentials, version and
+        ``options`` timeout/retries/backoff/throttle). Accounts of one supplier share a throttle."""
+        opts = account.options
+        return cls(
+            base_url=account.base_url,
+            supplier_id=account.supplier_id,
+            token=account.token,
+            api_version=account.api_version,
+            timeout=opts.timeout_seconds,
+            max_retries=opts.max_retries,
+            backoff=opts.backoff_seconds,
+            requests_per_second=opts.requests_per_second,
+        )
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def get_orders_page(
+        self, page: int = 1, window: tuple[datetime, datetime] | None = None
+    ) -> OrdersPage:
+        """``GET get_orders`` for one page. Without ``window`` CI lists the not-yet-exported
+        records; with one (aware datetimes, shorter than 24 h) every record in it.
+
+        :raises ValueError: bad page number or window (checked before any call).
+        :raises CIError: see the module docstring.
+        """
+        if isinstance(page, bool) or not isinstance(page, int) or page < 1:
+            raise ValueError(f"page must be an integer >= 1, got {page!r}")
+        params: dict[str, str] = {}
+        if window is not None:
+            start, end = format_window(window)
+            params["start_datetime"] = start
+            params["end_datetime"] = end
+        params["page"] = str(page)
+        body = self._call("get_orders", "GET", params, _check_orders_envelope)
+        meta = body["meta"]
+        return OrdersPage(
+            meta=PageMeta(
+                no_of_pages=meta["no_of_pages"],
+                current_page=meta["current_page"],
+                max_items_per_page=meta["max_items_per_page"],
+                no_of_items=meta["no_of_items"],
+            ),
+            records=list(body["data"]),
+        )
+
+    def fetch_all(self, window: tuple[datetime, datetime] | None = None) -> list[OrdersPage]:
+        """Read every page of one listing and return them all; marks nothing.
+
+        The first page's ``no_of_pages`` decides how many pages are read; reading also stops
+        at the first empty page and never goes past ``ceil(no_of_items / 250) + 1`` pages, so
+        counters that change or lie cannot loop. Anomalies are logged as warnings.
+        """
+        first = self.get_orders_page(1, window)
+        pages = [first]
+        expected = first.meta.no_of_pages
+        if expected == 0 or not first.records:
+            if first.records or expected > 0:
+                log.warning(
+                    "CI get_orders anomaly: page 1 has %d records but no_of_pages=%d",
+                    len(first.records),
+                    expected,
+                )
+            return pages
+        cap = math.ceil(first.meta.no_of_items / PAGE_SIZE) + 1
+        if expected > cap:
+            log.warning(
+                "CI get_orders anomaly: no_of_pages=%d but no_of_items=%d; reading at most %d",
+                expected,
+                first.meta.no_of_items,
+                cap,
+            )
+        last = min(expected, cap)
+        for number in range(2, last + 1):
+            page = self.get_orders_page(number, window)
+            if page.meta.no_of_pages != expected or page.meta.current_page != number:
+                log.warning(
+                    "CI get_orders anomaly: page %d says current_page=%d, no_of_pages=%d "
+                    "(page 1 said %d); keeping page 1's count",
+                    number,
+                    page.meta.current_page,
+                    page.meta.no_of_pages,
+                    expected,
+                )
+            if not page.records:
+                log.warning(
+                    "CI get_orders anomaly: page %d of %d is empty; stopping", number, expected
+                )
+                break
+            pages.append(page)
+        total = sum(len(p.records) for p in pages)
+        if total != first.meta.no_of_items:
+            log.warning(
+                "CI get_orders anomaly: read %d records, no_of_items said %d",
+                total,
+                first.meta.no_of_items,
+            )
+        return pages
+
+    # -- writes --------------------------------------------------------------------------------
+
+    def mark_exported(self, ci_lineitemids: Sequence[int]) -> None:
+        """``POST mark_exported`` for these line ids. An empty sequence makes no call.
+
+        :raises ValueError: an id is not a positive int; the API version has no writes.
+        """
+        self._require_write("mark_exported")
+        ids = [_positive_int(i, "ci_lineitemid") for i in ci_lineitemids]
+        if not ids:
+            return
+        self._call(
+            "mark_exported", "POST", {"ci_lineitem_ids": json.dumps(ids, separators=(",", ":"))}
+        )
+
+    def tracking_notification(self, items: Sequence[TrackingItem]) -> None:
+        """``POST tracking_notification``: one element per (line, tracking number).
+        An empty sequence makes no call."""
+        self._require_write("tracking_notification")
+        elements: list[dict[str, Any]] = []
+        for item in items:
+            element: dict[str, Any] = {
+                "carrier": _text(item.carrier, "carrier"),
+                "ci_lineitem_id": _positive_int(item.ci_lineitemid, "ci_lineitemid"),
+                "tracking": _text(item.tracking, "tracking"),
+            }
+            if item.quantity is not None:
+                element["quantity"] = _positive_int(item.quantity, "quantity")
+            elements.append(element)
+        if elements:
+            self._call(
+                "tracking_notification",
+                "POST",
+                {"tracking_info": json.dumps(elements, separators=(",", ":"))},
+            )
+
+    def lineitem_tracking_notification(self, items: Sequence[LineitemTrackingItem]) -> None:
+        """``POST lineitem_tracking_notification`` (v4 only), keyed by
+        ``fulfillment_lineitem_id``; ``quantity`` ships part of a line."""
+        if self.api_version != "v4":
+            raise ValueError(
+                f"lineitem_tracking_notification exists only on v4, not {self.api_version}"
+            )
+        elements: list[dict[str, Any]] = []
+        for item in items:
+            element: dict[str, Any] = {
+                "carrier": _text(item.carrier, "carrier"),
+                "fulfillment_lineitem_id": _text(
+                    str(item.fulfillment_lineitem_id), "fulfillment_lineitem_id"
+                ),
+                "tracking": _text(item.tracking, "tracking"),
+            }
+            if item.quantity is not None:
+                element["quantity"] = _positive_int(item.quantity, "quantity")
+            elements.append(element)
+        if elements:
+            self._call(
+                "lineitem_tracking_notification",
+                "POST",
+                {"tracking_info": json.dumps(elements, separators=(",", ":"))},
+            )
+
+    # -- bookkeeping ---------------------------------------------------------------------------
+
+    @property
+    def stats(self) -> ClientStats:
+        """A frozen snapshot of calls, retries per reason and protocol errors."""
+        return self._stats.snapshot()
+
+    def close(self) -> None:
+        """Close the HTTP session if the client created it."""
+        if self._owns_session:
+            self._session.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return redact(
+            f"CIClient(base_url={self.base_url!r}, supplier_id={self.supplier_id!r}, "
+            f"api_version={self.api_version!r}, token={self._token!r})"
+        )
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _require_write(self, endpoint: str) -> None:
+        if self.api_version not in WRITE_VERSIONS:
+            raise ValueError(f"{endpoint} does not exist on {self.api_version} (use v2 or v4)")
+
+    def _call(
+        self,
+        endpoint: str,
+        method: str,
+        fields: Mapping[str, str],
+        check: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        url = f"{self.base_url}/api/{self.api_version}/{endpoint}"
+        payload = {"supplier_id": self.supplier_id, "token": self._token.reveal(), **fields}
+        problem = ""
+        for attempt in range(self.protocol_retries + 1):
+            if attempt:
+                self._stats.retry("protocol")
+                self._sleep(min(BACKOFF_MAX, self.backoff * 2**attempt))
+            self._throttle.acquire()
+            self._stats.call(endpoint)
+            response = self._send(endpoint, method, url, payload)
+            try:
+                body = self._interpret(endpoint, response)
+                if check is not None:
+                    check(body)
+                return body
+            except _ProtocolProblem as exc:
+                problem = str(exc)
+                self._stats.protocol_error()
+                log.warning(
+                    "CI %s attempt %d/%d: %s",
+                    endpoint,
+                    attempt + 1,
+                    self.protocol_retries + 1,
+                    problem,
+                )
+            except (CIBusinessError, CITransportError) as exc:
+                self._stats.failure(type(exc).__name__)
+                raise
+        self._stats.failure("CIProtocolError")
+        raise CIProtocolError(
+            f"CI {endpoint}: not the JSON envelope after {self.protocol_retries + 1} "
+            f"attempts: {problem}",
+            endpoint=endpoint,
+        )
+
+    def _send(
+        self, endpoint: str, method: str, url: str, payload: Mapping[str, str]
+    ) -> requests.Response:
+        timeouts = (self.timeout, self.timeout)
+        started = time.monotonic()
+        failure = ""
+        try:
+            if method == "GET":
+                response = self._session.get(url, params=payload, timeout=timeouts)
+            else:
+                response = self._session.post(url, data=payload, timeout=timeouts)
+        except (requests.RequestException, HTTPError) as exc:
+            failure = f"{type(exc).__name__}: {redact(str(exc))}"
+        if failure:
+            # Raised outside the except block so the original exception (whose message holds
+            # the URL with the token) is neither the cause nor the context of ours.
+            self._stats.failure("CITransportError")
+            log.warning("CI %s failed after retries: %s", endpoint, failure)
+            raise CITransportError(
+                f"CI {endpoint}: no answer after {self.max_retries} retries: {failure}",
+                endpoint=endpoint,
+            )
+        log.debug(
+            "CI %s %s -> HTTP %d in %.3fs",
+            method,
+            redact(response.url),
+            response.status_code,
+            time.monotonic() - started,
+        )
+        return response
+
+    def _interpret(self, endpoint: str, response: requests.Response) -> dict[str, Any]:
+        status = response.status_code
+        if status == 429 or status >= 500:
+            retried = f" after {self.max_retries} retries" if status in RETRY_STATUSES else ""
+            raise CITransportError(
+                f"CI {endpoint}: HTTP {status}{retried}",
+                endpoint=endpoint,
+                status=status,
+            )
+        body = _json_object(response.content)
+        if status in (401, 403):
+            reason = _reason(body) if body is not None else f"HTTP {status}"
+            raise CIAuthError(reason, endpoint=endpoint, status=status)
+        if body is None:
+            raise _ProtocolProblem(
+                f"HTTP {status}, body is not a JSON object "
+                f"({response.headers.get('Content-Type', 'no content type')}, "
+                f"{len(response.content)} bytes: {_snippet(response.content)})"
+            )
+        success = body.get("success")
+        if not isinstance(success, bool):
+            raise _ProtocolProblem(
+                f"HTTP {status}, JSON body has no boolean 'success' (keys: "
+                f"{redact(', '.join(sorted(map(str, body))[:10]))})"
+            )
+        if not success:
+            reason = _reason(body)
+            error = CIAuthError if _AUTH_REASON.search(reason) else CIBusinessError
+            raise error(reason, endpoint=endpoint, status=status)
+        if status >= 400:
+            raise _ProtocolProblem(f"HTTP {status} with success: true")
+        return body
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def format_window(window: tuple[datetime, datetime]) -> tuple[str, str]:
+    """Format a ``(start, end)`` window for CI: UTC, ``%m/%d/%Y %H:%M``.
+
+    :raises ValueError: naive datetimes, end before start, or a window of 24 h or more
+        (CI wants windows shorter than a day; ci-api.md §3).
+    """
+    start, end = window
+    for name, value in (("start", start), ("end", end)):
+        if not isinstance(value, datetime) or value.tzinfo is None:
+            raise ValueError(f"window {name} must be a timezone-aware datetime, got {value!r}")
+    if end < start:
+        raise ValueError(f"window end {end.isoformat()} is before start {start.isoformat()}")
+    if end - start >= timedelta(hours=24):
+        raise ValueError(
+            f"CI refuses windows of 24 h or more; got {end - start} "
+            f"({start.isoformat()} .. {end.isoformat()}); split it into < 24 h slices"
+        )
+    return (
+        start.astimezone(UTC).strftime(WINDOW_FORMAT),
+        end.astimezone(UTC).strftime(WINDOW_FORMAT),
+    )
+
+
+def _check_orders_envelope(body: dict[str, Any]) -> None:
+    meta = body.get("meta")
+    if not isinstance(meta, dict):
+        raise _ProtocolProblem("get_orders answer has no 'meta' object")
+    for key in ("no_of_pages", "current_page", "max_items_per_page", "no_of_items"):
+        value = meta.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise _ProtocolProblem(
+                f"get_orders meta.{key} is not a non-negative integer: {_short(repr(value))}"
+            )
+    if not isinstance(body.get("data"), list):
+        raise _ProtocolProblem(
+            f"get_orders 'data' is not a list: {type(body.get('data')).__name__}"
+        )
+
+
+def _json_object(content: bytes) -> dict[str, Any] | None:
+    try:
+        parsed = json.loads(content)
+    except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        return None
+    return parsed if isinstance(parsed, dict) else None
+
+
+def _reason(body: Mapping[str, Any]) -> str:
+    reason = body.get("reason")
+    if isinstance(reason, str) and reason.strip():
+        return redact(_short(reason.strip(), 300))
+    return "no reason given"
+
+
+def _short(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _snippet(content: bytes) -> str:
+    text = content[:200].decode("utf-8", "replace")
+    return redact(_short(" ".join(text.split())) or "(empty)")
+
+
+def _positive_int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return value
+
+
+def _text(value: Any, name: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{name} must be a non-empty string, got {value!r}")
+    return value.strip()
+
+
+def _install_redaction() -> None:
+    """The shared installer filters named loggers; a logger filter does not apply to records
+    of child loggers, so add it to the children that log URLs (and to ours) as well."""
+    install_log_redaction()
+    for name in _REDACTED_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactingFilter) for f in logger.filters):
+            logger.addFilter(RedactingFilter())
