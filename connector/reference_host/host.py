@@ -1,0 +1,201 @@
+"""The reference host: one sync cycle and one dispatch, done in the order the contract asks.
+
+``sync`` is: import (nothing acknowledged yet) -> store in one transaction (commit) ->
+``mark_exported`` with the receipts of what committed -> record held lines and cancellations ->
+flush the outbox. The host talks to plugins only through :class:`ChannelFacade`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from connector.errors import ChannelError
+from connector.models import Account, LineOutcome, LineResult, Shipment
+from connector.reference_host.facade import ChannelFacade
+from connector.reference_host.store import AcceptPolicy, HostStore
+from connector.secrets import redact
+
+__all__ = ["HOST_DB_NAME", "SYNC_STAGES", "ReferenceHost", "SyncReport"]
+
+HOST_DB_NAME = "reference-host.sqlite3"
+"""File name of the reference host's database inside the config's ``data_dir``."""
+
+SYNC_STAGES = ("import", "store", "mark_exported", "notices", "flush")
+"""The stages of one sync, in order; the progress callback receives each name when it is done."""
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _count(results: list[LineResult], outcome: LineOutcome) -> int:
+    return sum(1 for r in results if r.outcome is outcome)
+
+
+@dataclass
+class SyncReport:
+    """What one :meth:`ReferenceHost.sync` did for one account.
+
+    Orders and lines: ``orders_imported``/``lines_imported`` came from the channel;
+    ``orders_new`` were inserted, ``orders_already_stored`` were replays; ``orders_refused``
+    were refused by the host's accept policy (never acknowledged).
+    Acknowledgements: ``lines_marked_exported`` accepted by the channel now, ``already_done``,
+    ``ack_queued`` (retried by the outbox), ``ack_rejected``.
+    Notices: ``held`` lines reported by the plugin (``held_new`` first seen now);
+    ``cancellations`` reported, ``cancellations_applied``, ``cancellation_conflicts``.
+    Outbox: ``retried`` lines attempted by the flush, ``retried_ok`` accepted, of which
+    ``dispatched`` carried tracking; ``still_queued`` remain queued.
+    ``errors`` lists failures after the commit (the sync carried on).
+    """
+
+    account: str
+    orders_imported: int = 0
+    lines_imported: int = 0
+    orders_new: int = 0
+    orders_already_stored: int = 0
+    orders_refused: int = 0
+    lines_marked_exported: int = 0
+    already_done: int = 0
+    ack_queued: int = 0
+    ack_rejected: int = 0
+    held: int = 0
+    held_new: int = 0
+    cancellations: int = 0
+    cancellations_applied: int = 0
+    cancellation_conflicts: int = 0
+    retried: int = 0
+    retried_ok: int = 0
+    dispatched: int = 0
+    still_queued: int = 0
+    duration_seconds: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """``True`` when every stage ran without an error."""
+        return not self.errors
+
+    def to_dict(self) -> dict[str, object]:
+        """A JSON-ready dict of every count, plus ``ok``."""
+        data = asdict(self)
+        data["duration_seconds"] = round(self.duration_seconds, 3)
+        data["ok"] = self.ok
+        return data
+
+
+class ReferenceHost:
+    """A small but correct host OMS over a SQLite database.
+
+    :param db_path: the host database file (created if missing).
+    :param facade: the typed hook facade of a loaded plugin manager.
+    :param accept: optional policy to refuse orders (``False`` or a reason string refuses).
+    :param clock: the host's clock (aware UTC), for notices and timestamps.
+    """
+
+    def __init__(
+        self,
+        db_path: Path | str,
+        facade: ChannelFacade,
+        *,
+        accept: AcceptPolicy | None = None,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self.facade = facade
+        self.accept = accept
+        self.clock = clock
+        self.store = HostStore(db_path, clock=clock)
+
+    def close(self) -> None:
+        """Close the host database."""
+        self.store.close()
+
+    def __enter__(self) -> ReferenceHost:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def sync(
+        self, account: Account, *, progress: Callable[[str], None] | None = None
+    ) -> SyncReport:
+        """Run one import cycle for ``account`` and report what happened.
+
+        :raises connector.errors.ChannelError: the import itself failed (nothing was stored
+            or acknowledged), or no plugin owns the account's channel.
+        :raises connector.reference_host.store.HostStoreError: the host database failed
+            before anything was acknowledged.
+        """
+        started = time.monotonic()
+        step = progress or (lambda _stage: None)
+        report = SyncReport(account=account.name)
+
+        batch = self.facade.import_orders(account=account)
+        report.orders_imported = len(batch.orders)
+        report.lines_imported = sum(len(o.lines) for o in batch.orders)
+        step("import")
+
+        # Commit first: only what is durably stored may be acknowledged.
+        outcome = self.store.store_batch(account.name, batch.orders, accept=self.accept)
+        report.orders_new = outcome.new_orders
+        report.orders_already_stored = outcome.existing_orders
+        report.orders_refused = len(outcome.refused)
+        step("store")
+
+        if outcome.stored:
+            try:
+                acks = self.facade.mark_exported(account=account, stored=outcome.stored)
+            except ChannelError as exc:
+                # Stored but not acknowledged: the channel offers these orders again, and the
+                # idempotent store turns that into a replay.
+                report.errors.append(f"mark_exported: {redact(str(exc))}")
+            else:
+                report.lines_marked_exported = _count(acks, LineOutcome.ACCEPTED)
+                report.already_done = _count(acks, LineOutcome.ALREADY_DONE)
+                report.ack_queued = _count(acks, LineOutcome.QUEUED)
+                report.ack_rejected = _count(acks, LineOutcome.REJECTED)
+        step("mark_exported")
+
+        report.held = len(batch.held)
+        report.held_new = self.store.record_held(account.name, batch.held)
+        report.cancellations = len(batch.cancellations)
+        cancels = self.store.apply_cancellations(account.name, batch.cancellations)
+        report.cancellations_applied = cancels.cancelled
+        report.cancellation_conflicts = len(cancels.conflicts)
+        step("notices")
+
+        try:
+            flushed = self.facade.flush_outbox(account=account)
+        except ChannelError as exc:
+            report.errors.append(f"flush_outbox: {redact(str(exc))}")
+        else:
+            report.retried = len(flushed)
+            accepted = [r for r in flushed if r.outcome is LineOutcome.ACCEPTED]
+            report.retried_ok = len(accepted)
+            report.dispatched = sum(1 for r in accepted if r.tracking_number is not None)
+            report.still_queued = _count(flushed, LineOutcome.QUEUED)
+        step("flush")
+
+        report.duration_seconds = time.monotonic() - started
+        return report
+
+    def ship(self, account: Account, shipment: Shipment) -> list[LineResult]:
+        """Record ``shipment`` in the host (committed), then send it through the plugin.
+
+        Lines the plugin holds or CI rejects are kept as ``dispatch_<outcome>`` notices for the
+        operator. Sending the same shipment again is safe on both sides.
+        """
+        self.store.create_shipment(account.name, shipment)
+        results = self.facade.dispatch(account=account, shipment=shipment)
+        for r in results:
+            if r.outcome in (LineOutcome.HELD, LineOutcome.REJECTED):
+                self.store.record_notice(
+                    account.name,
+                    f"dispatch_{r.outcome.value}",
+                    r.reason,
+                    ci_lineitemid=r.ci_lineitemid,
+                )
+        return results

@@ -1,0 +1,532 @@
+"""The reference host's own database: orders, lines, shipments and notices, in SQLite.
+
+This is the worked example of what a correct host does with a channel's orders:
+
+* each batch is stored in **one transaction**, and only then acknowledged;
+* storing is **idempotent**, keyed on ``(account, orderid)`` for orders and
+  ``(account, ci_lineitemid)`` for lines, because the channel returns an order again until the
+  host confirms it (after a crash between commit and acknowledgement, for instance);
+* the host may **refuse** an order (an ``accept`` policy); a refused order is not stored, so it
+  is never acknowledged, and the channel offers it again next time.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from connector.models import Cancellation, HeldLine, Order, Shipment, StoredOrder
+
+__all__ = [
+    "AcceptPolicy",
+    "CancellationOutcome",
+    "HostStore",
+    "HostStoreError",
+    "StoreOutcome",
+]
+
+AcceptPolicy = Callable[[Order], "bool | str"]
+"""Decides whether the host takes an order: ``True`` to store it, ``False`` or a reason string
+to refuse it."""
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS orders (
+    seq           INTEGER PRIMARY KEY AUTOINCREMENT,
+    host_order_id TEXT NOT NULL UNIQUE,
+    account       TEXT NOT NULL,
+    orderid       TEXT NOT NULL,
+    order_date    TEXT NOT NULL,
+    ship_by       TEXT NOT NULL,
+    status        TEXT NOT NULL DEFAULT 'open'
+                  CHECK (status IN ('open', 'cancelled', 'shipped')),
+    ship_to       TEXT NOT NULL,
+    total         TEXT NOT NULL,
+    created_at    TEXT NOT NULL,
+    UNIQUE (account, orderid)
+);
+CREATE TABLE IF NOT EXISTS order_lines (
+    host_line_id            TEXT PRIMARY KEY,
+    host_order_id           TEXT NOT NULL REFERENCES orders (host_order_id),
+    account                 TEXT NOT NULL,
+    ci_lineitemid           INTEGER NOT NULL,
+    fulfillment_lineitem_id TEXT,
+    sku                     TEXT NOT NULL,
+    host_sku                TEXT NOT NULL,
+    components              TEXT NOT NULL,
+    quantity                INTEGER NOT NULL,
+    shipped_quantity        INTEGER NOT NULL DEFAULT 0,
+    status                  TEXT NOT NULL DEFAULT 'open'
+                            CHECK (status IN ('open', 'cancelled', 'shipped')),
+    UNIQUE (account, ci_lineitemid)
+);
+CREATE TABLE IF NOT EXISTS shipments (
+    account     TEXT NOT NULL,
+    shipment_id TEXT NOT NULL,
+    courier     TEXT NOT NULL,
+    service     TEXT NOT NULL,
+    shipped_at  TEXT,
+    parcels     TEXT NOT NULL,
+    created_at  TEXT NOT NULL,
+    PRIMARY KEY (account, shipment_id)
+);
+CREATE TABLE IF NOT EXISTS notices (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    account       TEXT NOT NULL,
+    kind          TEXT NOT NULL,
+    ci_lineitemid INTEGER,
+    orderid       TEXT,
+    reason        TEXT NOT NULL,
+    seen_at       TEXT NOT NULL,
+    dedupe_key    TEXT NOT NULL UNIQUE
+);
+"""
+
+
+class HostStoreError(Exception):
+    """The host database could not be opened or written; the message names the file."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoreOutcome:
+    """What :meth:`HostStore.store_batch` did with one batch.
+
+    :ivar stored: a receipt for every order now in the database (new or already there).
+    :ivar new_orders: how many orders were inserted by this call.
+    :ivar existing_orders: how many were already stored (idempotent replay).
+    :ivar new_lines: lines inserted by this call.
+    :ivar refused: ``(orderid, reason)`` for each order the accept policy refused.
+    """
+
+    stored: tuple[StoredOrder, ...] = ()
+    new_orders: int = 0
+    existing_orders: int = 0
+    new_lines: int = 0
+    refused: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class CancellationOutcome:
+    """What :meth:`HostStore.apply_cancellations` did.
+
+    :ivar cancelled: open lines now cancelled in the host.
+    :ivar already_cancelled: lines the host had already cancelled (a repeated notice).
+    :ivar conflicts: lines that could not be cancelled (already shipped, or unknown to the
+        host), with the reason; each is also kept as a ``cancel_conflict`` notice.
+    """
+
+    cancelled: int = 0
+    already_cancelled: int = 0
+    conflicts: tuple[tuple[int, str], ...] = field(default_factory=tuple)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
+class HostStore:
+    """The reference host's SQLite database (one file, WAL mode)."""
+
+    def __init__(self, path: Path | str, *, clock: Callable[[], datetime] | None = None) -> None:
+        self.path = Path(path)
+        self._clock = clock or (lambda: datetime.now(UTC))
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # Autocommit mode: transactions are explicit (BEGIN IMMEDIATE ... COMMIT).
+            self._db = sqlite3.connect(str(self.path), isolation_level=None, timeout=30.0)
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise HostStoreError(f"cannot open host database {self.path}: {exc}") from None
+
+    def close(self) -> None:
+        """Close the database connection."""
+        self._db.close()
+
+    def __enter__(self) -> HostStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise HostStoreError(f"cannot write host database {self.path}: {exc}") from None
+        try:
+            yield self._db
+        except sqlite3.Error as exc:
+            self._db.execute("ROLLBACK")
+            raise HostStoreError(f"cannot write host database {self.path}: {exc}") from None
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        try:
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._db.execute("ROLLBACK")
+            raise HostStoreError(f"cannot commit to host database {self.path}: {exc}") from None
+
+    # -- orders ------------------------------------------------------------------------------
+
+    def store_orders(
+        self, account: str, orders: Sequence[Order], *, accept: AcceptPolicy | None = None
+    ) -> list[StoredOrder]:
+        """Store ``orders`` in one transaction and return a receipt per stored order.
+
+        Idempotent: an order already stored returns its existing ``host_order_id`` and nothing
+        is duplicated. Orders refused by ``accept`` are left out of the result.
+        """
+        return list(self.store_batch(account, orders, accept=accept).stored)
+
+    def store_batch(
+        self, account: str, orders: Sequence[Order], *, accept: AcceptPolicy | None = None
+    ) -> StoreOutcome:
+        """Like :meth:`store_orders`, with counts of what was new, replayed and refused."""
+        receipts: list[StoredOrder] = []
+        refused: list[tuple[str, str]] = []
+        new_orders = existing = new_lines = 0
+        now = self._clock().isoformat()
+        with self._transaction() as db:
+            for order in orders:
+                verdict: bool | str = True if accept is None else accept(order)
+                if verdict is not True:
+                    reason = verdict if isinstance(verdict, str) else "refused by the host"
+                    refused.append((order.orderid, reason))
+                    self._notice(db, account, "refused", None, order.orderid, reason, now)
+                    continue
+                row = db.execute(
+                    "SELECT host_order_id FROM orders WHERE account = ? AND orderid = ?",
+                    (account, order.orderid),
+                ).fetchone()
+                if row is None:
+                    host_order_id = self._insert_order(db, account, order, now)
+                    new_orders += 1
+                else:
+                    host_order_id = row["host_order_id"]
+                    existing += 1
+                new_lines += self._insert_lines(db, account, host_order_id, order)
+                receipts.append(
+                    StoredOrder(
+                        orderid=order.orderid,
+                        host_order_id=host_order_id,
+                        ci_lineitemids=order.ci_lineitemids,
+                    )
+                )
+        return StoreOutcome(
+            stored=tuple(receipts),
+            new_orders=new_orders,
+            existing_orders=existing,
+            new_lines=new_lines,
+            refused=tuple(refused),
+        )
+
+    @staticmethod
+    def _insert_order(db: sqlite3.Connection, account: str, order: Order, now: str) -> str:
+        seq = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM orders").fetchone()[0]
+        host_order_id = f"HO-{seq:07d}"
+        db.execute(
+            "INSERT INTO orders (seq, host_order_id, account, orderid, order_date, ship_by, "
+            "ship_to, total, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                seq,
+                host_order_id,
+                account,
+                order.orderid,
+                order.order_date.isoformat(),
+                order.ship_by.isoformat(),
+                json.dumps(asdict(order.ship_to)),
+                str(order.total),
+                now,
+            ),
+        )
+        return host_order_id
+
+    @staticmethod
+    def _insert_lines(
+        db: sqlite3.Connection, account: str, host_order_id: str, order: Order
+    ) -> int:
+        inserted = 0
+        for line in order.lines:
+            components = [asdict(c) for c in line.components]
+            # A line with no resolved components is stocked under its Groupon SKU.
+            host_sku = line.components[0].host_sku if len(line.components) == 1 else line.sku
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO order_lines (host_line_id, host_order_id, account, "
+                "ci_lineitemid, fulfillment_lineitem_id, sku, host_sku, components, quantity, "
+                "status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    f"{host_order_id}/{line.ci_lineitemid}",
+                    host_order_id,
+                    account,
+                    line.ci_lineitemid,
+                    line.fulfillment_lineitem_id,
+                    line.sku,
+                    host_sku,
+                    json.dumps(components),
+                    line.quantity,
+                    "cancelled" if line.status == "cancelled" else "open",
+                ),
+            )
+            inserted += cursor.rowcount
+        return inserted
+
+    def host_order_id(self, account: str, orderid: str) -> str | None:
+        """The host's id for a Groupon order, ``None`` if it is not stored."""
+        row = self._db.execute(
+            "SELECT host_order_id FROM orders WHERE account = ? AND orderid = ?",
+            (account, orderid),
+        ).fetchone()
+        return None if row is None else str(row["host_order_id"])
+
+    def line(self, account: str, ci_lineitemid: int) -> dict[str, object] | None:
+        """One stored line as a dict (columns of ``order_lines``), ``None`` if unknown."""
+        row = self._db.execute(
+            "SELECT * FROM order_lines WHERE account = ? AND ci_lineitemid = ?",
+            (account, ci_lineitemid),
+        ).fetchone()
+        return None if row is None else dict(row)
+
+    def open_lines(self, account: str) -> list[dict[str, object]]:
+        """Every open line of ``account`` with its orderid, oldest order first."""
+        rows = self._db.execute(
+            "SELECT l.*, o.orderid FROM order_lines l JOIN orders o USING (host_order_id) "
+            "WHERE l.account = ? AND l.status = 'open' ORDER BY o.seq, l.ci_lineitemid",
+            (account,),
+        ).fetchall()
+        return [dict(r) for r in rows]
+
+    # -- notices and cancellations -----------------------------------------------------------
+
+    def record_held(self, account: str, held: Iterable[HeldLine]) -> int:
+        """Remember the lines the channel holds back; returns how many are new to the host.
+
+        The channel repeats still-open holds on every import, so a hold is recorded once per
+        (line, order, reason).
+        """
+        now = self._clock().isoformat()
+        added = 0
+        with self._transaction() as db:
+            for h in held:
+                added += self._notice(
+                    db, account, f"held:{h.kind}", h.ci_lineitemid, h.orderid, h.reason, now
+                )
+        return added
+
+    def apply_cancellations(
+        self, account: str, cancellations: Iterable[Cancellation]
+    ) -> CancellationOutcome:
+        """Cancel the host's open lines Groupon cancelled; shipped or unknown lines become
+        ``cancel_conflict`` notices for the operator. One transaction; repeat-safe."""
+        cancelled = already = 0
+        conflicts: list[tuple[int, str]] = []
+        now = self._clock().isoformat()
+        with self._transaction() as db:
+            for c in cancellations:
+                row = db.execute(
+                    "SELECT host_order_id, status FROM order_lines "
+                    "WHERE account = ? AND ci_lineitemid = ?",
+                    (account, c.ci_lineitemid),
+                ).fetchone()
+                if row is None:
+                    reason = f"line {c.ci_lineitemid} of order {c.orderid} is not in the host"
+                elif row["status"] == "cancelled":
+                    already += 1
+                    continue
+                elif row["status"] == "shipped":
+                    reason = (
+                        f"line {c.ci_lineitemid} of order {c.orderid} was cancelled by Groupon "
+                        "after the host shipped it"
+                    )
+                else:
+                    db.execute(
+                        "UPDATE order_lines SET status = 'cancelled' "
+                        "WHERE account = ? AND ci_lineitemid = ?",
+                        (account, c.ci_lineitemid),
+                    )
+                    self._refresh_order_status(db, row["host_order_id"])
+                    self._notice(
+                        db, account, "cancellation", c.ci_lineitemid, c.orderid, c.reason, now
+                    )
+                    cancelled += 1
+                    continue
+                conflicts.append((c.ci_lineitemid, reason))
+                self._notice(
+                    db, account, "cancel_conflict", c.ci_lineitemid, c.orderid, reason, now
+                )
+        return CancellationOutcome(cancelled, already, tuple(conflicts))
+
+    def record_notice(
+        self,
+        account: str,
+        kind: str,
+        reason: str,
+        *,
+        ci_lineitemid: int | None = None,
+        orderid: str | None = None,
+    ) -> bool:
+        """Record one operator notice (deduplicated); ``True`` if it is new."""
+        with self._transaction() as db:
+            return bool(
+                self._notice(
+                    db, account, kind, ci_lineitemid, orderid, reason, self._clock().isoformat()
+                )
+            )
+
+    def notices(
+        self, account: str | None = None, kind: str | None = None
+    ) -> list[dict[str, object]]:
+        """Recorded notices, oldest first, optionally for one account and/or kind prefix."""
+        sql = "SELECT account, kind, ci_lineitemid, orderid, reason, seen_at FROM notices WHERE 1=1"
+        args: list[object] = []
+        if account is not None:
+            sql += " AND account = ?"
+            args.append(account)
+        if kind is not None:
+            sql += " AND kind LIKE ?"
+            args.append(kind + "%")
+        return [dict(r) for r in self._db.execute(sql + " ORDER BY id", args).fetchall()]
+
+    @staticmethod
+    def _notice(
+        db: sqlite3.Connection,
+        account: str,
+        kind: str,
+        ci_lineitemid: int | None,
+        orderid: str | None,
+        reason: str,
+        now: str,
+    ) -> int:
+        key = json.dumps([account, kind, ci_lineitemid, orderid, reason])
+        cursor = db.execute(
+            "INSERT OR IGNORE INTO notices (account, kind, ci_lineitemid, orderid, reason, "
+            "seen_at, dedupe_key) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (account, kind, ci_lineitemid, orderid, reason, now, key),
+        )
+        return cursor.rowcount
+
+    @staticmethod
+    def _refresh_order_status(db: sqlite3.Connection, host_order_id: str) -> None:
+        statuses = {
+            r[0]
+            for r in db.execute(
+                "SELECT status FROM order_lines WHERE host_order_id = ?", (host_order_id,)
+            )
+        }
+        if "open" in statuses:
+            status = "open"
+        elif "shipped" in statuses:
+            status = "shipped"
+        else:
+            status = "cancelled"
+        db.execute("UPDATE orders SET status = ? WHERE host_order_id = ?", (status, host_order_id))
+
+    # -- shipments ---------------------------------------------------------------------------
+
+    def create_shipment(self, account: str, shipment: Shipment) -> bool:
+        """Record a dispatch and add its quantities to the lines it carries.
+
+        Idempotent on ``(account, shipment_id)``: recording the same shipment again changes
+        nothing and returns ``False``. Lines unknown to the host are not an error here: the
+        plugin's pre-flight reports them.
+        """
+        now = self._clock().isoformat()
+        parcels = [
+            {
+                "tracking_number": p.tracking_number,
+                "lines": [
+                    {"ci_lineitemid": s.ci_lineitemid, "quantity": s.quantity} for s in p.lines
+                ],
+            }
+            for p in shipment.parcels
+        ]
+        with self._transaction() as db:
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO shipments (account, shipment_id, courier, service, "
+                "shipped_at, parcels, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    account,
+                    shipment.shipment_id,
+                    shipment.courier,
+                    shipment.service,
+                    _iso(shipment.shipped_at),
+                    json.dumps(parcels),
+                    now,
+                ),
+            )
+            if cursor.rowcount == 0:
+                return False
+            touched: set[str] = set()
+            for parcel in shipment.parcels:
+                for item in parcel.lines:
+                    row = db.execute(
+                        "SELECT host_order_id FROM order_lines "
+                        "WHERE account = ? AND ci_lineitemid = ? AND status != 'cancelled'",
+                        (account, item.ci_lineitemid),
+                    ).fetchone()
+                    if row is None:
+                        continue
+                    db.execute(
+                        "UPDATE order_lines SET shipped_quantity = shipped_quantity + ?, "
+                        "status = CASE WHEN shipped_quantity + ? >= quantity THEN 'shipped' "
+                        "ELSE status END WHERE account = ? AND ci_lineitemid = ?",
+                        (item.quantity, item.quantity, account, item.ci_lineitemid),
+                    )
+                    touched.add(row["host_order_id"])
+            for host_order_id in touched:
+                self._refresh_order_status(db, host_order_id)
+        return True
+
+    def shipment_couriers(self) -> dict[str, list[str]]:
+        """The distinct host couriers used in recorded shipments, per account."""
+        result: dict[str, list[str]] = {}
+        for row in self._db.execute(
+            "SELECT DISTINCT account, courier FROM shipments ORDER BY account, courier"
+        ):
+            result.setdefault(row["account"], []).append(row["courier"])
+        return result
+
+    # -- counters (demo, benchmarks) ---------------------------------------------------------
+
+    def count_orders(self, account: str | None = None) -> int:
+        """Orders stored (for one account, or all)."""
+        return self._count("orders", account)
+
+    def count_lines(self, account: str | None = None) -> int:
+        """Lines stored (for one account, or all)."""
+        return self._count("order_lines", account)
+
+    def count_shipments(self, account: str | None = None) -> int:
+        """Shipments recorded (for one account, or all)."""
+        return self._count("shipments", account)
+
+    def _count(self, table: str, account: str | None) -> int:
+        # ``table`` is one of our own literals, never user input.
+        if account is None:
+            row = self._db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()  # noqa: S608
+        else:
+            row = self._db.execute(
+                f"SELECT COUNT(*) FROM {table} WHERE account = ?",  # noqa: S608
+                (account,),
+            ).fetchone()
+        return int(row[0])
+
+    def duplicates(self) -> list[tuple[str, str, int]]:
+        """Any ``(account, key, copies)`` stored more than once: orders by orderid, lines by
+        ci_lineitemid. Always empty in a correct host; the demo and benchmarks assert it."""
+        rows = self._db.execute(
+            "SELECT account, 'order ' || orderid, COUNT(*) FROM orders "
+            "GROUP BY account, orderid HAVING COUNT(*) > 1 "
+            "UNION ALL "
+            "SELECT account, 'line ' || ci_lineitemid, COUNT(*) FROM order_lines "
+            "GROUP BY account, ci_lineitemid HAVING COUNT(*) > 1"
+        ).fetchall()
+        return [(str(r[0]), str(r[1]), int(r[2])) for r in rows]
