@@ -1,0 +1,83 @@
+"""``create_app``: the Flask app of the simulator (CI API, control plane, GPN, faults)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, Response, jsonify, request
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+from mock_ci_server.errors import ControlError, SimAPIError, UnknownEndpoint
+from mock_ci_server.faults import FaultInjector
+from mock_ci_server.gpn.routes import blueprint as gpn_blueprint
+from mock_ci_server.routes_ci import blueprint as ci_blueprint
+from mock_ci_server.routes_ci import ci_response
+from mock_ci_server.routes_control import blueprint as control_blueprint
+from mock_ci_server.state import SimState
+
+log = logging.getLogger(__name__)
+
+#: app.config key: True = API failures use 400/401/403/404 instead of HTTP 200.
+ERROR_STATUS_CODES = "SIM_ERROR_STATUS_CODES"
+
+
+def _api_error(exc: SimAPIError) -> Response:
+    from flask import current_app
+
+    status = exc.http_status if current_app.config.get(ERROR_STATUS_CODES) else 200
+    return ci_response(exc.envelope(), status)
+
+
+def _control_error(reason: str, status: int) -> Response:
+    response = jsonify({"success": False, "reason": reason})
+    response.status_code = status
+    return response
+
+
+def _handle(exc: Exception) -> Any:
+    path = request.path
+    if isinstance(exc, ControlError):
+        return _control_error(exc.reason, exc.http_status)
+    if isinstance(exc, SimAPIError):
+        return _api_error(exc)
+    if path.startswith("/_sim/"):
+        if isinstance(exc, HTTPException):
+            code = exc.code or 500
+            reason = f"{exc.name}: {request.method} {path}"
+            if code == 405:
+                reason = f"Method {request.method} not allowed for {path}; changes use POST"
+            return _control_error(reason, code)
+        log.exception("simulator control-plane error on %s", path)
+        return _control_error(f"internal simulator error ({type(exc).__name__})", 500)
+    if path.startswith("/api/") or path == "/api":
+        if isinstance(exc, HTTPException):
+            return _api_error(UnknownEndpoint(f"Unknown endpoint: {request.method} {path}"))
+        log.exception("simulator error on %s", path)
+        err = SimAPIError(f"Internal simulator error ({type(exc).__name__})")
+        err.http_status = 500
+        return _api_error(err)
+    if isinstance(exc, HTTPException):
+        return exc
+    log.exception("simulator error on %s", path)
+    return InternalServerError()
+
+
+def create_app(state: SimState | None = None, *, error_status_codes: bool = False) -> Flask:
+    """Build the simulator app around ``state`` (a fresh SimState when None).
+
+    ``app.extensions["sim_state"]`` is the SimState, ``app.extensions["sim_faults"]`` the
+    fault injector wrapping ``app.wsgi_app``.
+    """
+    app = Flask("mock_ci_server")
+    app.json.sort_keys = False  # type: ignore[attr-defined]  # keep CI's key order
+    app.config[ERROR_STATUS_CODES] = error_status_codes
+    app.extensions["sim_state"] = state if state is not None else SimState()
+    app.register_blueprint(ci_blueprint)
+    app.register_blueprint(control_blueprint)
+    app.register_blueprint(gpn_blueprint)
+    app.register_error_handler(Exception, _handle)
+    faults = FaultInjector(app.wsgi_app)
+    app.wsgi_app = faults  # type: ignore[method-assign]
+    app.extensions["sim_faults"] = faults
+    return app
