@@ -334,7 +334,8 @@ class GPNStore:
         client must re-read an overlap before its last window start.
         """
         cutoff = now - older_than
-        stamp = modified_at or now
+        # The API renders whole seconds; a sub-second stamp would slip past a client's window.
+        stamp = (modified_at or now).replace(microsecond=0)
         moved: list[str] = []
         with self._lock:
             clients = [self._client(client_id)] if client_id is not None else self._clients.values()
