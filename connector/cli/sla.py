@@ -1,0 +1,304 @@
+"""`ci-connector sla`: where every Groupon line stands against its deadlines."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+
+from connector.cli.context import CliContext, emit_json, say
+from connector.errors import ConfigError, LedgerError
+from connector.models import Account
+from connector.ops.businessdays import calendar_for_account
+from connector.ops.sla import (
+    SlaInputError,
+    SlaState,
+    SlaStatus,
+    at_risk,
+    cycle_time_report,
+    evaluate,
+    parse_datetime,
+    sla_lines_from_rows,
+)
+
+__all__ = ["load_sla_rows", "parse_now", "render_table", "selected_accounts", "sla"]
+
+_FINISHED = (SlaState.SHIPPED, SlaState.CANCELLED)
+_CSV_FIELDS = (
+    "account",
+    "orderid",
+    "ci_lineitemid",
+    "status",
+    "state",
+    "deadline",
+    "deadline_source",
+    "auto_cancel_at",
+    "business_days_to_auto_cancel",
+    "movement_late",
+    "tracking_late",
+    "reason",
+)
+
+
+def _unit_price(record: Any, ci_lineitemid: int) -> Any:
+    """The line's ``unit_price`` from the raw CI record kept in the ledger, if any."""
+    if not isinstance(record, dict):
+        return None
+    for item in record.get("line_items") or ():
+        if isinstance(item, dict) and item.get("ci_lineitemid") == ci_lineitemid:
+            return item.get("unit_price")
+    return None
+
+
+def load_sla_rows(account: Account) -> list[dict[str, Any]]:
+    """Every ledger line of ``account`` as a plain row for :func:`sla_lines_from_rows` and
+    :func:`connector.ops.threshold.sales_from_rows`.
+
+    ``tracking_uploaded_at`` is the first time CI accepted tracking for the line (its outbox
+    row's last update). The ledger keeps no carrier scans or deliveries, so ``first_scan_at``
+    and ``delivered_at`` are ``None``. Lines without an order date (broken payloads) fall back
+    to the raw record's ``date`` and are skipped when it has none either.
+
+    :raises connector.errors.LedgerError: the ledger cannot be read.
+    """
+    from connector.ledger import open_ledger
+
+    ledger = open_ledger(account)
+    try:
+        accepted: dict[int, datetime] = {}
+        for out in ledger.outbox_rows(states=("accepted",)):
+            first = accepted.get(out.ci_lineitemid)
+            if first is None or out.updated_at < first:
+                accepted[out.ci_lineitemid] = out.updated_at
+        rows: list[dict[str, Any]] = []
+        for line in ledger.lines():
+            order_time: Any = line.order_date
+            if order_time is None and isinstance(line.record, dict):
+                order_time = line.record.get("date")
+            if order_time is None:
+                continue
+            status = "cancelled" if line.state == "cancelled" else line.ci_status
+            rows.append(
+                {
+                    "account": account.name,
+                    "orderid": line.orderid,
+                    "ci_lineitemid": line.ci_lineitemid,
+                    "order_time": order_time,
+                    "ship_by": line.ship_by,
+                    "quantity": line.quantity,
+                    "qty_shipped": line.qty_shipped,
+                    "tracking_uploaded_at": accepted.get(line.ci_lineitemid),
+                    "status": _known_status(status),
+                    "first_scan_at": None,
+                    "delivered_at": None,
+                    "unit_price": _unit_price(line.record, line.ci_lineitemid),
+                }
+            )
+        return rows
+    finally:
+        ledger.close()
+
+
+def _known_status(status: str | None) -> str | None:
+    # CI's line status vocabulary is not fully documented: an unknown value must not stop
+    # the report, so it is left to the quantities to decide.
+    text = (status or "").strip().lower()
+    known = {"open", "partially_shipped", "shipped", "ship", "cancelled", "canceled", "refunded"}
+    return text if text in known else None
+
+
+def parse_now(text: str | None) -> datetime:
+    """``--now`` value (ISO 8601; naive = UTC) or the current time."""
+    if text is None:
+        return datetime.now(UTC)
+    try:
+        return parse_datetime(text)
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r} is not an ISO 8601 date-time, e.g. 2026-11-25T16:00:00-06:00",
+            param_hint="--now",
+        ) from None
+
+
+def selected_accounts(obj: CliContext, name: str | None) -> list[Account]:
+    """The named account, or every Groupon account in the configuration."""
+    config = obj.config()
+    if name is not None:
+        try:
+            return [config.account(name)]
+        except ConfigError as exc:
+            raise click.ClickException(str(exc)) from None
+    accounts = [a for a in config.accounts if a.channel == "groupon"]
+    if not accounts:
+        raise click.ClickException(f"no groupon account in {config.path or 'the configuration'}")
+    return accounts
+
+
+def render_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """Left-aligned columns separated by two spaces; the last column is not padded."""
+    body = [["" if v is None else str(v) for v in row] for row in rows]
+    widths = [len(h) for h in headers]
+    for row in body:
+        for i, cell in enumerate(row):
+            widths[i] = max(widths[i], len(cell))
+
+    def line(cells: Sequence[str]) -> str:
+        padded = [c.ljust(widths[i]) for i, c in enumerate(cells[:-1])]
+        return "  ".join([*padded, cells[-1]]).rstrip()
+
+    return "\n".join([line(list(headers)), *(line(r) for r in body)])
+
+
+def _to_csv(rows: Iterable[dict[str, Any]], fields: Sequence[str]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(fields), lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: row.get(k) for k in fields})
+    return buf.getvalue().rstrip("\n")
+
+
+HELP = """Show where each Groupon line stands against its SLA deadlines.
+
+Tracking is due by CI's ship_by date, else 1 business day after the order (orders after the
+account's cut-off, 5 pm America/Chicago by default, count from the next business day).
+Lines without tracking are auto-cancelled by Groupon after 7 business days, partially
+shipped ones after 14. States: on_time, due_today, overdue, auto_cancel_soon, shipped,
+cancelled.
+
+\b
+Example:
+  ci-connector sla --account us-main --now 2026-11-25T16:00:00-06:00
+  ACCOUNT  ORDERID  LINE  STATE      DEADLINE (LOCAL)          BD TO CANCEL  ...
+  us-main  1499001  6120  due_today  Wed 2026-11-25 17:00 CST  7             ...
+"""
+
+
+@click.command("sla", help=HELP)
+@click.option("--account", "account_name", metavar="NAME", help="Only this account.")
+@click.option("--now", "now_text", metavar="ISO", help="Judge at this moment (default: now).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "csv"]),
+    default="table",
+    show_default=True,
+)
+@click.option("--all", "show_all", is_flag=True, help="Also list shipped and cancelled lines.")
+@click.option(
+    "--at-risk",
+    "only_at_risk",
+    is_flag=True,
+    help="Only lines due today, overdue or near auto-cancel.",
+)
+@click.option(
+    "--within",
+    type=click.IntRange(min=0),
+    default=2,
+    show_default=True,
+    help="Business days before auto-cancel that count as at risk.",
+)
+@click.pass_obj
+def sla(
+    obj: CliContext,
+    account_name: str | None,
+    now_text: str | None,
+    fmt: str,
+    show_all: bool,
+    only_at_risk: bool,
+    within: int,
+) -> None:
+    now = parse_now(now_text)
+    report: list[dict[str, Any]] = []
+    table_rows: list[list[Any]] = []
+    for account in selected_accounts(obj, account_name):
+        try:
+            calendar, cutoff, tz = calendar_for_account(account)
+            lines = sla_lines_from_rows(load_sla_rows(account), account=account.name)
+        except (ConfigError, LedgerError, SlaInputError) as exc:
+            raise click.ClickException(f"account {account.name!r}: {exc}") from None
+        statuses = evaluate(lines, calendar, now, cutoff, tz, auto_cancel_warn_days=within)
+        risky = {r.ci_lineitemid for r in at_risk(statuses, within)}
+        shown = [
+            s
+            for s in statuses
+            if (show_all or s.state not in _FINISHED)
+            and (not only_at_risk or s.line.ci_lineitemid in risky)
+        ]
+        counts = Counter(s.state.value for s in statuses)
+        cycle = cycle_time_report(lines)
+        report.append(
+            {
+                "account": account.name,
+                "counts": {state.value: counts.get(state.value, 0) for state in SlaState},
+                "at_risk": len(risky),
+                "movement_late": sum(1 for s in statuses if s.movement_late),
+                "cycle_time": {
+                    "avg_days": cycle.avg_days,
+                    "delivered_lines": cycle.n,
+                    "over_6_days": cycle.over_6,
+                    "meets_target": cycle.meets_target,
+                },
+                "lines": [s.to_dict() for s in shown],
+            }
+        )
+        table_rows.extend(_table_row(s, tz) for s in shown)
+
+    if fmt == "json":
+        emit_json({"now": now.isoformat(), "accounts": report})
+    elif fmt == "csv":
+        say(_to_csv((line for acc in report for line in acc["lines"]), _CSV_FIELDS))
+    else:
+        _print_table(now, report, table_rows)
+
+
+def _table_row(s: SlaStatus, tz: Any) -> list[Any]:
+    return [
+        s.line.account,
+        s.line.orderid,
+        s.line.ci_lineitemid,
+        s.state.value,
+        s.deadline.astimezone(tz).strftime("%a %Y-%m-%d %H:%M %Z"),
+        s.business_days_to_auto_cancel,
+        "late" if s.movement_late else "",
+        s.reason,
+    ]
+
+
+def _print_table(now: datetime, report: list[dict[str, Any]], rows: list[list[Any]]) -> None:
+    if rows:
+        headers = (
+            "ACCOUNT",
+            "ORDERID",
+            "LINE",
+            "STATE",
+            "DEADLINE (LOCAL)",
+            "BD TO CANCEL",
+            "MOVEMENT",
+            "REASON",
+        )
+        say(render_table(headers, rows))
+    else:
+        say("No lines to show.")
+    say("")
+    say(f"As of {now.isoformat()}:")
+    for acc in report:
+        counts = ", ".join(f"{n} {state}" for state, n in acc["counts"].items() if n)
+        cycle = acc["cycle_time"]
+        if cycle["avg_days"] is None:
+            cycle_text = "no delivered lines recorded"
+        else:
+            verdict = "within" if cycle["meets_target"] else "over"
+            cycle_text = (
+                f"average {cycle['avg_days']} days over {cycle['delivered_lines']} delivered "
+                f"line(s), {verdict} Groupon's 6-day target"
+            )
+        say(
+            f"  {acc['account']}: {counts or 'no lines'}; {acc['at_risk']} at risk; "
+            f"cycle time {cycle_text}"
+        )
