@@ -356,3 +356,16 @@ def test_hostile_input_is_located_exactly(
 
 def test_hostile_corpus_is_big_enough() -> None:
     assert len(HOSTILE) >= 25
+
+
+def test_default_dir_prefers_the_packaged_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.resources
+
+    import connector.mappings as module
+
+    assert default_mappings_dir() == Path(module.__file__).resolve().parent.parent / "mappings"
+    (tmp_path / "default_mappings").mkdir()
+    monkeypatch.setattr(importlib.resources, "files", lambda _pkg: tmp_path)
+    assert default_mappings_dir() == tmp_path / "default_mappings"
