@@ -656,12 +656,16 @@ class Ledger:
 
     # -- operator views -----------------------------------------------------------------------
 
-    def held_lines(self) -> list[HeldLine]:
-        """Everything held for the operator: lines, broken records and dispatch rows."""
+    def held_lines(
+        self, *, lines: bool = True, problems: bool = True, outbox: bool = True
+    ) -> list[HeldLine]:
+        """Everything held for the operator: lines, broken records without a line id, and
+        dispatch rows (held by pre-flight or rejected by CI). Flags pick the sources."""
         held: list[HeldLine] = []
-        for r in self._query(
+        line_rows = self._query(
             "SELECT * FROM lines WHERE hold_kind IS NOT NULL ORDER BY orderid, ci_lineitemid"
-        ):
+        )
+        for r in line_rows if lines else []:
             held.append(
                 HeldLine(
                     account=self.account,
@@ -672,7 +676,8 @@ class Ledger:
                     since=_dt(r["held_since"]),
                 )
             )
-        for r in self._query("SELECT * FROM problems ORDER BY first_seen, key"):
+        problem_rows = self._query("SELECT * FROM problems ORDER BY first_seen, key")
+        for r in problem_rows if problems else []:
             held.append(
                 HeldLine(
                     account=self.account,
@@ -683,7 +688,7 @@ class Ledger:
                     since=_dt(r["first_seen"]),
                 )
             )
-        for o in self.outbox_rows(states=("held", "rejected")):
+        for o in self.outbox_rows(states=("held", "rejected")) if outbox else []:
             held.append(
                 HeldLine(
                     account=self.account,

@@ -1,0 +1,335 @@
+"""Dispatch: pre-flight -> durable outbox -> batched tracking calls.
+
+Every (shipment, line, tracking number) becomes one outbox row, unique on that key, so the
+same shipment sent twice changes nothing. A row is marked ``sending`` (and its attempt
+counted) in a committed transaction *before* the call, and its outcome is recorded after:
+
+* ``accepted``: CI took it; the line's shipped quantity grows;
+* ``rejected``: CI refused it (batches are re-sent one row at a time to find the refused rows);
+  the row is held for the operator with CI's reason;
+* ``retry``: transport/protocol failure; ``next_attempt_at`` backs off exponentially.
+
+A row left ``sending`` by a crash is re-sent by the next flush; CI treats an identical re-send
+as a no-op.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from connector.ci.client import LineitemTrackingItem, TrackingItem
+from connector.errors import CIAuthError, CIBusinessError, CIError
+from connector.ledger import Ledger, OutboxRow
+from connector.mappings import Mappings
+from connector.models import Account, HoldKind, LineOutcome, LineResult, Shipment
+from connector.preflight import Candidate, Preflight, TrackingChecker, Verdict
+
+__all__ = [
+    "FULL_LINE_ENDPOINT",
+    "PARTIAL_ENDPOINT",
+    "RETRY_BASE_SECONDS",
+    "RETRY_MAX_SECONDS",
+    "Dispatcher",
+    "TrackingClient",
+]
+
+log = logging.getLogger("connector.dispatcher")
+
+FULL_LINE_ENDPOINT = "tracking_notification"
+PARTIAL_ENDPOINT = "lineitem_tracking_notification"
+RETRY_BASE_SECONDS = 60
+RETRY_MAX_SECONDS = 3600
+
+
+class TrackingClient(Protocol):
+    """The part of :class:`connector.ci.client.CIClient` the dispatcher uses."""
+
+    def tracking_notification(self, items: Sequence[TrackingItem]) -> None: ...
+
+    def lineitem_tracking_notification(self, items: Sequence[LineitemTrackingItem]) -> None: ...
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """Backoff before the next attempt after ``attempts`` failed ones (60 s doubling, 1 h cap)."""
+    exponent = max(attempts - 1, 0)
+    return timedelta(seconds=min(RETRY_BASE_SECONDS * 2 ** min(exponent, 16), RETRY_MAX_SECONDS))
+
+
+class Dispatcher:
+    """Dispatch and outbox flushing for one account."""
+
+    def __init__(
+        self,
+        account: Account,
+        client: TrackingClient,
+        ledger: Ledger,
+        mappings: Mappings,
+        clock: Callable[[], datetime],
+        tracking_checker: TrackingChecker | None = None,
+    ) -> None:
+        self.account = account
+        self.client = client
+        self.ledger = ledger
+        self.clock = clock
+        self.preflight = Preflight(account, ledger, mappings, tracking_checker)
+
+    # -- dispatch -----------------------------------------------------------------------------
+
+    def dispatch(self, shipment: Shipment) -> list[LineResult]:
+        """Pre-flight, store and send one shipment; idempotent by ``shipment_id``."""
+        now = self.clock()
+        wanted: dict[tuple[int, str], int] = {}
+        for parcel in shipment.parcels:
+            for item in parcel.lines:
+                key = (item.ci_lineitemid, parcel.tracking_number.strip())
+                wanted[key] = wanted.get(key, 0) + item.quantity
+        existing = {
+            (r.ci_lineitemid, r.tracking): r
+            for r in self.ledger.outbox_rows(shipment_id=shipment.shipment_id)
+        }
+        results: dict[tuple[int, str], LineResult] = {}
+        to_check: list[Candidate] = []
+        for (lid, tracking), qty in wanted.items():
+            row = existing.get((lid, tracking))
+            if row is None or row.state == "held":
+                to_check.append(Candidate(lid, tracking, qty))
+            else:
+                results[(lid, tracking)] = _known_result(row)
+        verdicts = self.preflight.check(shipment.courier, shipment.service, to_check)
+        to_send = self._store(shipment, verdicts, existing, results, now)
+        for result in self._send(to_send, now):
+            results[(result.ci_lineitemid, result.tracking_number or "")] = result
+        return [results[key] for key in wanted]
+
+    def _store(
+        self,
+        shipment: Shipment,
+        verdicts: list[Verdict],
+        existing: dict[tuple[int, str], OutboxRow],
+        results: dict[tuple[int, str], LineResult],
+        now: datetime,
+    ) -> list[OutboxRow]:
+        """Write every checked candidate to the outbox in one transaction."""
+        stored: list[OutboxRow] = []
+        with self.ledger.transaction():
+            for v in verdicts:
+                cand = v.candidate
+                key = (cand.ci_lineitemid, cand.tracking)
+                endpoint = self._endpoint(v) if v.ok else None
+                state = "pending" if v.ok else "held"
+                fields = {
+                    "state": state,
+                    "hold_kind": None if v.ok else v.kind,
+                    "reason": v.warning if v.ok else v.reason,
+                    "carrier_code": v.carrier_code,
+                    "endpoint": endpoint,
+                    "quantity": cand.quantity,
+                    "courier": shipment.courier,
+                    "service": shipment.service,
+                }
+                old = existing.get(key)
+                if old is not None:
+                    self.ledger.update_outbox(old.id, now, **fields)
+                    row_id = old.id
+                else:
+                    row_id = self.ledger.insert_outbox(
+                        shipment_id=shipment.shipment_id,
+                        ci_lineitemid=cand.ci_lineitemid,
+                        tracking=cand.tracking,
+                        quantity=cand.quantity,
+                        now=now,
+                        orderid=v.line.orderid if v.line else "",
+                        fulfillment_lineitem_id=v.line.fulfillment_lineitem_id if v.line else None,
+                        courier=shipment.courier,
+                        service=shipment.service,
+                        carrier_code=v.carrier_code,
+                        endpoint=endpoint,
+                        state=state,
+                        hold_kind=None if v.ok else v.kind,
+                        reason=v.warning if v.ok else v.reason,
+                    ).id
+                if v.ok:
+                    stored.append(self.ledger.outbox_rows(ids=[row_id])[0])
+                else:
+                    results[key] = LineResult(
+                        cand.ci_lineitemid, LineOutcome.HELD, v.reason, cand.tracking
+                    )
+        return stored
+
+    def _endpoint(self, verdict: Verdict) -> str:
+        line = verdict.line
+        assert line is not None
+        if verdict.candidate.quantity >= line.quantity:
+            return FULL_LINE_ENDPOINT
+        if self.account.api_version == "v4" and line.fulfillment_lineitem_id:
+            return PARTIAL_ENDPOINT
+        # No v4 / no Groupon line id: tracking_notification with a quantity instead.
+        return FULL_LINE_ENDPOINT
+
+    # -- flush --------------------------------------------------------------------------------
+
+    def flush(self) -> list[LineResult]:
+        """Send due rows: pending, left ``sending`` by a crash, ``retry`` whose time has come,
+        and courier-held rows whose mapping is now fixed (re-checked in full)."""
+        now = self.clock()
+        due = [
+            r
+            for r in self.ledger.outbox_rows(states=("pending", "sending", "retry"))
+            if r.state != "retry" or r.next_attempt_at is None or r.next_attempt_at <= now
+        ]
+        results = self._release_courier_holds(now, due)
+        return results + self._send(due, now)
+
+    def _release_courier_holds(self, now: datetime, due: list[OutboxRow]) -> list[LineResult]:
+        held = [
+            r
+            for r in self.ledger.outbox_rows(states=("held",))
+            if r.hold_kind is HoldKind.UNMAPPED_COURIER
+        ]
+        results: list[LineResult] = []
+        groups: dict[tuple[str, str], list[OutboxRow]] = {}
+        for row in held:
+            groups.setdefault((row.courier, row.service), []).append(row)
+        for (courier, service), rows in groups.items():
+            if self.preflight.carrier_for(courier, service)[0] is None:
+                continue  # still unmapped: nothing to re-check
+            cands = [Candidate(r.ci_lineitemid, r.tracking, r.quantity) for r in rows]
+            verdicts = self.preflight.check(courier, service, cands)
+            with self.ledger.transaction():
+                for row, v in zip(rows, verdicts, strict=True):
+                    if v.ok:
+                        self.ledger.update_outbox(
+                            row.id,
+                            now,
+                            state="pending",
+                            hold_kind=None,
+                            reason=v.warning,
+                            carrier_code=v.carrier_code,
+                            endpoint=self._endpoint(v),
+                        )
+                        due.append(self.ledger.outbox_rows(ids=[row.id])[0])
+                    else:
+                        self.ledger.update_outbox(row.id, now, hold_kind=v.kind, reason=v.reason)
+                        results.append(
+                            LineResult(row.ci_lineitemid, LineOutcome.HELD, v.reason, row.tracking)
+                        )
+        return results
+
+    # -- sending ------------------------------------------------------------------------------
+
+    def _send(self, rows: Sequence[OutboxRow], now: datetime) -> list[LineResult]:
+        results: list[LineResult] = []
+        size = max(1, self.account.options.tracking_batch_size)
+        for endpoint in (FULL_LINE_ENDPOINT, PARTIAL_ENDPOINT):
+            group = [r for r in rows if (r.endpoint or FULL_LINE_ENDPOINT) == endpoint]
+            for start in range(0, len(group), size):
+                results += self._send_batch(endpoint, group[start : start + size], now)
+        return results
+
+    def _send_batch(self, endpoint: str, rows: list[OutboxRow], now: datetime) -> list[LineResult]:
+        with self.ledger.transaction():
+            for r in rows:
+                self.ledger.update_outbox(r.id, now, state="sending", attempts=r.attempts + 1)
+        try:
+            self._call(endpoint, rows)
+        except CIAuthError as exc:
+            return self._retry(rows, f"CI refused the credentials: {exc.reason}", now)
+        except CIBusinessError as exc:
+            if len(rows) == 1:
+                return [self._reject(rows[0], exc.reason, now)]
+            # Find the refused row(s): resend one at a time (CI ignores identical re-sends).
+            results: list[LineResult] = []
+            for r in rows:
+                fresh = self.ledger.outbox_rows(ids=[r.id])[0]
+                results += self._send_batch(endpoint, [fresh], now)
+            return results
+        except CIError as exc:
+            return self._retry(rows, f"CI unreachable, will retry: {exc}", now)
+        with self.ledger.transaction():
+            lines = self.ledger.get_lines(r.ci_lineitemid for r in rows)
+            shipped = {lid: line.qty_shipped for lid, line in lines.items()}
+            for r in rows:
+                self.ledger.update_outbox(
+                    r.id, now, state="accepted", hold_kind=None, next_attempt_at=None
+                )
+                if r.ci_lineitemid in shipped:
+                    shipped[r.ci_lineitemid] += r.quantity
+                    self.ledger.update_line(
+                        r.ci_lineitemid, now, qty_shipped=shipped[r.ci_lineitemid]
+                    )
+        log.info("account %s: %s accepted %d row(s)", self.account.name, endpoint, len(rows))
+        return [LineResult(r.ci_lineitemid, LineOutcome.ACCEPTED, "", r.tracking) for r in rows]
+
+    def _call(self, endpoint: str, rows: list[OutboxRow]) -> None:
+        lines = self.ledger.get_lines(r.ci_lineitemid for r in rows)
+        if endpoint == PARTIAL_ENDPOINT:
+            self.client.lineitem_tracking_notification(
+                [
+                    LineitemTrackingItem(
+                        fulfillment_lineitem_id=r.fulfillment_lineitem_id or "",
+                        carrier=r.carrier_code or "",
+                        tracking=r.tracking,
+                        quantity=r.quantity,
+                    )
+                    for r in rows
+                ]
+            )
+            return
+        items = []
+        for r in rows:
+            line = lines.get(r.ci_lineitemid)
+            partial = line is not None and r.quantity < line.quantity
+            items.append(
+                TrackingItem(
+                    ci_lineitemid=r.ci_lineitemid,
+                    carrier=r.carrier_code or "",
+                    tracking=r.tracking,
+                    quantity=r.quantity if partial else None,
+                )
+            )
+        self.client.tracking_notification(items)
+
+    def _reject(self, row: OutboxRow, reason: str, now: datetime) -> LineResult:
+        text = f"CI refused the tracking: {reason}"
+        self.ledger.update_outbox(
+            row.id, now, state="rejected", hold_kind=HoldKind.REJECTED_BY_CI, reason=text
+        )
+        log.warning(
+            "account %s line %d tracking %r rejected by CI: %s",
+            self.account.name,
+            row.ci_lineitemid,
+            row.tracking,
+            reason,
+        )
+        return LineResult(row.ci_lineitemid, LineOutcome.REJECTED, text, row.tracking)
+
+    def _retry(self, rows: list[OutboxRow], reason: str, now: datetime) -> list[LineResult]:
+        with self.ledger.transaction():
+            for r in rows:
+                self.ledger.update_outbox(
+                    r.id,
+                    now,
+                    state="retry",
+                    reason=reason,
+                    next_attempt_at=now + retry_delay(r.attempts + 1),
+                )
+        return [LineResult(r.ci_lineitemid, LineOutcome.QUEUED, reason, r.tracking) for r in rows]
+
+
+def _known_result(row: OutboxRow) -> LineResult:
+    """What a re-sent shipment reports for a row already in the outbox."""
+    if row.state == "accepted":
+        return LineResult(
+            row.ci_lineitemid, LineOutcome.ALREADY_DONE, "already accepted by CI", row.tracking
+        )
+    if row.state == "rejected":
+        return LineResult(row.ci_lineitemid, LineOutcome.REJECTED, row.reason, row.tracking)
+    return LineResult(
+        row.ci_lineitemid,
+        LineOutcome.QUEUED,
+        row.reason or "queued: sent by oms_flush_outbox",
+        row.tracking,
+    )

@@ -1,0 +1,315 @@
+"""The Groupon channel plugin: pluggy hook implementations over the import/dispatch engine.
+
+The entry point ``connector.plugin:plugin`` (group ``oms``) is the module attribute
+:data:`plugin`. Every hook that takes an account returns ``None`` unless
+``account.channel == "groupon"``, so other channels' plugins can sit beside it.
+
+Per account (keyed by ``account.name``) the plugin keeps one CI client and one ledger; the
+mapping CSVs are reloaded on every call so a fixed mapping takes effect on the next cycle.
+Accounts never share state: each has its own ledger file, client and token.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from connector import __version__, hookimpl
+from connector.dispatcher import Dispatcher
+from connector.errors import ChannelError, MappingError
+from connector.importer import CANCELLED_STATUSES, Importer, fallback_ship_by
+from connector.ledger import Ledger, open_ledger
+from connector.mappings import Mappings, load_mappings
+from connector.models import (
+    Account,
+    ChannelInfo,
+    ConfigField,
+    HeldLine,
+    ImportBatch,
+    LineResult,
+    Shipment,
+    SlaRisk,
+    StoredOrder,
+)
+from connector.preflight import TrackingChecker
+
+__all__ = ["CHANNEL", "CIPort", "GrouponPlugin", "MappingsUnavailable", "plugin"]
+
+log = logging.getLogger("connector.plugin")
+
+CHANNEL = "groupon"
+
+AUTO_CANCEL_BUSINESS_DAYS = 7
+"""Groupon auto-cancels lines without tracking after 7 business days."""
+
+
+class MappingsUnavailable(ChannelError):
+    """The mapping CSVs could not be loaded; nothing was imported or sent this cycle."""
+
+
+class CIPort(Protocol):
+    """Everything the engine calls on a CI client (:class:`connector.ci.client.CIClient`)."""
+
+    def fetch_all(self, window: tuple[datetime, datetime] | None = None) -> Sequence[Any]: ...
+
+    def mark_exported(self, ci_lineitemids: Sequence[int]) -> None: ...
+
+    def tracking_notification(self, items: Sequence[Any]) -> None: ...
+
+    def lineitem_tracking_notification(self, items: Sequence[Any]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class _Runtime:
+    account: Account
+    client: CIPort
+    ledger: Ledger
+    lock: threading.RLock
+
+
+def _default_client(account: Account) -> CIPort:
+    from connector.ci.client import CIClient
+
+    return CIClient.for_account(account)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class GrouponPlugin:
+    """Hook implementations for the Groupon channel.
+
+    :param client_factory: builds the CI client of an account (default
+        ``CIClient.for_account``); tests inject fakes here.
+    :param clock: returns the current aware UTC time (default: the system clock).
+    :param mappings_loader: loads the mapping tables of an account each cycle (default
+        ``load_mappings(account.mappings_dir)``).
+    :param ledger_factory: opens an account's ledger (default :func:`open_ledger`).
+    :param tracking_checker: tracking-number format check (default
+        ``connector.tracking_formats.check_tracking_number``).
+    """
+
+    def __init__(
+        self,
+        client_factory: Callable[[Account], CIPort] | None = None,
+        clock: Callable[[], datetime] | None = None,
+        mappings_loader: Callable[[Account], Mappings] | None = None,
+        ledger_factory: Callable[[Account], Ledger] | None = None,
+        tracking_checker: TrackingChecker | None = None,
+    ) -> None:
+        self._client_factory = client_factory or _default_client
+        self._clock = clock or _utcnow
+        self._mappings_loader = mappings_loader or (lambda a: load_mappings(a.mappings_dir))
+        self._ledger_factory = ledger_factory or open_ledger
+        self._tracking_checker = tracking_checker
+        self._runtimes: dict[str, _Runtime] = {}
+        self._lock = threading.Lock()
+
+    # -- runtime ------------------------------------------------------------------------------
+
+    def _runtime(self, account: Account) -> _Runtime:
+        with self._lock:
+            rt = self._runtimes.get(account.name)
+            if rt is None or rt.account != account:
+                if rt is not None:
+                    rt.client.close()
+                    rt.ledger.close()
+                rt = _Runtime(
+                    account,
+                    self._client_factory(account),
+                    self._ledger_factory(account),
+                    threading.RLock(),
+                )
+                self._runtimes[account.name] = rt
+            return rt
+
+    def _mappings(self, account: Account) -> Mappings:
+        try:
+            return self._mappings_loader(account)
+        except MappingError as exc:
+            raise MappingsUnavailable(f"account {account.name}: {exc}") from None
+
+    def _importer(self, rt: _Runtime) -> Importer:
+        return Importer(rt.account, rt.client, rt.ledger, self._mappings(rt.account), self._clock)
+
+    def _dispatcher(self, rt: _Runtime) -> Dispatcher:
+        return Dispatcher(
+            rt.account,
+            rt.client,
+            rt.ledger,
+            self._mappings(rt.account),
+            self._clock,
+            self._tracking_checker,
+        )
+
+    def ledger_for(self, account: Account) -> Ledger:
+        """The ledger of ``account`` (for the CLI and ops)."""
+        return self._runtime(account).ledger
+
+    def close(self) -> None:
+        """Close every client and ledger."""
+        with self._lock:
+            for rt in self._runtimes.values():
+                rt.client.close()
+                rt.ledger.close()
+            self._runtimes.clear()
+
+    # -- hooks --------------------------------------------------------------------------------
+
+    @hookimpl
+    def oms_channel_info(self) -> ChannelInfo:
+        """Describe the Groupon channel."""
+        return ChannelInfo(
+            name=CHANNEL,
+            version=__version__,
+            capabilities=frozenset(
+                {
+                    "import",
+                    "mark_exported",
+                    "dispatch",
+                    "partial_dispatch",
+                    "cancellations",
+                    "sla",
+                    "held_lines",
+                    "outbox",
+                }
+            ),
+            config_fields=(
+                ConfigField("supplier_id", "CI supplier id (one per country account)"),
+                ConfigField(
+                    "token_env", "environment variable holding the CI access token", secret=True
+                ),
+                ConfigField("region", "ISO country of the account", default="US"),
+                ConfigField("api_version", "CI API version: v2 or v4", False, default="v4"),
+                ConfigField(
+                    "base_url",
+                    "CI host",
+                    False,
+                    default="https://scm.commerceinterface.com",
+                ),
+                ConfigField("mappings_dir", "folder with the mapping CSVs", False),
+            ),
+        )
+
+    @hookimpl
+    def oms_import_orders(self, account: Account) -> ImportBatch | None:
+        """Fetch, stage and hand over new orders (see the hookspec)."""
+        if account.channel != CHANNEL:
+            return None
+        rt = self._runtime(account)
+        with rt.lock:
+            batch = self._importer(rt).import_orders()
+        log.info(
+            "account %s: %d order(s), %d held, %d cancellation(s)",
+            account.name,
+            len(batch.orders),
+            len(batch.held),
+            len(batch.cancellations),
+        )
+        return batch
+
+    @hookimpl
+    def oms_mark_exported(
+        self, account: Account, stored: Sequence[StoredOrder]
+    ) -> list[LineResult] | None:
+        """Record bindings and acknowledge in CI (see the hookspec)."""
+        if account.channel != CHANNEL:
+            return None
+        rt = self._runtime(account)
+        with rt.lock:
+            return self._importer(rt).mark_exported(stored)
+
+    @hookimpl
+    def oms_dispatch(self, account: Account, shipment: Shipment) -> list[LineResult] | None:
+        """Pre-flight, store and send tracking (see the hookspec)."""
+        if account.channel != CHANNEL:
+            return None
+        rt = self._runtime(account)
+        with rt.lock:
+            return self._dispatcher(rt).dispatch(shipment)
+
+    @hookimpl
+    def oms_flush_outbox(self, account: Account) -> list[LineResult] | None:
+        """Retry queued acknowledgements and tracking; release fixed courier holds."""
+        if account.channel != CHANNEL:
+            return None
+        rt = self._runtime(account)
+        with rt.lock:
+            results = self._importer(rt).flush_acks()
+            return results + self._dispatcher(rt).flush()
+
+    @hookimpl
+    def oms_held_lines(self, account: Account) -> list[HeldLine] | None:
+        """Every line held for the operator, from the ledger."""
+        if account.channel != CHANNEL:
+            return None
+        rt = self._runtime(account)
+        with rt.lock:
+            return rt.ledger.held_lines()
+
+    @hookimpl
+    def oms_sla_at_risk(self, account: Account, now: datetime) -> list[SlaRisk] | None:
+        """Lines the host has that are not fully shipped and whose ship-by is today or past.
+
+        A simple rule over the ledger: the deadline is CI's ``ship_by_date``, else order time
+        + 1 weekday; "due today" means the deadline falls on ``now``'s UTC date. The ops
+        module (business days, cut-off, holidays) refines this.
+        """
+        if account.channel != CHANNEL:
+            return None
+        rt = self._runtime(account)
+        risks: list[SlaRisk] = []
+        with rt.lock:
+            rows = list(rt.ledger.lines(("delivered", "stored", "acked")))
+        for row in rows:
+            if row.ci_status in CANCELLED_STATUSES or row.qty_shipped >= row.quantity:
+                continue
+            deadline = row.ship_by or (fallback_ship_by(row.order_date) if row.order_date else None)
+            if deadline is None:
+                continue
+            if deadline < now:
+                state, reason = "overdue", f"tracking was due {deadline.isoformat()}"
+            elif deadline.date() == now.date():
+                state, reason = "due_today", f"tracking due by {deadline.isoformat()}"
+            else:
+                continue
+            risks.append(
+                SlaRisk(
+                    account=account.name,
+                    orderid=row.orderid,
+                    ci_lineitemid=row.ci_lineitemid,
+                    state=state,
+                    deadline=deadline,
+                    business_days_to_auto_cancel=_weekdays_left(row.order_date, now),
+                    reason=reason,
+                )
+            )
+        return risks
+
+
+def _weekdays_left(order_date: datetime | None, now: datetime) -> int | None:
+    """Weekdays until Groupon's 7-business-day auto-cancel (no holidays)."""
+    if order_date is None:
+        return None
+    day, counted = order_date, 0
+    while counted < AUTO_CANCEL_BUSINESS_DAYS:
+        day += timedelta(days=1)
+        if day.weekday() < 5:
+            counted += 1
+    left, cursor = 0, now
+    while cursor < day:
+        cursor += timedelta(days=1)
+        if cursor.weekday() < 5 and cursor <= day:
+            left += 1
+    return left
+
+
+plugin = GrouponPlugin()
+"""The entry-point object (``[project.entry-points.oms] groupon = "connector.plugin:plugin"``)."""

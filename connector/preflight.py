@@ -1,0 +1,299 @@
+"""Pre-flight checks for shipments: nothing reaches Groupon that it would refuse or that
+would hurt the merchant's metrics (CI cannot edit tracking once sent).
+
+Each (line, parcel) of a shipment is checked on its own; a failure becomes a hold with a
+reason an operator can act on. The checks, in order:
+
+1. the line is known to the ledger and the host confirmed it (stored/acked);
+2. the line is not cancelled;
+3. the host courier (+ service) maps to a Groupon carrier code on the region's approved list
+   (``UNMAPPED_COURIER``: re-evaluated by ``flush_outbox`` once the CSV is fixed);
+4. the tracking number fits its carrier's format (``tracking_format_policy``);
+5. the quantity fits what is still open (line quantity - quantity already sent or queued);
+6. one tracking number is shared only by lines with identical ship-to addresses;
+7. an order carries at most six distinct tracking numbers.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, cast
+
+from connector.ledger import Ledger, LineRow, OutboxRow
+from connector.mappings import Mappings
+from connector.models import Account, HoldKind
+
+__all__ = [
+    "ACTIVE_OUTBOX_STATES",
+    "MAX_TRACKING_PER_ORDER",
+    "Candidate",
+    "Preflight",
+    "TrackingCheckLike",
+    "TrackingChecker",
+    "Verdict",
+    "default_tracking_checker",
+    "ship_to_of",
+]
+
+log = logging.getLogger("connector.preflight")
+
+MAX_TRACKING_PER_ORDER = 6
+"""Groupon: an order can carry up to six tracking numbers."""
+
+ACTIVE_OUTBOX_STATES = ("pending", "sending", "retry", "accepted")
+"""Outbox rows that count as shipped (or about to be)."""
+
+_ADDRESS_KEYS = ("name", "address1", "address2", "city", "state", "zip", "country")
+
+
+class TrackingCheckLike(Protocol):
+    """The result of :func:`connector.tracking_formats.check_tracking_number`."""
+
+    @property
+    def known_format(self) -> bool: ...
+
+    @property
+    def valid(self) -> bool: ...
+
+    @property
+    def reason(self) -> str: ...
+
+
+TrackingChecker = Callable[[str, str], TrackingCheckLike]
+
+
+def default_tracking_checker() -> TrackingChecker:
+    """``connector.tracking_formats.check_tracking_number`` (imported when first needed)."""
+    module = importlib.import_module("connector.tracking_formats")
+    return cast(TrackingChecker, module.check_tracking_number)
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One (line, parcel) of a shipment, before the checks."""
+
+    ci_lineitemid: int
+    tracking: str
+    quantity: int
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The outcome of the checks for one candidate. ``carrier_code`` is set when mapped."""
+
+    candidate: Candidate
+    ok: bool
+    kind: HoldKind | None = None
+    reason: str = ""
+    carrier_code: str | None = None
+    line: LineRow | None = None
+    warning: str = ""
+
+
+def ship_to_of(line: LineRow) -> tuple[Any, ...] | None:
+    """The ship-to address of a line as CI sent it (compared exactly: Groupon says any
+    difference, even capitalisation, means separate parcels)."""
+    if not line.record:
+        return None
+    customer = line.record.get("customer")
+    if not isinstance(customer, dict):
+        return None
+    return tuple(customer.get(k) for k in _ADDRESS_KEYS)
+
+
+class Preflight:
+    """Runs the checks for one account against its ledger and this cycle's mappings."""
+
+    def __init__(
+        self,
+        account: Account,
+        ledger: Ledger,
+        mappings: Mappings,
+        tracking_checker: TrackingChecker | None = None,
+    ) -> None:
+        self.account = account
+        self.ledger = ledger
+        self.mappings = mappings
+        self._checker = tracking_checker
+
+    def carrier_for(self, courier: str, service: str) -> tuple[str | None, str]:
+        """The approved Groupon code for a host courier, or ``(None, reason)``."""
+        region = self.account.region
+        where = self._file("couriers.csv")
+        code = self.mappings.carrier_code(region, courier, service)
+        if code is None:
+            svc = f" service {service!r}" if service else ""
+            return None, (
+                f"courier {courier!r}{svc} has no Groupon carrier code for region {region}: "
+                f"add a row 'region,courier,service,carrier_code' to {where}"
+            )
+        if not self.mappings.is_approved(region, code):
+            return None, (
+                f"carrier code {code!r} (courier {courier!r}) is not on Groupon's approved list "
+                f"for {region} ({self._file(f'carriers/{region}.csv')}): fix {where}"
+            )
+        return code, ""
+
+    def check(
+        self,
+        courier: str,
+        service: str,
+        candidates: Sequence[Candidate],
+    ) -> list[Verdict]:
+        """Check every candidate of one shipment (or held rows being re-evaluated) against
+        the ledger and the outbox rows already pending, sending or accepted."""
+        lines = self.ledger.get_lines(c.ci_lineitemid for c in candidates)
+        code, courier_reason = self.carrier_for(courier, service)
+        verdicts: list[Verdict] = []
+        passed: list[Verdict] = []
+        for cand in candidates:
+            line = lines.get(cand.ci_lineitemid)
+            verdict = self._line_checks(cand, line, code, courier_reason)
+            verdicts.append(verdict)
+            if verdict.ok:
+                passed.append(verdict)
+        # Cross-candidate checks run only over those that passed the per-line checks.
+        failed = self._quantity_checks(passed)
+        failed.update(self._shared_tracking_checks(passed, failed))
+        failed.update(self._order_limit_checks(passed, failed))
+        return [
+            Verdict(
+                v.candidate,
+                False,
+                HoldKind.PREFLIGHT,
+                failed[id(v)],
+                v.carrier_code,
+                v.line,
+            )
+            if id(v) in failed
+            else v
+            for v in verdicts
+        ]
+
+    # -- per line -----------------------------------------------------------------------------
+
+    def _line_checks(
+        self, cand: Candidate, line: LineRow | None, code: str | None, courier_reason: str
+    ) -> Verdict:
+        lid = cand.ci_lineitemid
+        if line is None:
+            return _fail(cand, None, f"line {lid} is not known to this account's ledger")
+        if line.state in ("cancelled",) or line.ci_status in ("cancelled", "canceled"):
+            return _fail(cand, line, f"line {lid} is cancelled in CI: no tracking may be sent")
+        if line.state not in ("stored", "acked"):
+            return _fail(
+                cand,
+                line,
+                f"line {lid} is {line.state}: the host has not confirmed storing it "
+                "(call oms_mark_exported first)",
+            )
+        if not cand.tracking.strip():
+            return _fail(cand, line, f"line {lid}: empty tracking number")
+        if cand.quantity < 1:
+            return _fail(
+                cand, line, f"line {lid}: quantity must be at least 1, got {cand.quantity}"
+            )
+        if code is None:
+            return Verdict(cand, False, HoldKind.UNMAPPED_COURIER, courier_reason, None, line)
+        warning = ""
+        policy = self.account.options.tracking_format_policy
+        if policy != "off":
+            result = self._tracking_checker()(code, cand.tracking)
+            if result.known_format and not result.valid:
+                text = f"tracking {cand.tracking!r} fails the {code} format: {result.reason}"
+                if policy == "reject":
+                    return Verdict(cand, False, HoldKind.PREFLIGHT, text, code, line)
+                warning = text
+                log.warning("account %s line %d: %s", self.account.name, lid, text)
+        return Verdict(cand, True, None, "", code, line, warning)
+
+    def _tracking_checker(self) -> TrackingChecker:
+        if self._checker is None:
+            self._checker = default_tracking_checker()
+        return self._checker
+
+    # -- across candidates --------------------------------------------------------------------
+
+    def _active_rows(self, **filters: Any) -> list[OutboxRow]:
+        # Rows being checked are never active (new, or held), so nothing needs excluding.
+        return self.ledger.outbox_rows(states=ACTIVE_OUTBOX_STATES, **filters)
+
+    def _quantity_checks(self, passed: Iterable[Verdict]) -> dict[int, str]:
+        failed: dict[int, str] = {}
+        used: dict[int, int] = {}
+        for v in passed:
+            assert v.line is not None
+            lid = v.candidate.ci_lineitemid
+            if lid not in used:
+                used[lid] = sum(r.quantity for r in self._active_rows(ci_lineitemid=lid))
+            still_open = v.line.quantity - used[lid]
+            if v.candidate.quantity > still_open:
+                failed[id(v)] = (
+                    f"line {lid}: quantity {v.candidate.quantity} exceeds what is still open "
+                    f"({still_open} of {v.line.quantity})"
+                )
+            else:
+                used[lid] += v.candidate.quantity
+        return failed
+
+    def _shared_tracking_checks(
+        self, passed: Iterable[Verdict], failed: dict[int, str]
+    ) -> dict[int, str]:
+        out: dict[int, str] = {}
+        by_tracking: dict[str, list[Verdict]] = {}
+        for v in passed:
+            if id(v) not in failed:
+                by_tracking.setdefault(v.candidate.tracking, []).append(v)
+        for tracking, group in by_tracking.items():
+            addresses: dict[tuple[Any, ...] | None, int] = {}
+            earlier = self._active_rows(tracking=tracking)
+            earlier_lines = self.ledger.get_lines(r.ci_lineitemid for r in earlier)
+            for row in earlier_lines.values():
+                addresses.setdefault(ship_to_of(row), row.ci_lineitemid)
+            for v in group:
+                assert v.line is not None
+                addresses.setdefault(ship_to_of(v.line), v.candidate.ci_lineitemid)
+            if len(addresses) > 1 or None in addresses:
+                ids = ", ".join(str(i) for i in sorted(set(addresses.values())))
+                for v in group:
+                    out[id(v)] = (
+                        f"tracking {tracking!r} is shared by lines with different ship-to "
+                        f"addresses (lines {ids}): use one tracking number per address"
+                    )
+        return out
+
+    def _order_limit_checks(
+        self, passed: Iterable[Verdict], failed: dict[int, str]
+    ) -> dict[int, str]:
+        out: dict[int, str] = {}
+        by_order: dict[str, list[Verdict]] = {}
+        for v in passed:
+            if id(v) not in failed:
+                assert v.line is not None
+                by_order.setdefault(v.line.orderid, []).append(v)
+        for orderid, group in by_order.items():
+            existing = {r.tracking for r in self._active_rows(orderid=orderid)}
+            allowed = set(existing)
+            for v in group:
+                number = v.candidate.tracking
+                if number in allowed:
+                    continue
+                if len(allowed) < MAX_TRACKING_PER_ORDER:
+                    allowed.add(number)
+                    continue
+                out[id(v)] = (
+                    f"order {orderid} would carry more than {MAX_TRACKING_PER_ORDER} tracking "
+                    f"numbers (already {len(allowed)}): combine parcels"
+                )
+        return out
+
+    def _file(self, name: str) -> str:
+        directory = self.mappings.directory or self.account.mappings_dir
+        return str(directory / name) if directory else name
+
+
+def _fail(cand: Candidate, line: LineRow | None, reason: str) -> Verdict:
+    return Verdict(cand, False, HoldKind.PREFLIGHT, reason, None, line)
