@@ -191,7 +191,7 @@ def load_entrypoint_plugins(
         )
     pm.load_errors.extend(errors)
     for error in errors:
-        log.warning("%s", error)
+        log.info("%s", error)
     return errors
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import importlib.metadata
 import sys
+import tomllib
 import types
+from pathlib import Path
 from typing import Any
 
 import pluggy
@@ -90,6 +92,13 @@ def _names(pm: pluggy.PluginManager) -> set[str]:
     return {info.name for info in list_plugins(pm)}
 
 
+def _import_groupon_plugin_or_skip() -> None:
+    try:
+        importlib.import_module("connector.plugin")
+    except ImportError as exc:
+        pytest.skip(f"connector.plugin not importable yet: {exc}")
+
+
 def test_groupon_entry_point_is_discoverable() -> None:
     eps = {ep.name: ep for ep in importlib.metadata.entry_points(group="oms")}
     assert "groupon" in eps, "pyproject declares [project.entry-points.oms] groupon"
@@ -97,15 +106,13 @@ def test_groupon_entry_point_is_discoverable() -> None:
     assert ep.module == "connector.plugin"
     assert ep.dist is not None
     assert ep.dist.metadata["Name"] == "groupon-ci-connector"
-    try:
-        importlib.import_module("connector.plugin")
-    except ImportError as exc:
-        pytest.skip(f"connector.plugin not importable yet: {exc}")
+    _import_groupon_plugin_or_skip()
     if ep.attr is None:
-        pytest.fail(
-            "installed entry point is 'connector.plugin' (module) but pyproject declares "
-            "'connector.plugin:plugin': the editable install's metadata is stale; re-run "
-            "pip install -e ."
+        # The editable install predates pyproject's "connector.plugin:plugin"; `make setup`
+        # (pyproject is newer than .venv/.installed) refreshes it.
+        pytest.xfail(
+            f"installed entry point is {ep.value!r} but pyproject declares "
+            "'connector.plugin:plugin': stale install metadata, re-run pip install -e ."
         )
     pm = get_plugin_manager(allow=["groupon"])
     assert pm.load_errors == []
@@ -113,6 +120,29 @@ def test_groupon_entry_point_is_discoverable() -> None:
     assert infos["groupon"].dist == "groupon-ci-connector"
     assert "oms_import_orders" in infos["groupon"].hooks
     assert "groupon" in [c.name for c in pm.hook.oms_channel_info()]
+
+
+def test_declared_groupon_entry_point_loads_through_the_host(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _import_groupon_plugin_or_skip()
+    pyproject = Path(__file__).resolve().parents[3] / "pyproject.toml"
+    declared = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["entry-points"]
+    ep = importlib.metadata.EntryPoint("groupon", declared["oms"]["groupon"], "oms")
+    monkeypatch.setattr(plugins, "_entry_points", lambda: [ep])
+    pm = get_plugin_manager(allow=["groupon"])
+    assert pm.load_errors == []
+    [info] = list_plugins(pm)
+    assert set(info.hooks) == {
+        "oms_channel_info",
+        "oms_dispatch",
+        "oms_flush_outbox",
+        "oms_held_lines",
+        "oms_import_orders",
+        "oms_mark_exported",
+        "oms_sla_at_risk",
+    }
+    assert [c.name for c in pm.hook.oms_channel_info()] == ["groupon"]
 
 
 def test_loads_every_installed_plugin_and_reports_the_broken_by_name(

@@ -1,0 +1,126 @@
+"""``ci-connector status``: what is held for the operator and what is still on its way."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from connector.cli import open_facade, render_table, select_accounts, to_jsonable
+from connector.cli.context import CliContext, emit_json, say
+from connector.errors import ChannelError
+from connector.ledger import open_ledger
+from connector.models import Account, HeldLine
+from connector.reference_host.facade import ChannelFacade
+from connector.secrets import redact
+
+
+def _account_status(facade: ChannelFacade, account: Account) -> dict[str, Any]:
+    held: list[HeldLine] = facade.held_lines(account=account)
+    ledger = open_ledger(account)
+    try:
+        pending = ledger.pending_outbox()
+        summary = ledger.summary()
+    finally:
+        ledger.close()
+    return {
+        "account": account.name,
+        "held": [to_jsonable(h) for h in held],
+        "pending_outbox": [
+            {
+                "shipment_id": row.shipment_id,
+                "ci_lineitemid": row.ci_lineitemid,
+                "orderid": row.orderid,
+                "tracking": row.tracking,
+                "state": row.state,
+                "attempts": row.attempts,
+                "reason": row.reason,
+                "next_attempt_at": to_jsonable(row.next_attempt_at),
+            }
+            for row in pending
+        ],
+        "summary": to_jsonable(summary),
+    }
+
+
+def _print_status(status: dict[str, Any]) -> None:
+    name = status["account"]
+    lines = status["summary"].get("lines", {})
+    counts = ", ".join(f"{k} {v}" for k, v in lines.items() if v) or "no lines yet"
+    say(f"== {name}: {counts}")
+    held = status["held"]
+    say(f"held lines: {len(held)}")
+    if held:
+        say(
+            render_table(
+                ["kind", "line", "order", "since", "reason"],
+                [
+                    [h["kind"], h["ci_lineitemid"], h["orderid"], h["since"], h["reason"]]
+                    for h in held
+                ],
+            )
+        )
+    pending = status["pending_outbox"]
+    say(f"pending outbox: {len(pending)}")
+    if pending:
+        say(
+            render_table(
+                ["shipment", "line", "tracking", "state", "attempts", "reason"],
+                [
+                    [
+                        p["shipment_id"],
+                        p["ci_lineitemid"],
+                        p["tracking"],
+                        p["state"],
+                        p["attempts"],
+                        p["reason"],
+                    ]
+                    for p in pending
+                ],
+            )
+        )
+
+
+@click.command()
+@click.option(
+    "--account",
+    "account_name",
+    default="all",
+    show_default=True,
+    metavar="NAME|all",
+    help="Account to report on, or 'all'.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+@click.pass_obj
+def status(obj: CliContext, account_name: str, as_json: bool) -> None:
+    """Show held lines (with the reason and fix) and the pending outbox per account.
+
+    Held lines come from the channel plugin (oms_held_lines); the outbox and line counts
+    from the account's ledger. Exits 1 when any line is held or an account failed.
+
+    \b
+    Example:
+      ci-connector status --account us
+      ci-connector status --json | jq '.accounts[].held[].reason'
+    """
+    config = obj.config()
+    accounts = select_accounts(config, account_name)
+    facade = open_facade()
+    statuses: list[dict[str, Any]] = []
+    failures: list[dict[str, str]] = []
+    for account in accounts:
+        try:
+            statuses.append(_account_status(facade, account))
+        except ChannelError as exc:
+            failures.append({"account": account.name, "error": redact(str(exc))})
+    held_total = sum(len(s["held"]) for s in statuses)
+    ok = not failures and held_total == 0
+    if as_json:
+        emit_json({"ok": ok, "accounts": statuses, "failures": failures})
+    else:
+        for s in statuses:
+            _print_status(s)
+        for failure in failures:
+            say(f"{failure['account']}: status failed: {failure['error']}", err=True)
+    if not ok:
+        raise click.exceptions.Exit(1)
