@@ -26,7 +26,7 @@ from connector.ops.sla import (
     sla_lines_from_rows,
 )
 
-__all__ = ["load_sla_rows", "parse_now", "render_table", "selected_accounts", "sla"]
+__all__ = ["load_sla_rows", "parse_now", "render_table", "selected_accounts", "sla", "to_csv"]
 
 _FINISHED = (SlaState.SHIPPED, SlaState.CANCELLED)
 _CSV_FIELDS = (
@@ -154,7 +154,8 @@ def render_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     return "\n".join([line(list(headers)), *(line(r) for r in body)])
 
 
-def _to_csv(rows: Iterable[dict[str, Any]], fields: Sequence[str]) -> str:
+def to_csv(rows: Iterable[dict[str, Any]], fields: Sequence[str]) -> str:
+    """CSV text with a header row (no trailing newline)."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(fields), lineterminator="\n")
     writer.writeheader()
@@ -252,7 +253,7 @@ def sla(
     if fmt == "json":
         emit_json({"now": now.isoformat(), "accounts": report})
     elif fmt == "csv":
-        say(_to_csv((line for acc in report for line in acc["lines"]), _CSV_FIELDS))
+        say(to_csv((line for acc in report for line in acc["lines"]), _CSV_FIELDS))
     else:
         _print_table(now, report, table_rows)
 
