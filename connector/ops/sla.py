@@ -24,8 +24,8 @@ from datetime import UTC, date, datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from connector.models import SlaRisk
-from connector.ops.businessdays import BusinessCalendar
+from connector.models import Account, SlaRisk
+from connector.ops.businessdays import BusinessCalendar, calendar_for_account
 
 __all__ = [
     "AUTO_CANCEL_NO_TRACKING_DAYS",
@@ -43,6 +43,7 @@ __all__ = [
     "cycle_time_report",
     "evaluate",
     "parse_datetime",
+    "risks_for_account",
     "sla_lines_from_rows",
 ]
 
@@ -376,6 +377,26 @@ def at_risk(statuses: Iterable[SlaStatus], within_business_days: int = 2) -> lis
         )
         for s in picked
     ]
+
+
+def risks_for_account(
+    account: Account,
+    rows: Iterable[Mapping[str, Any]],
+    now: datetime,
+    within_business_days: int = 2,
+) -> list[SlaRisk]:
+    """What ``oms_sla_at_risk`` returns: ``rows`` (see :func:`sla_lines_from_rows`) judged with
+    the account's calendar, cut-off and zone.
+
+    :raises connector.errors.ConfigError: bad region/cutoff/timezone/closures options.
+    :raises SlaInputError: a bad row.
+    """
+    calendar, cutoff, tz = calendar_for_account(account)
+    lines = sla_lines_from_rows(rows, account=account.name)
+    statuses = evaluate(
+        lines, calendar, now, cutoff, tz, auto_cancel_warn_days=within_business_days
+    )
+    return at_risk(statuses, within_business_days)
 
 
 def cycle_time_report(lines: Iterable[SlaLine]) -> CycleTimeReport:

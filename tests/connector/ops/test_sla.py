@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from connector.models import SlaRisk
+from connector.models import Account, AccountOptions, SlaRisk
 from connector.ops.businessdays import BusinessCalendar
 from connector.ops.sla import (
     LineStatus,
@@ -19,8 +19,10 @@ from connector.ops.sla import (
     cycle_time_report,
     evaluate,
     parse_datetime,
+    risks_for_account,
     sla_lines_from_rows,
 )
+from connector.secrets import Secret
 
 CT = ZoneInfo("America/Chicago")
 FIVE_PM = time(17, 0)
@@ -284,3 +286,17 @@ def test_bad_rows_name_row_field_and_value(row: dict[str, Any], message: str) ->
 def test_sla_line_refuses_naive_datetimes() -> None:
     with pytest.raises(SlaInputError, match=r"ship_by .* has no time zone"):
         replace(BASE, ship_by=datetime(2026, 3, 6, 12))
+
+
+def test_risks_for_account_uses_the_account_options() -> None:
+    rows = [
+        {"orderid": "A", "ci_lineitemid": 1, "order_time": "2026-03-02T16:00:00Z", "quantity": 1}
+    ]
+    now = ct(2026, 3, 3, 16)
+    central = Account("us1", "groupon", "S", Secret("tok-risk-1"), region="US")
+    (risk,) = risks_for_account(central, rows, now)
+    assert risk.state == "due_today"
+    assert risk.account == "us1"
+    # With 2026-03-03 closed the deadline moves to Wednesday: nothing at risk on Tuesday.
+    closed = replace(central, options=AccountOptions(closures=("2026-03-03",)))
+    assert risks_for_account(closed, rows, now) == []
