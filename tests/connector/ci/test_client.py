@@ -222,7 +222,7 @@ def test_mark_exported_nothing_makes_no_call_and_bad_ids_are_refused() -> None:
     client.mark_exported([])
     assert len(responses.calls) == 0
     with pytest.raises(ValueError):
-        client.mark_exported([True])  # type: ignore[list-item]
+        client.mark_exported([True])
     with pytest.raises(ValueError):
         client.mark_exported([0])
 

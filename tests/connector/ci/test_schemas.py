@@ -25,7 +25,8 @@ EXAMPLES = Path(__file__).parent / "examples"
 
 
 def _example(name: str) -> dict[str, Any]:
-    return json.loads((EXAMPLES / name).read_text(encoding="utf-8"))
+    data: dict[str, Any] = json.loads((EXAMPLES / name).read_text(encoding="utf-8"))
+    return data
 
 
 def _v4_record() -> dict[str, Any]:
