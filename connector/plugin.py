@@ -295,18 +295,18 @@ class GrouponPlugin:
 
 
 def _weekdays_left(order_date: datetime | None, now: datetime) -> int | None:
-    """Weekdays until Groupon's 7-business-day auto-cancel (no holidays)."""
+    """Weekdays after ``now``'s date up to the 7-business-day auto-cancel date (no holidays)."""
     if order_date is None:
         return None
-    day, counted = order_date, 0
+    day, counted = order_date.date(), 0
     while counted < AUTO_CANCEL_BUSINESS_DAYS:
         day += timedelta(days=1)
         if day.weekday() < 5:
             counted += 1
-    left, cursor = 0, now
+    left, cursor = 0, now.date()
     while cursor < day:
         cursor += timedelta(days=1)
-        if cursor.weekday() < 5 and cursor <= day:
+        if cursor.weekday() < 5:
             left += 1
     return left
 

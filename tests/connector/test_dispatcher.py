@@ -1,0 +1,157 @@
+"""Dispatch: outbox, batching, endpoints, idempotency, rejection isolation, retries."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from connector.dispatcher import retry_delay
+from connector.errors import CIProtocolError, CITransportError
+from connector.models import HoldKind, LineOutcome, Parcel, Shipment, ShipmentLine, StoredOrder
+from tests.connector.fakes import Host, fake_mappings, make_host, make_line, make_record
+
+
+def _ready(tmp_path: Path, *records: dict, **options: object) -> tuple[Host, object]:  # type: ignore[type-arg]
+    host = make_host()
+    acct = host.account(tmp_path, **options)
+    for rec in records:
+        host.cis["us"].add(rec)
+    batch = host.pm.hook.oms_import_orders(account=acct)
+    stored = [StoredOrder(o.orderid, f"H-{o.orderid}", o.ci_lineitemids) for o in batch.orders]
+    host.pm.hook.oms_mark_exported(account=acct, stored=stored)
+    return host, acct
+
+
+def test_full_lines_batched_into_tracking_notification(tmp_path: Path) -> None:
+    host, acct = _ready(tmp_path, make_record("A", [make_line(1), make_line(2, "SKU-2", 2)]))
+    results = host.pm.hook.oms_dispatch(
+        account=acct, shipment=Shipment.single("S1", "UPS", "1Z001", {1: 1, 2: 2})
+    )
+    assert [(r.ci_lineitemid, r.outcome, r.tracking_number) for r in results] == [
+        (1, LineOutcome.ACCEPTED, "1Z001"),
+        (2, LineOutcome.ACCEPTED, "1Z001"),
+    ]
+    (items,) = host.cis["us"].calls_to("tracking_notification")
+    assert [(i.ci_lineitemid, i.carrier, i.quantity) for i in items] == [
+        (1, "ups", None),
+        (2, "ups", None),
+    ]
+    line = host.plugin.ledger_for(acct).get_line(2)
+    assert line.qty_shipped == 2
+
+
+def test_dispatch_is_idempotent_by_shipment_id(tmp_path: Path) -> None:
+    host, acct = _ready(tmp_path, make_record("A", [make_line(1)]))
+    shipment = Shipment.single("S1", "UPS", "1Z001", {1: 1})
+    host.pm.hook.oms_dispatch(account=acct, shipment=shipment)
+    again = host.pm.hook.oms_dispatch(account=acct, shipment=shipment)
+    assert [(r.outcome, r.reason) for r in again] == [
+        (LineOutcome.ALREADY_DONE, "already accepted by CI")
+    ]
+    assert len(host.cis["us"].calls_to("tracking_notification")) == 1
+
+
+def test_partial_shipment_uses_lineitem_tracking_notification(tmp_path: Path) -> None:
+    host, acct = _ready(tmp_path, make_record("A", [make_line(1, quantity=3)]))
+    shipment = Shipment(
+        "S1",
+        "UPS",
+        (Parcel("1Z001", (ShipmentLine(1, 1),)), Parcel("1Z002", (ShipmentLine(1, 2),))),
+    )
+    results = host.pm.hook.oms_dispatch(account=acct, shipment=shipment)
+    assert [r.outcome for r in results] == [LineOutcome.ACCEPTED, LineOutcome.ACCEPTED]
+    (items,) = host.cis["us"].calls_to("lineitem_tracking_notification")
+    assert [(i.fulfillment_lineitem_id, i.tracking, i.quantity) for i in items] == [
+        ("1300000001", "1Z001", 1),
+        ("1300000001", "1Z002", 2),
+    ]
+    assert host.cis["us"].calls_to("tracking_notification") == []
+
+
+def test_partial_on_v2_falls_back_to_tracking_notification_with_quantity(tmp_path: Path) -> None:
+    host = make_host()
+    from dataclasses import replace
+
+    acct = replace(host.account(tmp_path), api_version="v2")
+    host.cis["us"].add(make_record("A", [make_line(1, quantity=3)]))
+    batch = host.pm.hook.oms_import_orders(account=acct)
+    host.pm.hook.oms_mark_exported(
+        account=acct, stored=[StoredOrder("A", "H", batch.orders[0].ci_lineitemids)]
+    )
+    host.pm.hook.oms_dispatch(account=acct, shipment=Shipment.single("S1", "UPS", "1Z1", {1: 1}))
+    (items,) = host.cis["us"].calls_to("tracking_notification")
+    assert items[0].quantity == 1
+
+
+def test_rejected_row_isolated_and_held_with_reason(tmp_path: Path) -> None:
+    host, acct = _ready(tmp_path, make_record("A", [make_line(1), make_line(2, "SKU-2")]))
+    host.cis["us"].refuse_tracking = {"1Z-BAD"}
+    shipment = Shipment(
+        "S1",
+        "UPS",
+        (Parcel("1Z-OK", (ShipmentLine(1, 1),)), Parcel("1Z-BAD", (ShipmentLine(2, 1),))),
+    )
+    results = {
+        r.ci_lineitemid: r for r in host.pm.hook.oms_dispatch(account=acct, shipment=shipment)
+    }
+    assert results[1].outcome is LineOutcome.ACCEPTED
+    assert results[2].outcome is LineOutcome.REJECTED
+    assert "Invalid tracking number: 1Z-BAD" in results[2].reason
+    # One batch call, then one single call per row to isolate.
+    assert len(host.cis["us"].calls_to("tracking_notification")) == 3
+    held = host.pm.hook.oms_held_lines(account=acct)
+    assert [(h.ci_lineitemid, h.kind) for h in held] == [(2, HoldKind.REJECTED_BY_CI)]
+    assert "1Z-BAD" in held[0].reason
+
+
+def test_transport_error_retries_with_backoff_then_flush(tmp_path: Path) -> None:
+    host, acct = _ready(tmp_path, make_record("A", [make_line(1)]))
+    ci = host.cis["us"]
+    ci.fail("tracking_notification", CITransportError("503"))
+    results = host.pm.hook.oms_dispatch(
+        account=acct, shipment=Shipment.single("S1", "UPS", "1Z1", {1: 1})
+    )
+    assert results[0].outcome is LineOutcome.QUEUED
+    (row,) = host.plugin.ledger_for(acct).pending_outbox()
+    assert row.state == "retry"
+    assert row.next_attempt_at == host.clock.now + retry_delay(1)
+    assert host.pm.hook.oms_flush_outbox(account=acct) == []  # not due yet
+    host.clock.advance(seconds=61)
+    flushed = host.pm.hook.oms_flush_outbox(account=acct)
+    assert [(r.ci_lineitemid, r.outcome) for r in flushed] == [(1, LineOutcome.ACCEPTED)]
+    assert ci.tracking == {(1, "1Z1"): 1}
+
+
+def test_row_left_sending_by_crash_is_resent(tmp_path: Path) -> None:
+    host, acct = _ready(tmp_path, make_record("A", [make_line(1)]))
+    ci = host.cis["us"]
+    ci.fail("tracking_notification", CIProtocolError("html page"))
+    host.pm.hook.oms_dispatch(account=acct, shipment=Shipment.single("S1", "UPS", "1Z1", {1: 1}))
+    ledger = host.plugin.ledger_for(acct)
+    (row,) = ledger.pending_outbox()
+    ledger.update_outbox(row.id, host.clock.now, state="sending")  # as a SIGKILL mid-call leaves it
+    flushed = host.pm.hook.oms_flush_outbox(account=acct)
+    assert [r.outcome for r in flushed] == [LineOutcome.ACCEPTED]
+    assert ledger.outbox_rows(ids=[row.id])[0].attempts == 2
+
+
+def test_unmapped_courier_held_then_released_by_flush(tmp_path: Path) -> None:
+    host, acct = _ready(tmp_path, make_record("A", [make_line(1)]))
+    results = host.pm.hook.oms_dispatch(
+        account=acct, shipment=Shipment.single("S1", "Royal Mail", "RM1", {1: 1}, service="24")
+    )
+    assert results[0].outcome is LineOutcome.HELD
+    assert "'Royal Mail'" in results[0].reason
+    assert "couriers.csv" in results[0].reason
+    assert host.pm.hook.oms_flush_outbox(account=acct) == []
+    host.maps["us"] = fake_mappings(couriers=[("US", "Royal Mail", "", "usps")])
+    flushed = host.pm.hook.oms_flush_outbox(account=acct)
+    assert [(r.ci_lineitemid, r.outcome) for r in flushed] == [(1, LineOutcome.ACCEPTED)]
+    (items,) = host.cis["us"].calls_to("tracking_notification")
+    assert items[0].carrier == "usps"
+    assert host.pm.hook.oms_held_lines(account=acct) == []
+
+
+def test_retry_delay_grows_and_caps() -> None:
+    assert retry_delay(1).total_seconds() == 60
+    assert retry_delay(2).total_seconds() == 120
+    assert retry_delay(50).total_seconds() == 3600
