@@ -72,6 +72,9 @@ def create_app(state: SimState | None = None, *, error_status_codes: bool = Fals
     app = Flask("mock_ci_server")
     app.json.sort_keys = False  # type: ignore[attr-defined]  # keep CI's key order
     app.config[ERROR_STATUS_CODES] = error_status_codes
+    # No 308 redirects for "//" or a trailing "/": CI clients get the envelope instead.
+    app.url_map.merge_slashes = False
+    app.url_map.strict_slashes = False
     app.extensions["sim_state"] = state if state is not None else SimState()
     app.register_blueprint(ci_blueprint)
     app.register_blueprint(control_blueprint)

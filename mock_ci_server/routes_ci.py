@@ -41,8 +41,11 @@ def _state() -> SimState:
 
 
 def _params() -> dict[str, str]:
-    # query + form: the official sample sends a GET with a form body.
-    return request.values.to_dict(flat=True)
+    # query + form: the official sample sends a GET with a form body, and werkzeug's
+    # request.values leaves the form out on GET, so merge by hand (the query wins).
+    params = request.form.to_dict(flat=True)
+    params.update(request.args.to_dict(flat=True))
+    return params
 
 
 def _check(endpoint: str, version: str) -> None:
