@@ -12,7 +12,11 @@ from mock_ci_server.gpn.store import STATUSES, TYPES
 
 __all__ = ["PATHS"]
 
-_DATE = {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}$"}
+_DATE = {
+    "type": "string",
+    "pattern": "^(19[7-9][0-9]|2[0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+    "T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]$",
+}
 _NULLABLE_STRING = {"type": ["string", "null"]}
 
 _ERROR = {
