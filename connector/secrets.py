@@ -96,9 +96,46 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+_factory_lock = threading.Lock()
+_factory_installed = False
+
+
+def _install_record_factory() -> None:
+    """Redact every log record at creation, whichever logger or handler sees it later.
+
+    Filters on named loggers do not apply to their children (``urllib3.util.retry`` logs full
+    URLs) nor to handlers added afterwards; a record factory covers both.
+    """
+    global _factory_installed
+    with _factory_lock:
+        if _factory_installed:
+            return
+        previous = logging.getLogRecordFactory()
+
+        def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+            record = previous(*args, **kwargs)
+            try:
+                message = record.getMessage()
+            except Exception:  # a broken format string must not kill logging
+                return record
+            cleaned = redact(message)
+            if cleaned != message or record.args:
+                record.msg = cleaned
+                record.args = None
+            return record
+
+        logging.setLogRecordFactory(factory)
+        _factory_installed = True
+
+
 def install_log_redaction() -> None:
-    """Attach :class:`RedactingFilter` to every handler of the root logger and to the loggers
-    that see request URLs (urllib3 logs ``GET /path?token=...`` at DEBUG). Idempotent."""
+    """Make every log record pass through :func:`redact`. Idempotent.
+
+    A record factory redacts each record as it is created (all loggers, including urllib3's
+    ``GET /path?token=...`` debug lines); the filters on the root handlers also pre-render and
+    redact tracebacks.
+    """
+    _install_record_factory()
     flt = RedactingFilter()
     for name in ("", "urllib3", "urllib3.connectionpool", "requests", "connector", "waitress"):
         logger = logging.getLogger(name)

@@ -101,3 +101,29 @@ def test_install_is_idempotent_and_covers_urllib3() -> None:
     )
     assert pool.filter(record)
     assert TOKEN not in record.getMessage()
+
+
+def test_redaction_covers_child_loggers_and_handlers_added_later() -> None:
+    """A filter on a named logger misses its children and later handlers; the factory doesn't."""
+    import io
+    import logging
+
+    from connector.secrets import Secret, install_log_redaction
+
+    canary = "CanaryChildLogger0123456789abcd"
+    Secret(canary)
+    install_log_redaction()
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)  # added after installation
+    logger = logging.getLogger("urllib3.util.retry.child_for_test")
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        logger.debug("GET /api/v4/get_orders?supplier_id=1&token=%s&page=2", canary)
+        logger.warning("plain %s mention", canary)
+    finally:
+        logger.removeHandler(handler)
+    text = stream.getvalue()
+    assert "get_orders" in text
+    assert "plain" in text
+    assert canary not in text
