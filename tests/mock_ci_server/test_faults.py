@@ -305,3 +305,62 @@ def test_count_is_exact_under_concurrency() -> None:
     assert statuses.count(500) == 25
     assert statuses.count(200) == 55
     assert injector.describe()[0]["fired"] == 25
+
+
+# -- through the simulator's own create_app() -------------------------------------------------
+
+SUPPLIER = "90001"
+SIM_TOKEN = "FaultsToken0123456789abcdefghij"
+
+
+def sim_client() -> tuple[Any, Any]:
+    from mock_ci_server.app import create_app
+    from mock_ci_server.state import SimState
+
+    state = SimState()
+    state.add_account(SUPPLIER, SIM_TOKEN)
+    state.seed(SUPPLIER, orders=3, seed=1)
+    app = create_app(state)
+    return app, app.test_client()
+
+
+def test_simulator_faults_via_control_plane() -> None:
+    app, client = sim_client()
+    query = {"supplier_id": SUPPLIER, "token": SIM_TOKEN}
+    resp = client.post(
+        "/_sim/faults",
+        json={"rules": [{"path": "*", "status": 503, "count": 1}]},
+    )
+    assert resp.status_code == 200
+    assert resp.get_json()["rules"][0]["remaining"] == 1
+    assert app.extensions["sim_faults"].describe()[0]["status"] == 503
+    # The control plane itself is never faulted, even by a catch-all rule.
+    assert client.get("/_sim/faults").status_code == 200
+    first = client.get("/api/v4/get_orders", query_string=query)
+    assert first.status_code == 503
+    second = client.get("/api/v4/get_orders", query_string=query)
+    assert second.status_code == 200
+    assert json.loads(second.get_data())["meta"]["no_of_items"] == 3
+    assert client.get("/_sim/faults").get_json()["rules"][0]["fired"] == 1
+
+
+def test_simulator_rejects_bad_rules_with_the_index_and_field() -> None:
+    _, client = sim_client()
+    resp = client.post("/_sim/faults", json=[{"status": 500}, {"status": 500, "probability": 2}])
+    assert resp.status_code == 400
+    reason = resp.get_json()["reason"]
+    assert "fault rule 1" in reason
+    assert "probability" in reason
+
+
+def test_simulator_truncate_gives_cut_json() -> None:
+    _, client = sim_client()
+    client.post("/_sim/faults", json=[{"truncate": True}])
+    resp = client.get(
+        "/api/v4/get_orders", query_string={"supplier_id": SUPPLIER, "token": SIM_TOKEN}
+    )
+    assert resp.status_code == 200
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(resp.get_data())
+    client.post("/_sim/reset")
+    assert client.get("/_sim/faults").get_json()["rules"] == []

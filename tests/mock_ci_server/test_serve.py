@@ -119,3 +119,23 @@ def test_run_forever_serves_until_sigint_then_exits_cleanly() -> None:
     assert "stopped" in out
     assert "Traceback" not in err
     assert _port_is_closed(int(url.rsplit(":", 1)[1]))
+
+
+@pytest.mark.socket
+def test_serves_the_simulator_app() -> None:
+    from mock_ci_server.app import create_app
+    from mock_ci_server.state import SimState
+
+    state = SimState()
+    state.add_account("90001", "ServeToken0123456789abcdefghijk")
+    state.seed("90001", orders=2, seed=1)
+    with serve_in_thread(create_app(state)) as server:
+        resp = requests.get(
+            f"{server.url}/api/v4/get_orders",
+            params={"supplier_id": "90001", "token": "ServeToken0123456789abcdefghijk"},
+            timeout=5,
+        )
+        assert resp.headers["Content-Type"].startswith("text/json")
+        assert resp.json()["meta"]["no_of_items"] == 2
+        health = requests.get(f"{server.url}/_sim/health", timeout=5)
+        assert health.json()["status"] == "ok"

@@ -205,3 +205,62 @@ def test_bad_base_url_is_refused() -> None:
     app, _ = echo_app()
     with pytest.raises(ValueError, match="base_url"):
         InProcessTransport(app, "ci.invalid")
+
+
+# -- through the simulator's own create_app() -------------------------------------------------
+
+SUPPLIER = "90001"
+SIM_TOKEN = "TransportToken0123456789abcdefg"
+
+
+def seeded_sim() -> tuple[Any, Any, list[int]]:
+    from mock_ci_server.app import create_app
+    from mock_ci_server.state import SimState
+
+    state = SimState()
+    state.add_account(SUPPLIER, SIM_TOKEN)
+    ids = state.seed(SUPPLIER, orders=4, seed=2)["ci_lineitemids"]
+    return create_app(state), state, ids
+
+
+def _exported(state: Any) -> set[int]:
+    return {
+        line["ci_lineitemid"] for line in state.get_state(SUPPLIER)["lines"] if line["exported"]
+    }
+
+
+def test_simulator_round_trip_in_process() -> None:
+    app, state, ids = seeded_sim()
+    creds = {"supplier_id": SUPPLIER, "token": SIM_TOKEN}
+    with InProcessTransport(app, BASE) as transport:
+        page = requests.get(f"{BASE}/api/v4/get_orders", params=creds, timeout=5)
+        assert page.headers["Content-Type"].startswith("text/json")
+        assert page.json()["meta"]["no_of_items"] == 4
+        urlencoded = requests.post(
+            f"{BASE}/api/v4/mark_exported",
+            data={**creds, "ci_lineitem_ids": json.dumps(ids[:1])},
+            timeout=5,
+        )
+        assert urlencoded.json() == {"success": True}
+        multipart = requests.post(
+            f"{BASE}/api/v2/mark_exported",
+            files={
+                k: (None, v) for k, v in {**creds, "ci_lineitem_ids": json.dumps(ids[1:2])}.items()
+            },
+            timeout=5,
+        )
+        assert multipart.json() == {"success": True}
+        assert transport.calls == 3
+    assert _exported(state) == set(ids[:2])
+
+
+def test_simulator_drop_loses_the_answer_but_not_the_effect() -> None:
+    app, state, ids = seeded_sim()
+    app.extensions["sim_faults"].set_rules([{"path": "/api/*/mark_exported", "drop": True}])
+    with InProcessTransport(app, BASE), pytest.raises(requests.ConnectionError):
+        requests.post(
+            f"{BASE}/api/v4/mark_exported",
+            data={"supplier_id": SUPPLIER, "token": SIM_TOKEN, "ci_lineitem_ids": json.dumps(ids)},
+            timeout=5,
+        )
+    assert _exported(state) == set(ids)
