@@ -81,7 +81,9 @@ def oms_import_orders(account: Account) -> ImportBatch | None:
     :returns: an :class:`~connector.models.ImportBatch` with the new orders, the lines held
         back (unmapped SKU, invalid payload: each with its reason; an order with a held line
         is held whole) and the lines Groupon cancelled after import that the host has not
-        heard about yet; ``None`` if the account belongs to another channel.
+        confirmed yet (see :func:`oms_confirm_cancellations`: a cancellation is reported again
+        by every import until the host confirms it, so apply them idempotently); ``None`` if
+        the account belongs to another channel.
     :raises connector.errors.ChannelError: the channel could not be read (after the client's
         own retries); nothing was staged or acknowledged.
 
@@ -103,6 +105,29 @@ def oms_mark_exported(account: Account, stored: Sequence[StoredOrder]) -> list[L
     :param account: the account the orders came from.
     :param stored: one receipt per stored order, with the host's id for it.
     :returns: one :class:`~connector.models.LineResult` per line id in ``stored``;
+        ``None`` if the account belongs to another channel.
+    :raises connector.errors.ChannelError: the ledger could not be written.
+
+    Calling mode: firstresult. Stops at the first non-``None`` result.
+
+    .. versionadded:: 0.1.0
+    """
+
+
+@hookspec(firstresult=True)
+def oms_confirm_cancellations(
+    account: Account, ci_lineitemids: Sequence[int]
+) -> list[LineResult] | None:
+    """Confirm that the host has durably applied the cancellations an import reported.
+
+    Until a cancellation is confirmed, every :func:`oms_import_orders` call reports it again,
+    so a host that crashes between receiving and applying one loses nothing.
+
+    :param account: the account the cancellations came from.
+    :param ci_lineitemids: the ``ci_lineitemid`` of each cancellation the host applied (or
+        deliberately kept open with a recorded reason) and committed.
+    :returns: one :class:`~connector.models.LineResult` per id: ``accepted``, ``already_done``
+        for one confirmed before, ``rejected`` for an id the plugin never reported as cancelled;
         ``None`` if the account belongs to another channel.
     :raises connector.errors.ChannelError: the ledger could not be written.
 

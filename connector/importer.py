@@ -22,6 +22,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from connector.ci.schemas import ParsedRecord, RecordProblem, parse_record
+from connector.crashpoints import crashpoint
 from connector.errors import CIAuthError, CIBusinessError, CIError
 from connector.ledger import Ledger, LineRow
 from connector.mappings import Mappings
@@ -130,6 +131,7 @@ class Importer:
         now = self.clock()
         records, windows_read, window_end = self._fetch(now)
         self._stage(records, now)
+        crashpoint("after_stage")
         if self.options.window_mode and window_end is not None:
             # Only after staging committed: a crash before this re-reads the same windows.
             self.ledger.set_watermark(window_end)
@@ -140,6 +142,7 @@ class Importer:
             windows_read,
         )
         orders = self._evaluate(now)
+        crashpoint("after_deliver")
         if self.options.mark_exported:
             self.flush_acks()
         cancellations = self._take_cancellations(now)
@@ -459,31 +462,43 @@ class Importer:
     # -- cancellations ------------------------------------------------------------------------
 
     def _take_cancellations(self, now: datetime) -> tuple[Cancellation, ...]:
-        """Lines the host has (or was handed) that CI now shows cancelled, not yet reported.
+        """Lines the host has (or was handed) that CI now shows cancelled, not yet confirmed.
 
-        Rule: a cancellation is marked reported in the same transaction that builds the batch
-        returning it, so each one is reported once; a crash before that commit re-reports it.
+        Rule: a cancellation is reported by every import until the host confirms it through
+        :meth:`confirm_cancellations`, so a host crash between receiving and applying it loses
+        nothing (hosts apply cancellations idempotently).
         """
-        found = [
-            row
+        return tuple(
+            Cancellation(
+                account=self.account.name,
+                orderid=row.orderid,
+                ci_lineitemid=row.ci_lineitemid,
+                host_order_id=row.host_order_id,
+                detected_at=row.cancel_detected_at or now,
+            )
             for row in self.ledger.lines(("delivered", "stored", "acked"))
             if row.ci_status in CANCELLED_STATUSES and not row.cancel_reported
-        ]
-        out = []
+        )
+
+    def confirm_cancellations(self, ci_lineitemids: Sequence[int]) -> list[LineResult]:
+        """The host applied these cancellations: stop reporting them (one transaction)."""
+        now = self.clock()
+        known = self.ledger.get_lines(ci_lineitemids)
+        results: list[LineResult] = []
         with self.ledger.transaction():
-            for row in found:
-                out.append(
-                    Cancellation(
-                        account=self.account.name,
-                        orderid=row.orderid,
-                        ci_lineitemid=row.ci_lineitemid,
-                        host_order_id=row.host_order_id,
-                        detected_at=row.cancel_detected_at or now,
+            for lid in ci_lineitemids:
+                row = known.get(lid)
+                if row is None or row.ci_status not in CANCELLED_STATUSES:
+                    results.append(
+                        LineResult(lid, LineOutcome.REJECTED, "not reported as cancelled")
                     )
-                )
-                self.ledger.update_line(row.ci_lineitemid, now, cancel_reported=True)
-                self.ledger.record_notice(row.ci_lineitemid, "cancellation", now)
-        return tuple(out)
+                elif row.cancel_reported:
+                    results.append(LineResult(lid, LineOutcome.ALREADY_DONE, "confirmed before"))
+                else:
+                    self.ledger.update_line(lid, now, cancel_reported=True)
+                    self.ledger.record_notice(lid, "cancellation", now)
+                    results.append(LineResult(lid, LineOutcome.ACCEPTED))
+        return results
 
     # -- acknowledgements ---------------------------------------------------------------------
 
@@ -571,6 +586,7 @@ class Importer:
             return results
         except CIError as exc:
             return f"CI unreachable, will retry: {exc}"
+        crashpoint("ack_sent")
         with self.ledger.transaction():
             for lid in batch:
                 row = self.ledger.get_line(lid)
@@ -578,6 +594,7 @@ class Importer:
                     lid, now, state="acked", ack_attempts=(row.ack_attempts if row else 0) + 1
                 )
                 self.ledger.log_ack(lid, "accepted", now)
+        crashpoint("ack_recorded")
         return [LineResult(lid, LineOutcome.ACCEPTED) for lid in batch]
 
     def _reject_ack(self, lid: int, reason: str, now: datetime) -> LineResult:

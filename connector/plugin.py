@@ -227,6 +227,17 @@ class GrouponPlugin:
             return self._importer(rt).mark_exported(stored)
 
     @hookimpl
+    def oms_confirm_cancellations(
+        self, account: Account, ci_lineitemids: Sequence[int]
+    ) -> list[LineResult] | None:
+        """Stop reporting cancellations the host applied (see the hookspec)."""
+        if account.channel != CHANNEL:
+            return None
+        rt = self._runtime(account)
+        with rt.lock:
+            return self._importer(rt).confirm_cancellations(ci_lineitemids)
+
+    @hookimpl
     def oms_dispatch(self, account: Account, shipment: Shipment) -> list[LineResult] | None:
         """Pre-flight, store and send tracking (see the hookspec)."""
         if account.channel != CHANNEL:

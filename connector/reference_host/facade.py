@@ -66,6 +66,14 @@ class ChannelFacade:
         )
         return self._owned("oms_mark_exported", account, result)
 
+    def confirm_cancellations(
+        self, *, account: Account, ci_lineitemids: Sequence[int]
+    ) -> list[LineResult]:
+        result: list[LineResult] | None = self.pm.hook.oms_confirm_cancellations(
+            account=account, ci_lineitemids=list(ci_lineitemids)
+        )
+        return self._owned("oms_confirm_cancellations", account, result)
+
     def dispatch(self, *, account: Account, shipment: Shipment) -> list[LineResult]:
         """Send a shipment's tracking to the channel (``oms_dispatch``)."""
         result: list[LineResult] | None = self.pm.hook.oms_dispatch(

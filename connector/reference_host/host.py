@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from connector.crashpoints import crashpoint
 from connector.errors import ChannelError
 from connector.models import Account, LineOutcome, LineResult, Shipment
 from connector.reference_host.facade import ChannelFacade
@@ -140,6 +141,7 @@ class ReferenceHost:
 
         # Commit first: only what is durably stored may be acknowledged.
         outcome = self.store.store_batch(account.name, batch.orders, accept=self.accept)
+        crashpoint("after_store")
         report.orders_new = outcome.new_orders
         report.orders_already_stored = outcome.existing_orders
         report.orders_refused = len(outcome.refused)
@@ -165,6 +167,16 @@ class ReferenceHost:
         cancels = self.store.apply_cancellations(account.name, batch.cancellations)
         report.cancellations_applied = cancels.cancelled
         report.cancellation_conflicts = len(cancels.conflicts)
+        if batch.cancellations:
+            # Committed above (applied or recorded as a conflict): now the plugin may stop
+            # reporting them. A crash before this line only means they are reported again.
+            try:
+                self.facade.confirm_cancellations(
+                    account=account,
+                    ci_lineitemids=[c.ci_lineitemid for c in batch.cancellations],
+                )
+            except ChannelError as exc:
+                report.errors.append(f"confirm_cancellations: {redact(str(exc))}")
         step("notices")
 
         try:
@@ -189,6 +201,7 @@ class ReferenceHost:
         operator. Sending the same shipment again is safe on both sides.
         """
         self.store.create_shipment(account.name, shipment)
+        crashpoint("host_shipment")
         results = self.facade.dispatch(account=account, shipment=shipment)
         for r in results:
             if r.outcome in (LineOutcome.HELD, LineOutcome.REJECTED):

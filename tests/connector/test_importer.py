@@ -209,7 +209,8 @@ def test_mark_exported_off_ledger_alone_prevents_redelivery(tmp_path: Path) -> N
     assert host.pm.hook.oms_import_orders(account=acct).orders == ()
 
 
-def test_cancellation_reported_once(tmp_path: Path) -> None:
+def test_hook_oms_confirm_cancellations(tmp_path: Path) -> None:
+    """A cancellation is reported until the host confirms it, then never again."""
     host = make_host()
     acct = host.account(tmp_path)
     ci = host.cis["us"]
@@ -220,6 +221,16 @@ def test_cancellation_reported_once(tmp_path: Path) -> None:
     assert [(c.orderid, c.ci_lineitemid, c.host_order_id) for c in first.cancellations] == [
         ("A", 2, "H-A")
     ]
+    # The host crashed before applying it: the next import reports it again.
+    again = host.pm.hook.oms_import_orders(account=acct)
+    assert [c.ci_lineitemid for c in again.cancellations] == [2]
+    results = host.pm.hook.oms_confirm_cancellations(account=acct, ci_lineitemids=[2, 1])
+    assert [(r.ci_lineitemid, r.outcome) for r in results] == [
+        (2, LineOutcome.ACCEPTED),
+        (1, LineOutcome.REJECTED),
+    ]
+    repeat = host.pm.hook.oms_confirm_cancellations(account=acct, ci_lineitemids=[2])
+    assert [r.outcome for r in repeat] == [LineOutcome.ALREADY_DONE]
     assert host.pm.hook.oms_import_orders(account=acct).cancellations == ()
     # The re-read used a date window (< 24 h) around the order date.
     windows = [w for w in ci.calls_to("get_orders") if w is not None]

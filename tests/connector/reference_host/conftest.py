@@ -79,6 +79,7 @@ class FakeChannel:
         self.confirmed: set[int] = set()
         self.held: list[HeldLine] = []
         self.cancellations: list[Cancellation] = []
+        self.cancel_confirmed: set[int] = set()
         self.outbox: list[LineResult] = []
         self.marked: list[list[StoredOrder]] = []
         self.fail_mark_exported: Exception | None = None
@@ -97,7 +98,20 @@ class FakeChannel:
             return None
         self.calls.append(f"{self.name}:import_orders")
         pending = tuple(o for o in self.orders if not set(o.ci_lineitemids) <= self.confirmed)
-        return ImportBatch(pending, tuple(self.held), tuple(self.cancellations))
+        unconfirmed = tuple(
+            c for c in self.cancellations if c.ci_lineitemid not in self.cancel_confirmed
+        )
+        return ImportBatch(pending, tuple(self.held), unconfirmed)
+
+    @hookimpl
+    def oms_confirm_cancellations(
+        self, account: Account, ci_lineitemids: Sequence[int]
+    ) -> list[LineResult] | None:
+        if not self._mine(account):
+            return None
+        self.calls.append(f"{self.name}:confirm_cancellations")
+        self.cancel_confirmed.update(ci_lineitemids)
+        return [LineResult(lid, LineOutcome.ACCEPTED) for lid in ci_lineitemids]
 
     @hookimpl
     def oms_mark_exported(
@@ -187,6 +201,7 @@ _EXPECTED_KWARGS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "oms_channel_info": {},
     "oms_import_orders": {"account": Account},
     "oms_mark_exported": {"account": Account, "stored": (list, tuple)},
+    "oms_confirm_cancellations": {"account": Account, "ci_lineitemids": (list, tuple)},
     "oms_dispatch": {"account": Account, "shipment": Shipment},
     "oms_flush_outbox": {"account": Account},
     "oms_held_lines": {"account": Account},

@@ -123,7 +123,11 @@ def test_held_lines_and_cancellations_reach_the_host(
     assert (report.held, report.held_new) == (1, 1)
     assert (report.cancellations, report.cancellations_applied) == (1, 1)
     assert host.store.line("us", 12)["status"] == "cancelled"  # type: ignore[index]
-    assert host.sync(kit.account()).held_new == 0
+    # The host confirmed after committing, so the channel stops reporting it.
+    assert fake.cancel_confirmed == {12}
+    again = host.sync(kit.account())
+    assert again.held_new == 0
+    assert again.cancellations == 0
 
 
 def test_flush_results_are_counted(host: ReferenceHost, fake: Any, kit: Any) -> None:
