@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from connector.ci.client import LineitemTrackingItem, TrackingItem
+from connector.crashpoints import crashpoint
 from connector.errors import CIAuthError, CIBusinessError, CIError
 from connector.ledger import Ledger, OutboxRow
 from connector.mappings import Mappings
@@ -100,6 +101,7 @@ class Dispatcher:
                 results[(lid, tracking)] = _known_result(row)
         verdicts = self.preflight.check(shipment.courier, shipment.service, to_check)
         to_send = self._store(shipment, verdicts, existing, results, now)
+        crashpoint("after_outbox")
         for result in self._send(to_send, now):
             results[(result.ci_lineitemid, result.tracking_number or "")] = result
         return [results[key] for key in wanted]
@@ -181,6 +183,7 @@ class Dispatcher:
             if r.state != "retry" or r.next_attempt_at is None or r.next_attempt_at <= now
         ]
         results = self._release_courier_holds(now, due)
+        crashpoint("flush")
         return results + self._send(due, now)
 
     def _release_courier_holds(self, now: datetime, due: list[OutboxRow]) -> list[LineResult]:
@@ -248,6 +251,7 @@ class Dispatcher:
             return results
         except CIError as exc:
             return self._retry(rows, f"CI unreachable, will retry: {exc}", now)
+        crashpoint("tracking_sent")
         with self.ledger.transaction():
             lines = self.ledger.get_lines(r.ci_lineitemid for r in rows)
             shipped = {lid: line.qty_shipped for lid, line in lines.items()}
@@ -260,6 +264,7 @@ class Dispatcher:
                     self.ledger.update_line(
                         r.ci_lineitemid, now, qty_shipped=shipped[r.ci_lineitemid]
                     )
+        crashpoint("tracking_recorded")
         log.info("account %s: %s accepted %d row(s)", self.account.name, endpoint, len(rows))
         return [LineResult(r.ci_lineitemid, LineOutcome.ACCEPTED, "", r.tracking) for r in rows]
 
