@@ -509,9 +509,10 @@ class Importer:
         known = self.ledger.get_lines(lid for _, lid in wanted)
         results: dict[int, LineResult] = {}
         to_ack: list[int] = []
+        queued: set[int] = set()  # membership test on to_ack itself was O(n^2)
         with self.ledger.transaction():
             for so, lid in wanted:
-                if lid in results or lid in to_ack:
+                if lid in results or lid in queued:
                     continue
                 row = known.get(lid)
                 refusal = _binding_refusal(self.account.name, so, lid, row)
@@ -531,6 +532,7 @@ class Importer:
                     results[lid] = LineResult(lid, LineOutcome.REJECTED, row.hold_reason)
                 elif self.options.mark_exported:
                     to_ack.append(lid)
+                    queued.add(lid)
                 else:
                     results[lid] = LineResult(lid, LineOutcome.ACCEPTED)
         for result in self._ack(to_ack, now):
@@ -588,8 +590,9 @@ class Importer:
             return f"CI unreachable, will retry: {exc}"
         crashpoint("ack_sent")
         with self.ledger.transaction():
+            rows = self.ledger.get_lines(batch)  # one query per batch, not one per line
             for lid in batch:
-                row = self.ledger.get_line(lid)
+                row = rows.get(lid)
                 self.ledger.update_line(
                     lid, now, state="acked", ack_attempts=(row.ack_attempts if row else 0) + 1
                 )
@@ -606,9 +609,11 @@ class Importer:
 
     def _queue(self, batch: Iterable[int], reason: str, now: datetime) -> list[LineResult]:
         out = []
+        ids = list(batch)
         with self.ledger.transaction():
-            for lid in batch:
-                row = self.ledger.get_line(lid)
+            rows = self.ledger.get_lines(ids)
+            for lid in ids:
+                row = rows.get(lid)
                 self.ledger.update_line(lid, now, ack_attempts=(row.ack_attempts if row else 0) + 1)
                 self.ledger.log_ack(lid, "queued", now, reason)
                 out.append(LineResult(lid, LineOutcome.QUEUED, reason))
