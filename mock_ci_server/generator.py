@@ -42,6 +42,7 @@ class Knobs:
     split_share: float = 0.0
     countries: tuple[str, ...] = ("US",)
     spread_hours: float = 48.0
+    unmapped_share: float = 0.0
 
     def __post_init__(self) -> None:
         problems = []
@@ -51,8 +52,9 @@ class Knobs:
             low, high = getattr(self, name)
             if low < 1 or high < low:
                 problems.append(f"{name} must be (min, max) with 1 <= min <= max, got {low, high}")
-        if not 0.0 <= self.split_share <= 1.0:
-            problems.append(f"split_share must be within 0..1, got {self.split_share}")
+        for share in ("split_share", "unmapped_share"):
+            if not 0.0 <= getattr(self, share) <= 1.0:
+                problems.append(f"{share} must be within 0..1, got {getattr(self, share)}")
         unknown = [c for c in self.countries if c.upper() not in ADDRESSES]
         if not self.countries or unknown:
             problems.append(
@@ -202,6 +204,14 @@ _PRODUCTS: tuple[tuple[str, str, str, int, int, str, tuple[str, str, str], str],
      ("30.0", "40.0", "12.0"), "63026000"),
 )  # fmt: skip
 
+# A product outside the usual catalog, drawn with probability ``unmapped_share``: merchants'
+# alias files rarely cover every SKU a new deal brings, and the demo shows such a line held.
+UNLISTED_PRODUCT = (
+    "Mystery gift box", "0000000099990", "DEMO-9999", 1299, 700, "0.5",
+    ("10.0", "10.0", "10.0"), "95030000",
+)  # fmt: skip
+_CATALOG = (*_PRODUCTS, UNLISTED_PRODUCT)
+
 _SHIPPING_CACHE: dict[tuple[int, bool], dict[str, Any]] = {}
 
 
@@ -210,7 +220,7 @@ def _shipping(product_index: int, imperial: bool) -> dict[str, Any]:
     key = (product_index, imperial)
     cached = _SHIPPING_CACHE.get(key)
     if cached is None:
-        _, _, _, _, _, weight, (width, length, height), _ = _PRODUCTS[product_index]
+        _, _, _, _, _, weight, (width, length, height), _ = _CATALOG[product_index]
         cached = {
             "product_dimension_unit": "inches" if imperial else "cm",
             "product_weight_unit": "pounds" if imperial else "kg",
@@ -264,6 +274,7 @@ def generate_orders(
     rng = random.Random(seed)
     countries = [c.upper() for c in knobs.countries]
     opp_ids = [_opp_id(rng) for _ in range(len(_PRODUCTS))]
+    opp_ids.append("006Xx00000UnLst")
     spread_minutes = int(knobs.spread_hours * 60)
     base = now.astimezone(UTC).replace(second=0, microsecond=0)
     for _ in range(knobs.orders):
@@ -306,7 +317,10 @@ def generate_orders(
         order = GeneratedOrder(orderid=orderid, order_date=order_date, split=split)
         for _ in range(n_lines):
             p = rng.randrange(len(_PRODUCTS))
-            pname, sku, bom_sku, price, cost, weight, _dims, hts = _PRODUCTS[p]
+            # Drawn only when asked for, so seeds without the knob keep their exact output.
+            if knobs.unmapped_share and rng.random() < knobs.unmapped_share:
+                p = len(_PRODUCTS)
+            pname, sku, bom_sku, price, cost, weight, _dims, hts = _CATALOG[p]
             qty = rng.randint(*knobs.quantity)
             discount = rng.choice((0, 0, 0, 0, 225, 94))
             intrinsic = round((price - discount) / (1 + vat))

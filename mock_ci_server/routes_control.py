@@ -127,6 +127,7 @@ def seed() -> Response:
             split_share=data["split_share"],
             countries=data["countries"],
             spread_hours=data["spread_hours"],
+            unmapped_share=data["unmapped_share"],
         )
     return jsonify({"success": True, **result})
 
@@ -171,12 +172,18 @@ def cancel() -> Response:
 
 @blueprint.post("/faults")
 def set_faults() -> Response:
-    """Replace the fault rules: a JSON list, or ``{"rules": [...]}``."""
+    """Replace the fault rules: a JSON list, or ``{"rules": [...], "seed": n}``."""
     raw = _body()
     rules = raw.get("rules") if isinstance(raw, dict) else raw
     if not isinstance(rules, list):
         raise ControlError('body must be a JSON list of rules or {"rules": [...]}')
+    seed = raw.get("seed") if isinstance(raw, dict) else None
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+        raise ControlError(f"seed must be an integer, got {seed!r}")
     try:
+        if seed is not None:
+            # Before the rules: set_rules restarts the generator from the current seed.
+            _faults().set_seed(seed)
         described = _faults().set_rules(rules)
     except ValueError as exc:
         raise ControlError(str(exc)) from None

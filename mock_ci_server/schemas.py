@@ -290,6 +290,7 @@ class SeedSchema(_Strict):
     split_share = fields.Float(load_default=0.0, validate=validate.Range(0.0, 1.0))
     countries = fields.List(fields.String(), load_default=None, allow_none=True)
     spread_hours = fields.Float(load_default=48.0, validate=validate.Range(min=0))
+    unmapped_share = fields.Float(load_default=0.0, validate=validate.Range(0.0, 1.0))
     records = fields.List(fields.Raw(), load_default=None, allow_none=True)
 
     @validates_schema

@@ -381,6 +381,7 @@ class SimState:
         split_share: float = 0.0,
         countries: list[str] | tuple[str, ...] | None = None,
         spread_hours: float = 48.0,
+        unmapped_share: float = 0.0,
     ) -> dict[str, Any]:
         """Generate ``orders`` orders for an account (deterministic for a seed on a fresh state).
 
@@ -396,6 +397,7 @@ class SimState:
                 split_share=split_share,
                 countries=tuple(countries) if countries else (account.region,),
                 spread_hours=spread_hours,
+                unmapped_share=unmapped_share,
             )
             now = self.clock.now()
             self._sweep(now)

@@ -214,3 +214,38 @@ def test_non_json_body_refused(api: FlaskClient) -> None:
     assert response.status_code == 400
     assert response.json is not None
     assert "JSON" in response.json["reason"]
+
+
+def test_unmapped_share_adds_unlisted_product_without_disturbing_other_seeds(
+    sim_state: SimState,
+) -> None:
+    def skus(unmapped_share: float) -> list[str]:
+        state = SimState()
+        state.clock.set(sim_state.clock.now())
+        state.add_account(SUPPLIER, TOKEN)
+        state.seed(SUPPLIER, orders=60, seed=5, unmapped_share=unmapped_share)
+        page = state.get_orders(SUPPLIER, TOKEN).records
+        return [record["line_items"][0]["bom_sku"] for record, _status in page]
+
+    plain = skus(0.0)
+    assert "DEMO-9999" not in plain
+    assert plain == skus(0.0)  # the knob draws nothing when it is off
+    mixed = skus(0.3)
+    assert 5 <= mixed.count("DEMO-9999") <= 35
+    assert set(mixed) - {"DEMO-9999"} <= set(plain) | {""}
+
+
+def test_fault_seed_makes_probability_faults_repeatable(api: FlaskClient) -> None:
+    rules = [{"method": "GET", "path": "/api/*/get_orders", "status": 503, "probability": 0.5}]
+
+    def pattern(seed: int) -> list[int]:
+        assert api.post("/_sim/faults", json={"seed": seed, "rules": rules}).status_code == 200
+        query = {"supplier_id": SUPPLIER, "token": TOKEN}
+        return [api.get("/api/v4/get_orders", query_string=query).status_code for _ in range(24)]
+
+    first = pattern(11)
+    assert first == pattern(11)
+    assert {200, 503} == set(first)
+    assert pattern(12) != first
+    bad = api.post("/_sim/faults", json={"seed": "x", "rules": rules})
+    assert bad.status_code == 400
