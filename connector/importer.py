@@ -130,7 +130,9 @@ class Importer:
         """Steps 1-4 and 6 of the pipeline; see the module docstring."""
         now = self.clock()
         records, windows_read, window_end = self._fetch(now)
-        self._stage(records, now)
+        # Records parsed while staging are reused by the evaluation (parsing is the costly part).
+        parsed: dict[str, ParsedRecord | RecordProblem] = {}
+        self._stage(records, now, parsed)
         crashpoint("after_stage")
         if self.options.window_mode and window_end is not None:
             # Only after staging committed: a crash before this re-reads the same windows.
@@ -141,7 +143,7 @@ class Importer:
             len(records),
             windows_read,
         )
-        orders = self._evaluate(now)
+        orders = self._evaluate(now, parsed)
         crashpoint("after_deliver")
         if self.options.mark_exported:
             self.flush_acks()
@@ -197,13 +199,21 @@ class Importer:
             extra.append((start, min(start + width, max(now, start + timedelta(minutes=1)))))
         return extra
 
-    def _stage(self, records: list[dict[str, Any]], now: datetime) -> None:
+    def _stage(
+        self,
+        records: list[dict[str, Any]],
+        now: datetime,
+        cache: dict[str, ParsedRecord | RecordProblem] | None = None,
+    ) -> None:
         seen: set[int] = set()
         problems: list[tuple[str, str | None, str]] = []
         parsed_lines: list[tuple[Mapping[str, Any], OrderLine, ParsedRecord]] = []
         bad_lines: list[tuple[Mapping[str, Any], int, str | None, str]] = []
         for raw in records:
-            result = parse_record(raw)
+            if cache is not None and isinstance(raw, dict):
+                result = _parse_cached(raw, cache)
+            else:
+                result = parse_record(raw)
             if isinstance(result, RecordProblem):
                 if not result.ci_lineitemids:
                     problems.append((_record_key(raw), result.orderid, result.reason))
@@ -291,7 +301,9 @@ class Importer:
 
     # -- evaluation ---------------------------------------------------------------------------
 
-    def _evaluate(self, now: datetime) -> list[Order]:
+    def _evaluate(
+        self, now: datetime, cache: dict[str, ParsedRecord | RecordProblem] | None = None
+    ) -> list[Order]:
         orderids = self.ledger.orderids_in_states(_UNCONFIRMED)
         grouped = self.ledger.lines_of_orders(orderids)
         problem_orders = {
@@ -300,7 +312,7 @@ class Importer:
             if h.ci_lineitemid is None and h.orderid
         }
         delay = timedelta(minutes=self.options.import_delay_minutes)
-        cache: dict[str, ParsedRecord | RecordProblem] = {}
+        cache = {} if cache is None else cache
         orders: list[Order] = []
         with self.ledger.transaction():
             for orderid in orderids:
