@@ -41,7 +41,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("gpn", "connector.cli.gpn", "gpn"),
     ("sla", "connector.cli.sla", "sla"),
     ("threshold", "connector.cli.threshold", "threshold"),
-    # ("demo", "connector.cli.demo", "demo"),
+    ("demo", "connector.cli.demo", "demo"),
     # ("reconcile", "connector.cli.reconcile", "reconcile"),
     # ("files", "connector.cli.files", "files"),
 )
