@@ -48,8 +48,9 @@ class SyncReport:
     ``ack_queued`` (retried by the outbox), ``ack_rejected``.
     Notices: ``held`` lines reported by the plugin (``held_new`` first seen now);
     ``cancellations`` reported, ``cancellations_applied``, ``cancellation_conflicts``.
-    Outbox: ``retried`` lines attempted by the flush, ``retried_ok`` accepted, of which
-    ``dispatched`` carried tracking; ``still_queued`` remain queued.
+    Outbox: ``redispatched`` shipments the host recorded but the plugin never took (the host
+    stopped in between) sent again; ``retried`` lines attempted by the flush, ``retried_ok``
+    accepted, of which ``dispatched`` carried tracking; ``still_queued`` remain queued.
     ``errors`` lists failures after the commit (the sync carried on).
     """
 
@@ -68,6 +69,7 @@ class SyncReport:
     cancellations: int = 0
     cancellations_applied: int = 0
     cancellation_conflicts: int = 0
+    redispatched: int = 0
     retried: int = 0
     retried_ok: int = 0
     dispatched: int = 0
@@ -180,6 +182,13 @@ class ReferenceHost:
         step("notices")
 
         try:
+            # The host's own outbox first: shipments committed here but never handed over.
+            for shipment in self.store.undispatched_shipments(account.name):
+                self.ship(account, shipment)
+                report.redispatched += 1
+        except ChannelError as exc:
+            report.errors.append(f"dispatch: {redact(str(exc))}")
+        try:
             flushed = self.facade.flush_outbox(account=account)
         except ChannelError as exc:
             report.errors.append(f"flush_outbox: {redact(str(exc))}")
@@ -198,7 +207,9 @@ class ReferenceHost:
         """Record ``shipment`` in the host (committed), then send it through the plugin.
 
         Lines the plugin holds or CI rejects are kept as ``dispatch_<outcome>`` notices for the
-        operator. Sending the same shipment again is safe on both sides.
+        operator. Sending the same shipment again is safe on both sides. The shipment stays
+        marked undispatched until the plugin returned, so if the host stops in between, the
+        next :meth:`sync` sends it again.
         """
         self.store.create_shipment(account.name, shipment)
         crashpoint("host_shipment")
@@ -211,4 +222,5 @@ class ReferenceHost:
                     r.reason,
                     ci_lineitemid=r.ci_lineitemid,
                 )
+        self.store.mark_dispatched(account.name, shipment.shipment_id)
         return results

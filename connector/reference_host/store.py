@@ -20,7 +20,15 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from connector.models import Cancellation, HeldLine, Order, Shipment, StoredOrder
+from connector.models import (
+    Cancellation,
+    HeldLine,
+    Order,
+    Parcel,
+    Shipment,
+    ShipmentLine,
+    StoredOrder,
+)
 
 __all__ = [
     "AcceptPolicy",
@@ -72,6 +80,11 @@ CREATE TABLE IF NOT EXISTS shipments (
     shipped_at  TEXT,
     parcels     TEXT NOT NULL,
     created_at  TEXT NOT NULL,
+    PRIMARY KEY (account, shipment_id)
+);
+CREATE TABLE IF NOT EXISTS undispatched (
+    account     TEXT NOT NULL,
+    shipment_id TEXT NOT NULL,
     PRIMARY KEY (account, shipment_id)
 );
 CREATE TABLE IF NOT EXISTS notices (
@@ -464,6 +477,12 @@ class HostStore:
             )
             if cursor.rowcount == 0:
                 return False
+            # Committed with the shipment, cleared once the plugin took it: a crash in between
+            # leaves the marker, and the next sync dispatches the shipment again.
+            db.execute(
+                "INSERT OR IGNORE INTO undispatched (account, shipment_id) VALUES (?, ?)",
+                (account, shipment.shipment_id),
+            )
             touched: set[str] = set()
             for parcel in shipment.parcels:
                 for item in parcel.lines:
@@ -484,6 +503,39 @@ class HostStore:
             for host_order_id in touched:
                 self._refresh_order_status(db, host_order_id)
         return True
+
+    def mark_dispatched(self, account: str, shipment_id: str) -> None:
+        """The channel plugin has taken the shipment (into its outbox): stop re-sending it."""
+        with self._transaction() as db:
+            db.execute(
+                "DELETE FROM undispatched WHERE account = ? AND shipment_id = ?",
+                (account, shipment_id),
+            )
+
+    def undispatched_shipments(self, account: str) -> list[Shipment]:
+        """Shipments recorded by :meth:`create_shipment` that the plugin has not confirmed
+        taking (the host stopped between the two), oldest first, rebuilt from the database."""
+        rows = self._db.execute(
+            "SELECT s.* FROM shipments s JOIN undispatched u USING (account, shipment_id) "
+            "WHERE s.account = ? ORDER BY s.rowid",
+            (account,),
+        ).fetchall()
+        return [
+            Shipment(
+                shipment_id=r["shipment_id"],
+                courier=r["courier"],
+                service=r["service"],
+                shipped_at=datetime.fromisoformat(r["shipped_at"]) if r["shipped_at"] else None,
+                parcels=tuple(
+                    Parcel(
+                        p["tracking_number"],
+                        tuple(ShipmentLine(i["ci_lineitemid"], i["quantity"]) for i in p["lines"]),
+                    )
+                    for p in json.loads(r["parcels"])
+                ),
+            )
+            for r in rows
+        ]
 
     def shipment_couriers(self) -> dict[str, list[str]]:
         """The distinct host couriers used in recorded shipments, per account."""
