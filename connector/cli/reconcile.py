@@ -103,6 +103,15 @@ def reconcile(
         if host_db is not None:
             host = open_host_view(host_db)
         for account in accounts:
+            if account.channel != "groupon":
+                if account_name != "all":
+                    failures.append(
+                        {
+                            "account": account.name,
+                            "error": f"channel {account.channel!r} is not groupon",
+                        }
+                    )
+                continue  # other channels keep no Groupon ledger
             try:
                 ledger = open_ledger(account)
             except ChannelError as exc:

@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -153,3 +154,24 @@ def test_refused_credentials_are_an_account_failure(setup: Setup) -> None:
     assert payload["accounts"] == []
     assert payload["failures"][0]["account"] == "us"
     assert "CI refused" in payload["failures"][0]["error"]
+
+
+def test_other_channels_are_skipped_unless_named(setup: Setup, monkeypatch: Any) -> None:
+    monkeypatch.setenv("OTHER_TOKEN", "other-channel-token-000000000000")
+    text = setup.config_path.read_text(encoding="utf-8")
+    setup.config_path.write_text(
+        text.replace(
+            "[[accounts]]",
+            '[[accounts]]\nname = "shop"\nchannel = "othershop"\nsupplier_id = "1"\n'
+            'token_env = "OTHER_TOKEN"\n\n[[accounts]]',
+            1,
+        ),
+        encoding="utf-8",
+    )
+    setup.sync()
+    everything = run(setup, "--json")
+    assert everything.exit_code == 0, everything.output
+    assert [a["account"] for a in json.loads(everything.output)["accounts"]] == ["us"]
+    named = run(setup, "--account", "shop")
+    assert named.exit_code == 1
+    assert "channel 'othershop' is not groupon" in named.output
