@@ -291,7 +291,10 @@ def _csv_rows(data: bytes) -> Iterator[Sequence[Any]]:
         raise UploadError(f"the file is not UTF-8 text (byte {exc.start})") from None
     first = text.split("\n", 1)[0]
     delimiter = ";" if first.count(";") > first.count(",") else ","
-    rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
+    try:
+        rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
+    except csv.Error as exc:  # e.g. a field over csv's size limit
+        raise UploadError(f"not valid CSV: {exc}") from None
     return iter(rows)
 
 

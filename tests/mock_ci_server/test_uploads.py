@@ -191,6 +191,11 @@ def test_orderid_mismatch_is_refused(sim_state: SimState, client: FlaskClient) -
         (csv_bytes([]), "t.csv", "has no data rows"),
         (b"PK\x03\x04 not really a zip", "t.xlsx", "not a readable .xlsx"),
         ("carrier,tracking\n\xe9".encode("latin-1"), "t.csv", "not UTF-8"),
+        (
+            b'ci_lineitemid,carrier,tracking\n1,ups,"' + b"x" * 200_000 + b'"\n',
+            "t.csv",
+            "not valid CSV",
+        ),
     ],
 )
 def test_bad_files_get_a_clear_reason(

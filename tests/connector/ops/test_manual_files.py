@@ -392,6 +392,11 @@ def test_xlsx_with_numeric_ids_and_real_dates(tmp_path: Path) -> None:
         ("e.csv", b"orderid,\xe9\n", "not UTF-8"),
         ("e.xlsx", b"PK\x03\x04garbage", "not a readable .xlsx"),
         ("e.csv", b"orderid,orderid\n1,2\n", "appears twice"),
+        (
+            "e.csv",
+            ",".join(ORDER_EXPORT_COLUMNS).encode() + b'\n"' + b"x" * 200_000 + b'"\n',
+            "not valid CSV",
+        ),
     ],
 )
 def test_unreadable_files_are_one_clear_problem(
