@@ -15,13 +15,13 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from connector import __version__, hookimpl
 from connector.dispatcher import Dispatcher
 from connector.errors import ChannelError, MappingError
-from connector.importer import CANCELLED_STATUSES, Importer, fallback_ship_by
+from connector.importer import Importer
 from connector.ledger import Ledger, open_ledger
 from connector.mappings import Mappings, load_mappings
 from connector.models import (
@@ -35,6 +35,8 @@ from connector.models import (
     SlaRisk,
     StoredOrder,
 )
+from connector.ops.ledger_rows import rows_from_ledger
+from connector.ops.sla import risks_for_account
 from connector.preflight import TrackingChecker
 
 __all__ = ["CHANNEL", "CIPort", "GrouponPlugin", "MappingsUnavailable", "plugin"]
@@ -77,6 +79,10 @@ def _default_client(account: Account) -> CIPort:
     from connector.ci.client import CIClient
 
     return CIClient.for_account(account)
+
+
+HOST_STATES = ("delivered", "stored", "acked", "cancelled")
+"""Ledger states of lines the host has been handed (the lines SLA risks are reported for)."""
 
 
 def _utcnow() -> datetime:
@@ -267,59 +273,22 @@ class GrouponPlugin:
 
     @hookimpl
     def oms_sla_at_risk(self, account: Account, now: datetime) -> list[SlaRisk] | None:
-        """Lines the host has that are not fully shipped and whose ship-by is today or past.
+        """Lines the host has that are due today, overdue or near Groupon's auto-cancel.
 
-        A simple rule over the ledger: the deadline is CI's ``ship_by_date``, else order time
-        + 1 weekday; "due today" means the deadline falls on ``now``'s UTC date. The ops
-        module (business days, cut-off, holidays) refines this.
+        Judged by :mod:`connector.ops.sla` on the account's business-day calendar (region
+        holidays, closures, cut-off time and zone); CI's ``ship_by_date`` wins when present.
         """
         if account.channel != CHANNEL:
             return None
         rt = self._runtime(account)
-        risks: list[SlaRisk] = []
         with rt.lock:
-            rows = list(rt.ledger.lines(("delivered", "stored", "acked")))
-        for row in rows:
-            if row.ci_status in CANCELLED_STATUSES or row.qty_shipped >= row.quantity:
-                continue
-            deadline = row.ship_by or (fallback_ship_by(row.order_date) if row.order_date else None)
-            if deadline is None:
-                continue
-            if deadline < now:
-                state, reason = "overdue", f"tracking was due {deadline.isoformat()}"
-            elif deadline.date() == now.date():
-                state, reason = "due_today", f"tracking due by {deadline.isoformat()}"
-            else:
-                continue
-            risks.append(
-                SlaRisk(
-                    account=account.name,
-                    orderid=row.orderid,
-                    ci_lineitemid=row.ci_lineitemid,
-                    state=state,
-                    deadline=deadline,
-                    business_days_to_auto_cancel=_weekdays_left(row.order_date, now),
-                    reason=reason,
-                )
-            )
-        return risks
-
-
-def _weekdays_left(order_date: datetime | None, now: datetime) -> int | None:
-    """Weekdays after ``now``'s date up to the 7-business-day auto-cancel date (no holidays)."""
-    if order_date is None:
-        return None
-    day, counted = order_date.date(), 0
-    while counted < AUTO_CANCEL_BUSINESS_DAYS:
-        day += timedelta(days=1)
-        if day.weekday() < 5:
-            counted += 1
-    left, cursor = 0, now.date()
-    while cursor < day:
-        cursor += timedelta(days=1)
-        if cursor.weekday() < 5:
-            left += 1
-    return left
+            host_lines = {row.ci_lineitemid for row in rt.ledger.lines(HOST_STATES)}
+            rows = [
+                row
+                for row in rows_from_ledger(rt.ledger, account)
+                if row["ci_lineitemid"] in host_lines
+            ]
+        return risks_for_account(account, rows, now)
 
 
 plugin = GrouponPlugin()

@@ -42,7 +42,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("sla", "connector.cli.sla", "sla"),
     ("threshold", "connector.cli.threshold", "threshold"),
     ("demo", "connector.cli.demo", "demo"),
-    # ("reconcile", "connector.cli.reconcile", "reconcile"),
+    ("reconcile", "connector.cli.reconcile", "reconcile"),
     # ("files", "connector.cli.files", "files"),
 )
 

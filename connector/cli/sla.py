@@ -15,6 +15,7 @@ from connector.cli.context import CliContext, emit_json, say
 from connector.errors import ConfigError, LedgerError
 from connector.models import Account
 from connector.ops.businessdays import calendar_for_account
+from connector.ops.ledger_rows import rows_from_ledger
 from connector.ops.sla import (
     SlaInputError,
     SlaState,
@@ -45,24 +46,9 @@ _CSV_FIELDS = (
 )
 
 
-def _unit_price(record: Any, ci_lineitemid: int) -> Any:
-    """The line's ``unit_price`` from the raw CI record kept in the ledger, if any."""
-    if not isinstance(record, dict):
-        return None
-    for item in record.get("line_items") or ():
-        if isinstance(item, dict) and item.get("ci_lineitemid") == ci_lineitemid:
-            return item.get("unit_price")
-    return None
-
-
 def load_sla_rows(account: Account) -> list[dict[str, Any]]:
-    """Every ledger line of ``account`` as a plain row for :func:`sla_lines_from_rows` and
-    :func:`connector.ops.threshold.sales_from_rows`.
-
-    ``tracking_uploaded_at`` is the first time CI accepted tracking for the line (its outbox
-    row's last update). The ledger keeps no carrier scans or deliveries, so ``first_scan_at``
-    and ``delivered_at`` are ``None``. Lines without an order date (broken payloads) fall back
-    to the raw record's ``date`` and are skipped when it has none either.
+    """Every ledger line of ``account`` as a plain row (see
+    :func:`connector.ops.ledger_rows.rows_from_ledger`).
 
     :raises connector.errors.LedgerError: the ledger cannot be read.
     """
@@ -70,46 +56,9 @@ def load_sla_rows(account: Account) -> list[dict[str, Any]]:
 
     ledger = open_ledger(account)
     try:
-        accepted: dict[int, datetime] = {}
-        for out in ledger.outbox_rows(states=("accepted",)):
-            first = accepted.get(out.ci_lineitemid)
-            if first is None or out.updated_at < first:
-                accepted[out.ci_lineitemid] = out.updated_at
-        rows: list[dict[str, Any]] = []
-        for line in ledger.lines():
-            order_time: Any = line.order_date
-            if order_time is None and isinstance(line.record, dict):
-                order_time = line.record.get("date")
-            if order_time is None:
-                continue
-            status = "cancelled" if line.state == "cancelled" else line.ci_status
-            rows.append(
-                {
-                    "account": account.name,
-                    "orderid": line.orderid,
-                    "ci_lineitemid": line.ci_lineitemid,
-                    "order_time": order_time,
-                    "ship_by": line.ship_by,
-                    "quantity": line.quantity,
-                    "qty_shipped": line.qty_shipped,
-                    "tracking_uploaded_at": accepted.get(line.ci_lineitemid),
-                    "status": _known_status(status),
-                    "first_scan_at": None,
-                    "delivered_at": None,
-                    "unit_price": _unit_price(line.record, line.ci_lineitemid),
-                }
-            )
-        return rows
+        return rows_from_ledger(ledger, account)
     finally:
         ledger.close()
-
-
-def _known_status(status: str | None) -> str | None:
-    # CI's line status vocabulary is not fully documented: an unknown value must not stop
-    # the report, so it is left to the quantities to decide.
-    text = (status or "").strip().lower()
-    known = {"open", "partially_shipped", "shipped", "ship", "cancelled", "canceled", "refunded"}
-    return text if text in known else None
 
 
 def parse_now(text: str | None) -> datetime:

@@ -1,0 +1,74 @@
+"""Ledger lines as the plain rows the SLA clock and the threshold guard read.
+
+One adapter for the CLI commands and the plugin's ``oms_sla_at_risk`` hook.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from connector.ledger import Ledger
+from connector.models import Account
+
+__all__ = ["rows_from_ledger"]
+
+
+def rows_from_ledger(ledger: Ledger, account: Account) -> list[dict[str, Any]]:
+    """Every ledger line of ``account`` as a plain row for
+    :func:`connector.ops.sla.sla_lines_from_rows` and
+    :func:`connector.ops.threshold.sales_from_rows`.
+
+    ``tracking_uploaded_at`` is the first time CI accepted tracking for the line (its outbox
+    row's last update). The ledger keeps no carrier scans or deliveries, so ``first_scan_at``
+    and ``delivered_at`` are ``None``. Lines without an order date (broken payloads) fall back
+    to the raw record's ``date`` and are skipped when it has none either.
+    """
+    accepted: dict[int, datetime] = {}
+    for out in ledger.outbox_rows(states=("accepted",)):
+        first = accepted.get(out.ci_lineitemid)
+        if first is None or out.updated_at < first:
+            accepted[out.ci_lineitemid] = out.updated_at
+    rows: list[dict[str, Any]] = []
+    for line in ledger.lines():
+        order_time: Any = line.order_date
+        if order_time is None and isinstance(line.record, dict):
+            order_time = line.record.get("date")
+        if order_time is None:
+            continue
+        status = "cancelled" if line.state == "cancelled" else line.ci_status
+        rows.append(
+            {
+                "account": account.name,
+                "orderid": line.orderid,
+                "ci_lineitemid": line.ci_lineitemid,
+                "order_time": order_time,
+                "ship_by": line.ship_by,
+                "quantity": line.quantity,
+                "qty_shipped": line.qty_shipped,
+                "tracking_uploaded_at": accepted.get(line.ci_lineitemid),
+                "status": _known_status(status),
+                "first_scan_at": None,
+                "delivered_at": None,
+                "unit_price": _unit_price(line.record, line.ci_lineitemid),
+            }
+        )
+    return rows
+
+
+def _unit_price(record: Any, ci_lineitemid: int) -> Any:
+    """The line's ``unit_price`` from the raw CI record kept in the ledger, if any."""
+    if not isinstance(record, dict):
+        return None
+    for item in record.get("line_items") or ():
+        if isinstance(item, dict) and item.get("ci_lineitemid") == ci_lineitemid:
+            return item.get("unit_price")
+    return None
+
+
+def _known_status(status: str | None) -> str | None:
+    # CI's line status vocabulary is not fully documented: an unknown value must not stop
+    # the report, so it is left to the quantities to decide.
+    text = (status or "").strip().lower()
+    known = {"open", "partially_shipped", "shipped", "ship", "cancelled", "canceled", "refunded"}
+    return text if text in known else None
