@@ -261,6 +261,12 @@ class _ProtocolProblem(Exception):
     """Internal: the answer was not CI's JSON envelope (retried, then CIProtocolError)."""
 
 
+class _BrokenAnswer(Exception):
+    """Internal: the connection broke while the answer's body was being read (urllib3 had
+    already returned the response, so its ``Retry`` never sees this); retried like a protocol
+    problem, then CITransportError."""
+
+
 # --- the client ------------------------------------------------------------------------------
 
 
@@ -565,13 +571,27 @@ class CIClient:
         url = f"{self.base_url}/api/{self.api_version}/{endpoint}"
         payload = {"supplier_id": self.supplier_id, "token": self._token.reveal(), **fields}
         problem = ""
+        retry_reason = "protocol"
         for attempt in range(self.protocol_retries + 1):
             if attempt:
-                self._stats.retry("protocol")
+                self._stats.retry(retry_reason)
                 self._sleep(min(BACKOFF_MAX, self.backoff * 2**attempt))
             self._throttle.acquire()
             self._stats.call(endpoint)
-            response = self._send(endpoint, method, url, payload)
+            try:
+                response = self._send(endpoint, method, url, payload)
+            except _BrokenAnswer as exc:
+                # Every CI call is safe to repeat, so a body lost mid-read is simply re-asked.
+                problem, retry_reason = str(exc), "ConnectionError"
+                log.warning(
+                    "CI %s attempt %d/%d: %s",
+                    endpoint,
+                    attempt + 1,
+                    self.protocol_retries + 1,
+                    problem,
+                )
+                continue
+            retry_reason = "protocol"
             try:
                 body = self._interpret(endpoint, response)
                 if check is not None:
@@ -590,6 +610,12 @@ class CIClient:
             except (CIBusinessError, CITransportError) as exc:
                 self._stats.failure(type(exc).__name__)
                 raise
+        if retry_reason == "ConnectionError":
+            self._stats.failure("CITransportError")
+            raise CITransportError(
+                f"CI {endpoint}: answer cut off {self.protocol_retries + 1} times: {problem}",
+                endpoint=endpoint,
+            )
         self._stats.failure("CIProtocolError")
         raise CIProtocolError(
             f"CI {endpoint}: not the JSON envelope after {self.protocol_retries + 1} "
@@ -602,14 +628,19 @@ class CIClient:
     ) -> requests.Response:
         timeouts = (self.timeout, self.timeout)
         started = time.monotonic()
-        failure = ""
+        failure = broken = ""
         try:
             if method == "GET":
                 response = self._session.get(url, params=payload, timeout=timeouts)
             else:
                 response = self._session.post(url, data=payload, timeout=timeouts)
+        except requests.exceptions.ChunkedEncodingError as exc:
+            # Headers arrived, the body did not (connection dropped mid-answer).
+            broken = f"{type(exc).__name__}: {redact(str(exc))}"
         except (requests.RequestException, HTTPError) as exc:
             failure = f"{type(exc).__name__}: {redact(str(exc))}"
+        if broken:
+            raise _BrokenAnswer(broken)
         if failure:
             # Raised outside the except block so the original exception (whose message holds
             # the URL with the token) is neither the cause nor the context of ours.
