@@ -1,0 +1,217 @@
+"""The child of the crash-consistency run: one full cycle through the reference host.
+
+``python -m benchmarks.crash_worker --url URL --supplier-id ID --data-dir DIR --token-env VAR``
+
+One run = ``ReferenceHost.sync`` (import, store, mark_exported, notices, flush), then one
+shipment per stored order that still has open lines, then ``oms_flush_outbox``. Shipment ids
+and tracking numbers are derived from the order's line ids, so a re-run after a crash builds
+exactly the same shipment. The parent may SIGKILL this process anywhere (see
+:mod:`connector.crashpoints`); everything it needs to resume is on disk.
+
+The last stdout line is a JSON summary. Exit status: 0 = the run found nothing left to do,
+3 = it did some work (run again to confirm), 1 = an error (message on stderr, no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import string
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from functools import cache
+from pathlib import Path
+
+from connector.ci.client import CIClient, OrdersPage
+from connector.crashpoints import crashpoint
+from connector.errors import ChannelError
+from connector.models import Account, AccountOptions, LineOutcome, Parcel, Shipment, ShipmentLine
+from connector.plugin import CIPort, GrouponPlugin
+from connector.reference_host.facade import ChannelFacade
+from connector.reference_host.host import ReferenceHost
+from connector.reference_host.plugins import get_plugin_manager
+from connector.reference_host.store import HostStoreError
+from connector.secrets import Secret
+
+__all__ = [
+    "ACCOUNT_NAME",
+    "COURIER",
+    "EXIT_IDLE",
+    "EXIT_WORKED",
+    "HOST_DB",
+    "CrashingFetchClient",
+    "main",
+    "plan_shipments",
+    "ups_tracking_number",
+]
+
+ACCOUNT_NAME = "crash"
+HOST_DB = "host.sqlite3"
+COURIER = "UPS"
+EXIT_IDLE = 0
+EXIT_WORKED = 3
+EXIT_ERROR = 1
+
+
+class CrashingFetchClient(CIClient):
+    """A :class:`CIClient` with the ``fetch_page`` crash point between pages of a listing.
+
+    ``fetch_all`` asks for pages through ``get_orders_page``, so the point sits before every
+    page after the first: the crash lands after some pages were read and none staged.
+    """
+
+    def get_orders_page(
+        self, page: int = 1, window: tuple[datetime, datetime] | None = None
+    ) -> OrdersPage:
+        if page > 1:
+            crashpoint("fetch_page")
+        return super().get_orders_page(page, window)
+
+
+def _client_factory(account: Account) -> CIPort:
+    opts = account.options
+    return CrashingFetchClient(
+        base_url=account.base_url,
+        supplier_id=account.supplier_id,
+        token=account.token,
+        api_version=account.api_version,
+        timeout=opts.timeout_seconds,
+        max_retries=opts.max_retries,
+        backoff=opts.backoff_seconds,
+    )
+
+
+@cache
+def ups_tracking_number(serial: int) -> str:
+    """A well-formed UPS 1Z number for ``serial`` (check digit found with tracking_numbers)."""
+    from tracking_numbers import get_tracking_number
+
+    body = f"1Z999AA1{serial % 10**9:09d}"
+    for digit in string.digits:
+        found = get_tracking_number(body + digit)
+        if found is not None and found.valid:
+            return body + digit
+    raise AssertionError(f"no UPS check digit makes {body} valid")  # pragma: no cover
+
+
+def _int(row: dict[str, object], key: str) -> int:
+    value = row[key]
+    if not isinstance(value, int):
+        raise TypeError(f"host line column {key} is {value!r}, not an integer")
+    return value
+
+
+def plan_shipments(open_lines: Sequence[dict[str, object]]) -> list[Shipment]:
+    """One shipment per order from the host's open lines, deterministic in its input.
+
+    Parcel 1 carries every line (a line of quantity q > 1 only q - 1 units: a partial dispatch);
+    parcel 2 carries the last unit of each such line. Ids and tracking numbers derive from the
+    order's smallest line id, so a re-run after a crash rebuilds the same shipment.
+    """
+    by_order: dict[str, list[tuple[int, int]]] = {}
+    for row in open_lines:
+        lid, qty = _int(row, "ci_lineitemid"), _int(row, "quantity")
+        shipped = _int(row, "shipped_quantity")
+        if qty - shipped > 0:
+            by_order.setdefault(str(row["orderid"]), []).append((lid, qty - shipped))
+    shipments = []
+    for orderid, lines in sorted(by_order.items()):
+        lines.sort()
+        key = lines[0][0]
+        first = tuple(ShipmentLine(lid, qty - 1 if qty > 1 else qty) for lid, qty in lines)
+        rest = tuple(ShipmentLine(lid, 1) for lid, qty in lines if qty > 1)
+        parcels = [Parcel(ups_tracking_number(key * 2), first)]
+        if rest:
+            parcels.append(Parcel(ups_tracking_number(key * 2 + 1), rest))
+        shipments.append(Shipment(f"S-{orderid}-{key}", COURIER, tuple(parcels)))
+    return shipments
+
+
+def build_account(args: argparse.Namespace, token: str) -> Account:
+    """The account the worker serves; small batches so a crash can land between batches."""
+    return Account(
+        name=ACCOUNT_NAME,
+        channel="groupon",
+        supplier_id=args.supplier_id,
+        token=Secret(token),
+        region="US",
+        api_version="v4",
+        base_url=args.url,
+        data_dir=Path(args.data_dir),
+        options=AccountOptions(
+            watch_cancellations=False,
+            ack_batch_size=args.batch_size,
+            tracking_batch_size=args.batch_size,
+            max_retries=3,
+            backoff_seconds=0.05,
+            timeout_seconds=10.0,
+        ),
+    )
+
+
+def run(args: argparse.Namespace, token: str) -> dict[str, object]:
+    """One full cycle; returns the summary (``work`` = how many things it did)."""
+    account = build_account(args, token)
+    pm = get_plugin_manager(load_entrypoints=False)
+    plugin = GrouponPlugin(client_factory=_client_factory)
+    pm.register(plugin, name="groupon")
+    host = ReferenceHost(Path(args.data_dir) / HOST_DB, ChannelFacade(pm))
+    try:
+        report = host.sync(account)
+        shipments = plan_shipments(host.store.open_lines(account.name))
+        outcomes: dict[str, int] = {}
+        for shipment in shipments:
+            for result in host.ship(account, shipment):
+                outcomes[result.outcome.value] = outcomes.get(result.outcome.value, 0) + 1
+        flushed = host.facade.flush_outbox(account=account)
+    finally:
+        host.close()
+        plugin.close()
+    work = (
+        report.orders_imported
+        + report.lines_marked_exported
+        + report.ack_queued
+        + report.retried
+        + report.cancellations
+        + report.redispatched
+        + len(shipments)
+        + len(flushed)
+    )
+    return {
+        "work": work,
+        "sync": report.to_dict(),
+        "shipments": len(shipments),
+        "dispatch": outcomes,
+        "flushed": len(flushed),
+        "flush_queued": sum(1 for r in flushed if r.outcome is LineOutcome.QUEUED),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; see the module docstring for the exit status."""
+    parser = argparse.ArgumentParser(prog="benchmarks.crash_worker")
+    parser.add_argument("--url", required=True, help="simulator base URL")
+    parser.add_argument("--supplier-id", required=True)
+    parser.add_argument("--data-dir", required=True, help="ledger + host database folder")
+    parser.add_argument("--token-env", required=True, help="env var holding the CI token")
+    parser.add_argument("--batch-size", type=int, default=25, help="ack/tracking batch size")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    token = os.environ.get(args.token_env, "")
+    if not token:
+        print(f"crash_worker: environment variable {args.token_env} is not set", file=sys.stderr)
+        return EXIT_ERROR
+    try:
+        summary = run(args, token)
+    except (ChannelError, HostStoreError) as exc:
+        print(f"crash_worker: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    print(json.dumps(summary, sort_keys=True), flush=True)
+    return EXIT_WORKED if summary["work"] else EXIT_IDLE
+
+
+if __name__ == "__main__":
+    sys.exit(main())
