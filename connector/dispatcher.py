@@ -332,6 +332,14 @@ def _known_result(row: OutboxRow) -> LineResult:
         )
     if row.state == "rejected":
         return LineResult(row.ci_lineitemid, LineOutcome.REJECTED, row.reason, row.tracking)
+    if row.state == "manual":
+        # Handed to the manual upload file: the API must not send it too.
+        return LineResult(
+            row.ci_lineitemid,
+            LineOutcome.ALREADY_DONE,
+            f"handed to the manual tracking upload ({row.reason})",
+            row.tracking,
+        )
     return LineResult(
         row.ci_lineitemid,
         LineOutcome.QUEUED,

@@ -15,6 +15,7 @@ from mock_ci_server.routes_ci import blueprint as ci_blueprint
 from mock_ci_server.routes_ci import ci_response
 from mock_ci_server.routes_control import blueprint as control_blueprint
 from mock_ci_server.state import SimState
+from mock_ci_server.uploads import blueprint as uploads_blueprint
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,7 @@ def create_app(state: SimState | None = None, *, error_status_codes: bool = Fals
     app.register_blueprint(ci_blueprint)
     app.register_blueprint(control_blueprint)
     app.register_blueprint(gpn_blueprint)
+    app.register_blueprint(uploads_blueprint)
     app.register_error_handler(Exception, _handle)
     faults = FaultInjector(app.wsgi_app)
     app.wsgi_app = faults  # type: ignore[method-assign]

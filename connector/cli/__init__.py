@@ -43,7 +43,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("threshold", "connector.cli.threshold", "threshold"),
     ("demo", "connector.cli.demo", "demo"),
     ("reconcile", "connector.cli.reconcile", "reconcile"),
-    # ("files", "connector.cli.files", "files"),
+    ("files", "connector.cli.files", "files"),
 )
 
 

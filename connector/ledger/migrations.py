@@ -91,5 +91,28 @@ CREATE TABLE notices (
 );
 """
 
-MIGRATIONS: tuple[tuple[int, str], ...] = ((1, SCHEMA_V1),)
+
+def _outbox_v2() -> str:
+    """v2: outbox rows may be ``manual`` (written to a tracking upload file for CI's web UI,
+    so the API flush leaves them alone). SQLite cannot alter a CHECK constraint, so the table
+    is rebuilt with the same columns and every index."""
+    table = SCHEMA_V1.split("CREATE TABLE outbox (", 1)[1].split(");", 1)[0]
+    widened = table.replace("'held', 'retry')", "'held', 'retry', 'manual')")
+    if widened == table:  # pragma: no cover - guards an edit of SCHEMA_V1
+        raise AssertionError("outbox state CHECK not found in SCHEMA_V1")
+    return (
+        f"CREATE TABLE outbox_v2 ({widened});\n"  # noqa: S608 - fixed schema text, no input
+        "INSERT INTO outbox_v2 SELECT * FROM outbox;\n"
+        "DROP TABLE outbox;\n"
+        "ALTER TABLE outbox_v2 RENAME TO outbox;\n"
+        "CREATE INDEX outbox_state ON outbox (state);\n"
+        "CREATE INDEX outbox_line ON outbox (ci_lineitemid);\n"
+        "CREATE INDEX outbox_tracking ON outbox (tracking);\n"
+        "CREATE INDEX outbox_order ON outbox (orderid);\n"
+    )
+
+
+SCHEMA_V2 = _outbox_v2()
+
+MIGRATIONS: tuple[tuple[int, str], ...] = ((1, SCHEMA_V1), (2, SCHEMA_V2))
 """Every migration this version of the connector knows, in order."""

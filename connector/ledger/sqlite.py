@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 LINE_STATES = ("staged", "held", "delivered", "stored", "acked", "cancelled")
-OUTBOX_STATES = ("pending", "sending", "accepted", "rejected", "held", "retry")
+OUTBOX_STATES = ("pending", "sending", "accepted", "rejected", "held", "retry", "manual")
 
 _LINE_COLUMNS = frozenset(
     {

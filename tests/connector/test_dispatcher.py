@@ -155,3 +155,22 @@ def test_retry_delay_grows_and_caps() -> None:
     assert retry_delay(1).total_seconds() == 60
     assert retry_delay(2).total_seconds() == 120
     assert retry_delay(50).total_seconds() == 3600
+
+
+def test_row_handed_to_manual_upload_is_never_sent_by_the_api(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    host, acct = _ready(tmp_path, make_record("A", [make_line(1)]))
+    shipment = Shipment.single("S1", "UPS", "1Z001", {1: 1})
+    host.cis["us"].fail("tracking_notification", CITransportError("503"))
+    [queued] = host.pm.hook.oms_dispatch(account=acct, shipment=shipment)
+    assert queued.outcome is LineOutcome.QUEUED
+    ledger = host.plugin.ledger_for(acct)
+    [row] = ledger.outbox_rows()
+    ledger.update_outbox(row.id, datetime.now(UTC), state="manual", reason="written to t.csv")
+    calls_before = len(host.cis["us"].calls_to("tracking_notification"))
+    assert host.pm.hook.oms_flush_outbox(account=acct) == []
+    [again] = host.pm.hook.oms_dispatch(account=acct, shipment=shipment)
+    assert again.outcome is LineOutcome.ALREADY_DONE
+    assert "manual tracking upload" in again.reason
+    assert len(host.cis["us"].calls_to("tracking_notification")) == calls_before

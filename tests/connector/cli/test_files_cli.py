@@ -13,27 +13,18 @@ import pytest
 from click.testing import CliRunner, Result
 from openpyxl import load_workbook
 
-import connector.ledger
 from connector.cli.context import CliContext
 from connector.cli.files import files
 from connector.config import ConnectorConfig
 from connector.ledger import Ledger, open_ledger, open_ledger_file
-from connector.ledger.migrations import MIGRATIONS, SCHEMA_V1
+from connector.ledger.migrations import MIGRATIONS
 from connector.models import Account
 from connector.ops.manual_files import ORDER_EXPORT_COLUMNS, TRACKING_UPLOAD_COLUMNS
 from connector.secrets import Secret
 
 TOKEN = "files-cli-secret-token-987"
 NOW = datetime(2024, 3, 4, 12, 0, tzinfo=UTC)
-EXAMPLE = Path("/work/shared/reference/ci-examples/get_orders_v4_page2_of_2.json")
-
-_OUTBOX_V1 = SCHEMA_V1.split("CREATE TABLE outbox (", 1)[1].split(");", 1)[0]
-MANUAL_MIGRATION = (
-    "CREATE TABLE outbox_new ("  # noqa: S608 (a fixed schema script, no user input)
-    + _OUTBOX_V1.replace("'held', 'retry')", "'held', 'retry', 'manual')")
-    + ");\nINSERT INTO outbox_new SELECT * FROM outbox;\nDROP TABLE outbox;\n"
-    "ALTER TABLE outbox_new RENAME TO outbox;\n"
-)
+EXAMPLE = Path(__file__).parents[2] / "fixtures" / "ci-examples" / "get_orders_v4_page2_of_2.json"
 
 
 def account(tmp_path: Path) -> Account:
@@ -127,32 +118,14 @@ def test_tracking_upload_xlsx_from_suffix(filled: Path) -> None:
     assert len(values) == 3
 
 
-def test_mark_sent_on_a_ledger_without_the_manual_state_fails_cleanly(filled: Path) -> None:
-    out = filled / "tracking.csv"
-    result = run(filled, "tracking-upload", "--account", "us1", "--out", str(out), "--mark-sent")
-    assert result.exit_code == 1
-    assert "Nothing was marked and no file was written" in result.output
-    assert "Traceback" not in result.output
-    assert not out.exists()
-    assert states(filled) == {11: "pending", 12: "retry", 13: "held", 14: "accepted"}
-
-
-def test_mark_sent_marks_rows_manual(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    migrations = (*MIGRATIONS, (len(MIGRATIONS) + 1, MANUAL_MIGRATION))
-
-    def open_with_manual(acct: Account) -> Ledger:
-        return open_ledger_file(tmp_path / "ledger-us1.sqlite3", acct.name, migrations)
-
-    monkeypatch.setattr(connector.ledger, "open_ledger", open_with_manual)
-    led = open_with_manual(account(tmp_path))
-    fill(led)
-    led.close()
+def test_mark_sent_marks_rows_manual(filled: Path) -> None:
+    tmp_path = filled
     out = tmp_path / "t.csv"
     result = run(tmp_path, "tracking-upload", "--account", "us1", "--out", str(out), "--mark-sent")
     assert result.exit_code == 0, result.output
     assert "marked 2 outbox row(s) 'manual'" in result.output
     assert out.exists()
-    assert states(tmp_path, migrations) == {11: "manual", 12: "manual", 13: "held", 14: "accepted"}
+    assert states(tmp_path) == {11: "manual", 12: "manual", 13: "held", 14: "accepted"}
     # Nothing left to write: a second run says so and writes nothing.
     again = tmp_path / "again.csv"
     result = run(tmp_path, "tracking-upload", "--account", "us1", "--out", str(again))

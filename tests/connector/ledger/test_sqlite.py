@@ -35,13 +35,15 @@ def test_open_ledger_creates_wal_file_per_account(tmp_path: Path) -> None:
 def test_migrations_apply_in_order_and_newer_file_is_refused(tmp_path: Path) -> None:
     path = ledger_path(tmp_path, "x")
     open_ledger_file(path, "x").close()
-    v2 = (*MIGRATIONS, (2, "ALTER TABLE lines ADD COLUMN note TEXT NOT NULL DEFAULT ''"))
-    upgraded = open_ledger_file(path, "x", migrations=v2)
-    assert upgraded.schema_version() == 2
+    current = len(MIGRATIONS)
+    nxt = (*MIGRATIONS, (current + 1, "ALTER TABLE lines ADD COLUMN note TEXT NOT NULL DEFAULT ''"))
+    upgraded = open_ledger_file(path, "x", migrations=nxt)
+    assert upgraded.schema_version() == current + 1
     cols = [r[1] for r in sqlite3.connect(path).execute("PRAGMA table_info(lines)")]
     assert "note" in cols
     upgraded.close()
-    with pytest.raises(LedgerVersionError, match=r"schema version 2, newer .* supports \(1\)"):
+    newer = rf"schema version {current + 1}, newer .* supports \({current}\)"
+    with pytest.raises(LedgerVersionError, match=newer):
         open_ledger_file(path, "x")
 
 

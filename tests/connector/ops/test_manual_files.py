@@ -19,7 +19,7 @@ from openpyxl import Workbook, load_workbook
 from connector.ci.schemas import ParsedRecord, parse_record
 from connector.errors import LedgerError
 from connector.ledger import Ledger, OutboxRow, open_ledger_file
-from connector.ledger.migrations import MIGRATIONS, SCHEMA_V1
+from connector.ledger.migrations import MIGRATIONS
 from connector.ops.manual_files import (
     MANUAL_STATE,
     ORDER_EXPORT_COLUMNS,
@@ -38,19 +38,7 @@ from mock_ci_server.state import SimState
 SUPPLIER = "70001"
 TOKEN = "manual-files-token-0123456789"
 NOW = datetime(2024, 3, 4, 12, 0, tzinfo=UTC)
-EXAMPLE = Path("/work/shared/reference/ci-examples/get_orders_v4_page2_of_2.json")
-
-# The outbox table as schema v1 has it, but accepting the "manual" state (what a ledger
-# migration must add for --mark-sent; see docs/manual-files.md).
-_OUTBOX_V1 = SCHEMA_V1.split("CREATE TABLE outbox (", 1)[1].split(");", 1)[0]
-MANUAL_MIGRATION = (
-    "CREATE TABLE outbox_new ("  # noqa: S608 (a fixed schema script, no user input)
-    + _OUTBOX_V1.replace("'held', 'retry')", "'held', 'retry', 'manual')")
-    + ");\nINSERT INTO outbox_new SELECT * FROM outbox;\nDROP TABLE outbox;\n"
-    "ALTER TABLE outbox_new RENAME TO outbox;\n"
-    "CREATE INDEX outbox_state ON outbox (state);\n"
-    "CREATE INDEX outbox_line ON outbox (ci_lineitemid);\n"
-)
+EXAMPLE = Path(__file__).parents[2] / "fixtures" / "ci-examples" / "get_orders_v4_page2_of_2.json"
 
 
 @pytest.fixture
@@ -257,7 +245,7 @@ def test_csv_tracking_file_layout(sim: SimState, tmp_path: Path) -> None:
 
 def test_mark_manual_with_a_ledger_that_knows_the_state(sim: SimState, tmp_path: Path) -> None:
     (a,) = sim.seed(SUPPLIER, orders=1, seed=2)["ci_lineitemids"]
-    led = ledger(tmp_path, (*MIGRATIONS, (len(MIGRATIONS) + 1, MANUAL_MIGRATION)))
+    led = ledger(tmp_path)
     row = outbox(led, sim, a, "ups", "1Z")
     mark_manual(led, [row], tmp_path / "t.csv", NOW)
     (stored,) = led.outbox_rows()
@@ -266,15 +254,25 @@ def test_mark_manual_with_a_ledger_that_knows_the_state(sim: SimState, tmp_path:
     assert led.outbox_rows(states=("pending", "sending", "retry")) == []  # flush won't see it
 
 
-def test_mark_manual_on_a_v1_ledger_fails_cleanly_and_marks_nothing(
+def test_v1_ledger_is_migrated_and_then_accepts_the_manual_state(
     sim: SimState, tmp_path: Path
 ) -> None:
     a, b = sim.seed(SUPPLIER, orders=2, seed=2)["ci_lineitemids"]
-    led = ledger(tmp_path)
-    rows = [outbox(led, sim, a, "ups", "1Z"), outbox(led, sim, b, "ups", "1Y")]
+    old = ledger(tmp_path, MIGRATIONS[:1])
+    rows = [outbox(old, sim, a, "ups", "1Z"), outbox(old, sim, b, "ups", "1Y")]
     with pytest.raises(LedgerError, match="CHECK constraint"):
-        mark_manual(led, rows, tmp_path / "t.csv", NOW)
-    assert [r.state for r in led.outbox_rows()] == ["pending", "pending"]
+        mark_manual(old, rows, tmp_path / "t.csv", NOW)
+    assert [r.state for r in old.outbox_rows()] == ["pending", "pending"]  # nothing half-done
+    old.close()
+    led = ledger(tmp_path)  # opening with this version's migrations upgrades the file
+    assert led.schema_version() == len(MIGRATIONS)
+    kept = led.outbox_rows()
+    assert [(r.ci_lineitemid, r.tracking, r.state) for r in kept] == [
+        (a, "1Z", "pending"),
+        (b, "1Y", "pending"),
+    ]
+    mark_manual(led, kept, tmp_path / "t.csv", NOW)
+    assert {r.state for r in led.outbox_rows()} == {MANUAL_STATE}
 
 
 # --- hostile order exports -------------------------------------------------------------------
