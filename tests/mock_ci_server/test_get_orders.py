@@ -14,7 +14,7 @@ from mock_ci_server.state import SimState
 
 from .conftest import NOW, SUPPLIER, TOKEN, body, get_orders, mark, track
 
-EXAMPLES = Path("/work/shared/reference/ci-examples")
+EXAMPLES = Path(__file__).parents[1] / "fixtures" / "ci-examples"
 
 
 def _example(name: str) -> Any:

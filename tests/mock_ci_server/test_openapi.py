@@ -13,7 +13,7 @@ import schemathesis
 
 from mock_ci_server.openapi import CONTENT_TYPE, build_openapi, to_openapi30
 
-EXAMPLES = Path("/work/shared/reference/ci-examples")
+EXAMPLES = Path(__file__).parents[1] / "fixtures" / "ci-examples"
 CI_PATHS = (
     "/api/{version}/get_orders",
     "/api/{version}/mark_exported",

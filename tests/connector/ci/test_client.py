@@ -29,7 +29,7 @@ from connector.models import Account, AccountOptions
 from connector.secrets import Secret
 
 BASE = "https://ci.test"
-EXAMPLES = Path(__file__).parent / "examples"
+EXAMPLES = Path(__file__).parents[2] / "fixtures" / "ci-examples"
 ORDERS_URL = f"{BASE}/api/v4/get_orders"
 
 

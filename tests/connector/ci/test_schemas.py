@@ -21,7 +21,7 @@ from connector.ci.schemas import (
 )
 
 # Copies of ../shared/reference/ci-examples (synthetic data in the real shape).
-EXAMPLES = Path(__file__).parent / "examples"
+EXAMPLES = Path(__file__).parents[2] / "fixtures" / "ci-examples"
 
 
 def _example(name: str) -> dict[str, Any]:

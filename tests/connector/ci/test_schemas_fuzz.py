@@ -13,7 +13,9 @@ from hypothesis import strategies as st
 from connector.ci.schemas import ParsedRecord, RecordProblem, parse_record
 
 EXAMPLE = json.loads(
-    (Path(__file__).parent / "examples" / "get_orders_v4_page2_of_2.json").read_text("utf-8")
+    (
+        Path(__file__).parents[2] / "fixtures" / "ci-examples" / "get_orders_v4_page2_of_2.json"
+    ).read_text("utf-8")
 )["data"][0]
 
 _scalars = (
