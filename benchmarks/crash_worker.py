@@ -84,12 +84,20 @@ def _client_factory(account: Account) -> CIPort:
     )
 
 
+# UPS service codes (the two digits after the shipper number) that tracking_numbers accepts.
+_UPS_SERVICES = ("01", "02", "03", "12", "13", "22", "32", "42", "66", "72", "90")
+
+
 @cache
 def ups_tracking_number(serial: int) -> str:
-    """A well-formed UPS 1Z number for ``serial`` (check digit found with tracking_numbers)."""
+    """A well-formed UPS 1Z number for ``serial`` (check digit found with tracking_numbers).
+
+    Distinct for serials that differ by less than 11 x 10**7 (a service code per 10**7).
+    """
     from tracking_numbers import get_tracking_number
 
-    body = f"1Z999AA1{serial % 10**9:09d}"
+    service = _UPS_SERVICES[(serial // 10**7) % len(_UPS_SERVICES)]
+    body = f"1Z999AA1{service}{serial % 10**7:07d}"
     for digit in string.digits:
         found = get_tracking_number(body + digit)
         if found is not None and found.valid:
