@@ -146,6 +146,15 @@ def test_import_delay_keeps_young_orders_staged(tmp_path: Path) -> None:
     assert [o.orderid for o in host.pm.hook.oms_import_orders(account=acct).orders] == ["A"]
 
 
+def test_without_a_delay_an_order_dated_ahead_of_our_clock_is_imported(tmp_path: Path) -> None:
+    """CI's clock may run ahead of ours; with no import delay nothing should wait for it."""
+    host = make_host()
+    acct = host.account(tmp_path)
+    ahead = host.clock.now + timedelta(minutes=3)
+    host.cis["us"].add(make_record("AHEAD", [make_line(1)], date=ahead))
+    assert [o.orderid for o in host.pm.hook.oms_import_orders(account=acct).orders] == ["AHEAD"]
+
+
 def test_ship_by_from_ci_else_weekday_fallback(tmp_path: Path) -> None:
     host = make_host()
     acct = host.account(tmp_path)
