@@ -1,0 +1,207 @@
+"""Dispatch benchmark: tracking for N imported lines, through the reference host, over loopback.
+
+The plan is one shipment per order (all its lines, full quantity, one valid UPS number), built
+from the simulator's listing in the parent and handed to both children. Untimed set-up in each
+child brings the simulator to the same state (connector: one sync; floor: the import floor);
+the timed part is the tracking only:
+
+* connector: ``ReferenceHost.ship`` per shipment (host commit, pre-flight, outbox, one
+  ``tracking_notification`` call per shipment);
+* floor: the same ``tracking_notification`` calls with plain ``requests``.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks.bench_import import (
+    ChildError,
+    listing_pages,
+    make_host,
+    max_rss_mb,
+    run_child,
+    running_simulator,
+)
+
+__all__ = ["CARRIER", "COURIER", "DispatchRun", "measure_dispatch", "shipment_plan", "ups_number"]
+
+COURIER = "UPS"  # host courier name; mappings/couriers.csv maps it to carrier code "ups"
+CARRIER = "ups"
+
+Progress = Callable[[str], None]
+
+
+def _quiet(_msg: str) -> None:
+    return None
+
+
+def ups_number(serial: int) -> str:
+    """A UPS 1Z number (service 03) that passes the connector's own format/check-digit test."""
+    from connector.tracking_formats import check_tracking_number
+
+    body = f"1Z999AA103{serial % 10**7:07d}"
+    for digit in "0123456789":
+        if check_tracking_number(CARRIER, body + digit).valid:
+            return body + digit
+    raise ValueError(f"no valid UPS check digit for {body}")
+
+
+def shipment_plan(pages: Sequence[Sequence[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """One shipment per order, in order of first appearance in the listing."""
+    by_order: dict[str, list[list[int]]] = {}
+    for records in pages:
+        for record in records:
+            lines = by_order.setdefault(str(record["orderid"]), [])
+            lines.extend(
+                [int(i["ci_lineitemid"]), int(i["quantity"])] for i in record["line_items"]
+            )
+    return [
+        {"shipment_id": f"SHIP-{orderid}", "tracking": ups_number(n), "lines": lines}
+        for n, (orderid, lines) in enumerate(by_order.items())
+    ]
+
+
+def connector_dispatch(
+    url: str, supplier_id: str, token: str, workdir: Path, plan: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Child side: sync (untimed), then ship every planned shipment through the host (timed)."""
+    from connector.models import LineOutcome, Shipment
+
+    host, account = make_host(url, supplier_id, token, workdir)
+    try:
+        report = host.sync(account)
+        expected = sum(len(s["lines"]) for s in plan)
+        if report.lines_marked_exported != expected:
+            raise RuntimeError(
+                f"set-up sync acknowledged {report.lines_marked_exported} of {expected} lines"
+            )
+        shipments = [
+            Shipment.single(s["shipment_id"], COURIER, s["tracking"], dict(map(tuple, s["lines"])))
+            for s in plan
+        ]
+        outcomes: dict[str, int] = {}
+        plugin_seconds = 0.0
+        facade_dispatch = host.facade.dispatch
+
+        def timed_dispatch(**kwargs: Any) -> Any:
+            nonlocal plugin_seconds
+            t0 = time.perf_counter()
+            try:
+                return facade_dispatch(**kwargs)
+            finally:
+                plugin_seconds += time.perf_counter() - t0
+
+        host.facade.dispatch = timed_dispatch
+        started = time.perf_counter()
+        for shipment in shipments:
+            for result in host.ship(account, shipment):
+                outcomes[result.outcome.value] = outcomes.get(result.outcome.value, 0) + 1
+        seconds = time.perf_counter() - started
+        return {
+            "seconds": seconds,
+            "plugin_seconds": plugin_seconds,
+            "lines": expected,
+            "accepted": outcomes.get(LineOutcome.ACCEPTED.value, 0),
+            "outcomes": outcomes,
+            "peak_rss_mb": max_rss_mb(),
+        }
+    finally:
+        host.close()
+
+
+def dispatch_floor_child(
+    url: str, supplier_id: str, token: str, plan: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Child side of the dispatch floor: import floor (untimed), then the tracking calls."""
+    import requests
+
+    from benchmarks.floor import dispatch_floor, import_floor, tracking_batches
+
+    with requests.Session() as session:
+        import_floor(session, url, supplier_id, token)
+        calls = tracking_batches(plan, CARRIER)
+        result = dispatch_floor(session, url, supplier_id, token, calls)
+    result["peak_rss_mb"] = max_rss_mb()
+    return result
+
+
+@dataclass
+class DispatchRun:
+    """One connector dispatch run and its floor."""
+
+    lines: int
+    shipments: int
+    connector_seconds: float
+    plugin_seconds: float
+    floor_seconds: float
+    accepted: int
+    outcomes: dict[str, int]
+    shipped_in_sim: int
+    floor_shipped_in_sim: int
+    tracking_calls: int
+
+    @property
+    def ratio(self) -> float:
+        """Connector wall time (host.ship end to end) / floor wall time."""
+        return self.connector_seconds / self.floor_seconds
+
+    @property
+    def complete(self) -> bool:
+        """Every line accepted by CI and shipped in the simulator, on both sides."""
+        return self.accepted == self.lines == self.shipped_in_sim == self.floor_shipped_in_sim
+
+
+def _shipped(sim: Any, plan: list[dict[str, Any]]) -> int:
+    count = 0
+    for shipment in plan:
+        for lid, _qty in shipment["lines"]:
+            line = sim.state.line(lid)
+            count += line is not None and line.status == "shipped"
+    return count
+
+
+def measure_dispatch(lines: int, *, progress: Progress = _quiet) -> DispatchRun:
+    """Dispatch ``lines`` lines with the connector, then the floor on a fresh simulator."""
+    with tempfile.TemporaryDirectory(prefix="bench-dispatch-") as tmp:
+        progress(f"dispatch {lines:,}: seeding the simulator, planning shipments")
+        with running_simulator(lines) as sim:
+            plan = shipment_plan(listing_pages(sim))
+            progress(f"dispatch {lines:,}: connector child ({len(plan):,} shipments)")
+            child = run_child(
+                connector_dispatch,
+                url=sim.url,
+                supplier_id=sim.supplier_id,
+                token=sim.token,
+                workdir=Path(tmp),
+                plan=plan,
+            )
+            shipped = _shipped(sim, plan)
+    progress(f"dispatch {lines:,}: floor child (fresh, identically seeded simulator)")
+    with running_simulator(lines) as sim:
+        floor = run_child(
+            dispatch_floor_child,
+            url=sim.url,
+            supplier_id=sim.supplier_id,
+            token=sim.token,
+            plan=plan,
+        )
+        floor_shipped = _shipped(sim, plan)
+    if int(floor["lines"]) != lines:
+        raise ChildError(f"dispatch floor sent {floor['lines']} lines, expected {lines}")
+    return DispatchRun(
+        lines=lines,
+        shipments=len(plan),
+        connector_seconds=float(child["seconds"]),
+        plugin_seconds=float(child["plugin_seconds"]),
+        floor_seconds=float(floor["seconds"]),
+        accepted=int(child["accepted"]),
+        outcomes={str(k): int(v) for k, v in child["outcomes"].items()},
+        shipped_in_sim=shipped,
+        floor_shipped_in_sim=floor_shipped,
+        tracking_calls=int(floor["calls"]["tracking_notification"]),
+    )

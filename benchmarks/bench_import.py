@@ -1,0 +1,364 @@
+"""Import benchmark: N lines from the simulator over loopback into the reference host.
+
+The simulator runs in the calling (parent) process on a real socket (``serve_in_thread``);
+the connector side runs in a child process, so its wall time and peak RSS (``ru_maxrss``) are
+its own. The floor (:mod:`benchmarks.floor`) runs the same way, in a child, against an
+identically seeded fresh simulator.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import resource
+import secrets
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "SUPPLIER_ID",
+    "ChildError",
+    "ImportRun",
+    "SeededSim",
+    "connector_import",
+    "listing_pages",
+    "make_host",
+    "max_rss_mb",
+    "measure_import",
+    "page_stats",
+    "run_child",
+    "running_simulator",
+]
+
+SUPPLIER_ID = "77001"
+SEED = 2024
+# 1-3 records per order (2 on average); 20% of multi-line orders are split so that their later
+# records sit >= one page after the first (the generator's split_share knob): ~13% of orders.
+LINES_PER_ORDER = (1, 3)
+SPLIT_SHARE = 0.2
+
+Progress = Callable[[str], None]
+
+
+class ChildError(RuntimeError):
+    """A benchmark child process failed; the message says which and why."""
+
+
+def _quiet(_msg: str) -> None:
+    return None
+
+
+def max_rss_mb() -> float:
+    """Peak resident set size of this process in MB (Linux reports ``ru_maxrss`` in KiB)."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
+
+
+# -- the simulator (parent side) ----------------------------------------------------------------
+
+
+@dataclass
+class SeededSim:
+    """A seeded simulator served on loopback (``state`` is its ``SimState``)."""
+
+    url: str
+    supplier_id: str
+    token: str
+    lines: int
+    orders: int
+    seed_seconds: float
+    state: Any
+
+
+def _seed_exact(state: Any, supplier_id: str, lines: int, seed: int) -> int:
+    """Seed multi-line orders to just under ``lines``, then single-line orders up to exactly
+    ``lines``. Returns the number of orders."""
+    # ~2 lines per order; 0.97 keeps the first round under the target (sd ~0.2% at 100k).
+    first_orders = max(1, int(lines / 2 * 0.97)) if lines >= 100 else max(1, lines // 3)
+    got = state.seed(
+        supplier_id,
+        orders=first_orders,
+        seed=seed,
+        lines_per_order=LINES_PER_ORDER,
+        split_share=SPLIT_SHARE,
+    )
+    made_lines, made_orders = int(got["lines_created"]), int(got["orders_created"])
+    if made_lines > lines:
+        raise ValueError(f"seeding overshot: {made_lines} lines for a target of {lines}")
+    if made_lines < lines:
+        extra = state.seed(supplier_id, orders=lines - made_lines, seed=seed + 1)
+        made_lines += int(extra["lines_created"])
+        made_orders += int(extra["orders_created"])
+    if made_lines != lines:
+        raise ValueError(f"seeded {made_lines} lines, wanted {lines}")
+    return made_orders
+
+
+@contextmanager
+def running_simulator(lines: int, seed: int = SEED) -> Iterator[SeededSim]:
+    """A fresh simulator with exactly ``lines`` lines for one account, served on 127.0.0.1:0.
+
+    The same ``lines`` and ``seed`` give the same listing (the generator is deterministic
+    and the clock is frozen before seeding)."""
+    from mock_ci_server.app import create_app
+    from mock_ci_server.serve import serve_in_thread
+    from mock_ci_server.state import SimState
+
+    state = SimState()
+    state.clock.freeze()
+    token = secrets.token_urlsafe(24)
+    state.add_account(SUPPLIER_ID, token, region="US", merchant_level=5, name="Bench Housewares")
+    started = time.perf_counter()
+    orders = _seed_exact(state, SUPPLIER_ID, lines, seed)
+    seeded = time.perf_counter() - started
+    server = serve_in_thread(create_app(state))
+    try:
+        yield SeededSim(server.url, SUPPLIER_ID, token, lines, orders, seeded, state)
+    finally:
+        server.stop()
+
+
+def unexported_count(sim: SeededSim) -> int:
+    """Lines the simulator still lists as not exported."""
+    return int(sim.state.get_orders(sim.supplier_id, sim.token, 1).no_of_items)
+
+
+def listing_pages(sim: SeededSim) -> list[list[dict[str, Any]]]:
+    """Every page of the un-exported listing, read in process (untimed; for plans and stats)."""
+    first = sim.state.get_orders(sim.supplier_id, sim.token, 1)
+    pages = [[record for record, _ in first.records]]
+    for number in range(2, first.no_of_pages + 1):
+        page = sim.state.get_orders(sim.supplier_id, sim.token, number)
+        pages.append([record for record, _ in page.records])
+    return pages
+
+
+def page_stats(pages: Sequence[Sequence[dict[str, Any]]]) -> dict[str, float]:
+    """Shape of a listing: orders, lines, multi-line orders and orders split across pages."""
+    page_of: dict[str, set[int]] = {}
+    lines_of: dict[str, int] = {}
+    for number, records in enumerate(pages):
+        for record in records:
+            orderid = str(record.get("orderid"))
+            page_of.setdefault(orderid, set()).add(number)
+            lines_of[orderid] = lines_of.get(orderid, 0) + len(record.get("line_items") or ())
+    orders = len(page_of) or 1
+    split = sum(1 for p in page_of.values() if len(p) > 1)
+    multi = sum(1 for n in lines_of.values() if n > 1)
+    return {
+        "orders": len(page_of),
+        "lines": sum(lines_of.values()),
+        "split_orders": split,
+        "split_share": split / orders,
+        "multi_line_share": multi / orders,
+    }
+
+
+# -- children ---------------------------------------------------------------------------------
+
+
+def _child_main(func: Callable[..., dict[str, Any]], kwargs: dict[str, Any], conn: Any) -> None:
+    try:
+        answer: dict[str, Any] = {"ok": True, "result": func(**kwargs)}
+    except BaseException as exc:  # report to the parent rather than die with a traceback
+        answer = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+    conn.send(answer)
+    conn.close()
+
+
+def run_child(
+    func: Callable[..., dict[str, Any]], timeout: float = 3600, **kwargs: Any
+) -> dict[str, Any]:
+    """Run ``func(**kwargs)`` in a child process and return the dict it returns.
+
+    Children come from a ``forkserver``: a process forked or exec'd from the big parent would
+    inherit the parent's peak RSS in ``ru_maxrss`` (Linux keeps it across fork and exec); a
+    forkserver child starts clean, so its ``ru_maxrss`` is its own. Arguments (the token
+    too) travel over a pipe, never argv.
+    """
+    ctx = multiprocessing.get_context("forkserver")
+    receive, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child_main, args=(func, kwargs, send), name=func.__name__)
+    proc.start()
+    send.close()
+    try:
+        if not receive.poll(timeout):
+            proc.kill()
+            raise ChildError(f"{func.__name__}: no result after {timeout:.0f} s")
+        answer: dict[str, Any] = receive.recv()
+    except EOFError:
+        answer = {"ok": False, "error": "the child died without a result"}
+    finally:
+        receive.close()
+        proc.join(60)
+    if not answer.get("ok"):
+        text = str(answer.get("error"))
+        token = kwargs.get("token")
+        if isinstance(token, str) and token:
+            text = text.replace(token, "***")
+        raise ChildError(f"{func.__name__} failed (exit code {proc.exitcode}): {text}")
+    result: dict[str, Any] = answer["result"]
+    return result
+
+
+def make_host(url: str, supplier_id: str, token: str, workdir: Path) -> tuple[Any, Any]:
+    """Child side: a reference host with the Groupon plugin registered, and the account
+    (default :class:`~connector.models.AccountOptions`, shipped mappings)."""
+    from connector.mappings import default_mappings_dir
+    from connector.models import Account
+    from connector.plugin import GrouponPlugin
+    from connector.reference_host.facade import ChannelFacade
+    from connector.reference_host.host import ReferenceHost
+    from connector.reference_host.plugins import get_plugin_manager
+    from connector.secrets import Secret
+
+    account = Account(
+        name="bench-us",
+        channel="groupon",
+        supplier_id=supplier_id,
+        token=Secret(token),
+        region="US",
+        api_version="v4",
+        base_url=url,
+        data_dir=workdir / "data",
+        mappings_dir=default_mappings_dir(),
+    )
+    pm = get_plugin_manager(load_entrypoints=False)
+    pm.register(GrouponPlugin(), name="groupon")
+    host = ReferenceHost(workdir / "host.sqlite3", ChannelFacade(pm))
+    return host, account
+
+
+def connector_import(url: str, supplier_id: str, token: str, workdir: Path) -> dict[str, Any]:
+    """Child side: one reference-host sync (import, store, mark_exported); time and memory."""
+    host, account = make_host(url, supplier_id, token, workdir)
+    try:
+        started = time.perf_counter()
+        report = host.sync(account)
+        seconds = time.perf_counter() - started
+        return {
+            "seconds": seconds,
+            "lines_stored": host.store.count_lines(account.name),
+            "orders_stored": host.store.count_orders(account.name),
+            "lines_marked_exported": report.lines_marked_exported,
+            "held": report.held,
+            "errors": list(report.errors),
+            "duplicates": len(host.store.duplicates()),
+            "peak_rss_mb": max_rss_mb(),
+        }
+    finally:
+        host.close()
+
+
+def import_floor_child(url: str, supplier_id: str, token: str) -> dict[str, Any]:
+    """Child side of the import floor (see :func:`benchmarks.floor.import_floor`)."""
+    import requests
+
+    from benchmarks.floor import import_floor
+
+    with requests.Session() as session:
+        result = import_floor(session, url, supplier_id, token)
+    result["peak_rss_mb"] = max_rss_mb()
+    return result
+
+
+# -- the measurement (parent side) --------------------------------------------------------------
+
+
+@dataclass
+class ImportRun:
+    """One connector import and its floor, on identically seeded simulators."""
+
+    lines: int
+    orders: int
+    connector_seconds: float
+    floor_seconds: float
+    peak_rss_mb: float
+    floor_peak_rss_mb: float
+    lines_stored: int
+    lines_marked_exported: int
+    unexported_after: int
+    floor_unexported_after: int
+    duplicates: int
+    split_share: float
+    multi_line_share: float
+    floor_calls: dict[str, int]
+    errors: list[str]
+
+    @property
+    def ratio(self) -> float:
+        """Connector wall time / floor wall time."""
+        return self.connector_seconds / self.floor_seconds
+
+    @property
+    def lines_per_s(self) -> float:
+        return self.lines / self.connector_seconds
+
+    @property
+    def complete(self) -> bool:
+        """Every line stored once by the host and acknowledged in CI, without errors."""
+        return (
+            self.lines_stored == self.lines
+            and self.lines_marked_exported == self.lines
+            and self.unexported_after == 0
+            and self.duplicates == 0
+            and not self.errors
+        )
+
+
+def measure_import(
+    lines: int, *, with_floor: bool = True, progress: Progress = _quiet
+) -> ImportRun:
+    """Import ``lines`` lines with the connector (child), then run the floor (child) against a
+    fresh, identically seeded simulator."""
+    nan = float("nan")
+    floor: dict[str, Any] = {"seconds": nan, "peak_rss_mb": nan, "calls": {}}
+    floor_left = -1
+    with tempfile.TemporaryDirectory(prefix="bench-import-") as tmp:
+        progress(f"import {lines:,}: seeding the simulator")
+        with running_simulator(lines) as sim:
+            orders = sim.orders
+            stats = page_stats(listing_pages(sim))
+            progress(
+                f"import {lines:,}: connector child ({orders:,} orders, "
+                f"{stats['split_share']:.1%} split across pages)"
+            )
+            child = run_child(
+                connector_import,
+                url=sim.url,
+                supplier_id=sim.supplier_id,
+                token=sim.token,
+                workdir=Path(tmp),
+            )
+            left = unexported_count(sim)
+    if with_floor:
+        progress(f"import {lines:,}: floor child (fresh, identically seeded simulator)")
+        with running_simulator(lines) as sim:
+            floor = run_child(
+                import_floor_child, url=sim.url, supplier_id=sim.supplier_id, token=sim.token
+            )
+            floor_left = unexported_count(sim)
+        if int(floor["lines"]) != lines or floor_left != 0:
+            raise ChildError(f"import floor saw {floor['lines']} lines, {floor_left} left")
+    return ImportRun(
+        lines=lines,
+        orders=orders,
+        connector_seconds=float(child["seconds"]),
+        floor_seconds=float(floor["seconds"]),
+        peak_rss_mb=float(child["peak_rss_mb"]),
+        floor_peak_rss_mb=float(floor["peak_rss_mb"]),
+        lines_stored=int(child["lines_stored"]),
+        lines_marked_exported=int(child["lines_marked_exported"]),
+        unexported_after=left,
+        floor_unexported_after=floor_left,
+        duplicates=int(child["duplicates"]),
+        split_share=stats["split_share"],
+        multi_line_share=stats["multi_line_share"],
+        floor_calls={str(k): int(v) for k, v in floor["calls"].items()},
+        errors=[str(e) for e in child["errors"]],
+    )
