@@ -28,8 +28,8 @@ demo: $(STAMP)
 	$(BIN)/ci-connector demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check connector mock_ci_server tests
-	$(BIN)/ruff format --check connector mock_ci_server tests
+	$(BIN)/ruff check connector mock_ci_server benchmarks tests
+	$(BIN)/ruff format --check connector mock_ci_server benchmarks tests
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
