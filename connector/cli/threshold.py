@@ -217,6 +217,15 @@ def _flat(account: Account, report: ThresholdReport) -> dict[str, Any]:
     return row
 
 
+def _status(report: ThresholdReport) -> str:
+    """Groupon suspends an account the moment a cap is reached; say so before it is recorded."""
+    if report.suspended:
+        return "SUSPENDED"
+    if report.cap_reached:
+        return "CAP REACHED (Groupon suspends at the cap)"
+    return "active"
+
+
 def _money(value: Any) -> str:
     return "-" if value is None else f"${value:,.2f}"
 
@@ -261,7 +270,7 @@ def _print_table(results: list[tuple[Account, ThresholdReport, ReviewReadiness |
                 f"{_money(rep.sales)}/{sales_cap}{_share(rep.sales_share)}",
                 ", ".join(f"{w.measure}>={w.fraction:.0%}" for w in rep.warnings) or "-",
                 projected,
-                "SUSPENDED" if rep.suspended else "active",
+                _status(rep),
             ]
         )
     say(sla_cli.render_table(headers, rows))

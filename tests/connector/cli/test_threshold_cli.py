@@ -141,3 +141,15 @@ def test_help_has_a_worked_example() -> None:
     assert result.exit_code == 0
     assert "ci-connector threshold --account us-main --level 2" in result.output
     assert "--event" in result.output
+
+
+def test_cap_reached_is_said_even_before_a_suspension_is_recorded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    below = run(make_obj(tmp_path), "--now", NOW)
+    assert below.output.splitlines()[1].rstrip().endswith("active")  # 85 of 100 units
+    past = [dict(r, quantity=r["quantity"] * 2) for r in ROWS]  # 170 units: past the cap
+    monkeypatch.setattr(th_cli, "load_sales_rows", lambda acct: [dict(r) for r in past])
+    capped = run(make_obj(tmp_path), "--now", NOW)
+    assert capped.exit_code == 0, capped.output
+    assert "CAP REACHED (Groupon suspends at the cap)" in capped.output
