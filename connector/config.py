@@ -30,7 +30,7 @@ import re
 import tomllib
 import zoneinfo
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +81,10 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _CUTOFF = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
 
 
+GPN_TOKEN_KEY = "[gpn]"  # noqa: S105 - a dictionary key, not a secret
+"""Key of the GPN token in :attr:`ConnectorConfig.missing_tokens`."""
+
+
 @dataclass(frozen=True, slots=True)
 class GpnSettings:
     """Groupon Partner Network Transaction API access (optional ``[gpn]`` table)."""
@@ -100,6 +104,8 @@ class ConnectorConfig:
     :ivar mappings_dir: mapping CSV folder; ``None`` = the mappings shipped with the package.
     :ivar accounts: in file order; names are unique.
     :ivar gpn: GPN settings, or ``None`` without a ``[gpn]`` table.
+    :ivar missing_tokens: account name (or :data:`GPN_TOKEN_KEY`) -> what to set, for each
+        token whose environment variable is unset (its ``token`` is an empty Secret).
     """
 
     path: Path | None
@@ -107,6 +113,20 @@ class ConnectorConfig:
     mappings_dir: Path | None
     accounts: tuple[Account, ...]
     gpn: GpnSettings | None = None
+    missing_tokens: Mapping[str, str] = field(default_factory=dict)
+
+    def require_token(self, name: str) -> None:
+        """Raise if the token of account ``name`` (or of ``[gpn]`` for
+        :data:`GPN_TOKEN_KEY`) is not set in the environment.
+
+        Loading never fails on an unset token variable, so commands that only read local data
+        (status, sla, files) work without it; commands that call Groupon check first.
+
+        :raises ConfigError: naming the environment variable to set.
+        """
+        message = self.missing_tokens.get(name)
+        if message is not None:
+            raise ConfigError(message)
 
     def account(self, name: str) -> Account:
         """The account called ``name``.
@@ -155,6 +175,9 @@ class _Loader:
         self.base = path.resolve().parent
         self.environ = environ
         self.problems: list[str] = []
+        # Unset token variables do not make the whole file unusable: they are reported when
+        # the account (or GPN) is actually used (see ConnectorConfig.require_token).
+        self.missing_tokens: dict[str, str] = {}
 
     # -- reporting
 
@@ -210,7 +233,7 @@ class _Loader:
         folder = Path(text).expanduser()
         return folder if folder.is_absolute() else self.base / folder
 
-    def secret_from_env(self, table: Mapping[str, Any], where: str) -> Secret | None:
+    def secret_from_env(self, table: Mapping[str, Any], where: str, key: str = "") -> Secret | None:
         name = self.string(table, "token_env", where, required=True)
         if name is None:
             return None
@@ -224,12 +247,11 @@ class _Loader:
             return None
         value = self.environ.get(name, "")
         if not value.strip():
-            self.problem(
-                f"{where} key 'token_env'",
-                f"environment variable {name} is not set; set it to the access token "
-                f"(e.g. export {name}=...)",
+            self.missing_tokens[key or where] = (
+                f"{self.path}: {where} key 'token_env': environment variable {name} is not set; "
+                f"set it to the access token (e.g. export {name}=...)"
             )
-            return None
+            return Secret("")
         return Secret(value.strip())
 
     # -- the tables
@@ -267,7 +289,9 @@ class _Loader:
         if "gpn" in data:
             gpn = self.gpn(data["gpn"])
         self.raise_if_any()
-        return ConnectorConfig(self.path, data_dir, mappings_dir, tuple(accounts), gpn)
+        return ConnectorConfig(
+            self.path, data_dir, mappings_dir, tuple(accounts), gpn, dict(self.missing_tokens)
+        )
 
     def account(
         self,
@@ -317,7 +341,7 @@ class _Loader:
                     f"{label} key 'api_version'",
                     f"{api_version!r} is not supported; use one of {', '.join(API_VERSIONS)}",
                 )
-        token = self.secret_from_env(raw, label)
+        token = self.secret_from_env(raw, label, name or label)
         options = self.options(raw.get("options", {}), label, validate_values=channel == GROUPON)
 
         if (
@@ -410,7 +434,7 @@ class _Loader:
         auth = (self.string(raw, "auth", where) or "SEC2").upper()
         if auth not in GPN_AUTH:
             self.problem(f"{where} key 'auth'", f"must be SEC1 or SEC2, not {auth!r}")
-        token = self.secret_from_env(raw, where)
+        token = self.secret_from_env(raw, where, GPN_TOKEN_KEY)
         if len(self.problems) > before or client_id is None or token is None:
             return None
         return GpnSettings(client_id, token, base_url.rstrip("/"), auth)

@@ -13,7 +13,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import click
 
 from connector.cli.context import CliContext, say
-from connector.errors import GPNError
+from connector.config import GPN_TOKEN_KEY
+from connector.errors import ConfigError, GPNError
 from connector.gpn import GPNClient, Transaction, TransactionsResult
 from connector.gpn.client import STATUSES, TYPES
 from connector.secrets import redact
@@ -258,6 +259,10 @@ def transactions(
             f"no [gpn] table in {obj.config_path}: add client_id, token_env (the name of the "
             "environment variable holding the token), and optionally base_url and auth"
         )
+    try:
+        obj.config().require_token(GPN_TOKEN_KEY)
+    except ConfigError as exc:
+        raise click.ClickException(redact(str(exc))) from None
     zone = _zone(tz)
     start = _when(date_from, zone, "--from", end_of_day=False)
     end = datetime.now(UTC) if date_to is None else _when(date_to, zone, "--to", end_of_day=True)

@@ -8,7 +8,7 @@ import click
 
 from connector.cli import render_table, select_accounts
 from connector.cli.context import CliContext, emit_json, say
-from connector.errors import ChannelError
+from connector.errors import ChannelError, ConfigError
 from connector.ops.reconcile import (
     CHECKS,
     DEFAULT_DAYS,
@@ -113,8 +113,9 @@ def reconcile(
                     )
                 continue  # other channels keep no Groupon ledger
             try:
+                config.require_token(account.name)
                 ledger = open_ledger(account)
-            except ChannelError as exc:
+            except (ChannelError, ConfigError) as exc:
                 failures.append({"account": account.name, "error": redact(str(exc))})
                 continue
             client = CIClient.for_account(account)

@@ -8,7 +8,7 @@ import click
 
 from connector.cli import open_facade, render_table, select_accounts
 from connector.cli.context import CliContext, emit_json, say
-from connector.errors import ChannelError
+from connector.errors import ChannelError, ConfigError
 from connector.reference_host.host import HOST_DB_NAME, SYNC_STAGES, ReferenceHost, SyncReport
 from connector.reference_host.store import HostStoreError
 from connector.secrets import redact
@@ -63,6 +63,11 @@ def sync(obj: CliContext, account_name: str, as_json: bool) -> None:
         raise click.ClickException(redact(str(exc))) from None
     with host:
         for account in accounts:
+            try:
+                config.require_token(account.name)
+            except ConfigError as exc:
+                failures.append({"account": account.name, "error": redact(str(exc))})
+                continue
             with click.progressbar(
                 length=len(SYNC_STAGES), label=f"sync {account.name}", file=sys.stderr
             ) as bar:

@@ -187,17 +187,6 @@ HOSTILE: list[tuple[str, str, str]] = [
         "account #1 ('us') key 'token_env': is required",
     ),
     (
-        "unset-env-var",
-        MINIMAL.replace("US_TOKEN", "NOPE_TOKEN"),
-        "account #1 ('us') key 'token_env': environment variable NOPE_TOKEN is not set; "
-        "set it to the access token",
-    ),
-    (
-        "second-account-env",
-        MINIMAL + A2.replace("UK_TOKEN", "EU_TOKEN"),
-        "account #2 ('uk') key 'token_env': environment variable EU_TOKEN is not set",
-    ),
-    (
         "token-env-not-a-name",
         MINIMAL.replace('"US_TOKEN"', '"abc def"'),
         "account #1 ('us') key 'token_env': must be the NAME of an environment variable",
@@ -325,6 +314,43 @@ def test_hostile_config_is_located_exactly(tmp_path: Path, text: str, fragment: 
     message = str(info.value)
     assert str(path) in message
     assert fragment in message, message
+
+
+@pytest.mark.parametrize(
+    ("text", "missing", "fragment"),
+    [
+        (
+            "MINIMAL_NOPE",
+            "us",
+            "account #1 ('us') key 'token_env': environment variable NOPE_TOKEN is not set; "
+            "set it to the access token",
+        ),
+        (
+            "SECOND_EU",
+            "uk",
+            "account #2 ('uk') key 'token_env': environment variable EU_TOKEN is not set",
+        ),
+    ],
+)
+def test_unset_token_variable_is_reported_when_that_account_is_used(
+    tmp_path: Path, text: str, missing: str, fragment: str
+) -> None:
+    """An unset variable does not make the whole file unusable (status, sla and files work
+    without tokens); a command that calls Groupon for that account gets a located error."""
+    source = {
+        "MINIMAL_NOPE": MINIMAL.replace("US_TOKEN", "NOPE_TOKEN"),
+        "SECOND_EU": MINIMAL + A2.replace("UK_TOKEN", "EU_TOKEN"),
+    }[text]
+    path = write(tmp_path, source)
+    config = load_config(path, ENV)
+    assert not config.account(missing).token  # an empty Secret, never a guess
+    with pytest.raises(ConfigError) as info:
+        config.require_token(missing)
+    assert str(path) in str(info.value)
+    assert fragment in str(info.value)
+    others = [a.name for a in config.accounts if a.name != missing]
+    for name in others:
+        config.require_token(name)  # the other accounts are usable
 
 
 def test_hostile_config_corpus_is_big_enough() -> None:

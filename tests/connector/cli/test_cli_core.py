@@ -188,6 +188,23 @@ def test_sync_table_and_progress_on_stderr(config: Path, fake: FakeChannel) -> N
     assert "sync us" in result.stderr
 
 
+def test_sync_with_one_token_unset_syncs_the_others_and_names_the_variable(
+    config: Path, fake: FakeChannel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("FAKE_UK_TOKEN")
+    result = run("--config", str(config), "sync", "--json")
+    assert result.exit_code == 1
+    payload = json.loads(result.stdout)
+    assert [a["account"] for a in payload["accounts"]] == ["us"]
+    assert payload["accounts"][0]["orders_new"] == 2
+    [failure] = payload["failures"]
+    assert failure["account"] == "uk"
+    assert "environment variable FAKE_UK_TOKEN is not set" in failure["error"]
+    # Commands that only read local data do not need the token at all.
+    assert run("--config", str(config), "status", "--account", "uk").exit_code in (0, 1)
+    assert "FAKE_UK_TOKEN" not in run("--config", str(config), "status").output
+
+
 def test_sync_unknown_account_names_the_known_ones(config: Path, fake: FakeChannel) -> None:
     result = run("--config", str(config), "sync", "--account", "fr")
     assert result.exit_code == 1

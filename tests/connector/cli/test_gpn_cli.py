@@ -6,7 +6,6 @@ import csv
 import io
 import json
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -16,7 +15,7 @@ from click.testing import CliRunner, Result
 
 from connector.cli.context import CliContext
 from connector.cli.gpn import COLUMNS, gpn
-from connector.config import GpnSettings
+from connector.config import ConnectorConfig, GpnSettings
 from connector.secrets import Secret
 
 BASE = "https://gpn.cli.test"
@@ -51,8 +50,14 @@ ROWS = [
 
 def ctx(auth: str = "SEC2", gpn_settings: bool = True) -> CliContext:
     settings = GpnSettings(client_id="aff-9", token=Secret(CANARY), base_url=BASE, auth=auth)
-    config = SimpleNamespace(gpn=settings if gpn_settings else None)
-    return CliContext(config_path=Path("test.toml"), _config=config)  # type: ignore[arg-type]
+    config = ConnectorConfig(
+        path=None,
+        data_dir=Path("data"),
+        mappings_dir=None,
+        accounts=(),
+        gpn=settings if gpn_settings else None,
+    )
+    return CliContext(config_path=Path("test.toml"), _config=config)
 
 
 def run(args: list[str], obj: CliContext | None = None) -> Result:
