@@ -68,24 +68,35 @@ def oms_channel_info() -> ChannelInfo:
 def oms_import_orders(account: Account) -> ImportBatch | None:
     """Fetch the account's new orders from the channel, ready for the host to store.
 
-    The plugin reads *every* page before it returns, merges the records of one ``orderid``
-    (they may sit on different pages) into one :class:`~connector.models.Order`, applies SKU
-    aliases, and stages the lines in its ledger. It does **not** acknowledge anything: the
-    host must store the orders and then call :func:`oms_mark_exported`.
+    The plugin reads *every* page (staging page by page in its ledger) before it hands over
+    anything, merges the records of one ``orderid`` (they may sit on different pages) into one
+    :class:`~connector.models.Order` and applies SKU aliases. It does **not** acknowledge
+    anything: the host must store the orders and then call :func:`oms_mark_exported`.
+
+    Chunked delivery: one call hands over at most ``AccountOptions.max_orders_per_import``
+    orders. When further orders are ready, the batch has ``more=True``: the host stores and
+    acknowledges this batch, then **calls again while** ``more``. Orders still waiting from an
+    earlier read are handed over from the ledger without reading the channel again; the
+    channel is read again only when nothing deliverable is left (held lines and lines waiting
+    for ``import_delay_minutes`` do not count). A host that ignores ``more`` loses nothing:
+    its next call continues where this one stopped.
 
     An order the host has already confirmed is never returned again. An order returned but
-    not yet confirmed (the host crashed, or refused it) is returned again by the next call,
-    so the host must store idempotently, keyed on ``(account.name, orderid)``.
+    not yet confirmed (the host crashed, or refused it) is returned again after the next read
+    of the channel (once the orders still waiting were handed over), so the host must store
+    idempotently, keyed on ``(account.name, orderid)``.
 
     :param account: the account to import for.
-    :returns: an :class:`~connector.models.ImportBatch` with the new orders, the lines held
+    :returns: an :class:`~connector.models.ImportBatch` with up to ``max_orders_per_import``
+        new orders, ``more`` (call again), the lines held
         back (unmapped SKU, invalid payload: each with its reason; an order with a held line
         is held whole) and the lines Groupon cancelled after import that the host has not
         confirmed yet (see :func:`oms_confirm_cancellations`: a cancellation is reported again
         by every import until the host confirms it, so apply them idempotently); ``None`` if
         the account belongs to another channel.
     :raises connector.errors.ChannelError: the channel could not be read (after the client's
-        own retries); nothing was staged or acknowledged.
+        own retries); nothing was handed over or acknowledged (pages read so far stay staged;
+        the next call reads the channel again).
 
     Calling mode: firstresult. Stops at the first non-``None`` result.
 

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from connector.ci.schemas import ParsedRecord, RecordProblem, parse_record
 from connector.crashpoints import crashpoint
@@ -28,6 +28,7 @@ from connector.ledger import Ledger, LineRow
 from connector.mappings import Mappings
 from connector.models import (
     Account,
+    Address,
     Cancellation,
     HoldKind,
     ImportBatch,
@@ -127,34 +128,40 @@ class Importer:
     # -- import -------------------------------------------------------------------------------
 
     def import_orders(self) -> ImportBatch:
-        """Steps 1-4 and 6 of the pipeline; see the module docstring."""
+        """One chunk of the pipeline; see the module docstring.
+
+        Drain before re-reading: while lines of a fully read round still wait for
+        evaluation, the next chunk comes from the ledger and CI is not read. Only when nothing
+        deliverable is left (or the last read never completed) CI is read again.
+        """
         now = self.clock()
-        records, windows_read, window_end = self._fetch(now)
-        # Records parsed while staging are reused by the evaluation (parsing is the costly part).
-        parsed: dict[str, ParsedRecord | RecordProblem] = {}
-        self._stage(records, now, parsed)
+        current, done = self.ledger.import_rounds()
+        if not (current > 0 and current == done and self.ledger.has_pending_evaluation()):
+            self._fetch_and_stage(now)
         crashpoint("after_stage")
-        if self.options.window_mode and window_end is not None:
-            # Only after staging committed: a crash before this re-reads the same windows.
-            self.ledger.set_watermark(window_end)
-        log.info(
-            "account %s: read %d record(s) in %d window(s)",
-            self.account.name,
-            len(records),
-            windows_read,
-        )
-        orders = self._evaluate(now, parsed)
+        orders, more = self._deliver_chunk(now)
         crashpoint("after_deliver")
         if self.options.mark_exported:
             self.flush_acks()
         cancellations = self._take_cancellations(now)
         held = tuple(self.ledger.held_lines(outbox=False))
-        return ImportBatch(orders=tuple(orders), held=held, cancellations=cancellations)
+        return ImportBatch(orders=tuple(orders), held=held, cancellations=cancellations, more=more)
 
-    def _fetch(self, now: datetime) -> tuple[list[dict[str, Any]], int, datetime | None]:
+    def _pages(self, window: tuple[datetime, datetime] | None) -> Iterable[OrdersPageLike]:
+        pages = getattr(self.client, "iter_pages", None)
+        if pages is not None:
+            return cast("Iterable[OrdersPageLike]", pages(window))
+        return self.client.fetch_all(window)
+
+    def _fetch_and_stage(self, now: datetime) -> None:
+        """Read every page of this round and stage it page by page (one transaction each).
+
+        The round is marked complete (with the watermark and the broken-record list) only
+        after the last page: until then nothing of it is delivered or acknowledged, and a
+        crash or read failure simply means the next call reads CI again (known lines are
+        only updated)."""
         opts = self.options
-        records: list[dict[str, Any]] = []
-        windows: list[tuple[datetime, datetime]] = []
+        windows: list[tuple[datetime, datetime] | None] = []
         window_end: datetime | None = None
         if opts.window_mode:
             watermark = self.ledger.get_watermark()
@@ -162,184 +169,210 @@ class Importer:
                 start = now - timedelta(hours=opts.lookback_hours)
             else:
                 start = watermark - timedelta(minutes=opts.window_overlap_minutes)
-            windows = split_windows(start, now, opts.window_hours)
+            windows.extend(split_windows(start, now, opts.window_hours))
             window_end = now
         else:
-            for page in self.client.fetch_all():
-                records.extend(page.records)
+            windows.append(None)
         if opts.watch_cancellations:
-            windows += self._watch_windows(now, windows)
+            covered = [w for w in windows if w is not None]
+            windows.extend(self._watch_windows(now, covered))
+        round_no = self.ledger.begin_import_round()
+        problems: list[tuple[str, str | None, str]] = []
+        read = 0
         for window in windows:
-            for page in self.client.fetch_all(window=window):
-                records.extend(page.records)
-        return records, len(windows), window_end
+            for page in self._pages(window):
+                read += len(page.records)
+                self._stage_page(page.records, now, round_no, problems)
+        with self.ledger.transaction():
+            if opts.window_mode:
+                self.ledger.add_problems(problems, now)
+                if window_end is not None:
+                    self.ledger.set_watermark(window_end)
+            else:
+                # The un-exported view lists every broken record again each time.
+                self.ledger.replace_problems(problems, now)
+            self.ledger.complete_import_round(round_no)
+        log.info(
+            "account %s: read %d record(s) in %d listing(s)", self.account.name, read, len(windows)
+        )
 
     def _watch_windows(
         self, now: datetime, covered: list[tuple[datetime, datetime]]
-    ) -> list[tuple[datetime, datetime]]:
+    ) -> list[tuple[datetime, datetime] | None]:
         """Windows containing the order dates of lines the host has but that are still open
         and not fully shipped, so Groupon-side cancellations become visible."""
         horizon = now - timedelta(days=WATCH_DAYS)
-        dates = sorted(
-            {
-                row.order_date
-                for row in self.ledger.lines(("delivered", "stored", "acked"))
-                if row.order_date is not None
-                and row.order_date >= horizon
-                and row.ci_status not in CANCELLED_STATUSES
-                and row.qty_shipped < row.quantity
-            }
-        )
         width = timedelta(hours=max(1, min(self.options.window_hours, 23)))
         extra: list[tuple[datetime, datetime]] = []
-        for when in dates:
-            if any(a <= when < b for a, b in covered + extra):
+        for when in self.ledger.open_order_dates(horizon):
+            if any(a <= when < b for a, b in covered) or (
+                extra and extra[-1][0] <= when < extra[-1][1]
+            ):
                 continue
             start = when.replace(second=0, microsecond=0)
             extra.append((start, min(start + width, max(now, start + timedelta(minutes=1)))))
-        return extra
+        return list(extra)
 
-    def _stage(
+    def _stage_page(
         self,
-        records: list[dict[str, Any]],
+        records: Sequence[Any],
         now: datetime,
-        cache: dict[str, ParsedRecord | RecordProblem] | None = None,
+        round_no: int,
+        problems: list[tuple[str, str | None, str]],
     ) -> None:
-        seen: set[int] = set()
-        problems: list[tuple[str, str | None, str]] = []
-        parsed_lines: list[tuple[Mapping[str, Any], OrderLine, ParsedRecord]] = []
-        bad_lines: list[tuple[Mapping[str, Any], int, str | None, str]] = []
+        """Parse each record once and stage its lines: one transaction, batched writes."""
+        items: list[tuple[int, list[Any] | None, str, str | None, str]] = []
         for raw in records:
-            if cache is not None and isinstance(raw, dict):
-                result = _parse_cached(raw, cache)
-            else:
-                result = parse_record(raw)
+            result = parse_record(raw)
+            text = _record_text(raw)
             if isinstance(result, RecordProblem):
                 if not result.ci_lineitemids:
                     problems.append((_record_key(raw), result.orderid, result.reason))
                 for lid in result.ci_lineitemids:
-                    bad_lines.append((raw, lid, result.orderid, result.reason))
+                    items.append((lid, None, text, result.orderid, result.reason))
                 continue
+            head = _record_head(result)
             for line in result.lines:
-                parsed_lines.append((raw, line, result))
-        known = self.ledger.get_lines(
-            [ln.ci_lineitemid for _, ln, _ in parsed_lines] + [b[1] for b in bad_lines]
-        )
-        with self.ledger.transaction():
-            for source, line, record in parsed_lines:
-                if line.ci_lineitemid in seen:
-                    continue  # the same line twice (even on two pages) is staged once
-                seen.add(line.ci_lineitemid)
-                self._stage_line(source, line, record, known.get(line.ci_lineitemid), now)
-            for source, lid, orderid, reason in bad_lines:
-                if lid in seen:
-                    continue
-                seen.add(lid)
-                row = known.get(lid)
+                items.append((line.ci_lineitemid, head + _line_fields(line), text, None, ""))
+        if not items:
+            return
+        known = self.ledger.known_lines(item[0] for item in items)
+        stamp = now.isoformat()
+        inserts: list[tuple[Any, ...]] = []
+        refreshes: list[tuple[Any, ...]] = []
+        bad_refreshes: list[tuple[Any, ...]] = []
+        statuses: list[tuple[Any, ...]] = []
+        seen: set[int] = set()
+        for lid, fields, text, bad_orderid, reason in items:
+            if lid in seen:
+                continue  # the same line twice on one page is staged once
+            seen.add(lid)
+            row = known.get(lid)
+            if row is not None and row.seen_round == round_no:
+                continue  # already staged from an earlier page of this round
+            if fields is None:
+                problem = json.dumps({"problem": reason})
                 if row is None:
-                    self.ledger.stage_line(
-                        ci_lineitemid=lid,
-                        orderid=orderid or "",
-                        now=now,
-                        record=dict(source),
-                        state="held",
-                        hold_kind=HoldKind.INVALID_PAYLOAD,
-                        hold_reason=reason,
+                    inserts.append(
+                        (
+                            lid,
+                            self.account.name,
+                            bad_orderid or "",
+                            None,
+                            text,
+                            problem,
+                            None,
+                            None,
+                            0,
+                            "",
+                            None,
+                            "held",
+                            HoldKind.INVALID_PAYLOAD.value,
+                            reason,
+                            stamp,
+                            "open",
+                            stamp,
+                            stamp,
+                            round_no,
+                        )
                     )
                 elif row.state in _UNCONFIRMED:
-                    self.ledger.update_line(lid, now, record=dict(source))
-            if self.options.window_mode:
-                self.ledger.add_problems(problems, now)
+                    bad_refreshes.append((text, problem, round_no, stamp, lid))
+                else:
+                    statuses.append(
+                        (row.ci_status, row.cancel_detected_at, round_no, row.ci_status, stamp, lid)
+                    )
+                continue
+            status = fields[_F_STATUS]
+            parsed = json.dumps(fields, separators=(",", ":"))
+            if row is None:
+                inserts.append(
+                    (
+                        lid,
+                        self.account.name,
+                        fields[_F_ORDERID],
+                        fields[_F_FLI],
+                        text,
+                        parsed,
+                        fields[_F_DATE],
+                        fields[_F_SHIP_BY],
+                        fields[_F_QTY],
+                        fields[_F_SKU],
+                        fields[_F_BOM],
+                        "staged",
+                        None,
+                        "",
+                        None,
+                        status,
+                        stamp,
+                        stamp,
+                        round_no,
+                    )
+                )
+                continue
+            detected = row.cancel_detected_at
+            if status in CANCELLED_STATUSES and status != row.ci_status and detected is None:
+                detected = stamp
+            if row.state in _UNCONFIRMED:
+                # Not yet confirmed by the host: keep the latest payload for re-evaluation.
+                refreshes.append(
+                    (
+                        text,
+                        parsed,
+                        fields[_F_ORDERID],
+                        fields[_F_FLI],
+                        fields[_F_DATE],
+                        fields[_F_SHIP_BY],
+                        fields[_F_QTY],
+                        fields[_F_SKU],
+                        fields[_F_BOM],
+                        status,
+                        detected,
+                        round_no,
+                        stamp,
+                        lid,
+                    )
+                )
             else:
-                # The un-exported view lists every broken record again each time.
-                self.ledger.replace_problems(problems, now)
-
-    def _stage_line(
-        self,
-        raw: Mapping[str, Any],
-        line: OrderLine,
-        record: ParsedRecord,
-        row: LineRow | None,
-        now: datetime,
-    ) -> None:
-        status = line.status or "open"
-        orderid = record.orderid
-        if row is None:
-            self.ledger.stage_line(
-                ci_lineitemid=line.ci_lineitemid,
-                orderid=orderid,
-                now=now,
-                fulfillment_lineitem_id=line.fulfillment_lineitem_id,
-                record=dict(raw),
-                order_date=record.order_date,
-                ship_by=line.ship_by,
-                quantity=line.quantity,
-                sku=line.sku,
-                bom_sku=line.bom_sku,
-                ci_status=status,
-            )
-            return
-        fields: dict[str, Any] = {}
-        if row.state in _UNCONFIRMED:
-            # Not yet confirmed by the host: keep the latest payload for re-evaluation.
-            fields.update(
-                record=dict(raw),
-                orderid=orderid,
-                fulfillment_lineitem_id=line.fulfillment_lineitem_id,
-                order_date=record.order_date,
-                ship_by=line.ship_by,
-                quantity=line.quantity,
-                sku=line.sku,
-                bom_sku=line.bom_sku,
-            )
-        if status != row.ci_status:
-            fields["ci_status"] = status
-            if status in CANCELLED_STATUSES and row.cancel_detected_at is None:
-                fields["cancel_detected_at"] = now
-        if fields:
-            self.ledger.update_line(line.ci_lineitemid, now, **fields)
+                statuses.append((status, detected, round_no, status, stamp, lid))
+        self.ledger.stage_rows(
+            inserts=inserts, refreshes=refreshes, bad_refreshes=bad_refreshes, statuses=statuses
+        )
 
     # -- evaluation ---------------------------------------------------------------------------
 
-    def _evaluate(
-        self, now: datetime, cache: dict[str, ParsedRecord | RecordProblem] | None = None
-    ) -> list[Order]:
-        orderids = self.ledger.orderids_in_states(_UNCONFIRMED)
-        grouped = self.ledger.lines_of_orders(orderids)
+    def _deliver_chunk(self, now: datetime) -> tuple[list[Order], bool]:
+        """Evaluate waiting orders until ``max_orders_per_import`` orders are deliverable or
+        none wait; returns the orders and whether more wait."""
+        limit = max(1, self.options.max_orders_per_import)
         problem_orders = {
             h.orderid: h.reason
             for h in self.ledger.held_lines(lines=False, outbox=False)
             if h.ci_lineitemid is None and h.orderid
         }
         delay = timedelta(minutes=self.options.import_delay_minutes)
-        cache = {} if cache is None else cache
         orders: list[Order] = []
-        with self.ledger.transaction():
+        while len(orders) < limit:
+            orderids = self.ledger.pending_orderids(limit - len(orders))
+            if not orderids:
+                break
+            grouped = self.ledger.eval_lines_of_orders(orderids)
+            updates: list[tuple[int, str, HoldKind | None, str]] = []
             for orderid in orderids:
-                rows = grouped.get(orderid, [])
-                pending = [r for r in rows if r.state in _UNCONFIRMED]
-                live = []
-                for row in pending:
-                    if row.ci_status in CANCELLED_STATUSES and row.state != "delivered":
-                        # Never handed over: nothing to tell the host, just stop tracking it.
-                        self.ledger.update_line(
-                            row.ci_lineitemid,
-                            now,
-                            state="cancelled",
-                            hold_kind=None,
-                            hold_reason="",
-                            held_since=None,
-                        )
-                    elif row.ci_status not in CANCELLED_STATUSES:
-                        live.append(row)
-                if not live:
-                    continue
                 order = self._evaluate_order(
-                    orderid, live, problem_orders.get(orderid), now, delay, cache
+                    orderid,
+                    grouped.get(orderid, []),
+                    problem_orders.get(orderid),
+                    now,
+                    delay,
+                    updates,
                 )
                 if order is not None:
                     orders.append(order)
-        return orders
+            with self.ledger.transaction():
+                self.ledger.set_line_states(updates, now)
+                self.ledger.end_evaluation(orderids)
+        return orders, self.ledger.has_pending_evaluation()
 
     def _evaluate_order(
         self,
@@ -348,25 +381,33 @@ class Importer:
         record_problem: str | None,
         now: datetime,
         delay: timedelta,
-        cache: dict[str, ParsedRecord | RecordProblem],
+        updates: list[tuple[int, str, HoldKind | None, str]],
     ) -> Order | None:
-        parsed: dict[int, tuple[ParsedRecord, OrderLine]] = {}
-        invalid: dict[int, str] = {}
+        live: list[LineRow] = []
         for row in rows:
-            result = _parse_cached(row.record, cache)
-            if isinstance(result, RecordProblem):
-                invalid[row.ci_lineitemid] = result.reason
+            if row.state not in _UNCONFIRMED:
                 continue
-            match = [ln for ln in result.lines if ln.ci_lineitemid == row.ci_lineitemid]
-            if not match:
-                invalid[row.ci_lineitemid] = "the stored record no longer contains this line"
+            if row.ci_status in CANCELLED_STATUSES:
+                if row.state != "delivered":
+                    # Never handed over: nothing to tell the host, just stop tracking it.
+                    updates.append((row.ci_lineitemid, "cancelled", None, ""))
                 continue
-            parsed[row.ci_lineitemid] = (result, match[0])
+            live.append(row)
+        if not live:
+            return None
+        parsed: dict[int, list[Any]] = {}
+        invalid: dict[int, str] = {}
+        for row in live:
+            fields = _row_fields(row)
+            if isinstance(fields, str):
+                invalid[row.ci_lineitemid] = fields
+            else:
+                parsed[row.ci_lineitemid] = fields
         if invalid or record_problem:
             first_id, first_reason = next(
                 iter(invalid.items()), (None, record_problem or "invalid record")
             )
-            for row in rows:
+            for row in live:
                 own = invalid.get(row.ci_lineitemid)
                 reason = (
                     f"invalid CI payload: {own}"
@@ -378,28 +419,22 @@ class Importer:
                         else f"order {orderid} held whole: a record is invalid: {first_reason}"
                     )
                 )
-                self._hold(row, HoldKind.INVALID_PAYLOAD, reason, now)
+                self._hold(row, HoldKind.INVALID_PAYLOAD, reason, updates)
             return None
 
-        order_date = min(rec.order_date for rec, _ in parsed.values())
+        order_date = min(datetime.fromisoformat(f[_F_DATE]) for f in parsed.values())
         if delay and order_date > now - delay:
             # Too young: stays staged (import_delay_minutes gives Groupon's checks time).
             # Without a delay nothing waits, even an order dated ahead of our clock (skew).
-            for row in rows:
+            for row in live:
                 if row.state != "staged" or row.hold_kind is not None:
-                    self.ledger.update_line(
-                        row.ci_lineitemid,
-                        now,
-                        state="staged",
-                        hold_kind=None,
-                        hold_reason="",
-                        held_since=None,
-                    )
+                    updates.append((row.ci_lineitemid, "staged", None, ""))
             return None
 
+        lines_by_id = {lid: _order_line(f) for lid, f in parsed.items()}
         resolved: dict[int, tuple[SkuComponent, ...]] = {}
         unmapped: list[OrderLine] = []
-        for lid, (_, line) in parsed.items():
+        for lid, line in lines_by_id.items():
             components = self._components(line)
             if components is None:
                 unmapped.append(line)
@@ -408,8 +443,8 @@ class Importer:
         if unmapped:
             where = self._aliases_file()
             names = ", ".join(_sku_label(ln) for ln in unmapped)
-            for row in rows:
-                line = parsed[row.ci_lineitemid][1]
+            for row in live:
+                line = lines_by_id[row.ci_lineitemid]
                 if line in unmapped:
                     reason = (
                         f"SKU {_sku_label(line)} has no alias: add a row "
@@ -417,38 +452,33 @@ class Importer:
                     )
                 else:
                     reason = f"order {orderid} held whole: unmapped SKU {names} in {where}"
-                self._hold(row, HoldKind.UNMAPPED_SKU, reason, now)
+                self._hold(row, HoldKind.UNMAPPED_SKU, reason, updates)
             return None
 
         lines = []
-        records: dict[int, ParsedRecord] = {}
-        for row in sorted(rows, key=lambda r: r.ci_lineitemid):
-            record, line = parsed[row.ci_lineitemid]
-            records[id(record)] = record
-            lines.append(_with_components(line, resolved[row.ci_lineitemid]))
+        heads: dict[Any, list[Any]] = {}
+        for row in sorted(live, key=lambda r: r.ci_lineitemid):
+            fields = parsed[row.ci_lineitemid]
+            heads.setdefault(fields[_F_RECORD], fields)
+            lines.append(
+                _with_components(lines_by_id[row.ci_lineitemid], resolved[row.ci_lineitemid])
+            )
             if row.state != "delivered" or row.hold_kind is not None:
-                self.ledger.update_line(
-                    row.ci_lineitemid,
-                    now,
-                    state="delivered",
-                    hold_kind=None,
-                    hold_reason="",
-                    held_since=None,
-                )
-        first = min(records.values(), key=lambda r: r.order_date)
+                updates.append((row.ci_lineitemid, "delivered", None, ""))
+        first = min(heads.values(), key=lambda f: str(f[_F_DATE]))
         ship_bys = [ln.ship_by for ln in lines if ln.ship_by is not None]
         return Order(
             account=self.account.name,
             orderid=orderid,
             order_date=order_date,
             ship_by=min(ship_bys) if ship_bys else fallback_ship_by(order_date),
-            ship_to=first.ship_to,
+            ship_to=_address(first[_F_SHIP_TO]),
             lines=tuple(lines),
-            total=sum((r.total for r in records.values()), Decimal("0")),
-            parent_orderid=first.parent_orderid,
-            billing=first.billing,
-            shipping_method=first.shipping_method,
-            supplier_name=first.supplier_name,
+            total=sum((Decimal(f[_F_TOTAL]) for f in heads.values()), Decimal("0")),
+            parent_orderid=first[_F_PARENT],
+            billing=_address(first[_F_BILLING]) if first[_F_BILLING] is not None else None,
+            shipping_method=first[_F_METHOD],
+            supplier_name=first[_F_SUPPLIER],
         )
 
     def _components(self, line: OrderLine) -> tuple[SkuComponent, ...] | None:
@@ -466,11 +496,15 @@ class Importer:
         directory = self.mappings.directory or self.account.mappings_dir
         return str(directory / "sku_aliases.csv") if directory else "sku_aliases.csv"
 
-    def _hold(self, row: LineRow, kind: HoldKind, reason: str, now: datetime) -> None:
-        if row.state != "held":
-            self.ledger.update_line(row.ci_lineitemid, now, state="held")
-        if row.hold_kind != kind or row.hold_reason != reason:
-            self.ledger.hold_line(row.ci_lineitemid, kind, reason, now)
+    def _hold(
+        self,
+        row: LineRow,
+        kind: HoldKind,
+        reason: str,
+        updates: list[tuple[int, str, HoldKind | None, str]],
+    ) -> None:
+        if row.state != "held" or row.hold_kind != kind or row.hold_reason != reason:
+            updates.append((row.ci_lineitemid, "held", kind, reason))
 
     # -- cancellations ------------------------------------------------------------------------
 
@@ -489,8 +523,7 @@ class Importer:
                 host_order_id=row.host_order_id,
                 detected_at=row.cancel_detected_at or now,
             )
-            for row in self.ledger.lines(("delivered", "stored", "acked"))
-            if row.ci_status in CANCELLED_STATUSES and not row.cancel_reported
+            for row in self.ledger.unreported_cancellations()
         )
 
     def confirm_cancellations(self, ci_lineitemids: Sequence[int]) -> list[LineResult]:
@@ -523,6 +556,7 @@ class Importer:
         results: dict[int, LineResult] = {}
         to_ack: list[int] = []
         queued: set[int] = set()  # membership test on to_ack itself was O(n^2)
+        bindings: list[tuple[int, str]] = []
         with self.ledger.transaction():
             for so, lid in wanted:
                 if lid in results or lid in queued:
@@ -540,7 +574,7 @@ class Importer:
                         lid, LineOutcome.ALREADY_DONE, "already marked exported in CI"
                     )
                     continue
-                self.ledger.update_line(lid, now, state="stored", host_order_id=so.host_order_id)
+                bindings.append((lid, so.host_order_id))
                 if row.hold_kind is HoldKind.REJECTED_BY_CI:
                     results[lid] = LineResult(lid, LineOutcome.REJECTED, row.hold_reason)
                 elif self.options.mark_exported:
@@ -548,6 +582,7 @@ class Importer:
                     queued.add(lid)
                 else:
                     results[lid] = LineResult(lid, LineOutcome.ACCEPTED)
+            self.ledger.bind_stored(bindings, now)
         for result in self._ack(to_ack, now):
             results[result.ci_lineitemid] = result
         ordered = list(dict.fromkeys(lid for _, lid in wanted))
@@ -557,12 +592,7 @@ class Importer:
         """Acknowledge every line the host stored that CI has not taken yet."""
         if not self.options.mark_exported:
             return []
-        pending = [
-            row.ci_lineitemid
-            for row in self.ledger.lines(("stored",))
-            if row.hold_kind is not HoldKind.REJECTED_BY_CI
-        ]
-        return self._ack(pending, self.clock())
+        return self._ack(self.ledger.stored_unacked(), self.clock())
 
     def _ack(self, ids: Sequence[int], now: datetime) -> list[LineResult]:
         results: list[LineResult] = []
@@ -602,14 +632,7 @@ class Importer:
         except CIError as exc:
             return f"CI unreachable, will retry: {exc}"
         crashpoint("ack_sent")
-        with self.ledger.transaction():
-            rows = self.ledger.get_lines(batch)  # one query per batch, not one per line
-            for lid in batch:
-                row = rows.get(lid)
-                self.ledger.update_line(
-                    lid, now, state="acked", ack_attempts=(row.ack_attempts if row else 0) + 1
-                )
-                self.ledger.log_ack(lid, "accepted", now)
+        self.ledger.record_acks(batch, now)  # one transaction, batched writes
         crashpoint("ack_recorded")
         return [LineResult(lid, LineOutcome.ACCEPTED) for lid in batch]
 
@@ -646,17 +669,6 @@ def _binding_refusal(account: str, so: StoredOrder, lid: int, row: LineRow | Non
     return None
 
 
-def _parse_cached(
-    record: dict[str, Any] | None, cache: dict[str, ParsedRecord | RecordProblem]
-) -> ParsedRecord | RecordProblem:
-    if record is None:
-        return RecordProblem(None, (), "no record stored")
-    key = _record_key(record)
-    if key not in cache:
-        cache[key] = parse_record(record)
-    return cache[key]
-
-
 def _sku_label(line: OrderLine) -> str:
     if line.bom_sku:
         return f"{line.sku!r} (bom_sku {line.bom_sku!r})"
@@ -665,3 +677,127 @@ def _sku_label(line: OrderLine) -> str:
 
 def _with_components(line: OrderLine, components: tuple[SkuComponent, ...]) -> OrderLine:
     return replace(line, components=components)
+
+
+# -- the parsed form stored per line (ledger ``lines.parsed``, compact positional JSON) -------
+# Record part, then line part. Decimals as strings, datetimes ISO. Delivery rebuilds
+# Order/OrderLine/Address from it without marshmallow.
+(
+    _F_ORDERID,
+    _F_PARENT,
+    _F_DATE,
+    _F_SHIP_TO,
+    _F_BILLING,
+    _F_TOTAL,
+    _F_METHOD,
+    _F_SUPPLIER,
+    _F_RECORD,
+    _F_LID,
+    _F_FLI,
+    _F_SKU,
+    _F_BOM,
+    _F_NAME,
+    _F_QTY,
+    _F_PRICE,
+    _F_COST,
+    _F_DISCOUNT,
+    _F_STATUS,
+    _F_SHIP_BY,
+    _F_UUID,
+    _F_VOUCHER,
+    _F_GIFT,
+) = range(23)
+_PARSED_LEN = 23
+
+
+def _record_text(raw: Any) -> str:
+    """The raw record as stored (once per record, shared by its lines)."""
+    return json.dumps(raw, sort_keys=True, default=str)
+
+
+def _address_fields(address: Address) -> list[Any]:
+    return [
+        address.name,
+        address.address1,
+        address.address2,
+        address.city,
+        address.state,
+        address.zip,
+        address.country,
+        address.phone,
+    ]
+
+
+def _address(fields: list[Any]) -> Address:
+    return Address(*fields)
+
+
+def _record_head(record: ParsedRecord) -> list[Any]:
+    return [
+        record.orderid,
+        record.parent_orderid,
+        record.order_date.isoformat(),
+        _address_fields(record.ship_to),
+        _address_fields(record.billing) if record.billing is not None else None,
+        str(record.total),
+        record.shipping_method,
+        record.supplier_name,
+        record.lines[0].ci_lineitemid,  # identifies the record: its total is counted once
+    ]
+
+
+def _line_fields(line: OrderLine) -> list[Any]:
+    return [
+        line.ci_lineitemid,
+        line.fulfillment_lineitem_id,
+        line.sku,
+        line.bom_sku,
+        line.name,
+        line.quantity,
+        str(line.unit_price),
+        None if line.groupon_cost is None else str(line.groupon_cost),
+        str(line.discount),
+        line.status or "open",
+        None if line.ship_by is None else line.ship_by.isoformat(),
+        line.order_line_item_uuid,
+        line.voucher_code,
+        line.gift_message,
+    ]
+
+
+def _order_line(f: list[Any]) -> OrderLine:
+    return OrderLine(
+        ci_lineitemid=f[_F_LID],
+        fulfillment_lineitem_id=f[_F_FLI],
+        sku=f[_F_SKU],
+        bom_sku=f[_F_BOM],
+        name=f[_F_NAME],
+        quantity=f[_F_QTY],
+        unit_price=Decimal(f[_F_PRICE]),
+        groupon_cost=None if f[_F_COST] is None else Decimal(f[_F_COST]),
+        discount=Decimal(f[_F_DISCOUNT]),
+        status=f[_F_STATUS],
+        ship_by=None if f[_F_SHIP_BY] is None else datetime.fromisoformat(f[_F_SHIP_BY]),
+        order_line_item_uuid=f[_F_UUID],
+        voucher_code=f[_F_VOUCHER],
+        gift_message=f[_F_GIFT],
+    )
+
+
+def _row_fields(row: LineRow) -> list[Any] | str:
+    """The parsed form of a ledger line, or the reason it has none. Rows staged before
+    schema v3 carry only the raw record: parsed here once (the legacy path)."""
+    parsed = row.parsed
+    if isinstance(parsed, list) and len(parsed) == _PARSED_LEN:
+        return parsed
+    if isinstance(parsed, dict) and "problem" in parsed:
+        return str(parsed["problem"])
+    if row.record is None:
+        return "no record stored"
+    result = parse_record(row.record)
+    if isinstance(result, RecordProblem):
+        return result.reason
+    for line in result.lines:
+        if line.ci_lineitemid == row.ci_lineitemid:
+            return _record_head(result) + _line_fields(line)
+    return "the stored record no longer contains this line"

@@ -60,6 +60,8 @@ class AccountOptions:
     :ivar tracking_format_policy: ``"reject"`` a tracking number that fails its carrier's
         format/checksum, only ``"warn"``, or ``"off"``.
     :ivar ack_batch_size: line ids per ``mark_exported`` call.
+    :ivar max_orders_per_import: most orders one ``oms_import_orders`` call hands over; when
+        more are ready the batch says ``more`` and the host calls again (bounded memory).
     :ivar tracking_batch_size: elements per tracking call.
     :ivar requests_per_second: client-side throttle for this account (0 = unthrottled).
     :ivar timeout_seconds: connect/read timeout of one HTTP call.
@@ -81,6 +83,7 @@ class AccountOptions:
     sku_fallback: str = "hold"
     tracking_format_policy: str = "reject"
     ack_batch_size: int = 100
+    max_orders_per_import: int = 500
     tracking_batch_size: int = 100
     requests_per_second: float = 0.0
     timeout_seconds: float = 30.0
@@ -235,11 +238,14 @@ class ImportBatch:
     :ivar orders: new orders to store, each complete (all its lines).
     :ivar held: lines the plugin holds back, with reasons, including earlier holds still open.
     :ivar cancellations: lines Groupon cancelled after they were imported, not yet reported.
+    :ivar more: further orders are ready: after storing and acknowledging this batch, the
+        host calls ``oms_import_orders`` again (and again while ``more``).
     """
 
     orders: tuple[Order, ...] = ()
     held: tuple[HeldLine, ...] = ()
     cancellations: tuple[Cancellation, ...] = ()
+    more: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
@@ -419,12 +419,21 @@ class CIClient:
     def fetch_all(self, window: tuple[datetime, datetime] | None = None) -> list[OrdersPage]:
         """Read every page of one listing and return them all; marks nothing.
 
+        ``list(iter_pages(window))``: see :meth:`iter_pages` for the stop rules.
+        """
+        return list(self.iter_pages(window))
+
+    def iter_pages(self, window: tuple[datetime, datetime] | None = None) -> Iterator[OrdersPage]:
+        """Yield the pages of one listing one at a time (page 1 first); marks nothing.
+
         The first page's ``no_of_pages`` decides how many pages are read; reading also stops
         at the first empty page and never goes past ``ceil(no_of_items / 250) + 1`` pages, so
-        counters that change or lie cannot loop. Anomalies are logged as warnings.
+        counters that change or lie cannot loop. Anomalies are logged as warnings. The caller
+        keeps one page at a time; it must read to the end before marking anything (marking
+        shifts the un-exported listing).
         """
         first = self.get_orders_page(1, window)
-        pages = [first]
+        yield first
         expected = first.meta.no_of_pages
         if expected == 0 or not first.records:
             if first.records or expected > 0:
@@ -433,16 +442,19 @@ class CIClient:
                     len(first.records),
                     expected,
                 )
-            return pages
-        cap = math.ceil(first.meta.no_of_items / PAGE_SIZE) + 1
+            return
+        total = len(first.records)
+        no_of_items = first.meta.no_of_items
+        cap = math.ceil(no_of_items / PAGE_SIZE) + 1
         if expected > cap:
             log.warning(
                 "CI get_orders anomaly: no_of_pages=%d but no_of_items=%d; reading at most %d",
                 expected,
-                first.meta.no_of_items,
+                no_of_items,
                 cap,
             )
         last = min(expected, cap)
+        del first  # hold one page at a time
         for number in range(2, last + 1):
             page = self.get_orders_page(number, window)
             if page.meta.no_of_pages != expected or page.meta.current_page != number:
@@ -459,15 +471,15 @@ class CIClient:
                     "CI get_orders anomaly: page %d of %d is empty; stopping", number, expected
                 )
                 break
-            pages.append(page)
-        total = sum(len(p.records) for p in pages)
-        if total != first.meta.no_of_items:
+            total += len(page.records)
+            yield page
+            del page
+        if total != no_of_items:
             log.warning(
                 "CI get_orders anomaly: read %d records, no_of_items said %d",
                 total,
-                first.meta.no_of_items,
+                no_of_items,
             )
-        return pages
 
     # -- writes --------------------------------------------------------------------------------
 

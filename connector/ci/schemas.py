@@ -253,7 +253,10 @@ class _Base(Schema):
 
 
 class AddressSchema(_Base):
-    """``customer`` (ship-to): ``name`` and ``address1`` are required."""
+    """``customer`` (ship-to): ``name`` and ``address1`` are required.
+
+    Only the fields the connector uses are declared (unknown keys are dropped), so a load
+    costs what the connector needs and nothing more."""
 
     name = Text(required=True, validate=validate.Length(min=1))
     address1 = Text(required=True, validate=validate.Length(min=1))
@@ -274,21 +277,30 @@ class BillingSchema(AddressSchema):
 
 class CustomerSchema(AddressSchema):
     billing_address = fields.Nested(BillingSchema, load_default=None, allow_none=True)
-    invoice_url = _opt_text()
 
 
-class AmountSchema(_Base):
-    total = Money(load_default=None, allow_none=True)
-    shipping = Money(load_default=None, allow_none=True)
+class MemberOf(fields.Field[Any]):
+    """One member of a small object (``amount.total``, ``shipping.method``) read with a plain
+    field instead of a nested schema: a nested load costs a schema pass for one value.
+    Errors keep the nested path (``amount.total``)."""
 
+    def __init__(self, key: str, inner: fields.Field[Any], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.key = key
+        self.inner = inner
 
-class ShippingSchema(_Base):
-    method = _opt_text()
-    carrier = Text(load_default=None, allow_none=True)
-    product_weight = Loose(load_default=None, allow_none=True)
-    product_weight_unit = _opt_text()
-    three_pl_warehouse = _opt_text(data_key="3PL_warehouse")
-    three_pl_name = _opt_text(data_key="3PL_name")
+    def _deserialize(
+        self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any
+    ) -> Any:
+        if not isinstance(value, Mapping):
+            raise ValidationError(f"expected an object, got {type(value).__name__}")
+        member = value.get(self.key)
+        if member is None:
+            return None
+        try:
+            return self.inner.deserialize(member)
+        except ValidationError as err:
+            raise ValidationError({self.key: err.messages}) from None
 
 
 class LineItemSchema(_Base):
@@ -299,12 +311,10 @@ class LineItemSchema(_Base):
     unit_price = Money(required=True)
     fulfillment_lineitem_id = IdText(load_default=None, allow_none=True)
     bom_sku = Text(load_default=None, allow_none=True)
-    weight = Loose(load_default=None, allow_none=True)
     groupon_cost = Money(load_default=None, allow_none=True)
     discount = Money(load_default=None, allow_none=True)
     status = _opt_text()
     ship_by_date = Text(load_default=None, allow_none=True)
-    po_number = Text(load_default=None, allow_none=True)
     order_line_item_uuid = Text(load_default=None, allow_none=True)
     voucher_code = _opt_text()
     gift_message = _opt_text()
@@ -318,8 +328,9 @@ class RecordSchema(_Base):
         fields.Nested(LineItemSchema), required=True, validate=validate.Length(min=1)
     )
     customer = fields.Nested(CustomerSchema, required=True)
-    amount = fields.Nested(AmountSchema, load_default=None, allow_none=True)
-    shipping = fields.Nested(ShippingSchema, load_default=None, allow_none=True)
+    # amount.total and shipping.method are the only members used: plain fields, no schema.
+    amount = MemberOf("total", Money(), load_default=None, allow_none=True)
+    shipping = MemberOf("method", Text(), load_default=None, allow_none=True)
     supplier = _opt_text()
 
 
@@ -390,12 +401,10 @@ def _parse(raw: Any) -> ParsedRecord | RecordProblem:
     if problems:
         return RecordProblem(_safe_orderid(raw), _readable_line_ids(raw), _cap("; ".join(problems)))
 
-    amount = data["amount"] or {}
-    total = amount.get("total")
+    total = data["amount"]
     if total is None:
         # Assumed: without amount.total, the gross value CI would report (sum of price * qty).
         total = sum((line.unit_price * line.quantity for line in lines), Decimal("0"))
-    shipping = data["shipping"] or {}
     customer = data["customer"]
     billing_raw = customer["billing_address"]
     return ParsedRecord(
@@ -406,7 +415,7 @@ def _parse(raw: Any) -> ParsedRecord | RecordProblem:
         billing=_address(billing_raw) if billing_raw is not None else None,
         lines=tuple(lines),
         total=total,
-        shipping_method=shipping.get("method") or "",
+        shipping_method=data["shipping"] or "",
         supplier_name=data["supplier"] or "",
     )
 

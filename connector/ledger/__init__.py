@@ -9,6 +9,8 @@ from __future__ import annotations
 from connector.ledger.sqlite import (
     LINE_STATES,
     OUTBOX_STATES,
+    UNCONFIRMED_STATES,
+    KnownLine,
     Ledger,
     LedgerVersionError,
     LineRow,
@@ -21,6 +23,8 @@ from connector.models import Account
 __all__ = [
     "LINE_STATES",
     "OUTBOX_STATES",
+    "UNCONFIRMED_STATES",
+    "KnownLine",
     "Ledger",
     "LedgerVersionError",
     "LineRow",

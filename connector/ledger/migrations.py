@@ -114,5 +114,23 @@ def _outbox_v2() -> str:
 
 SCHEMA_V2 = _outbox_v2()
 
-MIGRATIONS: tuple[tuple[int, str], ...] = ((1, SCHEMA_V1), (2, SCHEMA_V2))
+SCHEMA_V3 = """
+ALTER TABLE lines ADD COLUMN parsed TEXT;
+ALTER TABLE lines ADD COLUMN seen_round INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE lines ADD COLUMN pending_eval INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX lines_pending_eval ON lines (orderid) WHERE pending_eval = 1;
+CREATE INDEX lines_cancel_unreported ON lines (ci_lineitemid)
+    WHERE cancel_reported = 0 AND ci_status IN ('cancelled', 'canceled');
+CREATE TABLE meta (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"""
+"""v3 (streamed, chunked import): ``lines.parsed`` holds the normalised fields delivery needs
+(compact JSON, so delivery never re-parses the raw record, which stays in ``record``);
+``seen_round`` is the import round that last staged the line (a line on two pages is staged
+once); ``pending_eval`` marks lines still to be evaluated in the current round (partial
+index: the chunked delivery reads only those); ``meta`` holds the round counters."""
+
+MIGRATIONS: tuple[tuple[int, str], ...] = ((1, SCHEMA_V1), (2, SCHEMA_V2), (3, SCHEMA_V3))
 """Every migration this version of the connector knows, in order."""

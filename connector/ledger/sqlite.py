@@ -28,6 +28,8 @@ from connector.models import HeldLine, HoldKind
 __all__ = [
     "LINE_STATES",
     "OUTBOX_STATES",
+    "UNCONFIRMED_STATES",
+    "KnownLine",
     "Ledger",
     "LedgerVersionError",
     "LineRow",
@@ -59,6 +61,8 @@ _LINE_COLUMNS = frozenset(
         "ack_attempts",
         "cancel_detected_at",
         "cancel_reported",
+        "parsed",
+        "pending_eval",
     }
 )
 _OUTBOX_COLUMNS = frozenset(
@@ -80,6 +84,59 @@ _OUTBOX_COLUMNS = frozenset(
 
 class LedgerVersionError(LedgerError):
     """The ledger file was written by a newer connector than this one."""
+
+
+UNCONFIRMED_STATES = ("staged", "held", "delivered")
+"""Line states not yet confirmed by the host (re-evaluated every import round)."""
+
+_CANCELLED = ("cancelled", "canceled")
+
+# Columns of the evaluation read: the raw record only when no parsed form exists (pre-v3 rows).
+_EVAL_COLUMNS = (
+    "ci_lineitemid, account, orderid, fulfillment_lineitem_id,"
+    " CASE WHEN parsed IS NULL THEN record END AS record, parsed, order_date, ship_by,"
+    " quantity, sku, bom_sku, state, hold_kind, hold_reason, held_since, host_order_id,"
+    " ci_status, qty_shipped, first_seen, updated_at, ack_attempts, cancel_detected_at,"
+    " cancel_reported"
+)
+
+_STAGE_INSERT = (
+    "INSERT OR IGNORE INTO lines (ci_lineitemid, account, orderid, fulfillment_lineitem_id,"
+    " record, parsed, order_date, ship_by, quantity, sku, bom_sku, state, hold_kind,"
+    " hold_reason, held_since, ci_status, first_seen, updated_at, seen_round, pending_eval)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,1)"
+)
+_STAGE_REFRESH = (
+    "UPDATE lines SET record = ?, parsed = ?, orderid = ?, fulfillment_lineitem_id = ?,"
+    " order_date = ?, ship_by = ?, quantity = ?, sku = ?, bom_sku = ?, ci_status = ?,"
+    " cancel_detected_at = ?, seen_round = ?, pending_eval = 1, updated_at = ?"
+    " WHERE ci_lineitemid = ?"
+)
+_STAGE_BAD_REFRESH = (
+    "UPDATE lines SET record = ?, parsed = ?, seen_round = ?, pending_eval = 1, updated_at = ?"
+    " WHERE ci_lineitemid = ?"
+)
+_STAGE_STATUS = (
+    "UPDATE lines SET ci_status = ?, cancel_detected_at = ?, seen_round = ?,"
+    " updated_at = CASE WHEN ci_status = ? THEN updated_at ELSE ? END WHERE ci_lineitemid = ?"
+)
+_SET_STATE = (
+    "UPDATE lines SET state = ?, hold_kind = ?, hold_reason = ?, updated_at = ?,"
+    " held_since = CASE WHEN ? IS NULL THEN NULL"
+    " WHEN hold_kind = ? AND held_since IS NOT NULL THEN held_since ELSE ? END,"
+    " pending_eval = 0 WHERE ci_lineitemid = ?"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class KnownLine:
+    """The few columns staging needs to decide insert / refresh / status-only."""
+
+    ci_lineitemid: int
+    state: str
+    ci_status: str
+    cancel_detected_at: str | None
+    seen_round: int
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -122,6 +179,8 @@ class LineRow:
     cancel_detected_at: datetime | None
     cancel_reported: bool
     tracking: tuple[str, ...] = ()
+    parsed: Any = None
+    """Normalised fields delivery needs (schema v3), ``None`` for rows staged before v3."""
 
     @property
     def open_quantity(self) -> int:
@@ -178,6 +237,7 @@ def _line_from(row: sqlite3.Row, tracking: tuple[str, ...] = ()) -> LineRow:
         cancel_detected_at=_dt(row["cancel_detected_at"]),
         cancel_reported=bool(row["cancel_reported"]),
         tracking=tracking,
+        parsed=json.loads(row["parsed"]) if row["parsed"] else None,
     )
 
 
@@ -506,6 +566,201 @@ class Ledger:
                 "SELECT * FROM acks WHERE ci_lineitemid = ? ORDER BY id", (ci_lineitemid,)
             )
         return [(r["ci_lineitemid"], r["outcome"], r["reason"]) for r in rows]
+
+    # -- streamed, chunked import (schema v3) --------------------------------------------------
+
+    def get_meta(self, name: str) -> str | None:
+        """A value of the ``meta`` table (round counters), or None."""
+        rows = self._query("SELECT value FROM meta WHERE name = ?", (name,))
+        return str(rows[0]["value"]) if rows else None
+
+    def set_meta(self, name: str, value: str) -> None:
+        """Set a value of the ``meta`` table."""
+        self._exec(
+            "INSERT INTO meta (name, value) VALUES (?, ?)"
+            " ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+            (name, value),
+        )
+
+    def import_rounds(self) -> tuple[int, int]:
+        """``(current round, last completed round)``; a round is one full read of CI."""
+        return int(self.get_meta("import_round") or 0), int(self.get_meta("import_done") or 0)
+
+    def begin_import_round(self) -> int:
+        """Start a read of CI: a new round number, and every unconfirmed line is due for
+        evaluation again once the round completes (one transaction)."""
+        with self.transaction():
+            number = self.import_rounds()[0] + 1
+            self.set_meta("import_round", str(number))
+            marks = ",".join("?" * len(UNCONFIRMED_STATES))
+            self._exec(
+                f"UPDATE lines SET pending_eval = 1 WHERE state IN ({marks})"  # noqa: S608
+                " AND pending_eval = 0",
+                UNCONFIRMED_STATES,
+            )
+        return number
+
+    def complete_import_round(self, number: int) -> None:
+        """Every page of round ``number`` was read and staged: its lines may be delivered."""
+        self.set_meta("import_done", str(number))
+
+    def known_lines(self, ids: Iterable[int]) -> dict[int, KnownLine]:
+        """Staging view of the known lines among ``ids`` (no JSON decoded)."""
+        wanted = list(dict.fromkeys(ids))
+        found: dict[int, KnownLine] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for r in self._query(
+                "SELECT ci_lineitemid, state, ci_status, cancel_detected_at, seen_round"  # noqa: S608
+                f" FROM lines WHERE ci_lineitemid IN ({marks})",
+                chunk,
+            ):
+                found[r[0]] = KnownLine(r[0], r[1], r[2], r[3], r[4])
+        return found
+
+    def stage_rows(
+        self,
+        *,
+        inserts: Sequence[Sequence[Any]] = (),
+        refreshes: Sequence[Sequence[Any]] = (),
+        bad_refreshes: Sequence[Sequence[Any]] = (),
+        statuses: Sequence[Sequence[Any]] = (),
+    ) -> None:
+        """Stage one page with ``executemany`` (positional rows in the order of the
+        ``_STAGE_*`` statements). The caller wraps this in one transaction per page."""
+        with self._lock:
+            try:
+                with self.transaction():
+                    if inserts:
+                        self._conn.executemany(_STAGE_INSERT, inserts)
+                    if refreshes:
+                        self._conn.executemany(_STAGE_REFRESH, refreshes)
+                    if bad_refreshes:
+                        self._conn.executemany(_STAGE_BAD_REFRESH, bad_refreshes)
+                    if statuses:
+                        self._conn.executemany(_STAGE_STATUS, statuses)
+            except sqlite3.Error as exc:
+                raise LedgerError(f"ledger {self.path}: {exc}") from None
+
+    def has_pending_evaluation(self) -> bool:
+        """Whether lines of a completed round still wait for evaluation (deliverable work)."""
+        rows = self._query("SELECT 1 FROM lines WHERE pending_eval = 1 LIMIT 1")
+        return bool(rows)
+
+    def pending_orderids(self, limit: int) -> list[str]:
+        """Up to ``limit`` order ids with lines waiting for evaluation (partial index)."""
+        rows = self._query(
+            "SELECT DISTINCT orderid FROM lines WHERE pending_eval = 1 LIMIT ?", (limit,)
+        )
+        return [r[0] for r in rows]
+
+    def eval_lines_of_orders(self, orderids: Sequence[str]) -> dict[str, list[LineRow]]:
+        """Lines of ``orderids`` for evaluation: ``parsed`` decoded, the raw ``record`` only
+        for rows that have no parsed form (staged before schema v3)."""
+        grouped: dict[str, list[LineRow]] = {}
+        wanted = list(dict.fromkeys(orderids))
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for r in self._query(
+                f"SELECT {_EVAL_COLUMNS} FROM lines WHERE orderid IN ({marks})"  # noqa: S608
+                " ORDER BY ci_lineitemid",
+                chunk,
+            ):
+                grouped.setdefault(r["orderid"], []).append(_line_from(r))
+        return grouped
+
+    def set_line_states(
+        self, updates: Sequence[tuple[int, str, HoldKind | None, str]], now: datetime
+    ) -> None:
+        """One state change per line ``(id, state, hold_kind, hold_reason)``, batched; also
+        ends the line's pending evaluation. ``held_since`` is kept while the hold kind stays."""
+        stamp = _iso(now)
+        params = [
+            (state, _to_sql(kind), reason, stamp, _to_sql(kind), _to_sql(kind), stamp, lid)
+            for lid, state, kind, reason in updates
+        ]
+        with self._lock:
+            try:
+                with self.transaction():
+                    self._conn.executemany(_SET_STATE, params)
+            except sqlite3.Error as exc:
+                raise LedgerError(f"ledger {self.path}: {exc}") from None
+
+    def end_evaluation(self, orderids: Sequence[str]) -> None:
+        """These orders were evaluated in this round (whatever the outcome)."""
+        for start in range(0, len(orderids), 500):
+            chunk = list(orderids[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            self._exec(
+                f"UPDATE lines SET pending_eval = 0 WHERE pending_eval = 1"  # noqa: S608
+                f" AND orderid IN ({marks})",
+                chunk,
+            )
+
+    def unreported_cancellations(self) -> list[LineRow]:
+        """Lines the host has (or was handed) that CI shows cancelled, not yet confirmed."""
+        rows = self._query(
+            f"SELECT {_EVAL_COLUMNS} FROM lines WHERE cancel_reported = 0"  # noqa: S608
+            " AND ci_status IN ('cancelled', 'canceled')"
+            " AND state IN ('delivered', 'stored', 'acked') ORDER BY ci_lineitemid"
+        )
+        return [_line_from(r) for r in rows]
+
+    def open_order_dates(self, since: datetime) -> list[datetime]:
+        """Distinct order dates (>= ``since``) of lines the host has that are open in CI and
+        not fully shipped: the windows watched for Groupon-side cancellations."""
+        rows = self._query(
+            "SELECT DISTINCT order_date FROM lines WHERE state IN ('delivered', 'stored', 'acked')"
+            " AND order_date IS NOT NULL AND order_date >= ?"
+            " AND ci_status NOT IN ('cancelled', 'canceled') AND qty_shipped < quantity"
+            " ORDER BY order_date",
+            (_iso(since),),
+        )
+        return [datetime.fromisoformat(r[0]) for r in rows]
+
+    def stored_unacked(self) -> list[int]:
+        """Line ids the host stored that CI has not acknowledged (not refused by CI)."""
+        rows = self._query(
+            "SELECT ci_lineitemid FROM lines WHERE state = 'stored'"
+            " AND (hold_kind IS NULL OR hold_kind != ?) ORDER BY ci_lineitemid",
+            (HoldKind.REJECTED_BY_CI.value,),
+        )
+        return [r[0] for r in rows]
+
+    def record_acks(self, ids: Sequence[int], now: datetime) -> None:
+        """CI accepted ``mark_exported`` for ``ids``: state ``acked``, attempts + 1, logged."""
+        stamp = _iso(now)
+        with self._lock:
+            try:
+                with self.transaction():
+                    self._conn.executemany(
+                        "UPDATE lines SET state = 'acked', ack_attempts = ack_attempts + 1,"
+                        " updated_at = ? WHERE ci_lineitemid = ?",
+                        [(stamp, lid) for lid in ids],
+                    )
+                    self._conn.executemany(
+                        "INSERT INTO acks (ci_lineitemid, at, outcome, reason)"
+                        " VALUES (?, ?, 'accepted', '')",
+                        [(lid, stamp) for lid in ids],
+                    )
+            except sqlite3.Error as exc:
+                raise LedgerError(f"ledger {self.path}: {exc}") from None
+
+    def bind_stored(self, bindings: Sequence[tuple[int, str]], now: datetime) -> None:
+        """The host stored these lines: ``(id, host_order_id)`` -> state ``stored``."""
+        stamp = _iso(now)
+        with self._lock:
+            try:
+                with self.transaction():
+                    self._conn.executemany(
+                        "UPDATE lines SET state = 'stored', host_order_id = ?, updated_at = ?"
+                        " WHERE ci_lineitemid = ?",
+                        [(host, stamp, lid) for lid, host in bindings],
+                    )
+            except sqlite3.Error as exc:
+                raise LedgerError(f"ledger {self.path}: {exc}") from None
 
     # -- record problems without a usable line id --------------------------------------------
 

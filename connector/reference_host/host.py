@@ -1,8 +1,9 @@
 """The reference host: one sync cycle and one dispatch, done in the order the contract asks.
 
-``sync`` is: import (nothing acknowledged yet) -> store in one transaction (commit) ->
-``mark_exported`` with the receipts of what committed -> record held lines and cancellations ->
-flush the outbox. The host talks to plugins only through :class:`ChannelFacade`.
+``sync`` is, for each import batch while the plugin says ``more``: import (nothing
+acknowledged yet) -> store in one transaction (commit) -> ``mark_exported`` with the receipts
+of what committed -> record held lines and cancellations; then flush the outbox once.
+The host talks to plugins only through :class:`ChannelFacade`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from connector.crashpoints import crashpoint
 from connector.errors import ChannelError
-from connector.models import Account, LineOutcome, LineResult, Shipment
+from connector.models import Account, ImportBatch, LineOutcome, LineResult, Shipment
 from connector.reference_host.facade import ChannelFacade
 from connector.reference_host.store import AcceptPolicy, HostStore
 from connector.secrets import redact
@@ -52,6 +53,9 @@ class SyncReport:
     stopped in between) sent again; ``retried`` lines attempted by the flush, ``retried_ok``
     accepted, of which ``dispatched`` carried tracking; ``still_queued`` remain queued.
     ``errors`` lists failures after the commit (the sync carried on).
+    ``chunks``: import batches handled (the plugin hands over at most
+    ``max_orders_per_import`` orders per batch; every count above sums the batches, except
+    ``held``, the plugin's current list as of the last batch).
     """
 
     account: str
@@ -76,6 +80,7 @@ class SyncReport:
     still_queued: int = 0
     duration_seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
+    chunks: int = 0
 
     @property
     def ok(self) -> bool:
@@ -136,49 +141,13 @@ class ReferenceHost:
         step = progress or (lambda _stage: None)
         report = SyncReport(account=account.name)
 
-        batch = self.facade.import_orders(account=account)
-        report.orders_imported = len(batch.orders)
-        report.lines_imported = sum(len(o.lines) for o in batch.orders)
-        step("import")
-
-        # Commit first: only what is durably stored may be acknowledged.
-        outcome = self.store.store_batch(account.name, batch.orders, accept=self.accept)
-        crashpoint("after_store")
-        report.orders_new = outcome.new_orders
-        report.orders_already_stored = outcome.existing_orders
-        report.orders_refused = len(outcome.refused)
-        step("store")
-
-        if outcome.stored:
-            try:
-                acks = self.facade.mark_exported(account=account, stored=outcome.stored)
-            except ChannelError as exc:
-                # Stored but not acknowledged: the channel offers these orders again, and the
-                # idempotent store turns that into a replay.
-                report.errors.append(f"mark_exported: {redact(str(exc))}")
-            else:
-                report.lines_marked_exported = _count(acks, LineOutcome.ACCEPTED)
-                report.already_done = _count(acks, LineOutcome.ALREADY_DONE)
-                report.ack_queued = _count(acks, LineOutcome.QUEUED)
-                report.ack_rejected = _count(acks, LineOutcome.REJECTED)
-        step("mark_exported")
-
-        report.held = len(batch.held)
-        report.held_new = self.store.record_held(account.name, batch.held)
-        report.cancellations = len(batch.cancellations)
-        cancels = self.store.apply_cancellations(account.name, batch.cancellations)
-        report.cancellations_applied = cancels.cancelled
-        report.cancellation_conflicts = len(cancels.conflicts)
-        if batch.cancellations:
-            # Committed above (applied or recorded as a conflict): now the plugin may stop
-            # reporting them. A crash before this line only means they are reported again.
-            try:
-                self.facade.confirm_cancellations(
-                    account=account,
-                    ci_lineitemids=[c.ci_lineitemid for c in batch.cancellations],
-                )
-            except ChannelError as exc:
-                report.errors.append(f"confirm_cancellations: {redact(str(exc))}")
+        # Chunked import: each batch is stored, acknowledged and its notices recorded before
+        # the next one is asked for ("call again while more"), so memory stays bounded.
+        while True:
+            batch = self.facade.import_orders(account=account)
+            self._sync_chunk(account, batch, report, step)
+            if not batch.more:
+                break
         step("notices")
 
         try:
@@ -202,6 +171,62 @@ class ReferenceHost:
 
         report.duration_seconds = time.monotonic() - started
         return report
+
+    def _sync_chunk(
+        self,
+        account: Account,
+        batch: ImportBatch,
+        report: SyncReport,
+        step: Callable[[str], None],
+    ) -> None:
+        """Store, acknowledge and record the notices of one import batch (sums into report)."""
+        report.orders_imported += len(batch.orders)
+        report.lines_imported += sum(len(o.lines) for o in batch.orders)
+        if not report.chunks:
+            step("import")
+        report.chunks += 1
+
+        # Commit first: only what is durably stored may be acknowledged.
+        outcome = self.store.store_batch(account.name, batch.orders, accept=self.accept)
+        crashpoint("after_store")
+        report.orders_new += outcome.new_orders
+        report.orders_already_stored += outcome.existing_orders
+        report.orders_refused += len(outcome.refused)
+        if report.chunks == 1:
+            step("store")
+
+        if outcome.stored:
+            try:
+                acks = self.facade.mark_exported(account=account, stored=outcome.stored)
+            except ChannelError as exc:
+                # Stored but not acknowledged: the channel offers these orders again, and the
+                # idempotent store turns that into a replay.
+                report.errors.append(f"mark_exported: {redact(str(exc))}")
+            else:
+                report.lines_marked_exported += _count(acks, LineOutcome.ACCEPTED)
+                report.already_done += _count(acks, LineOutcome.ALREADY_DONE)
+                report.ack_queued += _count(acks, LineOutcome.QUEUED)
+                report.ack_rejected += _count(acks, LineOutcome.REJECTED)
+        if report.chunks == 1:
+            step("mark_exported")
+
+        # Held lines are the full current list in every batch: the last batch's count wins.
+        report.held = len(batch.held)
+        report.held_new += self.store.record_held(account.name, batch.held)
+        report.cancellations += len(batch.cancellations)
+        cancels = self.store.apply_cancellations(account.name, batch.cancellations)
+        report.cancellations_applied += cancels.cancelled
+        report.cancellation_conflicts += len(cancels.conflicts)
+        if batch.cancellations:
+            # Committed above (applied or recorded as a conflict): now the plugin may stop
+            # reporting them. A crash before this line only means they are reported again.
+            try:
+                self.facade.confirm_cancellations(
+                    account=account,
+                    ci_lineitemids=[c.ci_lineitemid for c in batch.cancellations],
+                )
+            except ChannelError as exc:
+                report.errors.append(f"confirm_cancellations: {redact(str(exc))}")
 
     def ship(self, account: Account, shipment: Shipment) -> list[LineResult]:
         """Record ``shipment`` in the host (committed), then send it through the plugin.

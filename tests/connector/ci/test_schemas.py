@@ -214,7 +214,7 @@ def _set(raw: dict[str, Any], path: tuple[Any, ...], value: Any) -> None:
         (("customer", "address1"), "", "customer.address1"),
         (("customer", "billing_address"), [1], "customer.billing_address"),
         (("amount", "total"), "12,50", "amount.total"),
-        (("shipping", "3PL_name"), [1], "shipping.3PL_name"),
+        (("shipping", "method"), [1], "shipping.method"),
         (("customer", "city"), "x" * (MAX_TEXT + 1), "customer.city"),
         (("customer", "name"), "bad \ud800 surrogate", "customer.name"),
     ],
