@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -102,7 +103,7 @@ class Dispatcher:
         verdicts = self.preflight.check(shipment.courier, shipment.service, to_check)
         to_send = self._store(shipment, verdicts, existing, results, now)
         crashpoint("after_outbox")
-        for result in self._send(to_send, now):
+        for result in self._send(to_send, now, premarked=True):
             results[(result.ci_lineitemid, result.tracking_number or "")] = result
         return [results[key] for key in wanted]
 
@@ -114,16 +115,20 @@ class Dispatcher:
         results: dict[tuple[int, str], LineResult],
         now: datetime,
     ) -> list[OutboxRow]:
-        """Write every checked candidate to the outbox in one transaction."""
+        """Write every checked candidate to the outbox in one transaction; rows that pass are
+        written as ``sending`` (attempt counted) since they are sent right after the commit."""
         stored: list[OutboxRow] = []
         with self.ledger.transaction():
             for v in verdicts:
                 cand = v.candidate
                 key = (cand.ci_lineitemid, cand.tracking)
                 endpoint = self._endpoint(v) if v.ok else None
-                state = "pending" if v.ok else "held"
+                state = "sending" if v.ok else "held"
+                old = existing.get(key)
+                attempts = (old.attempts if old is not None else 0) + (1 if v.ok else 0)
                 fields = {
                     "state": state,
+                    "attempts": attempts,
                     "hold_kind": None if v.ok else v.kind,
                     "reason": v.warning if v.ok else v.reason,
                     "carrier_code": v.carrier_code,
@@ -132,12 +137,12 @@ class Dispatcher:
                     "courier": shipment.courier,
                     "service": shipment.service,
                 }
-                old = existing.get(key)
                 if old is not None:
                     self.ledger.update_outbox(old.id, now, **fields)
-                    row_id = old.id
+                    if v.ok:
+                        stored.append(self.ledger.outbox_rows(ids=[old.id])[0])
                 else:
-                    row_id = self.ledger.insert_outbox(
+                    row = self.ledger.insert_outbox(
                         shipment_id=shipment.shipment_id,
                         ci_lineitemid=cand.ci_lineitemid,
                         tracking=cand.tracking,
@@ -152,10 +157,11 @@ class Dispatcher:
                         state=state,
                         hold_kind=None if v.ok else v.kind,
                         reason=v.warning if v.ok else v.reason,
-                    ).id
-                if v.ok:
-                    stored.append(self.ledger.outbox_rows(ids=[row_id])[0])
-                else:
+                        attempts=attempts,
+                    )
+                    if v.ok:
+                        stored.append(row)
+                if not v.ok:
                     results[key] = LineResult(
                         cand.ci_lineitemid, LineOutcome.HELD, v.reason, cand.tracking
                     )
@@ -223,19 +229,30 @@ class Dispatcher:
 
     # -- sending ------------------------------------------------------------------------------
 
-    def _send(self, rows: Sequence[OutboxRow], now: datetime) -> list[LineResult]:
+    def _send(
+        self, rows: Sequence[OutboxRow], now: datetime, *, premarked: bool = False
+    ) -> list[LineResult]:
+        """Send ``rows`` in batches per endpoint. ``premarked``: the rows were written as
+        ``sending`` (attempt counted) in the commit just before, so no second commit."""
         results: list[LineResult] = []
         size = max(1, self.account.options.tracking_batch_size)
         for endpoint in (FULL_LINE_ENDPOINT, PARTIAL_ENDPOINT):
             group = [r for r in rows if (r.endpoint or FULL_LINE_ENDPOINT) == endpoint]
             for start in range(0, len(group), size):
-                results += self._send_batch(endpoint, group[start : start + size], now)
+                batch = group[start : start + size]
+                results += self._send_batch(endpoint, batch, now, premarked=premarked)
         return results
 
-    def _send_batch(self, endpoint: str, rows: list[OutboxRow], now: datetime) -> list[LineResult]:
-        with self.ledger.transaction():
-            for r in rows:
-                self.ledger.update_outbox(r.id, now, state="sending", attempts=r.attempts + 1)
+    def _send_batch(
+        self, endpoint: str, rows: list[OutboxRow], now: datetime, *, premarked: bool = False
+    ) -> list[LineResult]:
+        if premarked:
+            # Attempts already counted: _retry adds one to the count *before* this attempt.
+            rows = [replace(r, attempts=r.attempts - 1) for r in rows]
+        else:
+            with self.ledger.transaction():
+                for r in rows:
+                    self.ledger.update_outbox(r.id, now, state="sending", attempts=r.attempts + 1)
         try:
             self._call(endpoint, rows)
         except CIAuthError as exc:
@@ -252,24 +269,14 @@ class Dispatcher:
         except CIError as exc:
             return self._retry(rows, f"CI unreachable, will retry: {exc}", now)
         crashpoint("tracking_sent")
-        with self.ledger.transaction():
-            lines = self.ledger.get_lines(r.ci_lineitemid for r in rows)
-            shipped = {lid: line.qty_shipped for lid, line in lines.items()}
-            for r in rows:
-                self.ledger.update_outbox(
-                    r.id, now, state="accepted", hold_kind=None, next_attempt_at=None
-                )
-                if r.ci_lineitemid in shipped:
-                    shipped[r.ci_lineitemid] += r.quantity
-                    self.ledger.update_line(
-                        r.ci_lineitemid, now, qty_shipped=shipped[r.ci_lineitemid]
-                    )
+        self.ledger.record_tracking_accepted(
+            [(r.id, r.ci_lineitemid, r.quantity) for r in rows], now
+        )
         crashpoint("tracking_recorded")
         log.info("account %s: %s accepted %d row(s)", self.account.name, endpoint, len(rows))
         return [LineResult(r.ci_lineitemid, LineOutcome.ACCEPTED, "", r.tracking) for r in rows]
 
     def _call(self, endpoint: str, rows: list[OutboxRow]) -> None:
-        lines = self.ledger.get_lines(r.ci_lineitemid for r in rows)
         if endpoint == PARTIAL_ENDPOINT:
             self.client.lineitem_tracking_notification(
                 [
@@ -283,10 +290,11 @@ class Dispatcher:
                 ]
             )
             return
+        ordered = self.ledger.line_quantities(r.ci_lineitemid for r in rows)
         items = []
         for r in rows:
-            line = lines.get(r.ci_lineitemid)
-            partial = line is not None and r.quantity < line.quantity
+            quantity = ordered.get(r.ci_lineitemid)
+            partial = quantity is not None and r.quantity < quantity
             items.append(
                 TrackingItem(
                     ci_lineitemid=r.ci_lineitemid,

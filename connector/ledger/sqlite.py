@@ -807,12 +807,17 @@ class Ledger:
         state: str = "pending",
         hold_kind: HoldKind | None = None,
         reason: str = "",
+        attempts: int = 0,
     ) -> OutboxRow:
-        """Insert a row keyed (shipment, line, tracking); return the stored row (old if any)."""
+        """Insert a row keyed (shipment, line, tracking); return the stored row (old if any).
+
+        ``state="sending"`` with ``attempts=1`` inserts a row that is sent right away (saves
+        the separate "mark sending" commit)."""
         self._exec(
             "INSERT OR IGNORE INTO outbox (shipment_id, ci_lineitemid, fulfillment_lineitem_id,"
             " orderid, tracking, courier, service, carrier_code, quantity, endpoint, state,"
-            " hold_kind, reason, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " hold_kind, reason, attempts, created_at, updated_at)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 shipment_id,
                 ci_lineitemid,
@@ -827,6 +832,7 @@ class Ledger:
                 state,
                 _to_sql(hold_kind),
                 reason,
+                attempts,
                 _iso(now),
                 _iso(now),
             ),
@@ -882,6 +888,40 @@ class Ledger:
         if where:
             sql += " WHERE " + " AND ".join(where)
         return [_outbox_from(r) for r in self._query(sql + " ORDER BY id", params)]
+
+    def record_tracking_accepted(self, rows: Sequence[tuple[int, int, int]], now: datetime) -> None:
+        """CI accepted outbox rows ``(row id, ci_lineitemid, quantity)``: rows ``accepted``
+        and each line's shipped quantity grows (one transaction, batched)."""
+        stamp = _iso(now)
+        with self._lock:
+            try:
+                with self.transaction():
+                    self._conn.executemany(
+                        "UPDATE outbox SET state = 'accepted', hold_kind = NULL,"
+                        " next_attempt_at = NULL, updated_at = ? WHERE id = ?",
+                        [(stamp, row_id) for row_id, _, _ in rows],
+                    )
+                    self._conn.executemany(
+                        "UPDATE lines SET qty_shipped = qty_shipped + ?, updated_at = ?"
+                        " WHERE ci_lineitemid = ?",
+                        [(qty, stamp, lid) for _, lid, qty in rows],
+                    )
+            except sqlite3.Error as exc:
+                raise LedgerError(f"ledger {self.path}: {exc}") from None
+
+    def line_quantities(self, ids: Iterable[int]) -> dict[int, int]:
+        """Ordered quantity of each known line among ``ids`` (no JSON decoded)."""
+        wanted = list(dict.fromkeys(ids))
+        found: dict[int, int] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for r in self._query(
+                f"SELECT ci_lineitemid, quantity FROM lines WHERE ci_lineitemid IN ({marks})",  # noqa: S608
+                chunk,
+            ):
+                found[r[0]] = r[1]
+        return found
 
     def pending_outbox(self) -> list[OutboxRow]:
         """Rows not finished: pending, sending, retry and held (for the CLI)."""

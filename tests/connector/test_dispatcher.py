@@ -174,3 +174,20 @@ def test_row_handed_to_manual_upload_is_never_sent_by_the_api(tmp_path: Path) ->
     assert again.outcome is LineOutcome.ALREADY_DONE
     assert "manual tracking upload" in again.reason
     assert len(host.cis["us"].calls_to("tracking_notification")) == calls_before
+
+
+def test_one_shipment_costs_two_ledger_commits_before_and_after_the_call(tmp_path: Path) -> None:
+    host, acct = _ready(tmp_path, make_record("A", [make_line(1), make_line(2, "SKU-2")]))
+    ledger = host.plugin.ledger_for(acct)
+    statements: list[str] = []
+    ledger._conn.set_trace_callback(statements.append)
+    results = host.pm.hook.oms_dispatch(
+        account=acct, shipment=Shipment.single("S1", "UPS", "1Z001", {1: 1, 2: 1})
+    )
+    ledger._conn.set_trace_callback(None)
+    assert {r.outcome for r in results} == {LineOutcome.ACCEPTED}
+    # Rows are inserted as 'sending' (committed before the call), then 'accepted'.
+    assert sum(1 for s in statements if s.strip().upper() == "COMMIT") == 2
+    (row_1, row_2) = ledger.outbox_rows(shipment_id="S1")
+    assert (row_1.state, row_1.attempts) == ("accepted", 1)
+    assert (row_2.state, row_2.attempts) == ("accepted", 1)
