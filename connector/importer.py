@@ -552,7 +552,7 @@ class Importer:
         """Step 5: record bindings in one transaction, then acknowledge in CI in batches."""
         now = self.clock()
         wanted = [(so, lid) for so in stored for lid in so.ci_lineitemids]
-        known = self.ledger.get_lines(lid for _, lid in wanted)
+        known = self.ledger.get_lines((lid for _, lid in wanted), light=True)
         results: dict[int, LineResult] = {}
         to_ack: list[int] = []
         queued: set[int] = set()  # membership test on to_ack itself was O(n^2)

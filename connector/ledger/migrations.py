@@ -119,6 +119,7 @@ ALTER TABLE lines ADD COLUMN parsed TEXT;
 ALTER TABLE lines ADD COLUMN seen_round INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE lines ADD COLUMN pending_eval INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX lines_pending_eval ON lines (orderid) WHERE pending_eval = 1;
+CREATE INDEX lines_held ON lines (orderid, ci_lineitemid) WHERE hold_kind IS NOT NULL;
 CREATE INDEX lines_cancel_unreported ON lines (ci_lineitemid)
     WHERE cancel_reported = 0 AND ci_status IN ('cancelled', 'canceled');
 CREATE TABLE meta (

@@ -100,6 +100,11 @@ _EVAL_COLUMNS = (
     " cancel_reported"
 )
 
+_LIGHT_COLUMNS = _EVAL_COLUMNS.replace(
+    "CASE WHEN parsed IS NULL THEN record END AS record, parsed",
+    "NULL AS record, NULL AS parsed",
+)
+
 _STAGE_INSERT = (
     "INSERT OR IGNORE INTO lines (ci_lineitemid, account, orderid, fulfillment_lineitem_id,"
     " record, parsed, order_date, ship_by, quantity, sku, bom_sku, state, hold_kind,"
@@ -488,15 +493,17 @@ class Ledger:
         """One line, or None if the ledger never saw it."""
         return self.get_lines([ci_lineitemid]).get(ci_lineitemid)
 
-    def get_lines(self, ids: Iterable[int]) -> dict[int, LineRow]:
-        """The known lines among ``ids``."""
+    def get_lines(self, ids: Iterable[int], *, light: bool = False) -> dict[int, LineRow]:
+        """The known lines among ``ids``. ``light``: without ``record``/``parsed`` (no JSON
+        decoded; for bindings and acknowledgements)."""
         wanted = list(dict.fromkeys(ids))
         found: dict[int, LineRow] = {}
+        columns = _LIGHT_COLUMNS if light else "*"
         for start in range(0, len(wanted), 500):
             chunk = wanted[start : start + 500]
             marks = ",".join("?" * len(chunk))
             rows = self._query(
-                f"SELECT * FROM lines WHERE ci_lineitemid IN ({marks})",  # noqa: S608
+                f"SELECT {columns} FROM lines WHERE ci_lineitemid IN ({marks})",  # noqa: S608
                 chunk,
             )
             found.update((r["ci_lineitemid"], _line_from(r)) for r in rows)
@@ -957,10 +964,17 @@ class Ledger:
         """Everything held for the operator: lines, broken records without a line id, and
         dispatch rows (held by pre-flight or rejected by CI). Flags pick the sources."""
         held: list[HeldLine] = []
-        line_rows = self._query(
-            "SELECT * FROM lines WHERE hold_kind IS NOT NULL ORDER BY orderid, ci_lineitemid"
+        # Only the sources asked for are read (the import asks once per chunk); the partial
+        # index keeps this a read of the held rows, not of the whole table.
+        line_rows = (
+            self._query(
+                "SELECT ci_lineitemid, orderid, hold_kind, hold_reason, held_since FROM lines"
+                " WHERE hold_kind IS NOT NULL ORDER BY orderid, ci_lineitemid"
+            )
+            if lines
+            else []
         )
-        for r in line_rows if lines else []:
+        for r in line_rows:
             held.append(
                 HeldLine(
                     account=self.account,
@@ -971,8 +985,10 @@ class Ledger:
                     since=_dt(r["held_since"]),
                 )
             )
-        problem_rows = self._query("SELECT * FROM problems ORDER BY first_seen, key")
-        for r in problem_rows if problems else []:
+        problem_rows = (
+            self._query("SELECT * FROM problems ORDER BY first_seen, key") if problems else []
+        )
+        for r in problem_rows:
             held.append(
                 HeldLine(
                     account=self.account,
