@@ -19,6 +19,7 @@ import csv
 import difflib
 import importlib.resources
 import re
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ __all__ = [
     "REGION_ALIASES",
     "SKU_ALIASES_HEADER",
     "Mappings",
+    "MappingsCache",
     "RegionSummary",
     "default_mappings_dir",
     "load_mappings",
@@ -231,6 +233,50 @@ def load_mappings(directory: Path | None = None) -> Mappings:
         aliases=MappingProxyType(aliases),
         carrier_files=MappingProxyType(files),
     )
+
+
+class MappingsCache:
+    """Loads a mappings folder once and again only when one of its CSV files changed.
+
+    The plugin consults the mappings on every import and dispatch; re-validating every file
+    each time cost more than the CI call itself. The cache key is each CSV's path, size and
+    modification time, so an operator's edit is still seen on the very next call (that is what
+    releases held lines). A folder that fails validation is never cached: every call reports
+    its problems until it is fixed. Thread-safe.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[Path, tuple[tuple[tuple[str, int, int], ...], Mappings]] = {}
+
+    def load(self, directory: Path | None = None) -> Mappings:
+        """:func:`load_mappings`, served from the cache while no file changed."""
+        root = directory if directory is not None else default_mappings_dir()
+        signature = _folder_signature(root)
+        with self._lock:
+            cached = self._entries.get(root)
+            if cached is not None and cached[0] == signature:
+                return cached[1]
+        mappings = load_mappings(root)  # raises on problems: nothing cached
+        with self._lock:
+            self._entries[root] = (signature, mappings)
+        return mappings
+
+
+def _folder_signature(root: Path) -> tuple[tuple[str, int, int], ...]:
+    """(path, size, mtime_ns) of every CSV under ``root``; a new or deleted file changes it."""
+    out = []
+    try:
+        paths = sorted(root.rglob("*.csv"))
+    except OSError:
+        return ()
+    for path in paths:
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        out.append((str(path), st.st_size, st.st_mtime_ns))
+    return tuple(out)
 
 
 # --------------------------------------------------------------------------- reading rows

@@ -23,7 +23,7 @@ from connector.dispatcher import Dispatcher
 from connector.errors import ChannelError, MappingError
 from connector.importer import Importer
 from connector.ledger import Ledger, open_ledger
-from connector.mappings import Mappings, load_mappings
+from connector.mappings import Mappings, MappingsCache
 from connector.models import (
     Account,
     ChannelInfo,
@@ -95,8 +95,9 @@ class GrouponPlugin:
     :param client_factory: builds the CI client of an account (default
         ``CIClient.for_account``); tests inject fakes here.
     :param clock: returns the current aware UTC time (default: the system clock).
-    :param mappings_loader: loads the mapping tables of an account each cycle (default
-        ``load_mappings(account.mappings_dir)``).
+    :param mappings_loader: loads the mapping tables of an account for each call (default:
+        :class:`~connector.mappings.MappingsCache`, which re-reads the CSVs only when one of
+        them changed on disk).
     :param ledger_factory: opens an account's ledger (default :func:`open_ledger`).
     :param tracking_checker: tracking-number format check (default
         ``connector.tracking_formats.check_tracking_number``).
@@ -112,7 +113,10 @@ class GrouponPlugin:
     ) -> None:
         self._client_factory = client_factory or _default_client
         self._clock = clock or _utcnow
-        self._mappings_loader = mappings_loader or (lambda a: load_mappings(a.mappings_dir))
+        self._mappings_cache = MappingsCache()
+        self._mappings_loader = mappings_loader or (
+            lambda a: self._mappings_cache.load(a.mappings_dir)
+        )
         self._ledger_factory = ledger_factory or open_ledger
         self._tracking_checker = tracking_checker
         self._runtimes: dict[str, _Runtime] = {}

@@ -369,3 +369,32 @@ def test_default_dir_prefers_the_packaged_copy(
     (tmp_path / "default_mappings").mkdir()
     monkeypatch.setattr(importlib.resources, "files", lambda _pkg: tmp_path)
     assert default_mappings_dir() == tmp_path / "default_mappings"
+
+
+def test_cache_serves_unchanged_folder_and_reloads_after_an_edit(tmp_path: Path) -> None:
+    import shutil
+
+    from connector.errors import MappingError
+    from connector.mappings import MappingsCache, default_mappings_dir
+
+    folder = tmp_path / "m"
+    shutil.copytree(default_mappings_dir(), folder)
+    cache = MappingsCache()
+    first = cache.load(folder)
+    assert cache.load(folder) is first  # nothing changed: no re-read
+    assert first.resolve_sku("NEW-SKU", None) is None
+
+    with (folder / "sku_aliases.csv").open("a", encoding="utf-8") as fh:
+        fh.write("NEW-SKU,HOST-NEW,1\n")
+    second = cache.load(folder)
+    assert second is not first
+    assert second.resolve_sku("NEW-SKU", None) is not None
+
+    with (folder / "couriers.csv").open("a", encoding="utf-8") as fh:
+        fh.write("US,Pigeon,,not-a-code\n")
+    for _ in range(2):  # a broken folder is reported on every call, never cached
+        with pytest.raises(MappingError, match="not-a-code"):
+            cache.load(folder)
+    lines = (folder / "couriers.csv").read_text(encoding="utf-8").splitlines()[:-1]
+    (folder / "couriers.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert cache.load(folder).resolve_sku("NEW-SKU", None) is not None
