@@ -207,6 +207,27 @@ def oms_held_lines(account: Account) -> list[HeldLine] | None:
 
 
 @hookspec(firstresult=True)
+def oms_channel_stats(account: Account) -> dict[str, int] | None:
+    """Counters of the channel's API traffic for the account, since the plugin started.
+
+    Keys are ``"<kind>:<name>"``: ``calls:<endpoint>`` (attempts per endpoint),
+    ``retries:<reason>`` (the HTTP status such as ``503`` or ``429``, the transport failure
+    such as ``ConnectionError`` or ``ReadTimeout``, or ``protocol`` for an answer that was not
+    the channel's envelope) and ``failures:<error class>`` (calls that failed after retries).
+    Counters only grow: a host reports what one sync retried, and why, by subtracting the
+    reading taken before it.
+
+    :param account: the account to report on.
+    :returns: the counters (possibly empty); ``None`` if the account belongs to another
+        channel.
+
+    Calling mode: firstresult. Stops at the first non-``None`` result.
+
+    .. versionadded:: 0.1.0
+    """
+
+
+@hookspec(firstresult=True)
 def oms_sla_at_risk(account: Account, now: datetime) -> list[SlaRisk] | None:
     """Report lines whose Groupon deadline is due today, overdue, or close to auto-cancel.
 

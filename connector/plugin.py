@@ -276,6 +276,21 @@ class GrouponPlugin:
             return rt.ledger.held_lines()
 
     @hookimpl
+    def oms_channel_stats(self, account: Account) -> dict[str, int] | None:
+        """The account's CI client counters, flattened (see the hookspec)."""
+        if account.channel != CHANNEL:
+            return None
+        rt = self._runtime(account)
+        stats = getattr(rt.client, "stats", None)  # injected test clients may keep none
+        if stats is None:
+            return {}
+        out: dict[str, int] = {}
+        for kind in ("calls", "retries", "failures"):
+            for name, count in getattr(stats, kind, {}).items():
+                out[f"{kind}:{name}"] = int(count)
+        return out
+
+    @hookimpl
     def oms_sla_at_risk(self, account: Account, now: datetime) -> list[SlaRisk] | None:
         """Lines the host has that are due today, overdue or near Groupon's auto-cancel.
 

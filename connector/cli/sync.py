@@ -91,6 +91,9 @@ def sync(obj: CliContext, account_name: str, as_json: bool) -> None:
                 )
             say(render_table([title for title, _ in _COLUMNS], rows))
         for r in reports:
+            if r.transport_retries:
+                why = ", ".join(f"{reason} x{n}" for reason, n in r.transport_retries.items())
+                say(f"{r.account}: retried {sum(r.transport_retries.values())} call(s): {why}")
             for error in r.errors:
                 say(f"{r.account}: {error}", err=True)
         for failure in failures:

@@ -91,6 +91,12 @@ class ChannelFacade:
         result: list[HeldLine] | None = self.pm.hook.oms_held_lines(account=account)
         return self._owned("oms_held_lines", account, result)
 
+    def channel_stats(self, *, account: Account) -> dict[str, int]:
+        """API traffic counters of the account's channel; ``{}`` when its plugin keeps none
+        (the hook is optional for a channel: older plugins do not implement it)."""
+        result: dict[str, int] | None = self.pm.hook.oms_channel_stats(account=account)
+        return dict(result or {})
+
     def sla_at_risk(self, *, account: Account, now: datetime) -> list[SlaRisk]:
         """Lines whose Groupon deadline is near or past at ``now`` (``oms_sla_at_risk``)."""
         if now.tzinfo is None:

@@ -56,6 +56,8 @@ class SyncReport:
     ``chunks``: import batches handled (the plugin hands over at most
     ``max_orders_per_import`` orders per batch; every count above sums the batches, except
     ``held``, the plugin's current list as of the last batch).
+    ``transport_retries``: what the channel's client retried during this sync, per reason
+    (``503``, ``429``, ``ConnectionError``, ``ReadTimeout``, ``protocol``, ...).
     """
 
     account: str
@@ -81,6 +83,7 @@ class SyncReport:
     duration_seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
     chunks: int = 0
+    transport_retries: dict[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -140,6 +143,7 @@ class ReferenceHost:
         started = time.monotonic()
         step = progress or (lambda _stage: None)
         report = SyncReport(account=account.name)
+        stats_before = self.facade.channel_stats(account=account)
 
         # Chunked import: each batch is stored, acknowledged and its notices recorded before
         # the next one is asked for ("call again while more"), so memory stays bounded.
@@ -169,6 +173,9 @@ class ReferenceHost:
             report.still_queued = _count(flushed, LineOutcome.QUEUED)
         step("flush")
 
+        report.transport_retries = _retries_since(
+            stats_before, self.facade.channel_stats(account=account)
+        )
         report.duration_seconds = time.monotonic() - started
         return report
 
@@ -249,3 +256,13 @@ class ReferenceHost:
                 )
         self.store.mark_dispatched(account.name, shipment.shipment_id)
         return results
+
+
+def _retries_since(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    """``retries:<reason>`` counters that grew between two readings, by reason."""
+    grown = {
+        key.partition(":")[2]: count - before.get(key, 0)
+        for key, count in after.items()
+        if key.startswith("retries:") and count > before.get(key, 0)
+    }
+    return dict(sorted(grown.items()))

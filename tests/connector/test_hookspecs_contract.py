@@ -34,6 +34,7 @@ HOOKS = _hook_names()
 def test_the_contract_has_the_expected_hooks() -> None:
     assert HOOKS == [
         "oms_channel_info",
+        "oms_channel_stats",
         "oms_confirm_cancellations",
         "oms_dispatch",
         "oms_flush_outbox",

@@ -230,6 +230,27 @@ def test_two_accounts_side_by_side_stay_apart(rig: Rig) -> None:
     assert us_try[0].outcome is LineOutcome.HELD
 
 
+def test_hook_oms_channel_stats(rig: Rig) -> None:
+    """The sync summary says what was retried and why (counters come from the hook)."""
+    rig.sim.seed(orders=3)
+    rig.sim.set_faults(
+        [
+            {"method": "GET", "path": "/api/*/get_orders", "status": 503, "count": 2},
+            {"method": "POST", "path": "/api/*/mark_exported", "status": 429, "count": 1,
+             "retry_after": 0},
+        ]
+    )  # fmt: skip
+    before = rig.facade.channel_stats(account=rig.account)
+    report = rig.host.sync(rig.account)
+    assert report.orders_new == 3
+    assert report.transport_retries == {"429": 1, "503": 2}
+    after = rig.facade.channel_stats(account=rig.account)
+    assert after["retries:503"] - before.get("retries:503", 0) == 2
+    assert after["calls:get_orders"] > before.get("calls:get_orders", 0)
+    assert rig.host.sync(rig.account).transport_retries == {}  # counted once, per sync
+    assert rig.plugin.oms_channel_stats(replace(rig.account, channel="other")) is None
+
+
 CANARY = "CanaryTok3nE2E0123456789abcdefg"
 
 

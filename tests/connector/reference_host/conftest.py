@@ -201,6 +201,7 @@ _EXPECTED_KWARGS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "oms_channel_info": {},
     "oms_import_orders": {"account": Account},
     "oms_mark_exported": {"account": Account, "stored": (list, tuple)},
+    "oms_channel_stats": {"account": Account},
     "oms_confirm_cancellations": {"account": Account, "ci_lineitemids": (list, tuple)},
     "oms_dispatch": {"account": Account, "shipment": Shipment},
     "oms_flush_outbox": {"account": Account},

@@ -48,9 +48,11 @@ def test_lifecycle_order_import_store_ack_flush(
     ]
     assert stages == list(SYNC_STAGES)
     assert pm.contract_monitor.seen == [  # type: ignore[attr-defined]
+        "oms_channel_stats",  # a reading before and after: the retries of this sync
         "oms_import_orders",
         "oms_mark_exported",
         "oms_flush_outbox",
+        "oms_channel_stats",
     ]
     assert (report.orders_imported, report.lines_imported) == (2, 3)
     assert (report.orders_new, report.lines_marked_exported) == (2, 3)
