@@ -14,11 +14,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, TypeVar
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load
 
 __all__ = ["Transaction", "TransactionSchema", "parse_transaction", "payable_to_major"]
+
+_T = TypeVar("_T")
 
 # ISO 4217 currencies without minor units (payableAmount is in minor units per the seed).
 _ZERO_DECIMAL = frozenset({"JPY", "KRW", "CLP", "ISK", "HUF", "VND", "XOF", "XAF", "UGX"})
@@ -65,14 +67,18 @@ class Transaction:
         return payable_to_major(self.payable_minor, self.currency)
 
 
-class _Text(fields.Field[str | None]):
-    """A string; numbers become strings; ``""``/null become ``None``."""
+class _Optional(fields.Field[_T]):
+    """A field that may be absent, null or ``""`` (the seed's "empty"): all read as ``None``."""
 
     def __init__(self, **kwargs: Any) -> None:
         if not kwargs.get("required"):
             kwargs.setdefault("load_default", None)
         kwargs.setdefault("allow_none", True)
         super().__init__(**kwargs)
+
+
+class _Text(_Optional[str | None]):
+    """A string; numbers become strings; ``""``/null become ``None``."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str | None:
         if value is None:
@@ -89,14 +95,8 @@ class _Upper(_Text):
         return None if text is None else text.upper()
 
 
-class _When(fields.Field[datetime | None]):
+class _When(_Optional[datetime | None]):
     """ISO date-time, ``Z`` or offset optional; naive values are read in the request's zone."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        if not kwargs.get("required"):
-            kwargs.setdefault("load_default", None)
-        kwargs.setdefault("allow_none", True)
-        super().__init__(**kwargs)
 
     def _deserialize(
         self, value: Any, attr: str | None, data: Any, **kwargs: Any
@@ -115,14 +115,8 @@ class _When(fields.Field[datetime | None]):
         return parsed.astimezone(UTC)
 
 
-class _Money(fields.Field[Decimal | None]):
+class _Money(_Optional[Decimal | None]):
     """A decimal amount from a string or a number; ``""``/null become ``None``."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        if not kwargs.get("required"):
-            kwargs.setdefault("load_default", None)
-        kwargs.setdefault("allow_none", True)
-        super().__init__(**kwargs)
 
     def _deserialize(
         self, value: Any, attr: str | None, data: Any, **kwargs: Any
@@ -150,13 +144,7 @@ class _Minor(fields.Field[int]):
         return int(amount)
 
 
-class _Flag(fields.Field[bool | None]):
-    def __init__(self, **kwargs: Any) -> None:
-        if not kwargs.get("required"):
-            kwargs.setdefault("load_default", None)
-        kwargs.setdefault("allow_none", True)
-        super().__init__(**kwargs)
-
+class _Flag(_Optional[bool | None]):
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool | None:
         if value is None or value == "":
             return None
