@@ -260,23 +260,7 @@ def _print_table(result: OrderExportResult) -> None:
     orders = len({r.orderid for r in result.records})
     say(f"{len(result.records)} line(s) in {orders} order(s) can be imported")
     if rows:
-        say(
-            render_table(
-                [
-                    "row",
-                    "order",
-                    "line",
-                    "sku",
-                    "qty",
-                    "price",
-                    "status",
-                    "ship to",
-                    "ctry",
-                    "ship by",
-                ],
-                rows,
-            )
-        )
+        say(render_table(list(_TABLE_HEADERS), rows))
     if result.blank_rows:
         say(f"blank rows skipped: {', '.join(map(str, result.blank_rows))}")
     incomplete = _incomplete_orders(result)
