@@ -180,8 +180,10 @@ def run_demo(
         fourth = host.sync(account)
         tell(
             f"7. The next sync re-reads the date windows of lines still open and reports "
-            f"{fourth.cancellations} Groupon-side cancellation(s) to the host, which applied "
-            f"{fourth.cancellations_applied}."
+            f"{fourth.cancellations} Groupon-side cancellation(s) to the host: "
+            f"{fourth.cancellations_applied} cancelled there, "
+            f"{fourth.cancellation_conflicts} already recorded as shipped (kept as a conflict "
+            "for the operator: the parcel must be recalled)."
         )
 
         sim_lines = state.get_state(supplier_id)["lines"]
@@ -198,6 +200,7 @@ def run_demo(
             "shipments_refused": len(refused),
             "duplicates": duplicates,
             "cancellations_reported": fourth.cancellations,
+            "cancellation_conflicts": fourth.cancellation_conflicts,
             "workdir": str(workdir),
         }
         result.figures = figures

@@ -27,6 +27,9 @@ def test_demo_json_figures_are_consistent(tmp_path: Path) -> None:
     )
     assert figures["shipments_refused"] >= 2
     assert figures["cancellations_reported"] == 1
+    # The cancelled line had a shipment recorded in the host before CI refused its tracking,
+    # so the host keeps a conflict for the operator instead of silently cancelling it.
+    assert figures["cancellation_conflicts"] == 1
     assert (tmp_path / "host.sqlite3").exists()
     assert (tmp_path / "data" / "ledger-demo-us.sqlite3").exists()
 
