@@ -1,9 +1,11 @@
-"""Import pipeline: fetch every page -> stage in the ledger -> group by orderid -> aliases ->
-:class:`~connector.models.ImportBatch`; then acknowledgements after the host stored orders.
+"""Import pipeline: read every page, staging each in the ledger -> group by orderid ->
+aliases -> :class:`~connector.models.ImportBatch` chunks; then acknowledgements after the host
+stored orders.
 
 Invariants (see ``docs/engine.md``):
 
-* Nothing changes before every page was read; a failed read stages nothing.
+* Nothing is delivered or acknowledged before every page of a read was staged; a failed read
+  leaves what it staged waiting for the next complete read.
 * A line is acknowledged in CI only after the host confirmed it (``mark_exported``), and the
   binding is committed before the CI call, so a crash between the two re-acks on the next run
   instead of re-delivering.
