@@ -32,6 +32,7 @@ import pluggy
 if TYPE_CHECKING:
     from connector.models import (
         Account,
+        CarrierEvent,
         ChannelInfo,
         HeldLine,
         ImportBatch,
@@ -185,6 +186,38 @@ def oms_flush_outbox(account: Account) -> list[LineResult] | None:
     :returns: one :class:`~connector.models.LineResult` per line attempted (possibly empty);
         ``None`` if the account belongs to another channel.
     :raises connector.errors.ChannelError: the ledger could not be written.
+
+    Calling mode: firstresult. Stops at the first non-``None`` result.
+
+    .. versionadded:: 0.1.0
+    """
+
+
+@hookspec(firstresult=True)
+def oms_report_carrier_events(
+    account: Account, events: Sequence[CarrierEvent]
+) -> list[LineResult] | None:
+    """Report what the host's carrier tracking saw: movement scans and deliveries per line.
+
+    The plugin records each event in its ledger; the SLA clock and the threshold guard read
+    them: the first scan of a line is its first carrier movement (Groupon wants movement
+    within 3 business days of the order), its first delivery ends its cycle time (Groupon wants
+    at most 6 calendar days on average) and an order whose lines are all delivered counts as
+    delivered for an expedited threshold review. Once an account has any event, a shipped line
+    still without a scan 3 business days after its order counts as late movement.
+
+    Reporting is idempotent: the same ``(ci_lineitemid, kind, at)`` again changes nothing, so
+    a host may re-send everything its carrier feed returned. Later scans or deliveries of a
+    line are kept but do not move its first scan or first delivery.
+
+    :param account: the account the lines belong to.
+    :param events: the carrier events, in any order; ``at`` must be timezone-aware.
+    :returns: one :class:`~connector.models.LineResult` per event, in order: ``accepted``
+        (recorded), ``already_done`` (recorded before) or ``rejected`` (reason given: a line the
+        plugin never handed to the host, a naive ``at``, an unknown kind); ``None`` if the
+        account belongs to another channel.
+    :raises connector.errors.ChannelError: the ledger could not be written (nothing of the
+        call was recorded; send it again).
 
     Calling mode: firstresult. Stops at the first non-``None`` result.
 

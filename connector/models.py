@@ -22,6 +22,8 @@ __all__ = [
     "AccountOptions",
     "Address",
     "Cancellation",
+    "CarrierEvent",
+    "CarrierEventKind",
     "ChannelInfo",
     "ConfigField",
     "HeldLine",
@@ -359,3 +361,28 @@ class SlaRisk:
     deadline: datetime
     business_days_to_auto_cancel: int | None
     reason: str
+
+
+class CarrierEventKind(enum.StrEnum):
+    """What the host's carrier tracking saw for a parcel."""
+
+    SCAN = "scan"
+    """Any carrier movement scan (pick-up, in transit, out for delivery...)."""
+    DELIVERED = "delivered"
+    """The carrier reports the parcel delivered."""
+
+
+@dataclass(frozen=True, slots=True)
+class CarrierEvent:
+    """One carrier scan or delivery of a CI line, as the host's carrier tracking reports it.
+
+    :ivar ci_lineitemid: the CI line the parcel carries.
+    :ivar kind: scan or delivery.
+    :ivar at: when the carrier recorded it; must be timezone-aware (UTC preferred).
+    :ivar tracking_number: the parcel's tracking number, if the host knows it.
+    """
+
+    ci_lineitemid: int
+    kind: CarrierEventKind
+    at: datetime
+    tracking_number: str | None = None

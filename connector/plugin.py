@@ -22,21 +22,24 @@ from connector import __version__, hookimpl
 from connector.dispatcher import Dispatcher
 from connector.errors import ChannelError, MappingError
 from connector.importer import Importer
-from connector.ledger import Ledger, open_ledger
+from connector.ledger import Ledger, LineRow, open_ledger
 from connector.mappings import Mappings, MappingsCache
 from connector.models import (
     Account,
+    CarrierEvent,
+    CarrierEventKind,
     ChannelInfo,
     ConfigField,
     HeldLine,
     ImportBatch,
+    LineOutcome,
     LineResult,
     Shipment,
     SlaRisk,
     StoredOrder,
 )
 from connector.ops.ledger_rows import rows_from_ledger
-from connector.ops.sla import risks_for_account
+from connector.ops.sla import risks_for_account, scans_reported_in
 from connector.preflight import TrackingChecker
 
 __all__ = ["CHANNEL", "CIPort", "GrouponPlugin", "MappingsUnavailable", "plugin"]
@@ -189,6 +192,7 @@ class GrouponPlugin:
                     "sla",
                     "held_lines",
                     "outbox",
+                    "carrier_events",
                 }
             ),
             config_fields=(
@@ -267,6 +271,48 @@ class GrouponPlugin:
             return results + self._dispatcher(rt).flush()
 
     @hookimpl
+    def oms_report_carrier_events(
+        self, account: Account, events: Sequence[CarrierEvent]
+    ) -> list[LineResult] | None:
+        """Record the host's carrier scans and deliveries for the SLA clock (see the hookspec)."""
+        if account.channel != CHANNEL:
+            return None
+        rt = self._runtime(account)
+        with rt.lock:
+            known = rt.ledger.get_lines(
+                (e.ci_lineitemid for e in events if isinstance(e.ci_lineitemid, int)), light=True
+            )
+            problems = [_carrier_event_problem(e, known) for e in events]
+            valid = [e for e, problem in zip(events, problems, strict=True) if problem is None]
+            inserted = iter(rt.ledger.record_carrier_events(valid, self._clock()) if valid else [])
+        results: list[LineResult] = []
+        for event, problem in zip(events, problems, strict=True):
+            number = event.tracking_number
+            if problem is not None:
+                results.append(
+                    LineResult(event.ci_lineitemid, LineOutcome.REJECTED, problem, number)
+                )
+            elif next(inserted):
+                results.append(LineResult(event.ci_lineitemid, LineOutcome.ACCEPTED, "", number))
+            else:
+                results.append(
+                    LineResult(
+                        event.ci_lineitemid,
+                        LineOutcome.ALREADY_DONE,
+                        f"{event.kind} at {event.at.isoformat()} already recorded",
+                        number,
+                    )
+                )
+        rejected = sum(1 for p in problems if p is not None)
+        log.info(
+            "account %s: %d carrier event(s) reported, %d rejected",
+            account.name,
+            len(events),
+            rejected,
+        )
+        return results
+
+    @hookimpl
     def oms_held_lines(self, account: Account) -> list[HeldLine] | None:
         """Every line held for the operator, from the ledger."""
         if account.channel != CHANNEL:
@@ -302,12 +348,31 @@ class GrouponPlugin:
         rt = self._runtime(account)
         with rt.lock:
             host_lines = {row.ci_lineitemid for row in rt.ledger.lines(HOST_STATES)}
-            rows = [
-                row
-                for row in rows_from_ledger(rt.ledger, account)
-                if row["ci_lineitemid"] in host_lines
-            ]
-        return risks_for_account(account, rows, now)
+            every = rows_from_ledger(rt.ledger, account)
+        rows = [row for row in every if row["ci_lineitemid"] in host_lines]
+        return risks_for_account(account, rows, now, scans_reported=scans_reported_in(every))
+
+
+def _carrier_event_problem(event: CarrierEvent, known: dict[int, LineRow]) -> str | None:
+    """Why a reported carrier event cannot be recorded, or ``None`` when it can."""
+    lid = event.ci_lineitemid
+    if not isinstance(lid, int) or isinstance(lid, bool):
+        return f"ci_lineitemid {lid!r} is not an integer"
+    try:
+        CarrierEventKind(event.kind)
+    except ValueError:
+        kinds = ", ".join(k.value for k in CarrierEventKind)
+        return f"line {lid}: kind {event.kind!r} is not one of {kinds}"
+    if not isinstance(event.at, datetime):
+        return f"line {lid}: at {event.at!r} is not a datetime"
+    if event.at.utcoffset() is None:
+        return f"line {lid}: at {event.at.isoformat()} has no time zone; send aware UTC"
+    line = known.get(lid)
+    if line is None:
+        return f"line {lid} is unknown to this account's ledger"
+    if line.state not in HOST_STATES:
+        return f"line {lid} was never handed to the host (ledger state {line.state!r})"
+    return None
 
 
 plugin = GrouponPlugin()

@@ -24,6 +24,7 @@ from connector.ops.sla import (
     cycle_time_report,
     evaluate,
     parse_datetime,
+    scans_reported_in,
     sla_lines_from_rows,
 )
 
@@ -119,7 +120,9 @@ Tracking is due by CI's ship_by date, else 1 business day after the order (order
 account's cut-off, 5 pm America/Chicago by default, count from the next business day).
 Lines without tracking are auto-cancelled by Groupon after 7 business days, partially
 shipped ones after 14. States: on_time, due_today, overdue, auto_cancel_soon, shipped,
-cancelled.
+cancelled. Carrier movement (within 3 business days) and cycle time (order to delivered,
+at most 6 days on average) come from the scans and deliveries the host reports; once it
+reports any, a line still without a scan after 3 business days has late movement.
 
 \b
 Example:
@@ -169,10 +172,15 @@ def sla(
     for account in selected_accounts(obj, account_name):
         try:
             calendar, cutoff, tz = calendar_for_account(account)
-            lines = sla_lines_from_rows(load_sla_rows(account), account=account.name)
+            rows = load_sla_rows(account)
+            lines = sla_lines_from_rows(rows, account=account.name)
         except (ConfigError, LedgerError, SlaInputError) as exc:
             raise click.ClickException(f"account {account.name!r}: {exc}") from None
-        statuses = evaluate(lines, calendar, now, cutoff, tz, auto_cancel_warn_days=within)
+        # Once the host reports carrier events, a missing scan is late movement, not unknown.
+        scans = scans_reported_in(rows)
+        statuses = evaluate(
+            lines, calendar, now, cutoff, tz, auto_cancel_warn_days=within, scans_reported=scans
+        )
         risky = {r.ci_lineitemid for r in at_risk(statuses, within)}
         shown = [
             s
@@ -187,6 +195,7 @@ def sla(
                 "account": account.name,
                 "counts": {state.value: counts.get(state.value, 0) for state in SlaState},
                 "at_risk": len(risky),
+                "scans_reported": scans,
                 "movement_late": sum(1 for s in statuses if s.movement_late),
                 "cycle_time": {
                     "avg_days": cycle.avg_days,
@@ -248,7 +257,12 @@ def _print_table(now: datetime, report: list[dict[str, Any]], rows: list[list[An
                 f"average {cycle['avg_days']} days over {cycle['delivered_lines']} delivered "
                 f"line(s), {verdict} Groupon's 6-day target"
             )
+        movement = (
+            f"{acc['movement_late']} with late carrier movement"
+            if acc["scans_reported"]
+            else "no carrier scans reported"
+        )
         say(
             f"  {acc['account']}: {counts or 'no lines'}; {acc['at_risk']} at risk; "
-            f"cycle time {cycle_text}"
+            f"{movement}; cycle time {cycle_text}"
         )

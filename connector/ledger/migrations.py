@@ -133,5 +133,24 @@ CREATE TABLE meta (
 once); ``pending_eval`` marks lines still to be evaluated in the current round (partial
 index: the chunked delivery reads only those); ``meta`` holds the round counters."""
 
-MIGRATIONS: tuple[tuple[int, str], ...] = ((1, SCHEMA_V1), (2, SCHEMA_V2), (3, SCHEMA_V3))
+SCHEMA_V4 = """
+CREATE TABLE carrier_events (
+    ci_lineitemid INTEGER NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('scan', 'delivered')),
+    at TEXT NOT NULL,                 -- ISO-8601 UTC, fixed width (microseconds)
+    tracking TEXT,
+    recorded_at TEXT NOT NULL,
+    PRIMARY KEY (ci_lineitemid, kind, at)
+);
+"""
+"""v4: carrier scans and deliveries the host reports (``oms_report_carrier_events``); the
+primary key makes a re-sent event a no-op. ``at`` is stored at fixed width so that text order
+is time order (the SLA reads the first scan and the first delivery with ``MIN``)."""
+
+MIGRATIONS: tuple[tuple[int, str], ...] = (
+    (1, SCHEMA_V1),
+    (2, SCHEMA_V2),
+    (3, SCHEMA_V3),
+    (4, SCHEMA_V4),
+)
 """Every migration this version of the connector knows, in order."""

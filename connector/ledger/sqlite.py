@@ -17,13 +17,13 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from connector.errors import LedgerError
 from connector.ledger.migrations import MIGRATIONS
-from connector.models import HeldLine, HoldKind
+from connector.models import CarrierEvent, HeldLine, HoldKind
 
 __all__ = [
     "LINE_STATES",
@@ -956,6 +956,45 @@ class Ledger:
             (ci_lineitemid, kind, _iso(now)),
         )
 
+    # -- carrier events (schema v4) ---------------------------------------------------------
+
+    def record_carrier_events(self, events: Sequence[CarrierEvent], now: datetime) -> list[bool]:
+        """Record carrier scans/deliveries in one transaction; per event, whether it was new
+        (``False``: the same ``(line, kind, at)`` was recorded before, or earlier in ``events``).
+
+        :raises ValueError: an event's ``at`` is naive (callers validate first).
+        :raises LedgerError: the ledger could not be written (nothing was recorded).
+        """
+        params = [
+            (e.ci_lineitemid, str(e.kind), _event_time(e), e.tracking_number, _iso(now))
+            for e in events
+        ]
+        inserted: list[bool] = []
+        with self._lock:
+            try:
+                with self.transaction():
+                    for row in params:
+                        cur = self._conn.execute(
+                            "INSERT OR IGNORE INTO carrier_events"
+                            " (ci_lineitemid, kind, at, tracking, recorded_at) VALUES (?,?,?,?,?)",
+                            row,
+                        )
+                        inserted.append(cur.rowcount == 1)
+            except sqlite3.Error as exc:
+                raise LedgerError(f"ledger {self.path}: {exc}") from None
+        return inserted
+
+    def carrier_summary(self) -> dict[int, tuple[datetime | None, datetime | None]]:
+        """``{ci_lineitemid: (first scan, first delivery)}`` for every line with an event
+        (one query; the fixed-width UTC text of ``at`` sorts in time order)."""
+        rows = self._query(
+            "SELECT ci_lineitemid,"
+            " MIN(CASE WHEN kind = 'scan' THEN at END) AS scan,"
+            " MIN(CASE WHEN kind = 'delivered' THEN at END) AS delivered"
+            " FROM carrier_events GROUP BY ci_lineitemid"
+        )
+        return {r[0]: (_dt(r["scan"]), _dt(r["delivered"])) for r in rows}
+
     # -- operator views -----------------------------------------------------------------------
 
     def held_lines(
@@ -1024,6 +1063,17 @@ class Ledger:
         for h in self.held_lines():
             held[h.kind.value] = held.get(h.kind.value, 0) + 1
         return {"lines": lines, "outbox": outbox, "held": held}
+
+
+def _event_time(event: CarrierEvent) -> str:
+    """``at`` as fixed-width ISO-8601 UTC, so text order is time order and one instant has one
+    spelling whatever zone the host used."""
+    if event.at.utcoffset() is None:
+        raise ValueError(
+            f"carrier event of line {event.ci_lineitemid}: at {event.at.isoformat()} has no "
+            "time zone"
+        )
+    return event.at.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def _split_sql(script: str) -> list[str]:

@@ -20,10 +20,13 @@ def rows_from_ledger(ledger: Ledger, account: Account) -> list[dict[str, Any]]:
     :func:`connector.ops.threshold.sales_from_rows`.
 
     ``tracking_uploaded_at`` is the first time CI accepted tracking for the line (its outbox
-    row's last update). The ledger keeps no carrier scans or deliveries, so ``first_scan_at``
-    and ``delivered_at`` are ``None``. Lines without an order date (broken payloads) fall back
-    to the raw record's ``date`` and are skipped when it has none either.
+    row's last update). ``first_scan_at`` / ``delivered_at`` come from the carrier events the
+    host reported (``oms_report_carrier_events``), read in one query: the first scan and the
+    first delivery, ``None`` without one. A delivery with no scan reported before it counts as
+    the first movement too (a delivered parcel has moved). Lines without an order date (broken
+    payloads) fall back to the raw record's ``date`` and are skipped when it has none either.
     """
+    carrier = ledger.carrier_summary()
     accepted: dict[int, datetime] = {}
     for out in ledger.outbox_rows(states=("accepted",)):
         first = accepted.get(out.ci_lineitemid)
@@ -37,6 +40,7 @@ def rows_from_ledger(ledger: Ledger, account: Account) -> list[dict[str, Any]]:
         if order_time is None:
             continue
         status = "cancelled" if line.state == "cancelled" else line.ci_status
+        first_scan, delivered = carrier.get(line.ci_lineitemid, (None, None))
         rows.append(
             {
                 "account": account.name,
@@ -48,12 +52,18 @@ def rows_from_ledger(ledger: Ledger, account: Account) -> list[dict[str, Any]]:
                 "qty_shipped": line.qty_shipped,
                 "tracking_uploaded_at": accepted.get(line.ci_lineitemid),
                 "status": _known_status(status),
-                "first_scan_at": None,
-                "delivered_at": None,
+                "first_scan_at": _first_movement(first_scan, delivered),
+                "delivered_at": delivered,
                 "unit_price": _unit_price(line.record, line.ci_lineitemid),
             }
         )
     return rows
+
+
+def _first_movement(scan: datetime | None, delivered: datetime | None) -> datetime | None:
+    if scan is None or delivered is None:
+        return scan or delivered
+    return min(scan, delivered)
 
 
 def _unit_price(record: Any, ci_lineitemid: int) -> Any:

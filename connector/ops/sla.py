@@ -44,6 +44,7 @@ __all__ = [
     "evaluate",
     "parse_datetime",
     "risks_for_account",
+    "scans_reported_in",
     "sla_lines_from_rows",
 ]
 
@@ -379,22 +380,45 @@ def at_risk(statuses: Iterable[SlaStatus], within_business_days: int = 2) -> lis
     ]
 
 
+def scans_reported_in(rows: Iterable[Mapping[str, Any]]) -> bool:
+    """Whether the host reports carrier events for these rows: any row has a
+    ``first_scan_at`` or a ``delivered_at``. Then a missing scan after 3 business days is late
+    movement (the ``scans_reported`` flag of :func:`evaluate`)."""
+    return any(
+        row.get("first_scan_at") not in (None, "") or row.get("delivered_at") not in (None, "")
+        for row in rows
+    )
+
+
 def risks_for_account(
     account: Account,
     rows: Iterable[Mapping[str, Any]],
     now: datetime,
     within_business_days: int = 2,
+    *,
+    scans_reported: bool | None = None,
 ) -> list[SlaRisk]:
     """What ``oms_sla_at_risk`` returns: ``rows`` (see :func:`sla_lines_from_rows`) judged with
     the account's calendar, cut-off and zone.
 
+    :param scans_reported: passed to :func:`evaluate`; ``None`` decides from the rows
+        (:func:`scans_reported_in`).
     :raises connector.errors.ConfigError: bad region/cutoff/timezone/closures options.
     :raises SlaInputError: a bad row.
     """
+    rows = list(rows)
+    if scans_reported is None:
+        scans_reported = scans_reported_in(rows)
     calendar, cutoff, tz = calendar_for_account(account)
     lines = sla_lines_from_rows(rows, account=account.name)
     statuses = evaluate(
-        lines, calendar, now, cutoff, tz, auto_cancel_warn_days=within_business_days
+        lines,
+        calendar,
+        now,
+        cutoff,
+        tz,
+        auto_cancel_warn_days=within_business_days,
+        scans_reported=scans_reported,
     )
     return at_risk(statuses, within_business_days)
 

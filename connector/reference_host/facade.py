@@ -17,6 +17,7 @@ import pluggy
 from connector.errors import ChannelError
 from connector.models import (
     Account,
+    CarrierEvent,
     ChannelInfo,
     HeldLine,
     ImportBatch,
@@ -85,6 +86,16 @@ class ChannelFacade:
         """Retry queued acknowledgements and tracking (``oms_flush_outbox``)."""
         result: list[LineResult] | None = self.pm.hook.oms_flush_outbox(account=account)
         return self._owned("oms_flush_outbox", account, result)
+
+    def report_carrier_events(
+        self, *, account: Account, events: Sequence[CarrierEvent]
+    ) -> list[LineResult]:
+        """Hand the channel the carrier scans and deliveries the host saw
+        (``oms_report_carrier_events``); one result per event."""
+        result: list[LineResult] | None = self.pm.hook.oms_report_carrier_events(
+            account=account, events=list(events)
+        )
+        return self._owned("oms_report_carrier_events", account, result)
 
     def held_lines(self, *, account: Account) -> list[HeldLine]:
         """Lines the plugin holds for the operator (``oms_held_lines``)."""

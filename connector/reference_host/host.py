@@ -9,14 +9,21 @@ The host talks to plugins only through :class:`ChannelFacade`.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from connector.crashpoints import crashpoint
 from connector.errors import ChannelError
-from connector.models import Account, ImportBatch, LineOutcome, LineResult, Shipment
+from connector.models import (
+    Account,
+    CarrierEvent,
+    ImportBatch,
+    LineOutcome,
+    LineResult,
+    Shipment,
+)
 from connector.reference_host.facade import ChannelFacade
 from connector.reference_host.store import AcceptPolicy, HostStore
 from connector.secrets import redact
@@ -256,6 +263,15 @@ class ReferenceHost:
                 )
         self.store.mark_dispatched(account.name, shipment.shipment_id)
         return results
+
+    def report_carrier_events(
+        self, account: Account, events: Sequence[CarrierEvent]
+    ) -> list[LineResult]:
+        """Forward what the host's carrier tracking saw (scans, deliveries) to the channel, so
+        its SLA clock and threshold guard can use them. Safe to repeat: a re-sent event is
+        ``already_done``. Rejected events (unknown line, naive time) are returned, not stored.
+        """
+        return self.facade.report_carrier_events(account=account, events=events)
 
 
 def _retries_since(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:

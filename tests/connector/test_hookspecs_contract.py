@@ -41,6 +41,7 @@ def test_the_contract_has_the_expected_hooks() -> None:
         "oms_held_lines",
         "oms_import_orders",
         "oms_mark_exported",
+        "oms_report_carrier_events",
         "oms_sla_at_risk",
     ]
 

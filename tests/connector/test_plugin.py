@@ -166,3 +166,56 @@ def test_token_never_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) ->
     assert caplog.records
     assert acct.token.reveal() not in caplog.text
     assert acct.token.reveal() not in repr(host.plugin.ledger_for(acct).summary())
+
+
+def test_hook_oms_report_carrier_events(tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timezone
+
+    from connector.models import CarrierEvent, CarrierEventKind
+
+    host = make_host()
+    acct = host.account(tmp_path)
+    host.cis["us"].add(make_record("A", [make_line(1), make_line(2, "SKU-2")]))
+    host.cis["us"].add(make_record("B", [make_line(3, "UNKNOWN")]))  # held, never handed over
+    host.pm.hook.oms_import_orders(account=acct)
+    host.pm.hook.oms_mark_exported(account=acct, stored=[StoredOrder("A", "H1", (1, 2))])
+    scan = CarrierEvent(1, CarrierEventKind.SCAN, T0 + timedelta(days=1), "1Z1")
+    # The same instant written in another zone is the same event.
+    cst = timezone(timedelta(hours=-6))
+    scan_again = CarrierEvent(1, CarrierEventKind.SCAN, scan.at.astimezone(cst), "1Z1")
+    delivered = CarrierEvent(1, CarrierEventKind.DELIVERED, T0 + timedelta(days=3), "1Z1")
+    events = [
+        scan,
+        delivered,
+        scan_again,
+        CarrierEvent(99, CarrierEventKind.SCAN, T0),
+        CarrierEvent(3, CarrierEventKind.SCAN, T0),
+        CarrierEvent(2, CarrierEventKind.SCAN, datetime(2024, 3, 5, 9, 0)),  # naive
+    ]
+    results = host.pm.hook.oms_report_carrier_events(account=acct, events=events)
+    assert [(r.ci_lineitemid, r.outcome) for r in results] == [
+        (1, LineOutcome.ACCEPTED),
+        (1, LineOutcome.ACCEPTED),
+        (1, LineOutcome.ALREADY_DONE),
+        (99, LineOutcome.REJECTED),
+        (3, LineOutcome.REJECTED),
+        (2, LineOutcome.REJECTED),
+    ]
+    assert results[0].tracking_number == "1Z1"
+    assert "line 99 is unknown" in results[3].reason
+    assert "never handed to the host" in results[4].reason
+    assert "has no time zone" in results[5].reason
+    # Sending the whole report again changes nothing.
+    again = host.pm.hook.oms_report_carrier_events(account=acct, events=events[:2])
+    assert [r.outcome for r in again] == [LineOutcome.ALREADY_DONE] * 2
+    # A later scan is kept but does not move the first scan.
+    later = CarrierEvent(1, CarrierEventKind.SCAN, T0 + timedelta(days=2))
+    [r] = host.pm.hook.oms_report_carrier_events(account=acct, events=[later])
+    assert r.outcome is LineOutcome.ACCEPTED
+    summary = host.plugin.ledger_for(acct).carrier_summary()
+    assert summary == {1: (T0 + timedelta(days=1), T0 + timedelta(days=3))}
+    assert summary[1][0].tzinfo == UTC
+    # Other channels get None and no ledger is touched.
+    other = replace(host.account(tmp_path / "other"), channel="amazon")
+    assert host.pm.hook.oms_report_carrier_events(account=other, events=events) is None
+    assert not (tmp_path / "other").exists()

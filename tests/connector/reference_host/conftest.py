@@ -16,6 +16,7 @@ from connector.models import (
     Account,
     Address,
     Cancellation,
+    CarrierEvent,
     ChannelInfo,
     HeldLine,
     HoldKind,
@@ -82,6 +83,7 @@ class FakeChannel:
         self.cancel_confirmed: set[int] = set()
         self.outbox: list[LineResult] = []
         self.marked: list[list[StoredOrder]] = []
+        self.carrier_events: list[CarrierEvent] = []
         self.fail_mark_exported: Exception | None = None
 
     def _mine(self, account: Account) -> bool:
@@ -173,6 +175,22 @@ class FakeChannel:
         return flushed
 
     @hookimpl
+    def oms_report_carrier_events(
+        self, account: Account, events: Sequence[CarrierEvent]
+    ) -> list[LineResult] | None:
+        if not self._mine(account):
+            return None
+        self.calls.append(f"{self.name}:report_carrier_events")
+        results = []
+        for event in events:
+            done = event in self.carrier_events
+            if not done:
+                self.carrier_events.append(event)
+            outcome = LineOutcome.ALREADY_DONE if done else LineOutcome.ACCEPTED
+            results.append(LineResult(event.ci_lineitemid, outcome, "recorded" if done else ""))
+        return results
+
+    @hookimpl
     def oms_held_lines(self, account: Account) -> list[HeldLine] | None:
         if not self._mine(account):
             return None
@@ -205,6 +223,7 @@ _EXPECTED_KWARGS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "oms_confirm_cancellations": {"account": Account, "ci_lineitemids": (list, tuple)},
     "oms_dispatch": {"account": Account, "shipment": Shipment},
     "oms_flush_outbox": {"account": Account},
+    "oms_report_carrier_events": {"account": Account, "events": (list, tuple)},
     "oms_held_lines": {"account": Account},
     "oms_sla_at_risk": {"account": Account, "now": datetime},
 }
@@ -232,6 +251,10 @@ class ContractMonitor:
             for receipt in kwargs.get("stored", ()):
                 if not isinstance(receipt, StoredOrder):
                     self.violations.append(f"oms_mark_exported: stored item {receipt!r}")
+        if hook_name == "oms_report_carrier_events":
+            for event in kwargs.get("events", ()):
+                if not isinstance(event, CarrierEvent):
+                    self.violations.append(f"oms_report_carrier_events: event {event!r}")
         now = kwargs.get("now")
         if isinstance(now, datetime) and now.tzinfo is None:
             self.violations.append(f"{hook_name}: naive now")

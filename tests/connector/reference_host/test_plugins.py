@@ -142,6 +142,7 @@ def test_declared_groupon_entry_point_loads_through_the_host(
         "oms_held_lines",
         "oms_import_orders",
         "oms_mark_exported",
+        "oms_report_carrier_events",
         "oms_sla_at_risk",
     }
     assert [c.name for c in pm.hook.oms_channel_info()] == ["groupon"]
