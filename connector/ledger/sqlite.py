@@ -974,9 +974,12 @@ class Ledger:
             try:
                 with self.transaction():
                     for row in params:
+                        # ON CONFLICT, not OR IGNORE: only a duplicate is skipped, a CHECK
+                        # failure (bad kind) must fail the batch instead of looking recorded.
                         cur = self._conn.execute(
-                            "INSERT OR IGNORE INTO carrier_events"
-                            " (ci_lineitemid, kind, at, tracking, recorded_at) VALUES (?,?,?,?,?)",
+                            "INSERT INTO carrier_events"
+                            " (ci_lineitemid, kind, at, tracking, recorded_at) VALUES (?,?,?,?,?)"
+                            " ON CONFLICT (ci_lineitemid, kind, at) DO NOTHING",
                             row,
                         )
                         inserted.append(cur.rowcount == 1)
