@@ -183,6 +183,11 @@ def gpn() -> None:
 
     Credentials come from the [gpn] table of the configuration (client_id, token_env,
     base_url, auth); the token itself only ever comes from the environment variable named.
+
+    \b
+    Example:
+      export GPN_TOKEN=...
+      ci-connector gpn transactions --from 2026-10-01 --to 2026-11-20 --type SALE
     """
 
 

@@ -18,7 +18,12 @@ from connector.secrets import redact
 
 @click.group()
 def mappings() -> None:
-    """Work with the merchant-editable mapping CSVs (carriers, couriers, SKU aliases)."""
+    """Work with the merchant-editable mapping CSVs (carriers, couriers, SKU aliases).
+
+    \b
+    Example:
+      ci-connector mappings check --couriers "UPS,FedEx,Pigeon Post"
+    """
 
 
 def _config_if_present(obj: CliContext) -> ConnectorConfig | None:

@@ -43,8 +43,10 @@ _COLUMNS = (
 def sync(obj: CliContext, account_name: str, as_json: bool) -> None:
     """Import new orders into the reference host, then acknowledge what it stored.
 
-    Per account: import -> store (one transaction) -> mark exported -> record held lines and
-    cancellations -> flush the outbox. The reference host's database is
+    Per account, for each import batch while the plugin has more: import -> store (one
+    transaction) -> mark exported -> record held lines and apply cancellations (then confirm
+    them); then re-send shipments the host recorded but never handed over, and flush the
+    outbox. Retries of the CI client are summed up per reason. The reference host's database is
     <data_dir>/reference-host.sqlite3. Exits 1 if any account failed.
 
     \b

@@ -4,6 +4,7 @@ installed through stub entry points (so discovery is exercised too)."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sys
 import types
@@ -138,12 +139,30 @@ def run(*args: str) -> Result:
     return result
 
 
-@pytest.mark.parametrize("command", [[], ["sync"], ["status"], ["mappings", "check"], ["plugins"]])
+def _every_command() -> list[list[str]]:
+    """The root, every registered command and every subcommand of a group."""
+    import click
+
+    from connector.cli import COMMANDS
+
+    found: list[list[str]] = [[]]
+    ctx = click.Context(main)
+    for name, _module, _attr in COMMANDS:
+        command = main.get_command(ctx, name)
+        assert command is not None, name
+        found.append([name])
+        if isinstance(command, click.Group):
+            found += [[name, sub] for sub in command.list_commands(ctx)]
+    return found
+
+
+@pytest.mark.parametrize("command", _every_command(), ids=lambda c: " ".join(c) or "root")
 def test_every_help_has_an_example(command: list[str]) -> None:
     result = run(*command, "--help")
     assert result.exit_code == 0
-    assert "Example:" in result.output
-    assert "ci-connector" in result.output.split("Example:")[1]
+    parts = re.split(r"Examples?:", result.output, maxsplit=1)
+    assert len(parts) == 2, f"no example in: ci-connector {' '.join(command)} --help"
+    assert "ci-connector" in parts[1]
 
 
 def test_version() -> None:
