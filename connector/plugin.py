@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -84,8 +85,10 @@ def _default_client(account: Account) -> CIPort:
     return CIClient.for_account(account)
 
 
-HOST_STATES = ("delivered", "stored", "acked", "cancelled")
-"""Ledger states of lines the host has been handed (the lines SLA risks are reported for)."""
+HOST_STATES = ("delivered", "stored", "acked")
+"""Ledger states of lines the host has been handed (the lines SLA risks and carrier events are
+accepted for). A ledger line in state ``cancelled`` was cancelled *before* it was handed over;
+a line Groupon cancels later keeps its state and carries the CI status instead."""
 
 
 def _utcnow() -> datetime:
@@ -123,25 +126,38 @@ class GrouponPlugin:
         self._ledger_factory = ledger_factory or open_ledger
         self._tracking_checker = tracking_checker
         self._runtimes: dict[str, _Runtime] = {}
-        self._lock = threading.Lock()
+        self._account_locks: dict[str, threading.RLock] = {}
+        self._lock = threading.Lock()  # guards the two dicts above, never held during work
 
     # -- runtime ------------------------------------------------------------------------------
 
-    def _runtime(self, account: Account) -> _Runtime:
+    @contextmanager
+    def _using(self, account: Account) -> Iterator[_Runtime]:
+        """The account's runtime, held exclusively for one hook call.
+
+        One lock per account *name* serialises every call on that account's ledger, including
+        a rebuild when the account's settings changed: the new client and ledger are opened
+        first (a failure leaves the old runtime in place), then swapped in and the old ones
+        closed, while no other call on the account is running.
+        """
         with self._lock:
+            lock = self._account_locks.setdefault(account.name, threading.RLock())
+        with lock:
             rt = self._runtimes.get(account.name)
             if rt is None or rt.account != account:
+                client = self._client_factory(account)
+                try:
+                    ledger = self._ledger_factory(account)
+                except BaseException:
+                    client.close()
+                    raise
                 if rt is not None:
                     rt.client.close()
                     rt.ledger.close()
-                rt = _Runtime(
-                    account,
-                    self._client_factory(account),
-                    self._ledger_factory(account),
-                    threading.RLock(),
-                )
-                self._runtimes[account.name] = rt
-            return rt
+                rt = _Runtime(account, client, ledger, lock)
+                with self._lock:
+                    self._runtimes[account.name] = rt
+            yield rt
 
     def _mappings(self, account: Account) -> Mappings:
         try:
@@ -164,15 +180,20 @@ class GrouponPlugin:
 
     def ledger_for(self, account: Account) -> Ledger:
         """The ledger of ``account`` (for the CLI and ops)."""
-        return self._runtime(account).ledger
+        with self._using(account) as rt:
+            return rt.ledger
 
     def close(self) -> None:
-        """Close every client and ledger."""
+        """Close every client and ledger (waiting for calls in progress on each account)."""
         with self._lock:
-            for rt in self._runtimes.values():
-                rt.client.close()
-                rt.ledger.close()
-            self._runtimes.clear()
+            names = list(self._runtimes)
+        for name in names:
+            with self._account_locks[name]:
+                with self._lock:
+                    rt = self._runtimes.pop(name, None)
+                if rt is not None:
+                    rt.client.close()
+                    rt.ledger.close()
 
     # -- hooks --------------------------------------------------------------------------------
 
@@ -217,8 +238,7 @@ class GrouponPlugin:
         """Fetch, stage and hand over new orders (see the hookspec)."""
         if account.channel != CHANNEL:
             return None
-        rt = self._runtime(account)
-        with rt.lock:
+        with self._using(account) as rt:
             batch = self._importer(rt).import_orders()
         log.info(
             "account %s: %d order(s), %d held, %d cancellation(s)",
@@ -236,8 +256,7 @@ class GrouponPlugin:
         """Record bindings and acknowledge in CI (see the hookspec)."""
         if account.channel != CHANNEL:
             return None
-        rt = self._runtime(account)
-        with rt.lock:
+        with self._using(account) as rt:
             return self._importer(rt).mark_exported(stored)
 
     @hookimpl
@@ -247,8 +266,7 @@ class GrouponPlugin:
         """Stop reporting cancellations the host applied (see the hookspec)."""
         if account.channel != CHANNEL:
             return None
-        rt = self._runtime(account)
-        with rt.lock:
+        with self._using(account) as rt:
             return self._importer(rt).confirm_cancellations(ci_lineitemids)
 
     @hookimpl
@@ -256,8 +274,7 @@ class GrouponPlugin:
         """Pre-flight, store and send tracking (see the hookspec)."""
         if account.channel != CHANNEL:
             return None
-        rt = self._runtime(account)
-        with rt.lock:
+        with self._using(account) as rt:
             return self._dispatcher(rt).dispatch(shipment)
 
     @hookimpl
@@ -265,8 +282,7 @@ class GrouponPlugin:
         """Retry queued acknowledgements and tracking; release fixed courier holds."""
         if account.channel != CHANNEL:
             return None
-        rt = self._runtime(account)
-        with rt.lock:
+        with self._using(account) as rt:
             results = self._importer(rt).flush_acks()
             return results + self._dispatcher(rt).flush()
 
@@ -277,8 +293,7 @@ class GrouponPlugin:
         """Record the host's carrier scans and deliveries for the SLA clock (see the hookspec)."""
         if account.channel != CHANNEL:
             return None
-        rt = self._runtime(account)
-        with rt.lock:
+        with self._using(account) as rt:
             known = rt.ledger.get_lines(
                 (e.ci_lineitemid for e in events if isinstance(e.ci_lineitemid, int)), light=True
             )
@@ -317,8 +332,7 @@ class GrouponPlugin:
         """Every line held for the operator, from the ledger."""
         if account.channel != CHANNEL:
             return None
-        rt = self._runtime(account)
-        with rt.lock:
+        with self._using(account) as rt:
             return rt.ledger.held_lines()
 
     @hookimpl
@@ -326,8 +340,8 @@ class GrouponPlugin:
         """The account's CI client counters, flattened (see the hookspec)."""
         if account.channel != CHANNEL:
             return None
-        rt = self._runtime(account)
-        stats = getattr(rt.client, "stats", None)  # injected test clients may keep none
+        with self._using(account) as rt:
+            stats = getattr(rt.client, "stats", None)  # injected test clients may keep none
         if stats is None:
             return {}
         out: dict[str, int] = {}
@@ -345,8 +359,7 @@ class GrouponPlugin:
         """
         if account.channel != CHANNEL:
             return None
-        rt = self._runtime(account)
-        with rt.lock:
+        with self._using(account) as rt:
             host_lines = {row.ci_lineitemid for row in rt.ledger.lines(HOST_STATES)}
             every = rows_from_ledger(rt.ledger, account)
         rows = [row for row in every if row["ci_lineitemid"] in host_lines]
