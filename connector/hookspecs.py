@@ -82,10 +82,14 @@ def oms_import_orders(account: Account) -> ImportBatch | None:
     for ``import_delay_minutes`` do not count). A host that ignores ``more`` loses nothing:
     its next call continues where this one stopped.
 
-    An order the host has already confirmed is never returned again. An order returned but
-    not yet confirmed (the host crashed, or refused it) is returned again after the next read
-    of the channel (once the orders still waiting were handed over), so the host must store
-    idempotently, keyed on ``(account.name, orderid)``.
+    A line the host has already confirmed is never returned again. A line returned but not
+    yet confirmed (the host crashed, or refused it) is returned again after the next read of
+    the channel (once the orders still waiting were handed over). Records of one order can
+    also arrive in different reads (the listing moved between pages): then the same
+    ``orderid`` comes back carrying only its new lines. So the host must store idempotently
+    and **merge by line**: keyed on ``(account.name, orderid)`` for the order and on
+    ``ci_lineitemid`` for its lines, adding lines it does not have yet to an order it has
+    (skipping a known ``orderid`` whole would acknowledge lines it never stored).
 
     :param account: the account to import for.
     :returns: an :class:`~connector.models.ImportBatch` with up to ``max_orders_per_import``
