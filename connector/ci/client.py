@@ -427,8 +427,9 @@ class CIClient:
         """Yield the pages of one listing one at a time (page 1 first); marks nothing.
 
         The first page's ``no_of_pages`` decides how many pages are read; reading also stops
-        at the first empty page and never goes past ``ceil(no_of_items / 250) + 1`` pages, so
-        counters that change or lie cannot loop. Anomalies are logged as warnings. The caller
+        at the first empty page and never goes past ``ceil(no_of_items / page size) + 1`` pages
+        (the page size as page 1 delivered it: 250 in every capture), so counters that change or
+        lie cannot loop. Anomalies are logged as warnings. The caller
         keeps one page at a time; it must read to the end before marking anything (marking
         shifts the un-exported listing).
         """
@@ -445,7 +446,10 @@ class CIClient:
             return
         total = len(first.records)
         no_of_items = first.meta.no_of_items
-        cap = math.ceil(no_of_items / PAGE_SIZE) + 1
+        # Page 1 of a multi-page listing is full, so its length is the real page size; a
+        # smaller page than CI's documented 250 must not cut the listing short.
+        per_page = len(first.records) if expected > 1 else PAGE_SIZE
+        cap = math.ceil(no_of_items / max(1, per_page)) + 1
         if expected > cap:
             log.warning(
                 "CI get_orders anomaly: no_of_pages=%d but no_of_items=%d; reading at most %d",

@@ -129,6 +129,18 @@ def test_lying_page_count_is_capped_by_item_count(caplog: pytest.LogCaptureFixtu
 
 
 @responses.activate
+def test_smaller_pages_than_documented_are_all_read() -> None:
+    # A listing served 50 per page (not the documented 250): all 6 pages are read.
+    def reply(request: Any) -> tuple[int, dict[str, str], str]:
+        number = int(parse_qs(urlsplit(request.url).query)["page"][0])
+        return 200, {}, json.dumps(_page(number, 6, 300, _records(50, number * 1000)))
+
+    responses.add_callback(responses.GET, ORDERS_URL, callback=reply)
+    pages = _client().fetch_all()
+    assert [len(p.records) for p in pages] == [50] * 6
+
+
+@responses.activate
 def test_changing_page_count_keeps_first_pages_count(caplog: pytest.LogCaptureFixture) -> None:
     def reply(request: Any) -> tuple[int, dict[str, str], str]:
         number = int(parse_qs(urlsplit(request.url).query)["page"][0])
