@@ -91,6 +91,10 @@ accepted for). A ledger line in state ``cancelled`` was cancelled *before* it wa
 a line Groupon cancels later keeps its state and carries the CI status instead."""
 
 
+_NO_MAPPINGS = Mappings.from_tables({})
+"""Empty tables for the acknowledgement paths, which never consult them."""
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -165,8 +169,11 @@ class GrouponPlugin:
         except MappingError as exc:
             raise MappingsUnavailable(f"account {account.name}: {exc}") from None
 
-    def _importer(self, rt: _Runtime) -> Importer:
-        return Importer(rt.account, rt.client, rt.ledger, self._mappings(rt.account), self._clock)
+    def _importer(self, rt: _Runtime, *, acks_only: bool = False) -> Importer:
+        # Acknowledgements never look at the mapping tables, so a CSV an operator is half-way
+        # through editing must not block them.
+        mappings = _NO_MAPPINGS if acks_only else self._mappings(rt.account)
+        return Importer(rt.account, rt.client, rt.ledger, mappings, self._clock)
 
     def _dispatcher(self, rt: _Runtime) -> Dispatcher:
         return Dispatcher(
@@ -257,7 +264,7 @@ class GrouponPlugin:
         if account.channel != CHANNEL:
             return None
         with self._using(account) as rt:
-            return self._importer(rt).mark_exported(stored)
+            return self._importer(rt, acks_only=True).mark_exported(stored)
 
     @hookimpl
     def oms_confirm_cancellations(
@@ -267,7 +274,7 @@ class GrouponPlugin:
         if account.channel != CHANNEL:
             return None
         with self._using(account) as rt:
-            return self._importer(rt).confirm_cancellations(ci_lineitemids)
+            return self._importer(rt, acks_only=True).confirm_cancellations(ci_lineitemids)
 
     @hookimpl
     def oms_dispatch(self, account: Account, shipment: Shipment) -> list[LineResult] | None:
@@ -283,7 +290,8 @@ class GrouponPlugin:
         if account.channel != CHANNEL:
             return None
         with self._using(account) as rt:
-            results = self._importer(rt).flush_acks()
+            # Acks first and without the mapping tables: a broken CSV then only stops tracking.
+            results = self._importer(rt, acks_only=True).flush_acks()
             return results + self._dispatcher(rt).flush()
 
     @hookimpl

@@ -84,3 +84,24 @@ def test_events_for_a_line_never_handed_over_are_rejected(tmp_path: Path) -> Non
         (2, LineOutcome.REJECTED),
     ]
     assert "never handed to the host" in results[1].reason
+
+
+def test_acknowledgements_do_not_wait_for_a_broken_mapping_file(tmp_path: Path) -> None:
+    """An operator saving a half-edited CSV must not block acks of orders already stored."""
+    from connector.errors import MappingError
+
+    host = make_host()
+    acct = host.account(tmp_path)
+    host.cis["us"].add(make_record("A", [make_line(1)]))
+    batch = host.pm.hook.oms_import_orders(account=acct)
+    stored = [StoredOrder(o.orderid, f"H-{o.orderid}", o.ci_lineitemids) for o in batch.orders]
+
+    def broken(_account: object) -> object:
+        raise MappingError([])
+
+    host.plugin._mappings_loader = broken  # the operator just saved a broken couriers.csv
+    results = host.pm.hook.oms_mark_exported(account=acct, stored=stored)
+    assert [(r.ci_lineitemid, r.outcome) for r in results] == [(1, LineOutcome.ACCEPTED)]
+    assert host.cis["us"].calls_to("mark_exported")
+    with pytest.raises(Exception, match="mapping"):
+        host.pm.hook.oms_import_orders(account=acct)  # a new import does need the tables
