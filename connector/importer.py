@@ -175,18 +175,34 @@ class Importer:
             window_end = now
         else:
             windows.append(None)
-        if opts.watch_cancellations:
+        if opts.window_mode or opts.watch_cancellations:
             covered = [w for w in windows if w is not None]
             windows.extend(self._watch_windows(now, covered))
         round_no = self.ledger.begin_import_round()
         problems: list[tuple[str, str | None, str]] = []
+        # Window mode: order ids with a broken-record entry, and those of them re-read clean
+        # (only these are collected, so memory stays bounded by the problem list).
+        broken = (
+            frozenset(
+                h.orderid
+                for h in self.ledger.held_lines(lines=False, outbox=False)
+                if h.ci_lineitemid is None and h.orderid
+            )
+            if opts.window_mode
+            else frozenset()
+        )
+        clean: set[str] = set()
         read = 0
         for window in windows:
             for page in self._pages(window):
                 read += len(page.records)
-                self._stage_page(page.records, now, round_no, problems)
+                self._stage_page(page.records, now, round_no, problems, clean, broken)
         with self.ledger.transaction():
             if opts.window_mode:
+                # An order re-read clean had its broken record fixed by CI: forget the old
+                # entry, or the order stays held whole forever. One still broken this round
+                # keeps its entry (and its first_seen).
+                self.ledger.discard_problems(clean, keep=(key for key, _, _ in problems))
                 self.ledger.add_problems(problems, now)
                 if window_end is not None:
                     self.ledger.set_watermark(window_end)
@@ -202,11 +218,18 @@ class Importer:
         self, now: datetime, covered: list[tuple[datetime, datetime]]
     ) -> list[tuple[datetime, datetime] | None]:
         """Windows containing the order dates of lines the host has but that are still open
-        and not fully shipped, so Groupon-side cancellations become visible."""
+        and not fully shipped, so Groupon-side cancellations become visible
+        (``watch_cancellations``); in window mode also those of orders held for an invalid
+        record, so a record CI fixed is read again (the watermark has moved past it)."""
         horizon = now - timedelta(days=WATCH_DAYS)
         width = timedelta(hours=max(1, min(self.options.window_hours, 23)))
+        dates: set[datetime] = set()
+        if self.options.watch_cancellations:
+            dates.update(self.ledger.open_order_dates(horizon))
+        if self.options.window_mode:
+            dates.update(self.ledger.invalid_held_order_dates(horizon))
         extra: list[tuple[datetime, datetime]] = []
-        for when in self.ledger.open_order_dates(horizon):
+        for when in sorted(dates):
             if any(a <= when < b for a, b in covered) or (
                 extra and extra[-1][0] <= when < extra[-1][1]
             ):
@@ -221,8 +244,11 @@ class Importer:
         now: datetime,
         round_no: int,
         problems: list[tuple[str, str | None, str]],
+        clean: set[str] | None = None,
+        broken: frozenset[str] = frozenset(),
     ) -> None:
-        """Parse each record once and stage its lines: one transaction, batched writes."""
+        """Parse each record once and stage its lines: one transaction, batched writes.
+        ``clean`` collects the order ids among ``broken`` of records that parsed cleanly."""
         items: list[tuple[int, list[Any] | None, str, str | None, str]] = []
         for raw in records:
             result = parse_record(raw)
@@ -233,6 +259,8 @@ class Importer:
                 for lid in result.ci_lineitemids:
                     items.append((lid, None, text, result.orderid, result.reason))
                 continue
+            if clean is not None and result.orderid in broken:
+                clean.add(result.orderid)
             head = _record_head(result)
             for line in result.lines:
                 items.append((line.ci_lineitemid, head + _line_fields(line), text, None, ""))

@@ -727,6 +727,16 @@ class Ledger:
         )
         return [datetime.fromisoformat(r[0]) for r in rows]
 
+    def invalid_held_order_dates(self, since: datetime) -> list[datetime]:
+        """Distinct order dates (>= ``since``) of unconfirmed lines held for an invalid CI
+        record: window mode re-reads them so a record CI fixed releases its order."""
+        rows = self._query(
+            "SELECT DISTINCT order_date FROM lines WHERE hold_kind = ? AND state = 'held'"
+            " AND order_date IS NOT NULL AND order_date >= ? ORDER BY order_date",
+            (HoldKind.INVALID_PAYLOAD.value, _iso(since)),
+        )
+        return [datetime.fromisoformat(r[0]) for r in rows]
+
     def stored_unacked(self) -> list[int]:
         """Line ids the host stored that CI has not acknowledged (not refused by CI)."""
         rows = self._query(
@@ -794,6 +804,27 @@ class Ledger:
                     " VALUES (?,?,?,?)",
                     (key, orderid, reason, _iso(now)),
                 )
+
+    def discard_problems(self, orderids: Iterable[str], *, keep: Iterable[str] = ()) -> int:
+        """Forget broken records of ``orderids`` except the keys in ``keep`` (window mode: the
+        order was re-read clean, so CI fixed the record). Batched; returns how many went."""
+        wanted = set(orderids)
+        kept = set(keep)
+        if not wanted:
+            return 0
+        doomed = [
+            (r["key"],)
+            for r in self._query("SELECT key, orderid FROM problems WHERE orderid IS NOT NULL")
+            if r["orderid"] in wanted and r["key"] not in kept
+        ]
+        if doomed:
+            with self._lock:
+                try:
+                    with self.transaction():
+                        self._conn.executemany("DELETE FROM problems WHERE key = ?", doomed)
+                except sqlite3.Error as exc:
+                    raise LedgerError(f"ledger {self.path}: {exc}") from None
+        return len(doomed)
 
     # -- outbox -----------------------------------------------------------------------------
 
