@@ -69,3 +69,20 @@ def test_discard_problems_keeps_listed_keys_and_other_orders(tmp_path: Path) -> 
     left = sorted((h.orderid, h.reason) for h in ledger.held_lines(lines=False, outbox=False))
     assert left == [("A", "bad"), ("B", "bad")]
     assert ledger.discard_problems([]) == 0
+
+
+# -- hostile payloads: keys of mixed types never crash staging --------------------------------
+
+
+def test_record_with_mixed_type_keys_is_staged_not_raised(tmp_path: Path) -> None:
+    host = make_host()
+    acct = host.account(tmp_path)
+    record = make_record("M", [make_line(1)])
+    record["customer"][7] = "int key"  # json.dumps(sort_keys=True) cannot order 7 vs "name"
+    host.cis["us"].add(record)
+    batch = host.pm.hook.oms_import_orders(account=acct)
+    assert [o.orderid for o in batch.orders] == ["M"]
+    stored = host.plugin.ledger_for(acct).get_line(1)
+    assert stored is not None
+    assert stored.record is not None
+    assert stored.record["customer"]["7"] == "int key"
