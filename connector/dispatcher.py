@@ -28,6 +28,7 @@ from connector.ledger import Ledger, OutboxRow
 from connector.mappings import Mappings
 from connector.models import Account, HoldKind, LineOutcome, LineResult, Shipment
 from connector.preflight import Candidate, Preflight, TrackingChecker, Verdict
+from connector.secrets import redact
 
 __all__ = [
     "FULL_LINE_ENDPOINT",
@@ -136,6 +137,7 @@ class Dispatcher:
                     "quantity": cand.quantity,
                     "courier": shipment.courier,
                     "service": shipment.service,
+                    **_line_ids(v),
                 }
                 if old is not None:
                     self.ledger.update_outbox(old.id, now, **fields)
@@ -183,14 +185,42 @@ class Dispatcher:
         """Send due rows: pending, left ``sending`` by a crash, ``retry`` whose time has come,
         and courier-held rows whose mapping is now fixed (re-checked in full)."""
         now = self.clock()
-        due = [
-            r
-            for r in self.ledger.outbox_rows(states=("pending", "sending", "retry"))
-            if r.state != "retry" or r.next_attempt_at is None or r.next_attempt_at <= now
-        ]
+        due = self._repair_line_ids(
+            [
+                r
+                for r in self.ledger.outbox_rows(states=("pending", "sending", "retry"))
+                if r.state != "retry" or r.next_attempt_at is None or r.next_attempt_at <= now
+            ],
+            now,
+        )
         results = self._release_courier_holds(now, due)
         crashpoint("flush")
         return results + self._send(due, now)
+
+    def _repair_line_ids(self, rows: list[OutboxRow], now: datetime) -> list[OutboxRow]:
+        """Rows written before their line was known (held, then re-checked by an older
+        version) lack the order id and Groupon line id: fill them in from the line."""
+        broken = [r for r in rows if not r.orderid or not r.fulfillment_lineitem_id]
+        if not broken:
+            return rows
+        lines = self.ledger.get_lines((r.ci_lineitemid for r in broken), light=True)
+        fixed: dict[int, OutboxRow] = {}
+        with self.ledger.transaction():
+            for r in broken:
+                line = lines.get(r.ci_lineitemid)
+                if line is None:
+                    continue
+                ids = {
+                    "orderid": line.orderid,
+                    "fulfillment_lineitem_id": line.fulfillment_lineitem_id,
+                }
+                if (r.orderid, r.fulfillment_lineitem_id) == tuple(ids.values()):
+                    continue
+                self.ledger.update_outbox(r.id, now, **ids)
+                fixed[r.id] = replace(
+                    r, orderid=line.orderid, fulfillment_lineitem_id=line.fulfillment_lineitem_id
+                )
+        return [fixed.get(r.id, r) for r in rows]
 
     def _release_courier_holds(self, now: datetime, due: list[OutboxRow]) -> list[LineResult]:
         held = [
@@ -218,6 +248,7 @@ class Dispatcher:
                             reason=v.warning,
                             carrier_code=v.carrier_code,
                             endpoint=self._endpoint(v),
+                            **_line_ids(v),
                         )
                         due.append(self.ledger.outbox_rows(ids=[row.id])[0])
                     else:
@@ -257,9 +288,14 @@ class Dispatcher:
             self._call(endpoint, rows)
         except CIAuthError as exc:
             return self._retry(rows, f"CI refused the credentials: {exc.reason}", now)
-        except CIBusinessError as exc:
+        except (CIBusinessError, ValueError) as exc:
+            # ValueError: the client refused to build the request (e.g. an empty Groupon line
+            # id) and nothing was sent. Like a refusal by CI it settles that row (held for the
+            # operator), never an exception out of the hook leaving the row 'sending'.
             if len(rows) == 1:
-                return [self._reject(rows[0], exc.reason, now)]
+                if isinstance(exc, CIBusinessError):
+                    return [self._reject(rows[0], exc.reason, now)]
+                return [self._hold_invalid(rows[0], str(exc), now)]
             # Find the refused row(s): resend one at a time (CI ignores identical re-sends).
             results: list[LineResult] = []
             for r in rows:
@@ -319,6 +355,20 @@ class Dispatcher:
         )
         return LineResult(row.ci_lineitemid, LineOutcome.REJECTED, text, row.tracking)
 
+    def _hold_invalid(self, row: OutboxRow, reason: str, now: datetime) -> LineResult:
+        text = f"not sent: the client refused the tracking request: {redact(reason)}"
+        self.ledger.update_outbox(
+            row.id, now, state="held", hold_kind=HoldKind.PREFLIGHT, reason=text
+        )
+        log.warning(
+            "account %s line %d tracking %r held: %s",
+            self.account.name,
+            row.ci_lineitemid,
+            row.tracking,
+            text,
+        )
+        return LineResult(row.ci_lineitemid, LineOutcome.HELD, text, row.tracking)
+
     def _retry(self, rows: list[OutboxRow], reason: str, now: datetime) -> list[LineResult]:
         with self.ledger.transaction():
             for r in rows:
@@ -330,6 +380,17 @@ class Dispatcher:
                     next_attempt_at=now + retry_delay(r.attempts + 1),
                 )
         return [LineResult(r.ci_lineitemid, LineOutcome.QUEUED, reason, r.tracking) for r in rows]
+
+
+def _line_ids(verdict: Verdict) -> dict[str, str | None]:
+    """The order id and Groupon line id of a checked candidate's line (a held row may have
+    been written before the line was imported: they are set when it is re-checked)."""
+    if verdict.line is None:
+        return {}
+    return {
+        "orderid": verdict.line.orderid,
+        "fulfillment_lineitem_id": verdict.line.fulfillment_lineitem_id,
+    }
 
 
 def _known_result(row: OutboxRow) -> LineResult:

@@ -76,6 +76,7 @@ _OUTBOX_COLUMNS = frozenset(
         "next_attempt_at",
         "quantity",
         "fulfillment_lineitem_id",
+        "orderid",
         "courier",
         "service",
     }

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from connector.models import HoldKind
+from connector.ci.client import LineitemTrackingItem
+from connector.models import HoldKind, LineOutcome, Parcel, Shipment, ShipmentLine, StoredOrder
 from tests.connector.fakes import make_host, make_line, make_record
 
 # -- window mode: a broken record fixed by CI releases its order -----------------------------
@@ -86,3 +87,107 @@ def test_record_with_mixed_type_keys_is_staged_not_raised(tmp_path: Path) -> Non
     assert stored is not None
     assert stored.record is not None
     assert stored.record["customer"]["7"] == "int key"
+
+
+# -- dispatch: a held row re-checked after its line was imported carries the line's ids -------
+
+
+def _import_and_store(host: Any, acct: Any) -> None:
+    batch = host.pm.hook.oms_import_orders(account=acct)
+    stored = [StoredOrder(o.orderid, f"H-{o.orderid}", o.ci_lineitemids) for o in batch.orders]
+    host.pm.hook.oms_mark_exported(account=acct, stored=stored)
+
+
+def test_held_unknown_line_redispatched_partial_goes_out_with_its_ids(tmp_path: Path) -> None:
+    host = make_host()
+    acct = host.account(tmp_path)
+    ci = host.cis["us"]
+    ci.add(make_record("A", [make_line(1, quantity=3)]))
+    ship = Shipment.single("S1", "UPS", "1Z999AA10123456784", {1: 1})  # 1 of 3: partial
+    first = host.pm.hook.oms_dispatch(account=acct, shipment=ship)
+    assert [r.outcome for r in first] == [LineOutcome.HELD]
+    _import_and_store(host, acct)
+    again = host.pm.hook.oms_dispatch(account=acct, shipment=ship)
+    assert [r.outcome for r in again] == [LineOutcome.ACCEPTED]
+    row = host.plugin.ledger_for(acct).outbox_rows(shipment_id="S1")[0]
+    assert (row.state, row.orderid, row.fulfillment_lineitem_id) == ("accepted", "A", "1300000001")
+    calls = ci.calls_to("lineitem_tracking_notification")
+    assert [[it.fulfillment_lineitem_id for it in call] for call in calls] == [["1300000001"]]
+
+
+def test_rechecked_rows_count_towards_six_tracking_numbers_per_order(tmp_path: Path) -> None:
+    host = make_host()
+    acct = host.account(tmp_path)
+    ci = host.cis["us"]
+    ci.add(make_record("A", [make_line(1, quantity=10)]))
+    ships = [Shipment.single(f"S{n}", "UPS", f"1ZTRACK{n}", {1: 1}) for n in range(6)]
+    for ship in ships:  # all held: the line is not imported yet
+        held = host.pm.hook.oms_dispatch(account=acct, shipment=ship)
+        assert held[0].outcome is LineOutcome.HELD
+    _import_and_store(host, acct)
+    for ship in ships:
+        assert host.pm.hook.oms_dispatch(account=acct, shipment=ship)[0].outcome is (
+            LineOutcome.ACCEPTED
+        )
+    seventh = host.pm.hook.oms_dispatch(
+        account=acct, shipment=Shipment.single("S7", "UPS", "1ZTRACK7", {1: 1})
+    )
+    assert seventh[0].outcome is LineOutcome.HELD
+    assert "more than 6 tracking numbers" in seventh[0].reason
+
+
+def test_client_valueerror_holds_the_row_instead_of_escaping(tmp_path: Path) -> None:
+    host = make_host()
+    acct = host.account(tmp_path)
+    ci = host.cis["us"]
+    ci.add(make_record("A", [make_line(1, quantity=3), make_line(2, quantity=3)]))
+    _import_and_store(host, acct)
+    real = ci.lineitem_tracking_notification
+
+    def picky(items: list[LineitemTrackingItem]) -> None:
+        if any(it.tracking == "1ZBAD" for it in items):
+            raise ValueError("tracking must not be '1ZBAD'")  # refused before any HTTP call
+        real(items)
+
+    ci.lineitem_tracking_notification = picky  # type: ignore[method-assign]
+    ship = Shipment(
+        "S1",
+        "UPS",
+        (
+            Parcel("1ZGOOD", (ShipmentLine(1, 1),)),
+            Parcel("1ZBAD", (ShipmentLine(2, 1),)),
+        ),
+    )
+    results = host.pm.hook.oms_dispatch(account=acct, shipment=ship)
+    outcomes = {r.tracking_number: r.outcome for r in results}
+    assert outcomes == {"1ZGOOD": LineOutcome.ACCEPTED, "1ZBAD": LineOutcome.HELD}
+    ledger = host.plugin.ledger_for(acct)
+    bad = ledger.outbox_rows(shipment_id="S1", tracking="1ZBAD")[0]
+    assert bad.state == "held"
+    assert "tracking must not be '1ZBAD'" in bad.reason
+    assert host.pm.hook.oms_flush_outbox(account=acct) == []  # nothing left stuck 'sending'
+    assert any(h.ci_lineitemid == 2 and "1ZBAD" in h.reason for h in ledger.held_lines())
+
+
+def test_flush_fills_missing_ids_of_rows_left_by_older_versions(tmp_path: Path) -> None:
+    host = make_host()
+    acct = host.account(tmp_path)
+    ci = host.cis["us"]
+    ci.add(make_record("A", [make_line(1, quantity=3)]))
+    _import_and_store(host, acct)
+    ledger = host.plugin.ledger_for(acct)
+    ledger.insert_outbox(  # the shape the bug left behind: no order id, no Groupon line id
+        shipment_id="S1",
+        ci_lineitemid=1,
+        tracking="1ZOLD",
+        quantity=1,
+        now=host.clock(),
+        carrier_code="ups",
+        endpoint="lineitem_tracking_notification",
+        state="sending",
+        attempts=1,
+    )
+    results = host.pm.hook.oms_flush_outbox(account=acct)
+    assert [(r.ci_lineitemid, r.outcome) for r in results] == [(1, LineOutcome.ACCEPTED)]
+    row = ledger.outbox_rows(shipment_id="S1")[0]
+    assert (row.orderid, row.fulfillment_lineitem_id, row.state) == ("A", "1300000001", "accepted")
