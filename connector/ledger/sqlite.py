@@ -15,7 +15,7 @@ import json
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +24,7 @@ from typing import Any
 from connector.errors import LedgerError
 from connector.ledger.migrations import MIGRATIONS
 from connector.models import CarrierEvent, HeldLine, HoldKind
+from connector.secrets import redact
 
 __all__ = [
     "LINE_STATES",
@@ -322,7 +323,7 @@ class Ledger:
             self._conn.execute("PRAGMA busy_timeout=30000")
             self._conn.execute("PRAGMA foreign_keys=ON")
         except (sqlite3.Error, OSError) as exc:
-            raise LedgerError(f"cannot open ledger {self.path}: {exc}") from None
+            raise LedgerError(redact(f"cannot open ledger {self.path}: {exc}")) from None
         self._migrate(migrations)
 
     # -- plumbing ---------------------------------------------------------------------------
@@ -330,14 +331,24 @@ class Ledger:
     def _migrate(self, migrations: Sequence[tuple[int, str]]) -> None:
         latest = max((v for v, _ in migrations), default=0)
         try:
-            with self.transaction():
+            # Not through transaction(): its LedgerError would hide which step failed.
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
                 self._conn.execute(
                     "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"
                 )
                 row = self._conn.execute("SELECT MAX(version) AS v FROM schema_version").fetchone()
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._rollback()
+                raise
             current = int(row["v"] or 0)
+        except sqlite3.OperationalError as exc:  # locked, disk full, I/O: not a bad file
+            raise self._error(exc, "cannot read the schema version") from None
         except sqlite3.DatabaseError as exc:
-            raise LedgerError(f"ledger {self.path} is not a readable SQLite file: {exc}") from None
+            raise LedgerError(
+                redact(f"ledger {self.path} is not a readable SQLite file: {exc}")
+            ) from None
         if current > latest:
             raise LedgerVersionError(
                 f"ledger {self.path} has schema version {current}, newer than this connector "
@@ -346,48 +357,65 @@ class Ledger:
         for version, script in sorted(migrations):
             if version <= current:
                 continue
-            try:
-                with self.transaction():
+            with self.transaction():
+                try:
                     # executescript would COMMIT our transaction; run statements one by one.
                     for statement in _split_sql(script):
                         self._conn.execute(statement)
                     self._conn.execute(
                         "INSERT INTO schema_version (version) VALUES (?)", (version,)
                     )
-            except sqlite3.Error as exc:
-                raise LedgerError(
-                    f"ledger {self.path}: migration to version {version} failed: {exc}"
-                ) from None
+                except sqlite3.Error as exc:
+                    raise self._error(exc, f"migration to version {version} failed") from None
 
     def schema_version(self) -> int:
         """The schema version of the open file."""
-        row = self._conn.execute("SELECT MAX(version) AS v FROM schema_version").fetchone()
-        return int(row["v"] or 0)
+        rows = self._query("SELECT MAX(version) AS v FROM schema_version")
+        return int(rows[0]["v"] or 0)
 
     @contextmanager
     def transaction(self) -> Iterator[Ledger]:
-        """One atomic batch. Nested calls join the outer transaction."""
+        """One atomic batch. Nested calls join the outer transaction.
+
+        Any ``sqlite3.Error`` inside becomes :class:`LedgerError` (the hook contract allows
+        only ChannelError), keeping SQLite's message."""
         with self._lock:
             if self._depth == 0:
                 try:
                     self._conn.execute("BEGIN IMMEDIATE")
                 except sqlite3.Error as exc:
-                    raise LedgerError(f"ledger {self.path}: cannot begin: {exc}") from None
+                    raise self._error(exc, "cannot begin") from None
             self._depth += 1
             try:
                 yield self
-            except BaseException:
+            except BaseException as exc:
                 self._depth -= 1
                 if self._depth == 0:
-                    self._conn.execute("ROLLBACK")
+                    self._rollback()
+                if isinstance(exc, sqlite3.Error):
+                    raise self._error(exc) from None
                 raise
             self._depth -= 1
             if self._depth == 0:
                 try:
                     self._conn.execute("COMMIT")
                 except sqlite3.Error as exc:
-                    self._conn.execute("ROLLBACK")
-                    raise LedgerError(f"ledger {self.path}: commit failed: {exc}") from None
+                    self._rollback()
+                    raise self._error(exc, "commit failed") from None
+
+    def _rollback(self) -> None:
+        """Roll back if a transaction is still open: SQLite ends it by itself on some errors
+        (disk full, I/O), and a second ROLLBACK would raise and hide the real error."""
+        if not self._conn.in_transaction:
+            return
+        # The error being raised already says what went wrong.
+        with suppress(sqlite3.Error):
+            self._conn.execute("ROLLBACK")
+
+    def _error(self, exc: sqlite3.Error, what: str = "") -> LedgerError:
+        """A LedgerError carrying SQLite's message (redacted), naming the file."""
+        prefix = f"ledger {self.path}: " + (f"{what}: " if what else "")
+        return LedgerError(redact(prefix + str(exc)))
 
     def _exec(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
         with self._lock:
@@ -397,19 +425,22 @@ class Ledger:
                         return self._conn.execute(sql, params)
                 return self._conn.execute(sql, params)
             except sqlite3.Error as exc:
-                raise LedgerError(f"ledger {self.path}: {exc}") from None
+                raise self._error(exc) from None
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         with self._lock:
             try:
                 return list(self._conn.execute(sql, params).fetchall())
             except sqlite3.Error as exc:
-                raise LedgerError(f"ledger {self.path}: {exc}") from None
+                raise self._error(exc) from None
 
     def close(self) -> None:
         """Close the connection."""
         with self._lock:
-            self._conn.close()
+            try:
+                self._conn.close()
+            except sqlite3.Error as exc:
+                raise self._error(exc) from None
 
     # -- lines ------------------------------------------------------------------------------
 
@@ -649,7 +680,7 @@ class Ledger:
                     if statuses:
                         self._conn.executemany(_STAGE_STATUS, statuses)
             except sqlite3.Error as exc:
-                raise LedgerError(f"ledger {self.path}: {exc}") from None
+                raise self._error(exc) from None
 
     def has_pending_evaluation(self) -> bool:
         """Whether lines of a completed round still wait for evaluation (deliverable work)."""
@@ -694,7 +725,7 @@ class Ledger:
                 with self.transaction():
                     self._conn.executemany(_SET_STATE, params)
             except sqlite3.Error as exc:
-                raise LedgerError(f"ledger {self.path}: {exc}") from None
+                raise self._error(exc) from None
 
     def end_evaluation(self, orderids: Sequence[str]) -> None:
         """These orders were evaluated in this round (whatever the outcome)."""
@@ -764,7 +795,7 @@ class Ledger:
                         [(lid, stamp) for lid in ids],
                     )
             except sqlite3.Error as exc:
-                raise LedgerError(f"ledger {self.path}: {exc}") from None
+                raise self._error(exc) from None
 
     def bind_stored(self, bindings: Sequence[tuple[int, str]], now: datetime) -> None:
         """The host stored these lines: ``(id, host_order_id)`` -> state ``stored``."""
@@ -778,7 +809,7 @@ class Ledger:
                         [(host, stamp, lid) for lid, host in bindings],
                     )
             except sqlite3.Error as exc:
-                raise LedgerError(f"ledger {self.path}: {exc}") from None
+                raise self._error(exc) from None
 
     # -- record problems without a usable line id --------------------------------------------
 
@@ -824,7 +855,7 @@ class Ledger:
                     with self.transaction():
                         self._conn.executemany("DELETE FROM problems WHERE key = ?", doomed)
                 except sqlite3.Error as exc:
-                    raise LedgerError(f"ledger {self.path}: {exc}") from None
+                    raise self._error(exc) from None
         return len(doomed)
 
     # -- outbox -----------------------------------------------------------------------------
@@ -946,7 +977,7 @@ class Ledger:
                         [(qty, stamp, lid) for _, lid, qty in rows],
                     )
             except sqlite3.Error as exc:
-                raise LedgerError(f"ledger {self.path}: {exc}") from None
+                raise self._error(exc) from None
 
     def line_quantities(self, ids: Iterable[int]) -> dict[int, int]:
         """Ordered quantity of each known line among ``ids`` (no JSON decoded)."""
@@ -1016,7 +1047,7 @@ class Ledger:
                         )
                         inserted.append(cur.rowcount == 1)
             except sqlite3.Error as exc:
-                raise LedgerError(f"ledger {self.path}: {exc}") from None
+                raise self._error(exc) from None
         return inserted
 
     def carrier_summary(self) -> dict[int, tuple[datetime | None, datetime | None]]:

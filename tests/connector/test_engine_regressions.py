@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from connector.ci.client import LineitemTrackingItem
+from connector.errors import ChannelError, LedgerError
+from connector.ledger import Ledger
 from connector.models import HoldKind, LineOutcome, Parcel, Shipment, ShipmentLine, StoredOrder
+from connector.secrets import Secret
 from tests.connector.fakes import make_host, make_line, make_record
 
 # -- window mode: a broken record fixed by CI releases its order -----------------------------
@@ -191,3 +197,83 @@ def test_flush_fills_missing_ids_of_rows_left_by_older_versions(tmp_path: Path) 
     assert [(r.ci_lineitemid, r.outcome) for r in results] == [(1, LineOutcome.ACCEPTED)]
     row = ledger.outbox_rows(shipment_id="S1")[0]
     assert (row.orderid, row.fulfillment_lineitem_id, row.state) == ("A", "1300000001", "accepted")
+
+
+# -- ledger: SQLite errors surface as LedgerError with the real cause ---------------------------
+
+
+def test_disk_full_during_import_is_a_ledger_error_naming_the_cause(tmp_path: Path) -> None:
+    host = make_host()
+    acct = host.account(tmp_path)
+    ci = host.cis["us"]
+    for n in range(300):
+        ci.add(make_record(f"O{n}", [make_line(n + 1)]))
+    ledger = host.plugin.ledger_for(acct)
+    pages = ledger._conn.execute("PRAGMA page_count").fetchone()[0]
+    ledger._conn.execute(f"PRAGMA max_page_count={pages + 3}")  # a disk that fills up
+    with pytest.raises(LedgerError, match="database or disk is full") as caught:
+        host.pm.hook.oms_import_orders(account=acct)
+    assert "cannot rollback" not in str(caught.value)
+
+
+class _FullDisk:
+    """A connection whose batched state write fails the way SQLITE_FULL does: SQLite has
+    already rolled the transaction back when the error reaches Python."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._c = conn
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._c, name)
+
+    def execute(self, sql: str, *args: Any) -> Any:
+        return self._c.execute(sql, *args)
+
+    def executemany(self, sql: str, rows: Any) -> Any:
+        if sql.startswith("UPDATE lines SET state = ?"):
+            self._c.execute("ROLLBACK")
+            raise sqlite3.OperationalError("database or disk is full")
+        return self._c.executemany(sql, rows)
+
+
+def test_automatic_rollback_by_sqlite_does_not_hide_the_error(tmp_path: Path) -> None:
+    host = make_host()
+    acct = host.account(tmp_path)
+    host.cis["us"].add(make_record("A", [make_line(1)]))
+    ledger = host.plugin.ledger_for(acct)
+    real = ledger._conn
+    ledger._conn = _FullDisk(real)  # type: ignore[assignment]
+    with pytest.raises(ChannelError, match="database or disk is full"):
+        host.pm.hook.oms_import_orders(account=acct)
+    ledger._conn = real
+    assert not real.in_transaction
+    batch = host.pm.hook.oms_import_orders(account=acct)  # the ledger is usable again
+    assert [o.orderid for o in batch.orders] == ["A"]
+
+
+def test_raw_sqlite_error_inside_a_transaction_becomes_ledger_error(tmp_path: Path) -> None:
+    host = make_host()
+    ledger: Ledger = host.plugin.ledger_for(host.account(tmp_path))
+
+    def failing_batch() -> None:
+        with ledger.transaction():
+            ledger.set_meta("kept", "no")
+            ledger._conn.execute("SELECT * FROM nowhere")
+
+    with pytest.raises(LedgerError, match="no such table: nowhere"):
+        failing_batch()
+    assert ledger.get_meta("kept") is None  # rolled back
+    ledger.set_meta("after", "yes")  # not stuck inside a transaction
+    assert ledger.get_meta("after") == "yes"
+
+
+def test_ledger_error_messages_are_redacted(tmp_path: Path) -> None:
+    token = "tok-LedgerCanary-0123456789abcdef"
+    Secret(token)  # registers the value for redaction
+    host = make_host()
+    ledger = host.plugin.ledger_for(host.account(tmp_path))
+    sql = 'SELECT * FROM "' + token + '"'  # noqa: S608 - SQLite echoes the name back
+    with pytest.raises(LedgerError) as caught, ledger.transaction():
+        ledger._conn.execute(sql)
+    assert token not in str(caught.value)
+    assert "no such table" in str(caught.value)
