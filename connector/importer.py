@@ -61,6 +61,8 @@ WATCH_DAYS = 30
 """How far back open lines are re-read for cancellations (auto-cancel comes after 7/14 BD)."""
 
 _UNCONFIRMED = ("staged", "held", "delivered")
+_HANDED_OVER = ("delivered", "stored", "acked")
+"""Line states the host was handed: only these are reported as cancellations."""
 
 
 class OrdersPageLike(Protocol):
@@ -559,21 +561,37 @@ class Importer:
     def confirm_cancellations(self, ci_lineitemids: Sequence[int]) -> list[LineResult]:
         """The host applied these cancellations: stop reporting them (one transaction)."""
         now = self.clock()
-        known = self.ledger.get_lines(ci_lineitemids)
+        known = self.ledger.get_lines(ci_lineitemids, light=True)
         results: list[LineResult] = []
+        first: dict[int, LineResult] = {}
         with self.ledger.transaction():
             for lid in ci_lineitemids:
+                earlier = first.get(lid)
+                if earlier is not None:
+                    # The same id twice in one call: confirmed once, like a second call.
+                    if earlier.outcome is LineOutcome.ACCEPTED:
+                        earlier = LineResult(lid, LineOutcome.ALREADY_DONE, "confirmed before")
+                    results.append(earlier)
+                    continue
                 row = known.get(lid)
                 if row is None or row.ci_status not in CANCELLED_STATUSES:
-                    results.append(
-                        LineResult(lid, LineOutcome.REJECTED, "not reported as cancelled")
+                    result = LineResult(lid, LineOutcome.REJECTED, "not reported as cancelled")
+                elif row.state not in _HANDED_OVER:
+                    # Cancelled before the host ever had it: dropped, never reported.
+                    result = LineResult(
+                        lid,
+                        LineOutcome.REJECTED,
+                        f"not reported as cancelled: line {lid} was cancelled before it was "
+                        "handed to the host",
                     )
                 elif row.cancel_reported:
-                    results.append(LineResult(lid, LineOutcome.ALREADY_DONE, "confirmed before"))
+                    result = LineResult(lid, LineOutcome.ALREADY_DONE, "confirmed before")
                 else:
                     self.ledger.update_line(lid, now, cancel_reported=True)
                     self.ledger.record_notice(lid, "cancellation", now)
-                    results.append(LineResult(lid, LineOutcome.ACCEPTED))
+                    result = LineResult(lid, LineOutcome.ACCEPTED)
+                first[lid] = result
+                results.append(result)
         return results
 
     # -- acknowledgements ---------------------------------------------------------------------

@@ -277,3 +277,42 @@ def test_ledger_error_messages_are_redacted(tmp_path: Path) -> None:
         ledger._conn.execute(sql)
     assert token not in str(caught.value)
     assert "no such table" in str(caught.value)
+
+
+# -- confirm_cancellations: only what was reported, each id once ------------------------------
+
+
+def test_confirm_rejects_a_line_cancelled_before_it_was_handed_over(tmp_path: Path) -> None:
+    host = make_host()
+    acct = host.account(tmp_path)
+    ci = host.cis["us"]
+    ci.add(make_record("U", [make_line(7, "NO-ALIAS")]))
+    held = host.pm.hook.oms_import_orders(account=acct)  # unmapped SKU: held, not handed over
+    assert held.orders == ()
+    ci.cancel(7)
+    batch = host.pm.hook.oms_import_orders(account=acct)
+    assert batch.cancellations == ()  # dropped silently, never reported
+    results = host.pm.hook.oms_confirm_cancellations(account=acct, ci_lineitemids=[7, 7])
+    assert [(r.ci_lineitemid, r.outcome) for r in results] == [
+        (7, LineOutcome.REJECTED),
+        (7, LineOutcome.REJECTED),
+    ]
+    assert "before it was handed to the host" in results[0].reason
+
+
+def test_confirm_duplicate_id_in_one_call_is_accepted_once(tmp_path: Path) -> None:
+    host = make_host()
+    acct = host.account(tmp_path)
+    ci = host.cis["us"]
+    ci.add(make_record("A", [make_line(1), make_line(2, "SKU-2")]))
+    _import_and_store(host, acct)
+    ci.cancel(2)
+    reported = host.pm.hook.oms_import_orders(account=acct)
+    assert [c.ci_lineitemid for c in reported.cancellations] == [2]
+    results = host.pm.hook.oms_confirm_cancellations(account=acct, ci_lineitemids=[2, 2, 1])
+    assert [(r.ci_lineitemid, r.outcome) for r in results] == [
+        (2, LineOutcome.ACCEPTED),
+        (2, LineOutcome.ALREADY_DONE),
+        (1, LineOutcome.REJECTED),
+    ]
+    assert host.pm.hook.oms_import_orders(account=acct).cancellations == ()
