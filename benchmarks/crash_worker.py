@@ -72,16 +72,7 @@ class CrashingFetchClient(CIClient):
 
 
 def _client_factory(account: Account) -> CIPort:
-    opts = account.options
-    return CrashingFetchClient(
-        base_url=account.base_url,
-        supplier_id=account.supplier_id,
-        token=account.token,
-        api_version=account.api_version,
-        timeout=opts.timeout_seconds,
-        max_retries=opts.max_retries,
-        backoff=opts.backoff_seconds,
-    )
+    return CrashingFetchClient.for_account(account)
 
 
 # UPS service codes (the two digits after the shipper number) that tracking_numbers accepts.
