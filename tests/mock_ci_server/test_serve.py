@@ -139,3 +139,19 @@ def test_serves_the_simulator_app() -> None:
         assert resp.json()["meta"]["no_of_items"] == 2
         health = requests.get(f"{server.url}/_sim/health", timeout=5)
         assert health.json()["status"] == "ok"
+
+
+def test_stop_survives_a_closed_wakeup_pipe() -> None:
+    """stop() must not raise at teardown when waitress's trigger fd is already gone."""
+    import requests
+    from flask import Flask
+
+    from mock_ci_server.serve import serve_in_thread
+
+    app = Flask("tiny")
+    app.add_url_rule("/", "root", lambda: "ok")
+    server = serve_in_thread(app)
+    assert requests.get(server.url + "/", timeout=5).text == "ok"
+    server._server.trigger.close()  # what the failing run saw: the pipe closed under us
+    server.stop(timeout=2)
+    assert not server.running
