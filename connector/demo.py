@@ -1,13 +1,12 @@
 """`ci-connector demo`: one full cycle against an embedded simulator, explained step by step.
 
-The demo is allowed to import :mod:`mock_ci_server` (it starts the simulator); nothing else in
-:mod:`connector` may. It drives the plugin only through the reference host and the hooks, as a
-real host would.
+The simulator is started through :mod:`connector.testing.simulator` (with the test kit, the only
+part of :mod:`connector` that may import :mod:`mock_ci_server`). The demo drives the plugin only
+through the reference host and the hooks, as a real host would.
 """
 
 from __future__ import annotations
 
-import secrets
 import shutil
 import string
 import tempfile
@@ -16,13 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from connector.mappings import default_mappings_dir
-from connector.models import Account, AccountOptions, LineOutcome, LineResult, Shipment
+from connector.models import LineOutcome, LineResult, Shipment
 from connector.plugin import GrouponPlugin
 from connector.reference_host.facade import ChannelFacade
 from connector.reference_host.host import ReferenceHost
 from connector.reference_host.plugins import get_plugin_manager
-from connector.secrets import Secret
+from connector.testing.simulator import make_account, running_simulator
 
 __all__ = ["DemoResult", "run_demo", "ups_tracking_number"]
 
@@ -51,19 +49,10 @@ def ups_tracking_number(serial: int) -> str:
     raise AssertionError(f"no UPS check digit found for {body}")  # pragma: no cover
 
 
-def _token() -> str:
-    alphabet = string.ascii_letters + string.digits
-    return "".join(secrets.choice(alphabet) for _ in range(31))
-
-
 def run_demo(
     orders: int = 40, *, echo: Callable[[str], None] | None = None, keep_dir: Path | None = None
 ) -> DemoResult:
     """Seed ``orders`` orders into a fresh simulator, run the full cycle, return the figures."""
-    from mock_ci_server.app import create_app
-    from mock_ci_server.serve import serve_in_thread
-    from mock_ci_server.state import SimState
-
     result = DemoResult()
 
     def tell(line: str) -> None:
@@ -72,46 +61,32 @@ def run_demo(
             echo(line)
 
     workdir = keep_dir or Path(tempfile.mkdtemp(prefix="ci-connector-demo-"))
-    mappings_dir = workdir / "mappings"
-    if mappings_dir.exists():
-        shutil.rmtree(mappings_dir)
-    shutil.copytree(default_mappings_dir(), mappings_dir)
+    if (workdir / "mappings").exists():
+        shutil.rmtree(workdir / "mappings")  # a kept folder starts from the shipped mappings
 
-    state = SimState()
-    state.clock.freeze()
-    supplier_id, token = "90001", _token()
-    state.add_account(supplier_id, token, region="US", merchant_level=5, name="Demo Housewares")
-    seeded = state.seed(
-        supplier_id,
-        orders=orders,
-        seed=7,
-        lines_per_order=(1, 3),
-        quantity=(1, 2),
-        split_share=0.3,
-        unmapped_share=0.05,
-        countries=("US",),
-    )
-    orders_seeded = int(seeded["orders_created"])
-    tell(
-        f"1. Simulator: seeded {orders_seeded} orders ({seeded['lines_created']} lines) for "
-        f"supplier {supplier_id}. Some orders are split over several CI records that land on "
-        f"different pages; some lines sell SKU {UNMAPPED_SKU}, which has no alias yet."
-    )
-
-    server = serve_in_thread(create_app(state))
-    try:
-        account = Account(
-            name="demo-us",
-            channel="groupon",
-            supplier_id=supplier_id,
-            token=Secret(token),
-            region="US",
-            api_version="v4",
-            base_url=server.url,
-            data_dir=workdir / "data",
-            mappings_dir=mappings_dir,
-            options=AccountOptions(max_retries=2, backoff_seconds=0.1),
+    with running_simulator("socket") as sim:
+        state = sim.state
+        state.clock.freeze()
+        supplier_id = sim.supplier_id
+        seeded = sim.seed(
+            orders=orders,
+            seed=7,
+            lines_per_order=(1, 3),
+            quantity=(1, 2),
+            split_share=0.3,
+            unmapped_share=0.05,
+            countries=("US",),
         )
+        orders_seeded = int(seeded["orders_created"])
+        tell(
+            f"1. Simulator: seeded {orders_seeded} orders ({seeded['lines_created']} lines) for "
+            f"supplier {supplier_id}. Some orders are split over several CI records that land on "
+            f"different pages; some lines sell SKU {UNMAPPED_SKU}, which has no alias yet."
+        )
+        # An editable copy of the shipped mappings in workdir/mappings (step 3 edits it).
+        account = make_account(sim, workdir, name="demo-us", backoff_seconds=0.1)
+        assert account.mappings_dir is not None
+        mappings_dir = account.mappings_dir
         pm = get_plugin_manager(load_entrypoints=False)
         pm.register(GrouponPlugin(), name="groupon")
         facade = ChannelFacade(pm)
@@ -209,6 +184,4 @@ def run_demo(
             f"{exported} of {len(sim_lines)} lines exported in CI, {duplicates} duplicates. "
             f"Files are in {workdir}."
         )
-    finally:
-        server.stop()
     return result
