@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any, TypeVar
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load
@@ -236,13 +237,19 @@ def _describe(messages: Any) -> str:
     return str(messages)
 
 
+@lru_cache(maxsize=32)
+def _schema_for(zone: tzinfo) -> TransactionSchema:
+    # Building a schema costs more than loading a row with it; one per time zone is reused.
+    return TransactionSchema(zone=zone)
+
+
 def parse_transaction(raw: Any, zone: tzinfo = UTC) -> Transaction | str:
     """Parse one row; never raises. Returns the :class:`Transaction` or a problem text that
     names the API fields and values at fault."""
     if not isinstance(raw, Mapping):
         return f"row is not an object: {raw!r:.80}"
     try:
-        result = TransactionSchema(zone=zone).load(dict(raw))
+        result = _schema_for(zone).load(dict(raw))
     except ValidationError as exc:
         tid = raw.get("transactionId")
         return f"transactionId={tid!r}: {_describe(exc.messages)}"
