@@ -453,12 +453,13 @@ class SimState:
                     )
                 seen.add(line_id)
                 parsed.append((record, order_date))
+            totals = self._order_totals(parsed)
             admitted: dict[str, bool] = {}
             accepted: list[tuple[dict[str, Any], datetime]] = []
             for record, order_date in parsed:
                 orderid = record["orderid"]
                 if orderid not in admitted:
-                    units, cents = self._order_totals(orderid, parsed)
+                    units, cents = totals[orderid]
                     admitted[orderid] = self._admit_order(account, units, cents, now)
                 if admitted[orderid]:
                     accepted.append((record, order_date))
@@ -476,15 +477,18 @@ class SimState:
 
     @staticmethod
     def _order_totals(
-        orderid: str, parsed: list[tuple[dict[str, Any], datetime]]
-    ) -> tuple[int, int]:
-        units = cents = 0
+        parsed: list[tuple[dict[str, Any], datetime]],
+    ) -> dict[str, tuple[int, int]]:
+        """(units, cents) per orderid over all parsed records, in one pass."""
+        totals: dict[str, tuple[int, int]] = {}
         for record, _ in parsed:
-            if record["orderid"] == orderid:
-                item = record["line_items"][0]
-                units += item["quantity"]
-                cents += round(float(item.get("unit_price") or 0) * 100) * item["quantity"]
-        return units, cents
+            item = record["line_items"][0]
+            units, cents = totals.get(record["orderid"], (0, 0))
+            totals[record["orderid"]] = (
+                units + item["quantity"],
+                cents + round(float(item.get("unit_price") or 0) * 100) * item["quantity"],
+            )
+        return totals
 
     @staticmethod
     def _check_record(i: int, record: Any) -> datetime:
