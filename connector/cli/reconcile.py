@@ -16,7 +16,6 @@ from connector.ops.reconcile import (
     HostView,
     HostViewError,
     ReconcileReport,
-    open_host_view,
     reconcile_account,
 )
 from connector.reference_host.host import HOST_DB_NAME
@@ -101,7 +100,7 @@ def reconcile(
     host: HostView | None = None
     try:
         if host_db is not None:
-            host = open_host_view(host_db)
+            host = HostView(host_db)
         for account in accounts:
             if account.channel != "groupon":
                 if account_name != "all":

@@ -27,11 +27,10 @@ still covers it).
 
 from __future__ import annotations
 
-import json
 import logging
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
@@ -41,7 +40,8 @@ from connector.errors import ChannelError, MappingError
 from connector.importer import CANCELLED_STATUSES, split_windows
 from connector.ledger import Ledger, LineRow, OutboxRow
 from connector.mappings import Mappings, load_mappings
-from connector.models import Account, HoldKind, LineOutcome, Parcel, Shipment, ShipmentLine
+from connector.models import Account, HoldKind, LineOutcome, Parcel, Shipment
+from connector.reference_host.store import parcels_from_json
 
 __all__ = [
     "CHECKS",
@@ -54,7 +54,6 @@ __all__ = [
     "HostViewError",
     "ReconcileClient",
     "ReconcileReport",
-    "open_host_view",
     "reconcile_account",
 ]
 
@@ -176,17 +175,7 @@ class HostView:
         out = []
         for r in rows:
             try:
-                raw = json.loads(r["parcels"])
-                parcels = tuple(
-                    Parcel(
-                        str(p["tracking_number"]),
-                        tuple(
-                            ShipmentLine(int(i["ci_lineitemid"]), int(i["quantity"]))
-                            for i in p["lines"]
-                        ),
-                    )
-                    for p in raw
-                )
+                parcels = parcels_from_json(r["parcels"])
             except (ValueError, KeyError, TypeError) as exc:
                 raise HostViewError(
                     f"host database {self.path}: shipment {r['shipment_id']!r} has unreadable"
@@ -194,14 +183,6 @@ class HostView:
                 ) from None
             out.append(HostShipment(str(r["shipment_id"]), r["courier"], r["service"], parcels))
         return out
-
-
-def open_host_view(path: Path) -> HostView:
-    """Open the reference host database at ``path`` read-only.
-
-    :raises HostViewError: the file is missing or unreadable.
-    """
-    return HostView(path)
 
 
 # --- findings and the report --------------------------------------------------------------
@@ -348,13 +329,14 @@ def reconcile_account(
 
     missing = _check_exported_missing(ci_lines, exported, ledger_lines, host_lines)
     unacked = _check_unacked(account, ledger_lines, host_lines, {f.ci_lineitemid for f in missing})
-    tracking = _check_tracking(
-        ledger, host.shipments(account.name) if host is not None else [], now, stale_minutes
-    )
+    host_shipments = host.shipments(account.name) if host is not None else []
+    tracking = _check_tracking(ledger, host_shipments, now, stale_minutes)
 
     if fix:
         loader = mappings_loader or (lambda a: load_mappings(a.mappings_dir))
-        healer = _Healer(account, client, ledger, loader, clock, report, ci_lines, host_lines)
+        healer = _Healer(
+            account, client, ledger, loader, clock, report, ci_lines, host_lines, host_shipments
+        )
         missing = healer.heal_missing(missing)
         unacked = healer.heal_unacked(unacked)
         tracking = healer.heal_tracking(tracking)
@@ -702,6 +684,7 @@ class _Healer:
         report: ReconcileReport,
         ci_lines: dict[int, _CILine],
         host_lines: dict[int, HostLine] | None,
+        host_shipments: list[HostShipment],
     ) -> None:
         self.account = account
         self.client = client
@@ -711,6 +694,7 @@ class _Healer:
         self.report = report
         self.ci_lines = ci_lines
         self.host_lines = host_lines or {}
+        self.host_shipments = host_shipments
         self._mappings: Mappings | None = None
 
     def _load_mappings(self) -> Mappings | None:
@@ -898,7 +882,7 @@ class _Healer:
 
         dispatcher = Dispatcher(self.account, self.client, self.ledger, mappings, self.clock)
         outcomes: dict[tuple[str, int | None, str | None], LineOutcome] = {}
-        by_id = {s.shipment_id: s for s in self._host_shipments() if s.shipment_id in wanted}
+        by_id = {s.shipment_id: s for s in self.host_shipments if s.shipment_id in wanted}
         for sid, hs in by_id.items():
             shipment = Shipment(sid, hs.courier, hs.parcels, hs.service)
             for r in dispatcher.dispatch(shipment):
@@ -909,14 +893,6 @@ class _Healer:
                 )
         return outcomes
 
-    def _host_shipments(self) -> list[HostShipment]:
-        if self.report.host_db is None:
-            return []
-        with HostView(self.report.host_db) as view:
-            return view.shipments(self.account.name)
-
 
 def _mark(finding: Finding, fixed: bool) -> Finding:
-    if not fixed:
-        return finding
-    return Finding(**{**finding.to_dict(), "fixed": True})
+    return replace(finding, fixed=True) if fixed else finding

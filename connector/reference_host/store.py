@@ -526,13 +526,7 @@ class HostStore:
                 courier=r["courier"],
                 service=r["service"],
                 shipped_at=datetime.fromisoformat(r["shipped_at"]) if r["shipped_at"] else None,
-                parcels=tuple(
-                    Parcel(
-                        p["tracking_number"],
-                        tuple(ShipmentLine(i["ci_lineitemid"], i["quantity"]) for i in p["lines"]),
-                    )
-                    for p in json.loads(r["parcels"])
-                ),
+                parcels=parcels_from_json(r["parcels"]),
             )
             for r in rows
         ]
@@ -582,3 +576,18 @@ class HostStore:
             "GROUP BY account, ci_lineitemid HAVING COUNT(*) > 1"
         ).fetchall()
         return [(str(r[0]), str(r[1]), int(r[2])) for r in rows]
+
+
+def parcels_from_json(text: str) -> tuple[Parcel, ...]:
+    """The ``parcels`` column of ``shipments`` back as :class:`Parcel` objects.
+
+    :raises ValueError, KeyError, TypeError: the JSON is not what :meth:`HostStore.create_shipment`
+        writes.
+    """
+    return tuple(
+        Parcel(
+            str(p["tracking_number"]),
+            tuple(ShipmentLine(int(i["ci_lineitemid"]), int(i["quantity"])) for i in p["lines"]),
+        )
+        for p in json.loads(text)
+    )
