@@ -40,7 +40,7 @@ from urllib3.util.retry import Retry
 
 from connector.errors import CIAuthError, CIBusinessError, CIProtocolError, CITransportError
 from connector.models import Account
-from connector.secrets import RedactingFilter, Secret, install_log_redaction, redact
+from connector.secrets import Secret, install_log_redaction, redact
 
 from .throttle import Throttle, shared_throttle
 
@@ -79,16 +79,6 @@ RETRY_STATUSES = (429, 500, 502, 503, 504)
 _AUTH_REASON = re.compile(
     r"(?i)token|credential|unauthori[sz]ed|authenticat|forbidden|access denied|"
     r"supplier[_ ]?id|api[_ ]?key|permission"
-)
-
-_REDACTED_LOGGERS = (
-    __name__,
-    "connector.ci",
-    "urllib3.connection",
-    "urllib3.connectionpool",
-    "urllib3.poolmanager",
-    "urllib3.response",
-    "urllib3.util.retry",
 )
 
 
@@ -311,7 +301,7 @@ class CIClient:
             token = Secret(token)
         if not isinstance(token, Secret):
             raise TypeError("token must be a connector.secrets.Secret")
-        _install_redaction()
+        install_log_redaction()
         if not re.match(r"^https?://[^/\s]+", base_url or ""):
             raise ValueError(f"base_url must be an http(s) URL, got {redact(repr(base_url))}")
         if api_version not in READ_VERSIONS:
@@ -785,13 +775,3 @@ def _text(value: Any, name: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"{name} must be a non-empty string, got {value!r}")
     return value.strip()
-
-
-def _install_redaction() -> None:
-    """The shared installer filters named loggers; a logger filter does not apply to records
-    of child loggers, so add it to the children that log URLs (and to ours) as well."""
-    install_log_redaction()
-    for name in _REDACTED_LOGGERS:
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, RedactingFilter) for f in logger.filters):
-            logger.addFilter(RedactingFilter())
