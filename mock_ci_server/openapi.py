@@ -13,6 +13,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from mock_ci_server.gpn.openapi import PATHS as GPN_PATHS
+
 CONTENT_TYPE = "text/json"  # what CI answers with (ShipWorks HAR), not application/json
 _REF = "#/components/schemas/"
 
@@ -381,11 +383,8 @@ def to_openapi30(node: Any) -> Any:
 
 
 def _gpn_paths() -> dict[str, Any]:
-    try:
-        from mock_ci_server.gpn.openapi import PATHS
-    except ImportError:  # the GPN part is optional for the CI document
-        return {}
-    paths: dict[str, Any] = to_openapi30(copy.deepcopy(PATHS))
+    # to_openapi30 rebuilds every dict and list, so the result shares nothing with PATHS.
+    paths: dict[str, Any] = to_openapi30(GPN_PATHS)
     return paths
 
 

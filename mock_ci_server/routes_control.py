@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 from datetime import timedelta
 from typing import Any
 
@@ -12,6 +11,7 @@ from marshmallow import Schema, ValidationError
 from mock_ci_server.carriers import UnknownRegionError
 from mock_ci_server.errors import ControlError
 from mock_ci_server.faults import FaultInjector
+from mock_ci_server.openapi import build_openapi
 from mock_ci_server.schemas import (
     AccountSchema,
     CancelSchema,
@@ -217,17 +217,4 @@ def get_config() -> Response:
 @blueprint.get("/openapi.json")
 def openapi() -> Response:
     """OpenAPI document of the real-API part (built by ``mock_ci_server.openapi``)."""
-    try:
-        module = importlib.import_module("mock_ci_server.openapi")
-    except ModuleNotFoundError as exc:
-        if exc.name != "mock_ci_server.openapi":
-            raise
-        # Until the OpenAPI module lands: a minimal, valid document.
-        return jsonify(
-            {
-                "openapi": "3.0.3",
-                "info": {"title": "CommerceInterface simulator", "version": "0"},
-                "paths": {},
-            }
-        )
-    return jsonify(module.build_openapi())
+    return jsonify(build_openapi())
