@@ -22,10 +22,9 @@ from connector.ops.sla import (
     SlaStatus,
     at_risk,
     cycle_time_report,
-    evaluate,
+    evaluate_account,
     parse_datetime,
     scans_reported_in,
-    sla_lines_from_rows,
 )
 
 __all__ = ["load_sla_rows", "parse_now", "render_table", "selected_accounts", "sla", "to_csv"]
@@ -171,16 +170,14 @@ def sla(
     table_rows: list[list[Any]] = []
     for account in selected_accounts(obj, account_name):
         try:
-            calendar, cutoff, tz = calendar_for_account(account)
+            tz = calendar_for_account(account)[2]  # the zone the table shows deadlines in
             rows = load_sla_rows(account)
-            lines = sla_lines_from_rows(rows, account=account.name)
+            # Once the host reports carrier events, a missing scan is late movement.
+            scans = scans_reported_in(rows)
+            statuses = evaluate_account(account, rows, now, within, scans_reported=scans)
         except (ConfigError, LedgerError, SlaInputError) as exc:
             raise click.ClickException(f"account {account.name!r}: {exc}") from None
-        # Once the host reports carrier events, a missing scan is late movement, not unknown.
-        scans = scans_reported_in(rows)
-        statuses = evaluate(
-            lines, calendar, now, cutoff, tz, auto_cancel_warn_days=within, scans_reported=scans
-        )
+        lines = [s.line for s in statuses]
         risky = {r.ci_lineitemid for r in at_risk(statuses, within)}
         shown = [
             s

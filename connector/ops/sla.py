@@ -42,6 +42,7 @@ __all__ = [
     "at_risk",
     "cycle_time_report",
     "evaluate",
+    "evaluate_account",
     "parse_datetime",
     "risks_for_account",
     "scans_reported_in",
@@ -390,16 +391,16 @@ def scans_reported_in(rows: Iterable[Mapping[str, Any]]) -> bool:
     )
 
 
-def risks_for_account(
+def evaluate_account(
     account: Account,
     rows: Iterable[Mapping[str, Any]],
     now: datetime,
     within_business_days: int = 2,
     *,
     scans_reported: bool | None = None,
-) -> list[SlaRisk]:
-    """What ``oms_sla_at_risk`` returns: ``rows`` (see :func:`sla_lines_from_rows`) judged with
-    the account's calendar, cut-off and zone.
+) -> list[SlaStatus]:
+    """``rows`` (see :func:`sla_lines_from_rows`) judged with the account's calendar, cut-off
+    and zone: one status per line, in row order.
 
     :param scans_reported: passed to :func:`evaluate`; ``None`` decides from the rows
         (:func:`scans_reported_in`).
@@ -410,15 +411,28 @@ def risks_for_account(
     if scans_reported is None:
         scans_reported = scans_reported_in(rows)
     calendar, cutoff, tz = calendar_for_account(account)
-    lines = sla_lines_from_rows(rows, account=account.name)
-    statuses = evaluate(
-        lines,
+    return evaluate(
+        sla_lines_from_rows(rows, account=account.name),
         calendar,
         now,
         cutoff,
         tz,
         auto_cancel_warn_days=within_business_days,
         scans_reported=scans_reported,
+    )
+
+
+def risks_for_account(
+    account: Account,
+    rows: Iterable[Mapping[str, Any]],
+    now: datetime,
+    within_business_days: int = 2,
+    *,
+    scans_reported: bool | None = None,
+) -> list[SlaRisk]:
+    """What ``oms_sla_at_risk`` returns: the at-risk lines of :func:`evaluate_account`."""
+    statuses = evaluate_account(
+        account, rows, now, within_business_days, scans_reported=scans_reported
     )
     return at_risk(statuses, within_business_days)
 
