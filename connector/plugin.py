@@ -368,9 +368,8 @@ class GrouponPlugin:
         if account.channel != CHANNEL:
             return None
         with self._using(account) as rt:
-            host_lines = {row.ci_lineitemid for row in rt.ledger.lines(HOST_STATES)}
             every = rows_from_ledger(rt.ledger, account)
-        rows = [row for row in every if row["ci_lineitemid"] in host_lines]
+        rows = [row for row in every if row["ledger_state"] in HOST_STATES]
         return risks_for_account(account, rows, now, scans_reported=scans_reported_in(every))
 
 

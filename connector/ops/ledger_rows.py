@@ -25,6 +25,7 @@ def rows_from_ledger(ledger: Ledger, account: Account) -> list[dict[str, Any]]:
     first delivery, ``None`` without one. A delivery with no scan reported before it counts as
     the first movement too (a delivered parcel has moved). Lines without an order date (broken
     payloads) fall back to the raw record's ``date`` and are skipped when it has none either.
+    ``ledger_state`` is the line's ledger state (not read by the SLA clock or the guard).
     """
     carrier = ledger.carrier_summary()
     accepted: dict[int, datetime] = {}
@@ -46,6 +47,7 @@ def rows_from_ledger(ledger: Ledger, account: Account) -> list[dict[str, Any]]:
                 "account": account.name,
                 "orderid": line.orderid,
                 "ci_lineitemid": line.ci_lineitemid,
+                "ledger_state": line.state,
                 "order_time": order_time,
                 "ship_by": line.ship_by,
                 "quantity": line.quantity,
