@@ -29,8 +29,12 @@ def is_business_day(day: date, region: str) -> bool:
     return day not in _holidays_for(country_for_region(region), day.year)
 
 
+@functools.cache
 def add_business_days(start: date, days: int, region: str) -> date:
-    """The date ``days`` business days after ``start`` (``start`` itself does not count)."""
+    """The date ``days`` business days after ``start`` (``start`` itself does not count).
+
+    Cached: a pure function of hashable arguments, called once per generated or seeded line.
+    """
     if days < 0:
         raise ValueError(f"days must be >= 0, got {days}")
     current = start

@@ -11,7 +11,7 @@ import uuid
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from mock_ci_server.businessdays import add_business_days
@@ -245,20 +245,8 @@ def _opp_id(rng: random.Random) -> str:
 
 def _ship_by(order_date: datetime, region: str) -> str:
     # Matches the captures: two business days after the order, at 10:59PM UTC.
-    day = _ship_by_day(order_date.date(), region)
+    day = add_business_days(order_date.date(), 2, region)
     return format_ci_datetime(datetime.combine(day, time(22, 59), tzinfo=UTC))
-
-
-_SHIP_BY_CACHE: dict[tuple[date, str], date] = {}
-
-
-def _ship_by_day(day: date, region: str) -> date:
-    key = (day, region)
-    found = _SHIP_BY_CACHE.get(key)
-    if found is None:
-        found = add_business_days(day, 2, region)
-        _SHIP_BY_CACHE[key] = found
-    return found
 
 
 def generate_orders(

@@ -12,7 +12,7 @@ import hmac
 import math
 import threading
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sortedcontainers import SortedList
@@ -209,16 +209,9 @@ class _SupplierIndex:
         self.tracking_use: dict[str, _TrackingUse] = {}
 
 
-_DEADLINE_CACHE: dict[tuple[date, str, int], date] = {}
-
-
 def _deadline(order_date: datetime, region: str, business_days: int) -> datetime:
     """Same time of day, ``business_days`` business days after the order date."""
-    key = (order_date.date(), region, business_days)
-    day = _DEADLINE_CACHE.get(key)
-    if day is None:
-        day = add_business_days(order_date.date(), business_days, region)
-        _DEADLINE_CACHE[key] = day
+    day = add_business_days(order_date.date(), business_days, region)
     return datetime.combine(day, order_date.timetz())
 
 
