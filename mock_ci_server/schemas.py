@@ -20,6 +20,7 @@ from marshmallow import (
 )
 
 from mock_ci_server.errors import InvalidDateWindow, InvalidParameter, MissingParameter
+from mock_ci_server.generator import PAGE_SIZE
 from mock_ci_server.state import TrackingRequest
 
 REQUEST_DATE_FORMAT = "%m/%d/%Y %H:%M"
@@ -393,7 +394,7 @@ def render_orders(
         "meta": {
             "no_of_pages": no_of_pages,
             "current_page": current_page,
-            "max_items_per_page": 250,
+            "max_items_per_page": PAGE_SIZE,
             "no_of_items": no_of_items,
         },
         "data": records,

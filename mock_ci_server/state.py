@@ -27,6 +27,7 @@ from mock_ci_server.errors import (
     UnknownLineItems,
 )
 from mock_ci_server.generator import (
+    CI_DATE_FORMAT,
     PAGE_SIZE,
     IdCounters,
     Knobs,
@@ -50,7 +51,6 @@ CANCEL_PARTIAL_BUSINESS_DAYS = 14
 MAX_TRACKING_NUMBERS_PER_ORDER = 6
 # The ship-to fields compared for a shared tracking number (phone is contact, not address).
 SHIP_TO_FIELDS = ("name", "address1", "address2", "city", "state", "zip", "country")
-CI_DATE_FORMAT = "%m/%d/%Y %I:%M%p UTC"
 _MASKED = "********"
 
 

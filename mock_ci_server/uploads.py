@@ -16,12 +16,13 @@ import csv
 import io
 import re
 from collections.abc import Iterator, Sequence
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from mock_ci_server.errors import InvalidCredentials, SimAPIError
+from mock_ci_server.generator import format_ci_datetime
 from mock_ci_server.state import LINE_STATUSES, SimState, TrackingRequest
 
 __all__ = [
@@ -442,5 +443,5 @@ def _xlsx_value(column: str, value: Any) -> Any:
     if column in _TEXT_EXPORT:
         return str(value)
     if isinstance(value, datetime):
-        return value.astimezone(UTC).strftime("%m/%d/%Y %I:%M%p UTC")
+        return format_ci_datetime(value)
     return value if isinstance(value, str | int | float) else str(value)
