@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 import click
@@ -20,11 +20,12 @@ from connector.ops.threshold import (
     ReviewReadiness,
     ThresholdReport,
     evaluate,
+    orders_delivered,
     review_readiness,
     sales_from_rows,
 )
 
-__all__ = ["load_sales_rows", "orders_delivered", "parse_events", "parse_warn", "threshold"]
+__all__ = ["load_sales_rows", "parse_events", "parse_warn", "threshold"]
 
 _CSV_FIELDS = (
     "account",
@@ -86,25 +87,6 @@ def parse_events(items: Sequence[str]) -> list[CycleEvent]:
             ) from None
         events.append(CycleEvent(at, CycleEventKind(kind.strip())))
     return events
-
-
-def orders_delivered(rows: Sequence[Mapping[str, Any]], since: datetime) -> tuple[int, int]:
-    """(delivered, total) orders placed since ``since`` that are not wholly cancelled.
-
-    An order counts as delivered when each of its non-cancelled lines has ``delivered_at``.
-    """
-    orders: dict[str, bool] = {}
-    for row in rows:
-        status = str(row.get("status") or "").lower()
-        if status in ("cancelled", "canceled", "refunded"):
-            continue
-        raw_time = row.get("order_time") or row.get("order_date")
-        if raw_time is None or parse_datetime(raw_time) < since:
-            continue
-        orderid = str(row.get("orderid"))
-        delivered = row.get("delivered_at") is not None
-        orders[orderid] = orders.get(orderid, True) and delivered
-    return sum(1 for done in orders.values() if done), len(orders)
 
 
 HELP = """Check units and sales of the current 30-day cycle against the merchant level.

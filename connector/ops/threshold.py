@@ -26,6 +26,7 @@ from connector.ops.sla import parse_datetime
 __all__ = [
     "CYCLE_LENGTH",
     "LEVEL_CAPS",
+    "NOT_SOLD_STATUSES",
     "CycleEvent",
     "CycleEventKind",
     "LevelCap",
@@ -35,6 +36,7 @@ __all__ = [
     "ThresholdReport",
     "ThresholdWarning",
     "evaluate",
+    "orders_delivered",
     "review_readiness",
     "sales_from_rows",
 ]
@@ -405,6 +407,14 @@ def review_readiness(
     )  # fmt: skip
 
 
+NOT_SOLD_STATUSES = frozenset({"cancelled", "canceled", "refunded"})
+"""Line statuses that count neither as sales nor as orders to deliver."""
+
+
+def _not_sold(row: Mapping[str, Any]) -> bool:
+    return str(row.get("status") or "").strip().lower() in NOT_SOLD_STATUSES
+
+
 def sales_from_rows(rows: Iterable[Mapping[str, Any]]) -> list[Sale]:
     """Sales from ledger-style rows: ``order_time`` (or ``order_date``), ``quantity`` and
     ``amount`` (or ``unit_price`` x ``quantity``). Cancelled lines are skipped.
@@ -416,8 +426,7 @@ def sales_from_rows(rows: Iterable[Mapping[str, Any]]) -> list[Sale]:
         where = f"row {index}"
         if row.get("ci_lineitemid") is not None:
             where += f" (ci_lineitemid {row['ci_lineitemid']})"
-        status = str(row.get("status") or "").strip().lower()
-        if status in ("cancelled", "canceled", "refunded"):
+        if _not_sold(row):
             continue
         raw_time = row.get("order_time") or row.get("order_date")
         if raw_time is None:
@@ -448,3 +457,21 @@ def sales_from_rows(rows: Iterable[Mapping[str, Any]]) -> list[Sale]:
             ) from None
         out.append(Sale(at, units, amount))
     return out
+
+
+def orders_delivered(rows: Iterable[Mapping[str, Any]], since: datetime) -> tuple[int, int]:
+    """(delivered, total) orders placed since ``since`` that are not wholly cancelled.
+
+    An order counts as delivered when each of its non-cancelled lines has ``delivered_at``.
+    """
+    orders: dict[str, bool] = {}
+    for row in rows:
+        if _not_sold(row):
+            continue
+        raw_time = row.get("order_time") or row.get("order_date")
+        if raw_time is None or parse_datetime(raw_time) < since:
+            continue
+        orderid = str(row.get("orderid"))
+        delivered = row.get("delivered_at") is not None
+        orders[orderid] = orders.get(orderid, True) and delivered
+    return sum(1 for done in orders.values() if done), len(orders)
