@@ -26,7 +26,7 @@ from typing import Any, Protocol, cast
 from connector.ci.schemas import ParsedRecord, RecordProblem, parse_record
 from connector.crashpoints import crashpoint
 from connector.errors import CIAuthError, CIBusinessError, CIError
-from connector.ledger import Ledger, LineRow
+from connector.ledger import HOST_STATES, UNCONFIRMED_STATES, Ledger, LineRow
 from connector.mappings import Mappings
 from connector.models import (
     Account,
@@ -59,10 +59,6 @@ CANCELLED_STATUSES = frozenset({"cancelled", "canceled"})
 
 WATCH_DAYS = 30
 """How far back open lines are re-read for cancellations (auto-cancel comes after 7/14 BD)."""
-
-_UNCONFIRMED = ("staged", "held", "delivered")
-_HANDED_OVER = ("delivered", "stored", "acked")
-"""Line states the host was handed: only these are reported as cancellations."""
 
 
 class OrdersPageLike(Protocol):
@@ -308,7 +304,7 @@ class Importer:
                             round_no,
                         )
                     )
-                elif row.state in _UNCONFIRMED:
+                elif row.state in UNCONFIRMED_STATES:
                     bad_refreshes.append((text, problem, round_no, stamp, lid))
                 else:
                     statuses.append(
@@ -345,7 +341,7 @@ class Importer:
             detected = row.cancel_detected_at
             if status in CANCELLED_STATUSES and status != row.ci_status and detected is None:
                 detected = stamp
-            if row.state in _UNCONFIRMED:
+            if row.state in UNCONFIRMED_STATES:
                 # Not yet confirmed by the host: keep the latest payload for re-evaluation.
                 refreshes.append(
                     (
@@ -417,7 +413,7 @@ class Importer:
     ) -> Order | None:
         live: list[LineRow] = []
         for row in rows:
-            if row.state not in _UNCONFIRMED:
+            if row.state not in UNCONFIRMED_STATES:
                 continue
             if row.ci_status in CANCELLED_STATUSES:
                 if row.state != "delivered":
@@ -576,7 +572,7 @@ class Importer:
                 row = known.get(lid)
                 if row is None or row.ci_status not in CANCELLED_STATUSES:
                     result = LineResult(lid, LineOutcome.REJECTED, "not reported as cancelled")
-                elif row.state not in _HANDED_OVER:
+                elif row.state not in HOST_STATES:
                     # Cancelled before the host ever had it: dropped, never reported.
                     result = LineResult(
                         lid,

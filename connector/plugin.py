@@ -23,7 +23,7 @@ from connector import __version__, hookimpl
 from connector.dispatcher import Dispatcher
 from connector.errors import ChannelError, MappingError
 from connector.importer import Importer
-from connector.ledger import Ledger, LineRow, open_ledger
+from connector.ledger import HOST_STATES, Ledger, LineRow, open_ledger
 from connector.mappings import Mappings, MappingsCache
 from connector.models import (
     Account,
@@ -83,12 +83,6 @@ def _default_client(account: Account) -> CIPort:
     from connector.ci.client import CIClient
 
     return CIClient.for_account(account)
-
-
-HOST_STATES = ("delivered", "stored", "acked")
-"""Ledger states of lines the host has been handed (the lines SLA risks and carrier events are
-accepted for). A ledger line in state ``cancelled`` was cancelled *before* it was handed over;
-a line Groupon cancels later keeps its state and carries the CI status instead."""
 
 
 _NO_MAPPINGS = Mappings.from_tables({})

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
+from connector.importer import CANCELLED_STATUSES
 from connector.ledger import Ledger, LineRow, OutboxRow
 from connector.mappings import Mappings
 from connector.models import Account, HoldKind
@@ -181,7 +182,7 @@ class Preflight:
         lid = cand.ci_lineitemid
         if line is None:
             return _fail(cand, None, f"line {lid} is not known to this account's ledger")
-        if line.state in ("cancelled",) or line.ci_status in ("cancelled", "canceled"):
+        if line.state in ("cancelled",) or line.ci_status in CANCELLED_STATUSES:
             return _fail(cand, line, f"line {lid} is cancelled in CI: no tracking may be sent")
         if line.state not in ("stored", "acked"):
             return _fail(

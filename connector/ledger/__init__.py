@@ -7,6 +7,7 @@ package so another database can follow.
 from __future__ import annotations
 
 from connector.ledger.sqlite import (
+    HOST_STATES,
     LINE_STATES,
     OUTBOX_STATES,
     UNCONFIRMED_STATES,
@@ -21,6 +22,7 @@ from connector.ledger.sqlite import (
 from connector.models import Account
 
 __all__ = [
+    "HOST_STATES",
     "LINE_STATES",
     "OUTBOX_STATES",
     "UNCONFIRMED_STATES",

@@ -27,6 +27,7 @@ from connector.models import CarrierEvent, HeldLine, HoldKind
 from connector.secrets import redact
 
 __all__ = [
+    "HOST_STATES",
     "LINE_STATES",
     "OUTBOX_STATES",
     "UNCONFIRMED_STATES",
@@ -90,6 +91,11 @@ class LedgerVersionError(LedgerError):
 
 UNCONFIRMED_STATES = ("staged", "held", "delivered")
 """Line states not yet confirmed by the host (re-evaluated every import round)."""
+
+HOST_STATES = ("delivered", "stored", "acked")
+"""Line states of lines the host has been handed (the lines SLA risks and carrier events are
+accepted for, and the only ones reported as cancellations). A ledger line in state ``cancelled`` was cancelled *before* it was handed over;
+a line Groupon cancels later keeps its state and carries the CI status instead."""
 
 _CANCELLED = ("cancelled", "canceled")
 
