@@ -608,11 +608,6 @@ class SimState:
         # Assumed: a cancelled line leaves the default (un-exported) listing.
         self._index[line.supplier_id].unexported.discard(line.seq)
 
-    def sweep(self) -> list[int]:
-        """Apply auto-cancel up to the clock's now; returns the cancelled line ids."""
-        with self._lock:
-            return self._sweep(self.clock.now())
-
     def set_clock(self, dt: datetime) -> dict[str, Any]:
         """Set (and freeze) the clock, then auto-cancel what is due."""
         with self._lock:

@@ -12,7 +12,7 @@ import random
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -374,8 +374,3 @@ class GPNStore:
                 }
             out["clients"] = clients
             return out
-
-
-def utc(dt: datetime) -> datetime:
-    """``dt`` as aware UTC (naive values are taken as UTC)."""
-    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
