@@ -49,9 +49,6 @@ log = logging.getLogger("connector.plugin")
 
 CHANNEL = "groupon"
 
-AUTO_CANCEL_BUSINESS_DAYS = 7
-"""Groupon auto-cancels lines without tracking after 7 business days."""
-
 
 class MappingsUnavailable(ChannelError):
     """The mapping CSVs could not be loaded; nothing was imported or sent this cycle."""

@@ -94,10 +94,9 @@ UNCONFIRMED_STATES = ("staged", "held", "delivered")
 
 HOST_STATES = ("delivered", "stored", "acked")
 """Line states of lines the host has been handed (the lines SLA risks and carrier events are
-accepted for, and the only ones reported as cancellations). A ledger line in state ``cancelled`` was cancelled *before* it was handed over;
-a line Groupon cancels later keeps its state and carries the CI status instead."""
-
-_CANCELLED = ("cancelled", "canceled")
+accepted for, and the only ones reported as cancellations). A ledger line in state
+``cancelled`` was cancelled *before* it was handed over; a line Groupon cancels later keeps its
+state and carries the CI status instead."""
 
 # Columns of the evaluation read: the raw record only when no parsed form exists (pre-v3 rows).
 _EVAL_COLUMNS = (
@@ -519,14 +518,6 @@ class Ledger:
             (kind.value, reason, _iso(now), kind.value, _iso(now), ci_lineitemid),
         )
 
-    def release_line(self, ci_lineitemid: int, now: datetime) -> None:
-        """Clear a line's hold."""
-        self._exec(
-            "UPDATE lines SET hold_kind = NULL, hold_reason = '', held_since = NULL,"
-            " updated_at = ? WHERE ci_lineitemid = ?",
-            (_iso(now), ci_lineitemid),
-        )
-
     def get_line(self, ci_lineitemid: int) -> LineRow | None:
         """One line, or None if the ledger never saw it."""
         return self.get_lines([ci_lineitemid]).get(ci_lineitemid)
@@ -546,22 +537,6 @@ class Ledger:
             )
             found.update((r["ci_lineitemid"], _line_from(r)) for r in rows)
         return found
-
-    def lines_of_orders(self, orderids: Iterable[str]) -> dict[str, list[LineRow]]:
-        """Every known line of each order id, grouped by order."""
-        wanted = list(dict.fromkeys(orderids))
-        grouped: dict[str, list[LineRow]] = {}
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            rows = self._query(
-                f"SELECT * FROM lines WHERE orderid IN ({marks})"  # noqa: S608
-                " ORDER BY ci_lineitemid",
-                chunk,
-            )
-            for r in rows:
-                grouped.setdefault(r["orderid"], []).append(_line_from(r))
-        return grouped
 
     def lines(self, states: Iterable[str] | None = None) -> Iterator[LineRow]:
         """Every line (optionally only in ``states``), with accepted tracking numbers.
@@ -584,16 +559,6 @@ class Ledger:
             )
         for r in rows:
             yield _line_from(r, tuple(tracking.get(r["ci_lineitemid"], ())))
-
-    def orderids_in_states(self, states: Iterable[str]) -> list[str]:
-        """Distinct order ids having at least one line in ``states``."""
-        wanted = list(states)
-        marks = ",".join("?" * len(wanted))
-        rows = self._query(
-            f"SELECT DISTINCT orderid FROM lines WHERE state IN ({marks})",  # noqa: S608
-            wanted,
-        )
-        return [r["orderid"] for r in rows]
 
     def log_ack(self, ci_lineitemid: int, outcome: str, now: datetime, reason: str = "") -> None:
         """Append to the acknowledgement log."""
