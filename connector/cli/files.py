@@ -110,11 +110,11 @@ def tracking_upload(
         raise click.ClickException(redact(str(exc))) from None
     try:
         rows = eligible_for_upload(ledger.outbox_rows(states=UPLOADABLE_STATES))
-        lines = ledger.get_lines(r.ci_lineitemid for r in rows)
-        skus = {lid: line.sku for lid, line in lines.items()}
         if not rows:
             say(f"account {account.name}: no pending tracking rows to write; {out} not written")
             return
+        lines = ledger.get_lines((r.ci_lineitemid for r in rows), light=True)  # only the SKU
+        skus = {lid: line.sku for lid, line in lines.items()}
         if mark_sent:
             now = datetime.now(UTC)
             written = False
