@@ -5,13 +5,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
 
+from connector.cli import render_table
 from connector.cli.context import CliContext, say
 from connector.config import GPN_TOKEN_KEY
 from connector.errors import ConfigError, GPNError
@@ -114,12 +114,6 @@ def _when(text: str, zone: tzinfo, option: str, *, end_of_day: bool) -> datetime
     return parsed.replace(tzinfo=zone) if parsed.tzinfo is None else parsed
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    from connector.cli import render_table  # the CLI's shared table layout
-
-    return render_table(headers, rows)
-
-
 def _print_table(result: TransactionsResult, summary: bool, zone: tzinfo, label: str) -> None:
     rows = [
         [
@@ -136,7 +130,7 @@ def _print_table(result: TransactionsResult, summary: bool, zone: tzinfo, label:
         for t in result.transactions
     ]
     headers = ["id", "type", "status", f"date ({label})", f"modified ({label})", "order", "gross"]
-    say(_table([*headers, "payable", "cur"], rows))
+    say(render_table([*headers, "payable", "cur"], rows))
     say(
         f"{len(result.transactions)} transaction(s); {result.rows_read} row(s) read in "
         f"{len(result.windows)} window(s)"
@@ -145,7 +139,7 @@ def _print_table(result: TransactionsResult, summary: bool, zone: tzinfo, label:
         totals = result.totals()
         say("")
         say(
-            _table(
+            render_table(
                 ["type/status", "count", "payable", "cur"],
                 [[k, v["count"], str(v["payable"]), v["currency"]] for k, v in totals.items()],
             )
