@@ -33,6 +33,7 @@ __all__ = [
     "page_stats",
     "run_child",
     "running_simulator",
+    "unexported_count",
 ]
 
 SUPPLIER_ID = "77001"
@@ -123,9 +124,10 @@ def running_simulator(lines: int, seed: int = SEED) -> Iterator[SeededSim]:
         server.stop()
 
 
-def unexported_count(sim: SeededSim) -> int:
-    """Lines the simulator still lists as not exported."""
-    return int(sim.state.get_orders(sim.supplier_id, sim.token, 1).no_of_items)
+def unexported_count(state: Any, supplier_id: str, token: str) -> int:
+    """Lines the simulator still lists as not exported (and not cancelled): the size of its
+    un-exported index, read in process without building any record."""
+    return int(state.get_orders(supplier_id, token, 1).no_of_items)
 
 
 def listing_pages(sim: SeededSim) -> list[list[dict[str, Any]]]:
@@ -335,14 +337,14 @@ def measure_import(
                 token=sim.token,
                 workdir=Path(tmp),
             )
-            left = unexported_count(sim)
+            left = unexported_count(sim.state, sim.supplier_id, sim.token)
     if with_floor:
         progress(f"import {lines:,}: floor child (fresh, identically seeded simulator)")
         with running_simulator(lines) as sim:
             floor = run_child(
                 import_floor_child, url=sim.url, supplier_id=sim.supplier_id, token=sim.token
             )
-            floor_left = unexported_count(sim)
+            floor_left = unexported_count(sim.state, sim.supplier_id, sim.token)
         if int(floor["lines"]) != lines or floor_left != 0:
             raise ChildError(f"import floor saw {floor['lines']} lines, {floor_left} left")
     return ImportRun(

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmarks.bench_import import unexported_count
 from benchmarks.crash_worker import ACCOUNT_NAME, EXIT_IDLE, EXIT_WORKED, HOST_DB
 from connector.crashpoints import ENV_VAR, POINTS
 from connector.errors import LedgerError
@@ -271,8 +272,7 @@ class _Harness:
         self.result.lines_seeded += out["lines_created"]
 
     def unexported(self) -> int:
-        lines = self.state.get_state(SUPPLIER_ID)["lines"]
-        return sum(1 for ln in lines if not ln["exported"] and ln["status"] != "cancelled")
+        return unexported_count(self.state, SUPPLIER_ID, self.token)
 
     # -- rounds --------------------------------------------------------------------------------
 
