@@ -33,6 +33,7 @@ from connector.errors import ChannelError
 from mock_ci_server.app import create_app
 from mock_ci_server.state import SimState
 from mock_ci_server.transport import InProcessTransport
+from tests.connector.fakes import ci_date
 from tests.e2e._support import StepClock, make_account, make_rig
 
 if TYPE_CHECKING:
@@ -43,10 +44,6 @@ BASE_URL = "http://ci.invalid"
 GOOD = {"5001": (101,), "5002": (102,), "5003": (103,)}
 VICTIM, VA, VB = "5009", 901, 902
 ORDER_DATE = datetime(2024, 3, 4, 9, 15, tzinfo=UTC)
-
-
-def ci_date(when: datetime) -> str:
-    return when.strftime("%m/%d/%Y %I:%M%p UTC")
 
 
 def make_record(orderid: str, lid: int, **customer: Any) -> dict[str, Any]:

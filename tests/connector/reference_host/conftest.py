@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pluggy
@@ -29,6 +30,8 @@ from connector.models import (
     SlaRisk,
     StoredOrder,
 )
+from connector.reference_host.facade import ChannelFacade
+from connector.reference_host.host import ReferenceHost
 from connector.reference_host.plugins import get_plugin_manager
 from connector.secrets import Secret
 
@@ -299,3 +302,10 @@ class Kit:
 @pytest.fixture
 def kit() -> type[Kit]:
     return Kit
+
+
+@pytest.fixture
+def host(tmp_path: Path, pm: pluggy.PluginManager, kit: Any) -> Iterator[ReferenceHost]:
+    """A reference host on ``pm`` (the fake channels), its clock fixed at ``kit.T0``."""
+    with ReferenceHost(tmp_path / "host.sqlite3", ChannelFacade(pm), clock=lambda: kit.T0) as h:
+        yield h

@@ -20,12 +20,6 @@ from connector.reference_host.facade import ChannelFacade, NoChannelPlugin
 from connector.reference_host.host import SYNC_STAGES, ReferenceHost
 
 
-@pytest.fixture
-def host(tmp_path: Path, pm: pluggy.PluginManager, kit: Any) -> Any:
-    with ReferenceHost(tmp_path / "host.sqlite3", ChannelFacade(pm), clock=lambda: kit.T0) as h:
-        yield h
-
-
 def test_lifecycle_order_import_store_ack_flush(
     host: ReferenceHost, fake: Any, kit: Any, pm: pluggy.PluginManager
 ) -> None:

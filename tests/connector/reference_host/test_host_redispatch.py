@@ -8,23 +8,11 @@ the shipment and cleared after ``oms_dispatch`` returned; ``sync`` re-sends what
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-import pluggy
-import pytest
-
 from connector.models import LineOutcome, Shipment
-from connector.reference_host.facade import ChannelFacade
 from connector.reference_host.host import ReferenceHost
-
-
-@pytest.fixture
-def host(tmp_path: Path, pm: pluggy.PluginManager, kit: Any) -> Iterator[ReferenceHost]:
-    with ReferenceHost(tmp_path / "host.sqlite3", ChannelFacade(pm), clock=lambda: kit.T0) as h:
-        yield h
 
 
 def test_shipment_committed_but_never_dispatched_is_sent_by_the_next_sync(
