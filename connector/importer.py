@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -101,8 +101,8 @@ def split_windows(start: datetime, end: datetime, hours: int) -> list[tuple[date
     return windows
 
 
-def _record_key(raw: Mapping[str, Any]) -> str:
-    text = _record_text(raw)
+def _record_key(text: str) -> str:
+    """Key of a record by its stored text (:func:`_record_text`)."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
@@ -253,7 +253,7 @@ class Importer:
             text = _record_text(raw)
             if isinstance(result, RecordProblem):
                 if not result.ci_lineitemids:
-                    problems.append((_record_key(raw), result.orderid, result.reason))
+                    problems.append((_record_key(text), result.orderid, result.reason))
                 for lid in result.ci_lineitemids:
                     items.append((lid, None, text, result.orderid, result.reason))
                 continue
