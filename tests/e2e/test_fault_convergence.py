@@ -142,17 +142,13 @@ def test_sync_and_dispatch_converge_under_faults(tmp_path: Path) -> None:
             ledger = rig.plugin.ledger_for(account)
             pending = ledger.pending_outbox()
             unacked = list(ledger.lines(("staged", "held", "delivered", "stored")))
+            host_lines = rig.host.store.count_lines(account.name)
+            still_open = len(rig.host.store.open_lines(account.name))
             print(
-                f"cycle {_cycle}: host lines {rig.host.store.count_lines(account.name)}, "
-                f"unacked {len(unacked)}, outbox {len(pending)}, "
-                f"open {len(rig.host.store.open_lines(account.name))}, errors {len(sync_errors)}"
+                f"cycle {_cycle}: host lines {host_lines}, unacked {len(unacked)}, "
+                f"outbox {len(pending)}, open {still_open}, errors {len(sync_errors)}"
             )
-            if (
-                rig.host.store.count_lines(account.name) == LINES
-                and not unacked
-                and not pending
-                and not rig.host.store.open_lines(account.name)
-            ):
+            if host_lines == LINES and not unacked and not pending and not still_open:
                 break
         else:
             pytest.fail(f"no convergence after {MAX_CYCLES} cycles; errors: {sync_errors[-5:]}")
