@@ -41,14 +41,12 @@ def _quiet(_msg: str) -> None:
 
 
 def ups_number(serial: int) -> str:
-    """A UPS 1Z number (service 03) that passes the connector's own format/check-digit test."""
-    from connector.tracking_formats import check_tracking_number
+    """A valid UPS 1Z number for ``serial``: the crash worker's ``ups_tracking_number``."""
+    # Imported here (as the check it replaces was): benchmark children that import this
+    # module must not load the crash worker's connector imports with it.
+    from benchmarks.crash_worker import ups_tracking_number
 
-    body = f"1Z999AA103{serial % 10**7:07d}"
-    for digit in "0123456789":
-        if check_tracking_number(CARRIER, body + digit).valid:
-            return body + digit
-    raise ValueError(f"no valid UPS check digit for {body}")
+    return ups_tracking_number(serial)
 
 
 def shipment_plan(pages: Sequence[Sequence[dict[str, Any]]]) -> list[dict[str, Any]]:
