@@ -276,6 +276,17 @@ def _outbox_from(row: sqlite3.Row) -> OutboxRow:
     )
 
 
+_IN_CHUNK = 500
+"""Values per ``IN (...)`` query, well under SQLite's bound-parameter limit."""
+
+
+def _in_chunks(values: Sequence[Any]) -> Iterator[tuple[list[Any], str]]:
+    """``values`` in slices of :data:`_IN_CHUNK`, each with its ``?,?,...`` placeholders."""
+    for start in range(0, len(values), _IN_CHUNK):
+        chunk = list(values[start : start + _IN_CHUNK])
+        yield chunk, ",".join("?" * len(chunk))
+
+
 def _to_sql(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
@@ -528,9 +539,7 @@ class Ledger:
         wanted = list(dict.fromkeys(ids))
         found: dict[int, LineRow] = {}
         columns = _LIGHT_COLUMNS if light else "*"
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start : start + 500]
-            marks = ",".join("?" * len(chunk))
+        for chunk, marks in _in_chunks(wanted):
             rows = self._query(
                 f"SELECT {columns} FROM lines WHERE ci_lineitemid IN ({marks})",  # noqa: S608
                 chunk,
@@ -618,9 +627,7 @@ class Ledger:
         """Staging view of the known lines among ``ids`` (no JSON decoded)."""
         wanted = list(dict.fromkeys(ids))
         found: dict[int, KnownLine] = {}
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start : start + 500]
-            marks = ",".join("?" * len(chunk))
+        for chunk, marks in _in_chunks(wanted):
             for r in self._query(
                 "SELECT ci_lineitemid, state, ci_status, cancel_detected_at, seen_round"  # noqa: S608
                 f" FROM lines WHERE ci_lineitemid IN ({marks})",
@@ -670,9 +677,7 @@ class Ledger:
         for rows that have no parsed form (staged before schema v3)."""
         grouped: dict[str, list[LineRow]] = {}
         wanted = list(dict.fromkeys(orderids))
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start : start + 500]
-            marks = ",".join("?" * len(chunk))
+        for chunk, marks in _in_chunks(wanted):
             for r in self._query(
                 f"SELECT {_EVAL_COLUMNS} FROM lines WHERE orderid IN ({marks})"  # noqa: S608
                 " ORDER BY ci_lineitemid",
@@ -700,9 +705,7 @@ class Ledger:
 
     def end_evaluation(self, orderids: Sequence[str]) -> None:
         """These orders were evaluated in this round (whatever the outcome)."""
-        for start in range(0, len(orderids), 500):
-            chunk = list(orderids[start : start + 500])
-            marks = ",".join("?" * len(chunk))
+        for chunk, marks in _in_chunks(orderids):
             self._exec(
                 f"UPDATE lines SET pending_eval = 0 WHERE pending_eval = 1"  # noqa: S608
                 f" AND orderid IN ({marks})",
@@ -954,9 +957,7 @@ class Ledger:
         """Ordered quantity of each known line among ``ids`` (no JSON decoded)."""
         wanted = list(dict.fromkeys(ids))
         found: dict[int, int] = {}
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start : start + 500]
-            marks = ",".join("?" * len(chunk))
+        for chunk, marks in _in_chunks(wanted):
             for r in self._query(
                 f"SELECT ci_lineitemid, quantity FROM lines WHERE ci_lineitemid IN ({marks})",  # noqa: S608
                 chunk,
