@@ -530,6 +530,12 @@ _OPTION_CHECKS: dict[str, Callable[[Any], str | None]] = {
     "cutoff": _check_cutoff,
     "timezone": _check_timezone,
     "closures": _check_dates,
+    "max_response_bytes": _range(1024, 1024 * 1024 * 1024),
+    "call_deadline_seconds": lambda v: None if v > 0 else f"must be more than 0, not {v!r}",
+    "sync_deadline_seconds": lambda v: None if v > 0 else f"must be more than 0, not {v!r}",
+    "max_pages_per_listing": _at_least(1),
+    "max_items_per_listing": _at_least(1),
+    "window_catchup_minutes": _at_least(0),
 }
 
 

@@ -10,6 +10,7 @@ __all__ = [
     "CIAuthError",
     "CIBusinessError",
     "CIError",
+    "CILimitError",
     "CIProtocolError",
     "CITransportError",
     "ChannelError",
@@ -48,6 +49,12 @@ class CITransportError(CIError):
 class CIProtocolError(CIError):
     """CI answered, but not with the JSON envelope it documents (HTML page, truncated JSON,
     no ``success`` key). Treated as transient: proxies and outages produce these."""
+
+
+class CILimitError(CIProtocolError):
+    """CI's answer broke one of the client's sanity caps (response bytes, pages or items per
+    listing, deadline of a read). Not retried: the message names the cap and the account
+    option that sets it."""
 
 
 class CIBusinessError(CIError):

@@ -73,6 +73,14 @@ class AccountOptions:
     :ivar cutoff: local cut-off time ``HH:MM`` for the 1-business-day tracking deadline.
     :ivar timezone: IANA zone of the cut-off (Groupon's vendor article uses US Central).
     :ivar closures: extra non-business dates (ISO ``YYYY-MM-DD``), e.g. warehouse closures.
+    :ivar max_response_bytes: cap of one CI answer, on the wire and decompressed.
+    :ivar call_deadline_seconds: overall deadline of one CI call (attempts, retries, sleeps).
+    :ivar sync_deadline_seconds: overall deadline of one import's reading of CI (all listings).
+    :ivar max_pages_per_listing: most pages one ``get_orders`` listing may have.
+    :ivar max_items_per_listing: most records one ``get_orders`` listing may have.
+    :ivar window_catchup_minutes: in window mode, also read the un-exported listing when the
+        last such catch-up is at least this old (0 = every import), so an order dated before
+        the windows (back-dated, late, a clock change) is still imported.
     """
 
     import_delay_minutes: int = 0
@@ -95,6 +103,13 @@ class AccountOptions:
     cutoff: str = "17:00"
     timezone: str = "America/Chicago"
     closures: tuple[str, ...] = ()
+    # Hostile-world caps of the CI client (issue 9); see docs/reliability.md.
+    max_response_bytes: int = 8 * 1024 * 1024
+    call_deadline_seconds: float = 120.0
+    sync_deadline_seconds: float = 1800.0
+    max_pages_per_listing: int = 400
+    max_items_per_listing: int = 100_000
+    window_catchup_minutes: int = 60
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,10 +8,18 @@ few times here, since urllib3 cannot see them.
 
 The token rides in the query string of every GET. It never appears in an exception message, a
 log line (ours are redacted; urllib3's are filtered), ``repr(client)`` or :attr:`CIClient.stats`.
+
+Hostile answers are bounded (:mod:`connector.ci.bounded`): redirects are never followed (a 3xx
+is a protocol error naming only the Location host, so the token goes nowhere but the configured
+host); the body is capped at ``max_response_bytes`` on the wire and decompressed; every call
+has an overall deadline (attempts, retries and backoff sleeps together) and :meth:`budget`
+gives a whole read one more; a listing stops with :class:`CILimitError` past ``max_pages`` or
+``max_items``. ``max_retries = 0`` means exactly one request per call.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -23,7 +31,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, cast
+from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -38,10 +47,28 @@ from urllib3.exceptions import (
 from urllib3.response import BaseHTTPResponse
 from urllib3.util.retry import Retry
 
-from connector.errors import CIAuthError, CIBusinessError, CIProtocolError, CITransportError
+from connector.errors import (
+    CIAuthError,
+    CIBusinessError,
+    CILimitError,
+    CIProtocolError,
+    CITransportError,
+)
 from connector.models import Account
 from connector.secrets import Secret, install_log_redaction, redact
 
+from .bounded import (
+    ACCEPT_ENCODING,
+    BodyBroken,
+    BodyTooLarge,
+    BoundedAdapter,
+    CallGuard,
+    DeadlineExceeded,
+    UnsupportedEncoding,
+    current_guard,
+    location_host,
+    read_body,
+)
 from .throttle import Throttle, shared_throttle
 
 __all__ = [
@@ -73,6 +100,18 @@ READ_VERSIONS = frozenset({"v2", "v3", "v4"})
 WRITE_VERSIONS = frozenset({"v2", "v4"})  # v3 documents no write endpoint
 
 RETRY_STATUSES = (429, 500, 502, 503, 504)
+
+MAX_RESPONSE_BYTES = 8 * 1024 * 1024
+"""Default cap of one answer, on the wire and decompressed (a full 250-line page is ~0.5 MB)."""
+
+CALL_DEADLINE = 120.0
+"""Default overall deadline of one call, seconds (all attempts, retries and sleeps)."""
+
+MAX_PAGES = 400
+"""Default cap of pages read in one listing (100,000 lines at 250 a page)."""
+
+MAX_ITEMS = 100_000
+"""Default cap of records read in one listing."""
 
 # Reasons CI gives when the supplier id / token pair is wrong. Evidence is thin (ci-api.md §4),
 # so this is deliberately broad about credentials and narrow about anything else.
@@ -251,6 +290,15 @@ class _ProtocolProblem(Exception):
     """Internal: the answer was not CI's JSON envelope (retried, then CIProtocolError)."""
 
 
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """An HTTP answer read whole, within the caps."""
+
+    status: int
+    headers: Mapping[str, str]
+    content: bytes
+
+
 class _BrokenAnswer(Exception):
     """Internal: the connection broke while the answer's body was being read (urllib3 had
     already returned the response, so its ``Retry`` never sees this); retried like a protocol
@@ -274,7 +322,13 @@ class CIClient:
     :param session: a ``requests.Session`` to use; if its adapter for ``base_url`` is a plain,
         retry-less ``HTTPAdapter``, the client mounts its own retrying adapter for that prefix,
         otherwise the session is used as is. The client never closes a session it was given.
-    :param protocol_retries: extra attempts after an answer that is not CI's JSON envelope.
+    :param protocol_retries: extra attempts after an answer that is not CI's JSON envelope or
+        whose body was cut off; default ``min(2, max_retries)`` (so ``max_retries=0`` makes
+        exactly one request).
+    :param max_response_bytes: cap of one answer, on the wire and decompressed.
+    :param call_deadline: overall deadline of one call in seconds (attempts, retries, sleeps).
+    :param max_pages: most pages one listing may have (checked on page 1's counters too).
+    :param max_items: most records one listing may have.
     :param retry_after_cap: longest ``Retry-After`` honoured, seconds.
     :param sleep: sleep function for backoffs (tests inject a recorder).
     :param throttle: an explicit throttle (overrides ``requests_per_second``).
@@ -292,10 +346,14 @@ class CIClient:
         backoff: float = 0.5,
         requests_per_second: float = 0.0,
         session: requests.Session | None = None,
-        protocol_retries: int = 2,
+        protocol_retries: int | None = None,
         retry_after_cap: float = RETRY_AFTER_CAP,
         sleep: Callable[[float], None] = time.sleep,
         throttle: Throttle | None = None,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
+        call_deadline: float = CALL_DEADLINE,
+        max_pages: int = MAX_PAGES,
+        max_items: int = MAX_ITEMS,
     ) -> None:
         if isinstance(token, str):
             token = Secret(token)
@@ -310,8 +368,14 @@ class CIClient:
             )
         if not str(supplier_id).strip():
             raise ValueError("supplier_id must not be empty")
+        if protocol_retries is None:
+            protocol_retries = min(2, max_retries)
         if timeout <= 0 or max_retries < 0 or backoff < 0 or protocol_retries < 0:
             raise ValueError("timeout must be > 0; max_retries, backoff, protocol_retries >= 0")
+        if max_response_bytes < 1 or call_deadline <= 0 or max_pages < 1 or max_items < 1:
+            raise ValueError(
+                "max_response_bytes, max_pages, max_items must be >= 1; call_deadline > 0"
+            )
 
         self.base_url = base_url.rstrip("/")
         self.supplier_id = str(supplier_id).strip()
@@ -320,6 +384,11 @@ class CIClient:
         self.max_retries = max_retries
         self.backoff = backoff
         self.protocol_retries = protocol_retries
+        self.max_response_bytes = max_response_bytes
+        self.call_deadline = float(call_deadline)
+        self.max_pages = max_pages
+        self.max_items = max_items
+        self._budget = threading.local()
         self._token = token
         self._sleep = sleep
         self._stats = _StatsRecorder()
@@ -335,7 +404,7 @@ class CIClient:
             read=max_retries,
             status=max_retries,
             other=max_retries,
-            redirect=3,
+            redirect=0,  # requests is told not to follow either: a 3xx is an error here
             allowed_methods=frozenset({"GET", "POST"}),
             status_forcelist=RETRY_STATUSES,
             backoff_factor=backoff,
@@ -346,8 +415,8 @@ class CIClient:
         )
         retry.on_retry = self._stats.retry
         retry.retry_after_cap = retry_after_cap
-        retry.sleeper = sleep
-        adapter = HTTPAdapter(max_retries=retry)
+        retry.sleeper = self._retry_sleep
+        adapter = BoundedAdapter(max_retries=retry)
         self._owns_session = session is None
         if session is None:
             session = requests.Session()
@@ -355,7 +424,10 @@ class CIClient:
             session.mount("https://", adapter)
         else:
             current = session.get_adapter(self.base_url)
-            if type(current) is HTTPAdapter and not current.max_retries.total:
+            if (
+                type(current) in (HTTPAdapter, BoundedAdapter)
+                and not cast("HTTPAdapter", current).max_retries.total
+            ):
                 session.mount(self.base_url + "/", adapter)
         self._session = session
 
@@ -373,7 +445,24 @@ class CIClient:
             max_retries=opts.max_retries,
             backoff=opts.backoff_seconds,
             requests_per_second=opts.requests_per_second,
+            max_response_bytes=opts.max_response_bytes,
+            call_deadline=opts.call_deadline_seconds,
+            max_pages=opts.max_pages_per_listing,
+            max_items=opts.max_items_per_listing,
         )
+
+    @contextlib.contextmanager
+    def budget(self, seconds: float, what: str = "read") -> Iterator[None]:
+        """Give every call inside the block (on this thread) one shared deadline as well: each
+        call ends by ``min(its own deadline, the budget's end)``. An expired budget raises
+        :class:`CILimitError` at the next call."""
+        previous = getattr(self._budget, "end", None), getattr(self._budget, "what", "")
+        self._budget.end = time.monotonic() + seconds
+        self._budget.what = f"{what} deadline of {seconds:g} s"
+        try:
+            yield
+        finally:
+            self._budget.end, self._budget.what = previous
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -422,9 +511,13 @@ class CIClient:
         lie cannot loop. Anomalies are logged as warnings. The caller
         keeps one page at a time; it must read to the end before marking anything (marking
         shifts the un-exported listing).
+
+        Sanity caps: a listing whose page 1 claims more than ``max_pages`` pages or
+        ``max_items`` records, or that delivers more records than ``max_items``, stops with
+        :class:`CILimitError` before the offending page is yielded (nothing further is staged).
         """
         first = self.get_orders_page(1, window)
-        yield first
+        self._check_items(len(first.records), 1)
         expected = first.meta.no_of_pages
         if expected == 0 or not first.records:
             if first.records or expected > 0:
@@ -433,6 +526,7 @@ class CIClient:
                     len(first.records),
                     expected,
                 )
+            yield first
             return
         total = len(first.records)
         no_of_items = first.meta.no_of_items
@@ -448,6 +542,17 @@ class CIClient:
                 cap,
             )
         last = min(expected, cap)
+        if last > self.max_pages or no_of_items > self.max_items:
+            self._stats.failure("CILimitError")
+            raise CILimitError(
+                f"CI get_orders: page 1 claims no_of_pages={expected}, no_of_items={no_of_items}, "
+                f"more than this account allows in one listing (max_pages_per_listing="
+                f"{self.max_pages}, max_items_per_listing={self.max_items}); stopped before "
+                "staging anything of it. If the backlog is real, raise those options in "
+                "[accounts.options]",
+                endpoint="get_orders",
+            )
+        yield first
         del first  # hold one page at a time
         for number in range(2, last + 1):
             page = self.get_orders_page(number, window)
@@ -466,6 +571,7 @@ class CIClient:
                 )
                 break
             total += len(page.records)
+            self._check_items(total, number)
             yield page
             del page
         if total != no_of_items:
@@ -473,6 +579,16 @@ class CIClient:
                 "CI get_orders anomaly: read %d records, no_of_items said %d",
                 total,
                 no_of_items,
+            )
+
+    def _check_items(self, total: int, page: int) -> None:
+        if total > self.max_items:
+            self._stats.failure("CILimitError")
+            raise CILimitError(
+                f"CI get_orders: {total} records by page {page}, more than "
+                f"max_items_per_listing={self.max_items} in one listing; stopped before staging "
+                "that page. If the backlog is real, raise the option in [accounts.options]",
+                endpoint="get_orders",
             )
 
     # -- writes --------------------------------------------------------------------------------
@@ -567,12 +683,57 @@ class CIClient:
         if self.api_version not in WRITE_VERSIONS:
             raise ValueError(f"{endpoint} does not exist on {self.api_version} (use v2 or v4)")
 
+    def _call_seconds(self) -> tuple[float, str]:
+        """This call's deadline in seconds, and what sets it (the call's own or the budget)."""
+        seconds, what = self.call_deadline, f"call deadline of {self.call_deadline:g} s"
+        end = getattr(self._budget, "end", None)
+        if end is not None:
+            left = end - time.monotonic()
+            if left < seconds:
+                seconds, what = left, str(self._budget.what)
+        return seconds, what
+
+    def _retry_sleep(self, seconds: float) -> None:
+        """urllib3's backoff sleeps: never past the current call's deadline."""
+        guard = current_guard()
+        if guard is not None and seconds >= guard.remaining():
+            raise DeadlineExceeded("the backoff would end past the deadline")
+        self._sleep(seconds)
+
     def _call(
         self,
         endpoint: str,
         method: str,
         fields: Mapping[str, str],
         check: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        seconds, what = self._call_seconds()
+        if seconds <= 0:
+            self._stats.failure("CILimitError")
+            raise CILimitError(
+                f"CI {endpoint}: the {what} is used up; not calling", endpoint=endpoint
+            )
+        with CallGuard(seconds) as guard:
+            try:
+                return self._attempts(endpoint, method, fields, check, guard)
+            except DeadlineExceeded:
+                pass
+        # Raised outside the handler: nothing of the original exception chain is kept.
+        self._stats.failure("CITransportError")
+        log.warning("CI %s: no complete answer within the %s", endpoint, what)
+        raise CITransportError(
+            f"CI {endpoint}: no complete answer within the {what} "
+            "(call_deadline_seconds / sync_deadline_seconds; a slow or dripping server)",
+            endpoint=endpoint,
+        )
+
+    def _attempts(
+        self,
+        endpoint: str,
+        method: str,
+        fields: Mapping[str, str],
+        check: Callable[[dict[str, Any]], None] | None,
+        guard: CallGuard,
     ) -> dict[str, Any]:
         url = f"{self.base_url}/api/{self.api_version}/{endpoint}"
         payload = {"supplier_id": self.supplier_id, "token": self._token.reveal(), **fields}
@@ -581,11 +742,15 @@ class CIClient:
         for attempt in range(self.protocol_retries + 1):
             if attempt:
                 self._stats.retry(retry_reason)
-                self._sleep(min(BACKOFF_MAX, self.backoff * 2**attempt))
+                pause = min(BACKOFF_MAX, self.backoff * 2**attempt)
+                if pause >= guard.remaining():
+                    raise DeadlineExceeded("the backoff would end past the deadline")
+                self._sleep(pause)
+            guard.check()
             self._throttle.acquire()
             self._stats.call(endpoint)
             try:
-                response = self._send(endpoint, method, url, payload)
+                answer = self._send(endpoint, method, url, payload, guard)
             except _BrokenAnswer as exc:
                 # Every CI call is safe to repeat, so a body lost mid-read is simply re-asked.
                 problem, retry_reason = str(exc), "ConnectionError"
@@ -599,7 +764,7 @@ class CIClient:
                 continue
             retry_reason = "protocol"
             try:
-                body = self._interpret(endpoint, response)
+                body = self._interpret(endpoint, answer)
                 if check is not None:
                     check(body)
                 return body
@@ -630,21 +795,45 @@ class CIClient:
         )
 
     def _send(
-        self, endpoint: str, method: str, url: str, payload: Mapping[str, str]
-    ) -> requests.Response:
-        timeouts = (self.timeout, self.timeout)
+        self,
+        endpoint: str,
+        method: str,
+        url: str,
+        payload: Mapping[str, str],
+        guard: CallGuard,
+    ) -> _Answer:
+        wait = max(0.001, min(self.timeout, guard.remaining()))
+        timeouts = (wait, wait)
         started = time.monotonic()
         failure = broken = ""
+        headers = {"Accept-Encoding": ACCEPT_ENCODING}
         try:
+            # Never follow a redirect: the token is in the query string and the POST body.
             if method == "GET":
-                response = self._session.get(url, params=payload, timeout=timeouts)
+                response = self._session.get(
+                    url,
+                    params=payload,
+                    timeout=timeouts,
+                    allow_redirects=False,
+                    stream=True,
+                    headers=headers,
+                )
             else:
-                response = self._session.post(url, data=payload, timeout=timeouts)
+                response = self._session.post(
+                    url,
+                    data=payload,
+                    timeout=timeouts,
+                    allow_redirects=False,
+                    stream=True,
+                    headers=headers,
+                )
         except requests.exceptions.ChunkedEncodingError as exc:
             # Headers arrived, the body did not (connection dropped mid-answer).
             broken = f"{type(exc).__name__}: {redact(str(exc))}"
         except (requests.RequestException, HTTPError) as exc:
             failure = f"{type(exc).__name__}: {redact(str(exc))}"
+        if guard.expired:
+            raise DeadlineExceeded("deadline passed during the request")
         if broken:
             raise _BrokenAnswer(broken)
         if failure:
@@ -656,17 +845,46 @@ class CIClient:
                 f"CI {endpoint}: no answer after {self.max_retries} retries: {failure}",
                 endpoint=endpoint,
             )
+        status = response.status_code
+        if 300 <= status < 400:
+            host = location_host(response)
+            response.close()
+            self._stats.failure("CIProtocolError")
+            raise CIProtocolError(
+                f"CI {endpoint}: HTTP {status} redirect to host {redact(host)!r} refused "
+                f"(the client only talks to {urlsplit(self.base_url).hostname}; check base_url)",
+                endpoint=endpoint,
+            )
+        content = self._read(endpoint, response, guard)
         log.debug(
-            "CI %s %s -> HTTP %d in %.3fs",
+            "CI %s %s -> HTTP %d, %d bytes in %.3fs",
             method,
             redact(response.url),
-            response.status_code,
+            status,
+            len(content),
             time.monotonic() - started,
         )
-        return response
+        return _Answer(status, response.headers, content)
 
-    def _interpret(self, endpoint: str, response: requests.Response) -> dict[str, Any]:
-        status = response.status_code
+    def _read(self, endpoint: str, response: requests.Response, guard: CallGuard) -> bytes:
+        problem = ""
+        try:
+            return read_body(response, self.max_response_bytes, guard)
+        except BodyBroken as exc:
+            raise _BrokenAnswer(str(exc)) from None
+        except BodyTooLarge as exc:
+            problem = (
+                f"CI {endpoint}: HTTP {response.status_code} {exc}; refused and not read "
+                f"further (max_response_bytes={self.max_response_bytes})"
+            )
+        except UnsupportedEncoding as exc:
+            problem = f"CI {endpoint}: HTTP {response.status_code}: {exc}"
+        self._stats.failure("CILimitError")
+        log.warning("%s", problem)
+        raise CILimitError(problem, endpoint=endpoint)
+
+    def _interpret(self, endpoint: str, response: _Answer) -> dict[str, Any]:
+        status = response.status
         if status == 429 or status >= 500:
             retried = f" after {self.max_retries} retries" if status in RETRY_STATUSES else ""
             raise CITransportError(

@@ -6,12 +6,15 @@ rows "rectified up to 48h later", and a 401 that is an HTML page. The success bo
 public: this client reads the ASSUMED shape described in :mod:`connector.gpn.schemas`.
 
 The token goes on the wire in one place (:meth:`GPNClient._auth_headers`) and nowhere else:
-no log line, exception or repr carries it.
+no log line, exception or repr carries it. Like the CI client, redirects are never followed
+(the auth headers would go along), answers are capped in bytes (wire and decompressed) and each
+request has an overall deadline (:mod:`connector.ci.bounded`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import zoneinfo
 from collections.abc import Callable, Mapping
@@ -24,6 +27,17 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from connector.ci.bounded import (
+    ACCEPT_ENCODING,
+    BodyBroken,
+    BodyTooLarge,
+    BoundedAdapter,
+    CallGuard,
+    DeadlineExceeded,
+    UnsupportedEncoding,
+    location_host,
+    read_body,
+)
 from connector.errors import GPNAuthError, GPNError
 from connector.gpn.schemas import Transaction, parse_transaction
 from connector.secrets import Secret, redact
@@ -45,6 +59,8 @@ TYPES = ("SALE", "REFUND", "BONUS", "BOUNTY", "BOUNTY_REFUND", "PAYMENT", "CORRE
 STATUSES = ("NON-INVOICED", "PENDING", "COMMISSIONABLE", "NON-COMMISSIONABLE", "INVOICED")
 _RETRY_STATUSES = (429, 500, 502, 503, 504)
 _ONE_SECOND = timedelta(seconds=1)
+MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+CALL_DEADLINE = 120.0
 
 
 @dataclass(frozen=True)
@@ -144,6 +160,8 @@ class GPNClient:
         *,
         max_retries: int = 4,
         backoff: float = 0.5,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
+        call_deadline: float = CALL_DEADLINE,
     ) -> None:
         if not isinstance(token, Secret):
             raise TypeError("token must be a connector.secrets.Secret")
@@ -156,6 +174,8 @@ class GPNClient:
         self.client_id = client_id
         self.auth = mode
         self.timeout = timeout
+        self.max_response_bytes = max_response_bytes
+        self.call_deadline = call_deadline
         self._token = token
         self._clock = clock or (lambda: datetime.now(UTC))
         self._owns_session = session is None
@@ -167,11 +187,12 @@ class GPNClient:
             status=max_retries,
             backoff_factor=backoff,
             status_forcelist=_RETRY_STATUSES,
+            redirect=0,
             allowed_methods=frozenset({"GET"}),
             respect_retry_after_header=True,
             raise_on_status=False,  # the last 5xx/429 comes back as a response we can describe
         )
-        adapter = HTTPAdapter(max_retries=retry)
+        adapter: HTTPAdapter = BoundedAdapter(max_retries=retry)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.requests_sent = 0
@@ -286,16 +307,22 @@ class GPNClient:
         url = f"{self.base_url}/v3/transactions"
         where = f"window {params['startDate']}..{params['endDate']}"
         self.requests_sent += 1
-        try:
-            response = self.session.get(
-                url, params=params, headers=self._auth_headers(), timeout=self.timeout
-            )
-        except requests.RequestException as exc:
-            # str(exc) names host and path, never headers; redact anyway, and drop the chain.
-            raise GPNError(
-                redact(f"GPN request failed ({where}): {type(exc).__name__}: {exc}")
-            ) from None
-        if response.status_code == 401:
+        failure = ""
+        with CallGuard(self.call_deadline) as guard:
+            try:
+                status, ctype, content = self._fetch(url, params, guard)
+            except DeadlineExceeded:
+                failure = f"no complete answer within the {self.call_deadline:g} s deadline"
+            except BodyTooLarge as exc:
+                failure = f"{exc} (max_response_bytes={self.max_response_bytes}); not read further"
+            except (UnsupportedEncoding, BodyBroken) as exc:
+                failure = str(exc)
+            except requests.RequestException as exc:
+                # str(exc) names host and path, never headers; redact anyway, and drop the chain.
+                failure = f"{type(exc).__name__}: {exc}"
+        if failure:
+            raise GPNError(redact(f"GPN request failed ({where}): {failure}"))
+        if status == 401:
             raise GPNAuthError(
                 f"GPN refused the credentials (HTTP 401) for clientId {self.client_id!r} "
                 f"({self.auth}): check the client id and token in the configuration"
@@ -306,35 +333,64 @@ class GPNClient:
                     else ""
                 )
             )
-        if response.status_code >= 400:
+        body = _json(content)
+        if status >= 400:
             raise GPNError(
-                redact(f"GPN refused the request (HTTP {response.status_code}, {where}): ")
-                + redact(_error_message(response))
+                redact(f"GPN refused the request (HTTP {status}, {where}): ")
+                + redact(_error_message(body, content))
             )
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
         if not isinstance(body, dict) or not isinstance(body.get("transactions"), list):
-            ctype = response.headers.get("Content-Type", "?")
             raise GPNError(
                 redact(
-                    f"GPN answered HTTP {response.status_code} ({where}) without the expected "
+                    f"GPN answered HTTP {status} ({where}) without the expected "
                     f"JSON object with a 'transactions' list (Content-Type {ctype}): "
-                    f"{response.text[:200]!r}"
+                    f"{_text(content)!r}"
                 )
             )
         return body
 
+    def _fetch(self, url: str, params: dict[str, str], guard: CallGuard) -> tuple[int, str, bytes]:
+        wait = max(0.001, min(self.timeout, guard.remaining()))
+        headers = {**self._auth_headers(), "Accept-Encoding": ACCEPT_ENCODING}
+        try:
+            response = self.session.get(
+                url,
+                params=params,
+                headers=headers,
+                timeout=(wait, wait),
+                allow_redirects=False,  # the auth headers must never go to another host
+                stream=True,
+            )
+        except requests.RequestException:
+            if guard.expired:
+                raise DeadlineExceeded("deadline passed") from None
+            raise
+        if 300 <= response.status_code < 400:
+            host = location_host(response)
+            response.close()
+            raise GPNError(
+                f"GPN answered HTTP {response.status_code}, a redirect to host {host!r}: refused "
+                f"(the client only talks to the configured base_url {self.base_url!r})"
+            )
+        content = read_body(response, self.max_response_bytes, guard)
+        return response.status_code, response.headers.get("Content-Type", "?"), content
 
-def _error_message(response: requests.Response) -> str:
-    """The seed's error envelope ``{"error": {"httpCode", "message"}}``, or the raw text."""
+
+def _json(content: bytes) -> Any:
     try:
-        body = response.json()
-    except ValueError:
-        return f"{response.text[:200]!r}"
+        return json.loads(content)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _text(content: bytes) -> str:
+    return content[:200].decode("utf-8", "replace")
+
+
+def _error_message(body: Any, content: bytes) -> str:
+    """The seed's error envelope ``{"error": {"httpCode", "message"}}``, or the raw text."""
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
         message = body["error"].get("message")
         if message:
             return str(message)
-    return f"{response.text[:200]!r}"
+    return f"{_text(content)!r}"

@@ -1,0 +1,312 @@
+"""Bounded HTTP reads for the CI and GPN clients: a byte cap and an overall deadline per call.
+
+``requests`` alone bounds neither: ``timeout`` is per socket read (a server dripping one byte
+every few seconds never trips it) and ``response.content`` holds whatever the server sends,
+decompressed without limit. Here:
+
+* :class:`CallGuard` is the deadline of one call (all its attempts, retries and backoff
+  sleeps). A timer shuts down every socket the call uses when the deadline passes, so a blocked
+  read returns at once, whichever phase (headers, body, TLS) it was in.
+* :class:`BoundedAdapter` is an ``HTTPAdapter`` whose connections report their sockets to the
+  current thread's guard.
+* :func:`read_body` reads the raw wire bytes itself (``decode_content=False``), counts them,
+  and decompresses gzip/deflate with ``max_length``, so neither a huge body nor a gzip bomb
+  gets past ``limit`` bytes in memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+import zlib
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+__all__ = [
+    "ACCEPT_ENCODING",
+    "BodyBroken",
+    "BodyTooLarge",
+    "BoundedAdapter",
+    "CallGuard",
+    "DeadlineExceeded",
+    "UnsupportedEncoding",
+    "current_guard",
+    "location_host",
+    "read_body",
+]
+
+ACCEPT_ENCODING = "gzip, deflate"
+"""What the clients ask for; any other ``Content-Encoding`` in an answer is refused."""
+
+_CHUNK = 64 * 1024
+_local = threading.local()
+
+
+class DeadlineExceeded(Exception):
+    """The call's overall deadline passed."""
+
+
+class BodyTooLarge(Exception):
+    """The answer is bigger than the cap (on the wire or decompressed)."""
+
+    def __init__(self, limit: int, what: str) -> None:
+        super().__init__(f"answer larger than {limit} bytes ({what})")
+        self.limit = limit
+
+
+class UnsupportedEncoding(Exception):
+    """A ``Content-Encoding`` the client did not ask for, or a body it cannot decode."""
+
+
+class BodyBroken(Exception):
+    """The connection broke while the body was read."""
+
+
+class CallGuard:
+    """The overall deadline of one call; use as a context manager on the calling thread.
+
+    While active, :class:`BoundedAdapter` connections attach their sockets; when ``seconds``
+    pass, every attached socket is shut down (a duplicate descriptor is kept for that, so a
+    socket already handed back to the pool is never confused with another one).
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = max(0.0, seconds)
+        self.deadline = time.monotonic() + self.seconds
+        self.fired = False
+        self._lock = threading.Lock()
+        self._dups: list[socket.socket] = []
+        self._timer = threading.Timer(self.seconds, self._fire)
+        self._timer.daemon = True
+        self._previous: CallGuard | None = None
+
+    def remaining(self) -> float:
+        """Seconds left (never negative)."""
+        return max(0.0, self.deadline - time.monotonic())
+
+    @property
+    def expired(self) -> bool:
+        return self.fired or time.monotonic() >= self.deadline
+
+    def check(self) -> None:
+        """:raises DeadlineExceeded: if the deadline passed."""
+        if self.expired:
+            raise DeadlineExceeded(f"deadline of {self.seconds:g} s passed")
+
+    def sleep(self, seconds: float) -> None:
+        """A backoff sleep that never outlasts the deadline.
+
+        :raises DeadlineExceeded: when the sleep would end past the deadline.
+        """
+        if seconds >= self.remaining():
+            raise DeadlineExceeded(f"deadline of {self.seconds:g} s passed")
+        time.sleep(seconds)
+
+    def attach(self, sock: Any) -> None:
+        """Shut ``sock`` down when the deadline passes (at once if it already has)."""
+        try:
+            dup = socket.fromfd(sock.fileno(), sock.family, sock.type)
+        except (OSError, AttributeError, ValueError):
+            return
+        with self._lock:
+            self._dups.append(dup)
+            fired = self.fired
+        if fired:
+            _shutdown(dup)
+
+    def _fire(self) -> None:
+        with self._lock:
+            self.fired = True
+            dups = list(self._dups)
+        for dup in dups:
+            _shutdown(dup)
+
+    def __enter__(self) -> CallGuard:
+        self._previous = getattr(_local, "guard", None)
+        _local.guard = self
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+        _local.guard = self._previous
+        with self._lock:
+            dups, self._dups = self._dups, []
+        for dup in dups:
+            with contextlib.suppress(OSError):
+                dup.close()
+
+
+def _shutdown(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+def current_guard() -> CallGuard | None:
+    """The guard of the call running on this thread, if any."""
+    guard: CallGuard | None = getattr(_local, "guard", None)
+    return guard
+
+
+def _no_drain(response: Any) -> Any:
+    # urllib3 drains the body of an answer it is about to retry (a 503, a 429) to reuse the
+    # connection; a hostile 503 may be endless, so the connection is closed instead.
+    response.drain_conn = response.close
+    return response
+
+
+class _GuardedHTTPConnection(HTTPConnection):
+    def getresponse(self) -> Any:
+        return _no_drain(super().getresponse())
+
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn()
+        guard = current_guard()
+        if guard is not None:
+            guard.attach(sock)
+        return sock
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        guard = current_guard()
+        if guard is not None and self.sock is not None:  # a kept-alive connection
+            guard.attach(self.sock)
+        super().request(*args, **kwargs)
+
+
+class _GuardedHTTPSConnection(HTTPSConnection):
+    def getresponse(self) -> Any:
+        return _no_drain(super().getresponse())
+
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn()
+        guard = current_guard()
+        if guard is not None:
+            guard.attach(sock)  # the descriptor survives the TLS wrap: the handshake is covered
+        return sock
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        guard = current_guard()
+        if guard is not None and self.sock is not None:
+            guard.attach(self.sock)
+        super().request(*args, **kwargs)
+
+
+class _GuardedPool(HTTPConnectionPool):
+    ConnectionCls = _GuardedHTTPConnection
+
+
+class _GuardedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _GuardedHTTPSConnection
+
+
+_POOLS = {"http": _GuardedPool, "https": _GuardedHTTPSPool}
+
+
+class BoundedAdapter(HTTPAdapter):
+    """``HTTPAdapter`` whose connections attach their sockets to the current :class:`CallGuard`."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = dict(_POOLS)
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        manager.pool_classes_by_scheme = dict(_POOLS)
+        return manager
+
+
+def location_host(response: requests.Response) -> str:
+    """The host a redirect points at (never the rest of the URL: it may carry a token)."""
+    location = response.headers.get("Location", "")
+    try:
+        host = urlsplit(location).hostname
+    except ValueError:
+        host = None
+    return host or ("(relative)" if location else "(no Location header)")
+
+
+def read_body(response: requests.Response, limit: int, guard: CallGuard | None = None) -> bytes:
+    """Read the whole body of a ``stream=True`` response, at most ``limit`` bytes on the wire
+    and at most ``limit`` bytes decompressed.
+
+    :raises BodyTooLarge: past the cap (the rest is not read; the connection is closed).
+    :raises UnsupportedEncoding: a ``Content-Encoding`` other than gzip/deflate/identity, or
+        a body that does not decompress.
+    :raises DeadlineExceeded: the guard's deadline passed while reading.
+    :raises BodyBroken: the connection broke mid-body.
+    """
+    try:
+        return _read(response, limit, guard)
+    except (BodyTooLarge, UnsupportedEncoding, DeadlineExceeded):
+        response.close()
+        raise
+    except Exception as exc:
+        response.close()
+        if guard is not None and guard.expired:
+            raise DeadlineExceeded(f"deadline of {guard.seconds:g} s passed") from None
+        raise BodyBroken(f"{type(exc).__name__} while reading the answer") from None
+
+
+def _decoder(encoding: str) -> Any:
+    name = encoding.strip().lower()
+    if name in ("", "identity"):
+        return None
+    if name in ("gzip", "x-gzip"):
+        return zlib.decompressobj(16 + zlib.MAX_WBITS)
+    if name == "deflate":
+        return zlib.decompressobj(32 + zlib.MAX_WBITS)  # zlib or gzip header, detected
+    raise UnsupportedEncoding(f"Content-Encoding {name[:40]!r} was not asked for")
+
+
+def _read(response: requests.Response, limit: int, guard: CallGuard | None) -> bytes:
+    declared = response.headers.get("Content-Length", "")
+    if declared.strip().isdigit() and int(declared) > limit:
+        raise BodyTooLarge(limit, f"Content-Length says {int(declared)}")
+    decoder = _decoder(response.headers.get("Content-Encoding", ""))
+    out = bytearray()
+    wire = 0
+    raw = response.raw
+    while True:
+        if guard is not None:
+            guard.check()
+        chunk = raw.read(_CHUNK, decode_content=False)
+        if not chunk:
+            break
+        wire += len(chunk)
+        if wire > limit:
+            raise BodyTooLarge(limit, "on the wire")
+        if decoder is None:
+            out += chunk
+            continue
+        _inflate(decoder, chunk, out, limit)
+    if guard is not None:
+        guard.check()
+    if decoder is not None:
+        try:
+            out += decoder.flush()
+        except zlib.error:
+            raise UnsupportedEncoding("compressed body is corrupt") from None
+        if len(out) > limit:
+            raise BodyTooLarge(limit, "decompressed")
+    return bytes(out)
+
+
+def _inflate(decoder: Any, data: bytes, out: bytearray, limit: int) -> None:
+    try:
+        while data:
+            # max_length >= 1 always (0 would mean "no limit" to zlib).
+            out += decoder.decompress(data, limit + 1 - len(out))
+            if len(out) > limit:
+                raise BodyTooLarge(limit, "decompressed")
+            data = decoder.unconsumed_tail
+            if decoder.eof and decoder.unused_data:
+                raise UnsupportedEncoding("data after the end of the compressed body")
+    except zlib.error:
+        raise UnsupportedEncoding("compressed body is corrupt") from None
