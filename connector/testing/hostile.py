@@ -227,8 +227,7 @@ class HostileServer:
                 conn.sendall(chunk)  # until the client hangs up (OSError ends the handler)
             return False
         if mode == "drip_headers":
-            head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Pad: "
-            conn.sendall(head)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Pad: ")
             while not self._stop.is_set():
                 conn.sendall(b"a")
                 time.sleep(self.interval)
