@@ -1,7 +1,10 @@
 """The connector's TOML configuration: accounts, folders, GPN settings.
 
-Tokens never live in the file. Each account names an environment variable in ``token_env``;
-:func:`load_config` reads it and wraps the value in a :class:`~connector.secrets.Secret`.
+Tokens never live in the file. Each account names an environment variable in ``token_env``
+or a file in ``token_file`` (readable by its owner only, like an ssh key); :func:`load_config`
+reads it and wraps the value in a :class:`~connector.secrets.Secret`. Any other value that
+looks like a token (a token pasted into ``region``, ``timezone``, ...) is refused without
+being echoed.
 Every problem in the file is collected and raised as one :class:`~connector.errors.ConfigError`
 whose lines name the file, the account (by position and name) and the key.
 
@@ -26,13 +29,17 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import difflib
+import itertools
+import os
 import re
+import stat
 import tomllib
 import zoneinfo
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from connector.errors import ConfigError
 from connector.mappings import default_mappings_dir, normalize_region
@@ -64,9 +71,10 @@ ACCOUNT_KEYS = (
     "api_version",
     "base_url",
     "token_env",
+    "token_file",
     "options",
 )
-GPN_KEYS = ("client_id", "token_env", "base_url", "auth")
+GPN_KEYS = ("client_id", "token_env", "token_file", "base_url", "auth")
 GROUPON = "groupon"
 API_VERSIONS = ("v2", "v4")
 GPN_AUTH = ("SEC1", "SEC2")
@@ -79,6 +87,12 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _REGION = re.compile(r"^[A-Z]{2}$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _CUTOFF = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+_UUID = re.compile(r"^[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$")
+_TOKEN_FILE_MAX = 4096
+_TOKEN_LIKE = (
+    "looks like an access token, so it is refused and not shown; a token belongs only in "  # noqa: S105
+    "the environment variable named by token_env or in the file named by token_file"
+)
 
 
 GPN_TOKEN_KEY = "[gpn]"  # noqa: S105 - a dictionary key, not a secret
@@ -178,6 +192,16 @@ class _Loader:
         # Unset token variables do not make the whole file unusable: they are reported when
         # the account (or GPN) is actually used (see ConnectorConfig.require_token).
         self.missing_tokens: dict[str, str] = {}
+        # Token values this file's token_env variables hold: seen in any other key = pasted.
+        self.known_tokens: set[str] = set()
+
+    def token_like(self, value: str) -> bool:
+        """Whether ``value`` looks like (or contains) an access token; registers it as a
+        secret so no message can show it."""
+        if looks_like_token(value, self.known_tokens):
+            register_secret(value.strip())
+            return True
+        return False
 
     # -- reporting
 
@@ -195,6 +219,9 @@ class _Loader:
     def unknown_keys(self, table: Mapping[str, Any], allowed: tuple[str, ...], where: str) -> None:
         for key in table:
             if key in allowed:
+                continue
+            if self.token_like(str(key)):
+                self.problem(where, f"a key {_TOKEN_LIKE}")
                 continue
             if key == "token":
                 value = table[key]
@@ -218,6 +245,9 @@ class _Loader:
         if not isinstance(value, str):
             self.problem(f"{where} key {key!r}", f"must be a string, not {_type(value)}")
             return None
+        if key != "token_env" and self.token_like(value):
+            self.problem(f"{where} key {key!r}", _TOKEN_LIKE)
+            return None
         if required and not value.strip():
             self.problem(f"{where} key {key!r}", "must not be empty")
             return None
@@ -232,6 +262,70 @@ class _Loader:
             return None
         folder = Path(text).expanduser()
         return folder if folder.is_absolute() else self.base / folder
+
+    def secret(self, table: Mapping[str, Any], where: str, key: str = "") -> Secret | None:
+        """The token from ``token_env`` or ``token_file`` (exactly one of them)."""
+        if "token_file" in table:
+            if "token_env" in table:
+                self.problem(f"{where} key 'token_file'", "give token_env or token_file, not both")
+                return None
+            return self.secret_from_file(table, where, key)
+        return self.secret_from_env(table, where, key)
+
+    def secret_from_file(self, table: Mapping[str, Any], where: str, key: str) -> Secret | None:
+        path = self.folder(table, "token_file", where)
+        if path is None:
+            return None
+        here = f"{where} key 'token_file'"
+        try:
+            info = path.stat()
+        except FileNotFoundError:
+            self.missing_tokens[key or where] = (
+                f"{self.path}: {here}: {path} does not exist; write the access token into it "
+                f"and make it private (chmod 600 {path})"
+            )
+            return Secret("")
+        except OSError as exc:
+            self.problem(here, f"cannot read {path}: {exc.strerror}")
+            return None
+        if not stat.S_ISREG(info.st_mode):
+            self.problem(here, f"{path} is not a regular file")
+            return None
+        if os.name == "posix":
+            # Like ssh with a private key: a token others can read is refused outright.
+            if info.st_mode & 0o077:
+                self.problem(
+                    here,
+                    f"permissions {stat.S_IMODE(info.st_mode):04o} for {path} are too open: "
+                    f"the token must be readable by its owner only (chmod 600 {path})",
+                )
+                return None
+            if info.st_uid not in (os.getuid(), 0):
+                self.problem(
+                    here,
+                    f"{path} belongs to uid {info.st_uid}, not to this user ({os.getuid()}) "
+                    "or root",
+                )
+                return None
+        if info.st_size > _TOKEN_FILE_MAX:
+            self.problem(here, f"{path} is {info.st_size} bytes; a token file holds only the token")
+            return None
+        try:
+            text = path.read_bytes().decode("utf-8").strip()
+        except (OSError, UnicodeDecodeError):
+            self.problem(here, f"cannot read {path} as UTF-8 text")
+            return None
+        if not text:
+            self.missing_tokens[key or where] = (
+                f"{self.path}: {here}: {path} is empty; write the access token into it"
+            )
+            return Secret("")
+        register_secret(text)
+        if any(c.isspace() for c in text):
+            self.problem(here, f"{path} must hold only the token, on one line")
+            return None
+        self.known_tokens.add(text)
+        return Secret(text)
 
     def secret_from_env(self, table: Mapping[str, Any], where: str, key: str = "") -> Secret | None:
         name = self.string(table, "token_env", where, required=True)
@@ -254,11 +348,25 @@ class _Loader:
             return Secret("")
         return Secret(value.strip())
 
+    def collect_known_tokens(self, data: Mapping[str, Any]) -> None:
+        """Remember the values of every ``token_env`` variable the file names, so the same
+        token pasted into another key is recognised whatever it looks like."""
+        tables: list[Any] = [data.get("gpn")]
+        accounts = data.get("accounts")
+        if isinstance(accounts, list):
+            tables.extend(accounts)
+        for table in tables:
+            if isinstance(table, dict) and isinstance(table.get("token_env"), str):
+                value = self.environ.get(table["token_env"].strip(), "").strip()
+                if len(value) >= 8:
+                    self.known_tokens.add(value)
+
     # -- the tables
 
     def build(self, data: Mapping[str, Any]) -> ConnectorConfig:
         if "token" in data and isinstance(data["token"], str):
             register_secret(data["token"])
+        self.collect_known_tokens(data)
         self.unknown_keys(data, TOP_KEYS, "top level")
 
         connector = data.get("connector", {})
@@ -306,7 +414,11 @@ class _Loader:
             return None
         name_value = raw.get("name")
         label = f"account #{index}"
-        if isinstance(name_value, str) and name_value.strip():
+        if (
+            isinstance(name_value, str)
+            and name_value.strip()
+            and not looks_like_token(name_value, self.known_tokens)
+        ):
             label += f" ({name_value.strip()!r})"
         before = len(self.problems)
         self.unknown_keys(raw, ACCOUNT_KEYS, label)
@@ -334,6 +446,7 @@ class _Loader:
         base_url = self.string(raw, "base_url", label) or DEFAULT_BASE_URL
         if not re.match(r"^https?://[^\s/]+", base_url):
             self.problem(f"{label} key 'base_url'", "must start with https:// (or http://)")
+        self.check_url(base_url, f"{label} key 'base_url'")
         if channel == GROUPON:
             region = self.groupon_region(region, mappings_dir, label)
             if api_version not in API_VERSIONS:
@@ -341,7 +454,7 @@ class _Loader:
                     f"{label} key 'api_version'",
                     f"{api_version!r} is not supported; use one of {', '.join(API_VERSIONS)}",
                 )
-        token = self.secret_from_env(raw, label, name or label)
+        token = self.secret(raw, label, name or label)
         options = self.options(raw.get("options", {}), label, validate_values=channel == GROUPON)
 
         if (
@@ -364,6 +477,20 @@ class _Loader:
             mappings_dir=mappings_dir,
             options=options,
         )
+
+    def check_url(self, url: str, where: str) -> None:
+        """A base URL carries no credentials, query or fragment (a token would ride there)."""
+        try:
+            parts = urlsplit(url)
+        except ValueError:
+            self.problem(where, "is not a valid URL")
+            return
+        if parts.username or parts.password or parts.query or parts.fragment:
+            self.problem(
+                where,
+                "must be scheme://host[:port][/path] only: no user:password@, query string or "
+                "fragment (the client adds the credentials itself)",
+            )
 
     def supplier_id(self, raw: Mapping[str, Any], label: str) -> str | None:
         value = raw.get("supplier_id")
@@ -402,6 +529,10 @@ class _Loader:
         for key, value in raw.items():
             if key not in fields:
                 continue
+            texts = value if isinstance(value, list) else [value]
+            if any(isinstance(t, str) and self.token_like(t) for t in texts):
+                self.problem(f"{where} key {key!r}", _TOKEN_LIKE)
+                continue
             converted = _convert(fields[key].type, value)
             if converted is _BAD:
                 self.problem(
@@ -431,10 +562,11 @@ class _Loader:
         base_url = self.string(raw, "base_url", where) or DEFAULT_GPN_BASE_URL
         if not re.match(r"^https?://[^\s/]+", base_url):
             self.problem(f"{where} key 'base_url'", "must start with https:// (or http://)")
+        self.check_url(base_url, f"{where} key 'base_url'")
         auth = (self.string(raw, "auth", where) or "SEC2").upper()
         if auth not in GPN_AUTH:
             self.problem(f"{where} key 'auth'", f"must be SEC1 or SEC2, not {auth!r}")
-        token = self.secret_from_env(raw, where, GPN_TOKEN_KEY)
+        token = self.secret(raw, where, GPN_TOKEN_KEY)
         if len(self.problems) > before or client_id is None or token is None:
             return None
         return GpnSettings(client_id, token, base_url.rstrip("/"), auth)
@@ -549,6 +681,34 @@ def _type(value: Any) -> str:
         dict: "a table",
     }
     return names.get(type(value), type(value).__name__)
+
+
+def _class_changes(run: str) -> int:
+    kinds = ["d" if c.isdigit() else "u" if c.isupper() else "l" for c in run]
+    return sum(1 for a, b in itertools.pairwise(kinds) if a != b)
+
+
+def looks_like_token(value: str, known: Iterable[str] = ()) -> bool:
+    """Whether a config value looks like (or contains) an access token.
+
+    True when it contains one of ``known`` (the tokens the file's own variables hold), or a
+    run of 12+ letters/digits that switches between digits, lower and upper case at least
+    every fourth character and holds digits (random tokens do; words, dates, zones, hosts and
+    ids do not).
+    A canonical UUID is an id format, not refused.
+    """
+    text = value.strip()
+    if any(len(k) >= 8 and k in text for k in known):
+        return True
+    if _UUID.match(text):
+        return False
+    for run in re.findall(r"[A-Za-z0-9]{12,}", text):
+        changes = _class_changes(run)
+        digits = sum(c.isdigit() for c in run)
+        # CamelCaseWords switch case too, but rarely and without digits.
+        if changes >= max(4, len(run) // 4) and (digits >= 2 or changes >= len(run) // 3):
+            return True
+    return False
 
 
 def _looks_like_token(name: str) -> bool:
