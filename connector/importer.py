@@ -14,12 +14,13 @@ Invariants (see ``docs/engine.md``):
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol, cast
 
@@ -40,6 +41,7 @@ from connector.models import (
     OrderLine,
     SkuComponent,
     StoredOrder,
+    WaitingLine,
 )
 
 __all__ = [
@@ -50,6 +52,7 @@ __all__ = [
     "OrdersPageLike",
     "fallback_ship_by",
     "split_windows",
+    "waiting_lines",
 ]
 
 log = logging.getLogger("connector.importer")
@@ -59,6 +62,47 @@ CANCELLED_STATUSES = frozenset({"cancelled", "canceled"})
 
 WATCH_DAYS = 30
 """How far back open lines are re-read for cancellations (auto-cancel comes after 7/14 BD)."""
+
+CATCHUP_META = "window_catchup_at"
+"""Ledger meta key: when window mode last read the un-exported listing as well."""
+
+
+def delay_until(
+    order_date: datetime, first_seen: datetime, delay: timedelta
+) -> tuple[datetime, bool]:
+    """When an order's import delay ends, and whether its date is ahead of when the connector
+    first saw it (a future-dated order: clock skew or a bad date). The delay then counts from
+    first sight, so a bad date cannot keep an order back for days."""
+    future = order_date > first_seen
+    return (first_seen if future else order_date) + delay, future
+
+
+def waiting_lines(account: Account, ledger: Ledger, now: datetime) -> tuple[WaitingLine, ...]:
+    """Staged lines whose order still waits on ``import_delay_minutes``, each with why and
+    until when (for ``ImportBatch.waiting``, ``ci-connector status`` and the sync summary)."""
+    minutes = account.options.import_delay_minutes
+    if minutes <= 0:
+        return ()
+    delay = timedelta(minutes=minutes)
+    out: list[WaitingLine] = []
+    for lid, orderid, order_date, first_seen in ledger.staged_order_dates():
+        until, future = delay_until(order_date, first_seen, delay)
+        if until <= now:
+            continue  # due: the next import hands it over
+        ordered = f"{order_date.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+        if future:
+            reason = (
+                f"order dated {ordered}, ahead of when it was first seen "
+                f"({first_seen.astimezone(UTC):%Y-%m-%d %H:%M} UTC: clock skew or a bad date "
+                f"in CI); import_delay_minutes={minutes} counts from first sight"
+            )
+        else:
+            reason = (
+                f"import_delay_minutes={minutes}: ordered {ordered}, Groupon's own checks get "
+                "that long to cancel it first"
+            )
+        out.append(WaitingLine(account.name, lid, orderid, order_date, until, reason))
+    return tuple(out)
 
 
 class OrdersPageLike(Protocol):
@@ -145,7 +189,13 @@ class Importer:
             self.flush_acks()
         cancellations = self._take_cancellations(now)
         held = tuple(self.ledger.held_lines(outbox=False))
-        return ImportBatch(orders=tuple(orders), held=held, cancellations=cancellations, more=more)
+        return ImportBatch(
+            orders=tuple(orders),
+            held=held,
+            cancellations=cancellations,
+            more=more,
+            waiting=waiting_lines(self.account, self.ledger, now),
+        )
 
     def _pages(self, window: tuple[datetime, datetime] | None) -> Iterable[OrdersPageLike]:
         pages = getattr(self.client, "iter_pages", None)
@@ -163,19 +213,37 @@ class Importer:
         opts = self.options
         windows: list[tuple[datetime, datetime] | None] = []
         window_end: datetime | None = None
+        catchup = False
         if opts.window_mode:
             watermark = self.ledger.get_watermark()
             if watermark is None:
+                start = now - timedelta(hours=opts.lookback_hours)
+            elif watermark > now:
+                # The clock went back (or was ahead when the watermark was set): re-read the
+                # lookback instead of reading nothing until the clock catches up.
+                log.warning(
+                    "account %s: watermark %s is ahead of the clock %s; re-reading %d h",
+                    self.account.name,
+                    watermark.isoformat(),
+                    now.isoformat(),
+                    opts.lookback_hours,
+                )
                 start = now - timedelta(hours=opts.lookback_hours)
             else:
                 start = watermark - timedelta(minutes=opts.window_overlap_minutes)
             windows.extend(split_windows(start, now, opts.window_hours))
             window_end = now
+            catchup = self._catchup_due(now)
         else:
             windows.append(None)
         if opts.window_mode or opts.watch_cancellations:
             covered = [w for w in windows if w is not None]
             windows.extend(self._watch_windows(now, covered))
+        if catchup:
+            # Windows only see orders dated inside them: one dated before the watermark minus
+            # the overlap (back-dated, late, a clock change) would never be read. The
+            # un-exported listing shows every line CI still waits on, whatever its date.
+            windows.append(None)
         round_no = self.ledger.begin_import_round()
         problems: list[tuple[str, str | None, str]] = []
         # Window mode: order ids with a broken-record entry, and those of them re-read clean
@@ -191,10 +259,17 @@ class Importer:
         )
         clean: set[str] = set()
         read = 0
-        for window in windows:
-            for page in self._pages(window):
-                read += len(page.records)
-                self._stage_page(page.records, now, round_no, problems, clean, broken)
+        budget = getattr(self.client, "budget", None)
+        limit = (
+            budget(opts.sync_deadline_seconds, "sync read")
+            if callable(budget)
+            else contextlib.nullcontext()
+        )
+        with limit:
+            for window in windows:
+                for page in self._pages(window):
+                    read += len(page.records)
+                    self._stage_page(page.records, now, round_no, problems, clean, broken)
         with self.ledger.transaction():
             if opts.window_mode:
                 # An order re-read clean had its broken record fixed by CI: forget the old
@@ -204,13 +279,32 @@ class Importer:
                 self.ledger.add_problems(problems, now)
                 if window_end is not None:
                     self.ledger.set_watermark(window_end)
+                if catchup:
+                    self.ledger.set_meta(CATCHUP_META, now.isoformat())
             else:
                 # The un-exported view lists every broken record again each time.
                 self.ledger.replace_problems(problems, now)
             self.ledger.complete_import_round(round_no)
         log.info(
-            "account %s: read %d record(s) in %d listing(s)", self.account.name, read, len(windows)
+            "account %s: read %d record(s) in %d listing(s)%s",
+            self.account.name,
+            read,
+            len(windows),
+            " (with a catch-up read of the un-exported listing)" if catchup else "",
         )
+
+    def _catchup_due(self, now: datetime) -> bool:
+        """Window mode: whether this round also reads the un-exported listing (never done,
+        ``window_catchup_minutes`` passed since the last one, or the clock went back)."""
+        last = self.ledger.get_meta(CATCHUP_META)
+        if last is None:
+            return True
+        try:
+            when = datetime.fromisoformat(last)
+        except ValueError:
+            return True
+        minutes = self.options.window_catchup_minutes
+        return when > now or now - when >= timedelta(minutes=minutes)
 
     def _watch_windows(
         self, now: datetime, covered: list[tuple[datetime, datetime]]
@@ -451,9 +545,11 @@ class Importer:
             return None
 
         order_date = min(datetime.fromisoformat(f[_F_DATE]) for f in parsed.values())
-        if delay and order_date > now - delay:
-            # Too young: stays staged (import_delay_minutes gives Groupon's checks time).
-            # Without a delay nothing waits, even an order dated ahead of our clock (skew).
+        first_seen = min(row.first_seen for row in live)
+        if delay and delay_until(order_date, first_seen, delay)[0] > now:
+            # Too young: stays staged (import_delay_minutes gives Groupon's checks time); a
+            # future-dated order counts from first sight (see waiting_lines for the reason
+            # shown). Without a delay nothing waits, even an order dated ahead of our clock.
             for row in live:
                 if row.state != "staged" or row.hold_kind is not None:
                     updates.append((row.ci_lineitemid, "staged", None, ""))

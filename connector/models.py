@@ -39,6 +39,7 @@ __all__ = [
     "SkuComponent",
     "SlaRisk",
     "StoredOrder",
+    "WaitingLine",
 ]
 
 
@@ -249,6 +250,19 @@ class Cancellation:
 
 
 @dataclass(frozen=True, slots=True)
+class WaitingLine:
+    """A line that is not handed over yet because its order waits on
+    ``import_delay_minutes``: ``reason`` says why, ``until`` when it will be (aware UTC)."""
+
+    account: str
+    ci_lineitemid: int
+    orderid: str
+    order_date: datetime
+    until: datetime
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class ImportBatch:
     """What one ``oms_import_orders`` call hands the host.
 
@@ -257,12 +271,15 @@ class ImportBatch:
     :ivar cancellations: lines Groupon cancelled after they were imported, not yet reported.
     :ivar more: further orders are ready: after storing and acknowledging this batch, the
         host calls ``oms_import_orders`` again (and again while ``more``).
+    :ivar waiting: lines staged but waiting on the import delay, with why and until when
+        (informational: nothing for the host to do).
     """
 
     orders: tuple[Order, ...] = ()
     held: tuple[HeldLine, ...] = ()
     cancellations: tuple[Cancellation, ...] = ()
     more: bool = False
+    waiting: tuple[WaitingLine, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -743,6 +743,18 @@ class Ledger:
         )
         return [datetime.fromisoformat(r[0]) for r in rows]
 
+    def staged_order_dates(self) -> list[tuple[int, str, datetime, datetime]]:
+        """``(line id, order id, order date, first seen)`` of every staged, unheld line with
+        an order date: what may be waiting on the import delay."""
+        rows = self._query(
+            "SELECT ci_lineitemid, orderid, order_date, first_seen FROM lines"
+            " WHERE state = 'staged' AND hold_kind IS NULL AND order_date IS NOT NULL"
+            " ORDER BY order_date, ci_lineitemid"
+        )
+        return [
+            (r[0], r[1], datetime.fromisoformat(r[2]), datetime.fromisoformat(r[3])) for r in rows
+        ]
+
     def stored_unacked(self) -> list[int]:
         """Line ids the host stored that CI has not acknowledged (not refused by CI)."""
         rows = self._query(
