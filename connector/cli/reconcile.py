@@ -75,6 +75,9 @@ def reconcile(
       tracking          shipments without accepted tracking (stuck, rejected, held, or
                         never dispatched). --fix: re-queue stuck rows for the next flush and
                         dispatch shipments the plugin never got; rejected/held need you.
+      unexported_unknown  CI lists the line as un-exported, the ledger never saw it
+                        (older than --stale-minutes). --fix: stage it; the next sync
+                        hands it to the host.
 
     Exits 0 when nothing remains, 1 when findings remain (or an account failed).
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -9,6 +10,7 @@ import click
 from connector.cli import open_facade, render_table, select_accounts, to_jsonable
 from connector.cli.context import CliContext, emit_json, say
 from connector.errors import ChannelError
+from connector.importer import waiting_lines
 from connector.ledger import open_ledger
 from connector.models import Account, HeldLine
 from connector.reference_host.facade import ChannelFacade
@@ -21,6 +23,7 @@ def _account_status(facade: ChannelFacade, account: Account) -> dict[str, Any]:
     try:
         pending = ledger.pending_outbox()
         summary = ledger.summary()
+        waiting = waiting_lines(account, ledger, datetime.now(UTC))
     finally:
         ledger.close()
     return {
@@ -40,6 +43,16 @@ def _account_status(facade: ChannelFacade, account: Account) -> dict[str, Any]:
             for row in pending
         ],
         "summary": to_jsonable(summary),
+        # Informational: staged lines waiting on import_delay_minutes (not a failure).
+        "waiting": [
+            {
+                "ci_lineitemid": w.ci_lineitemid,
+                "orderid": w.orderid,
+                "until": to_jsonable(w.until),
+                "reason": w.reason,
+            }
+            for w in waiting
+        ],
     }
 
 
@@ -58,6 +71,15 @@ def _print_status(status: dict[str, Any]) -> None:
                     [h["kind"], h["ci_lineitemid"], h["orderid"], h["since"], h["reason"]]
                     for h in held
                 ],
+            )
+        )
+    waiting = status.get("waiting", [])
+    if waiting:
+        say(f"waiting on the import delay: {len(waiting)}")
+        say(
+            render_table(
+                ["line", "order", "until", "why"],
+                [[w["ci_lineitemid"], w["orderid"], w["until"], w["reason"]] for w in waiting],
             )
         )
     pending = status["pending_outbox"]

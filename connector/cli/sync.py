@@ -29,6 +29,21 @@ _COLUMNS = (
 )
 
 
+_WAITING_SHOWN = 20
+
+
+def _say_waiting(report: SyncReport) -> None:
+    """One line per line waiting on the import delay: why and until when (first 20)."""
+    if not report.waiting:
+        return
+    say(f"{report.account}: {len(report.waiting)} line(s) wait on the import delay")
+    for w in report.waiting[:_WAITING_SHOWN]:
+        say(f"  line {w['ci_lineitemid']} (order {w['orderid']}) until {w['until']}: {w['reason']}")
+    if len(report.waiting) > _WAITING_SHOWN:
+        rest = len(report.waiting) - _WAITING_SHOWN
+        say(f"  ... and {rest} more (sync --json or status lists them all)")
+
+
 @click.command()
 @click.option(
     "--account",
@@ -96,6 +111,7 @@ def sync(obj: CliContext, account_name: str, as_json: bool) -> None:
             if r.transport_retries:
                 why = ", ".join(f"{reason} x{n}" for reason, n in r.transport_retries.items())
                 say(f"{r.account}: retried {sum(r.transport_retries.values())} call(s): {why}")
+            _say_waiting(r)
             for error in r.errors:
                 say(f"{r.account}: {error}", err=True)
         for failure in failures:

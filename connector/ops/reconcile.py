@@ -16,6 +16,10 @@ Three checks per account (peers.md §3 item 4, §4 "Reconciliation backstop"):
    with no outbox row at all. Heal: re-queue stuck rows for the next flush and dispatch
    shipments the plugin never received (pre-flight still runs). Rejected and held rows need an
    operator: the finding's ``action`` says what to do.
+4. ``unexported_unknown``: lines CI lists as un-exported (the default view) that the ledger
+   has never seen, older than ``stale_minutes``: no sync imported them (window mode before the
+   catch-up read could skip a back-dated order) and Groupon auto-cancels un-exported lines.
+   Heal: stage the line from CI's record; the next sync hands it to the host.
 
 Safe by construction: every heal is a re-delivery or re-send that the host or CI treats as
 idempotent. Nothing is ever deleted.
@@ -59,8 +63,8 @@ __all__ = [
 
 log = logging.getLogger("connector.ops.reconcile")
 
-CHECKS = ("exported_missing", "unacked", "tracking")
-"""The three checks, in report order."""
+CHECKS = ("exported_missing", "unacked", "tracking", "unexported_unknown")
+"""The four checks, in report order."""
 
 DEFAULT_DAYS = 7
 DEFAULT_STALE_MINUTES = 60
@@ -278,6 +282,7 @@ class _CILine:
     orderid: str | None
     status: str
     record: dict[str, Any]
+    order_date: datetime | None = None
 
 
 def _utcnow() -> datetime:
@@ -323,9 +328,12 @@ def reconcile_account(
         fix=fix,
         host_db=host.path if host is not None else None,
     )
-    ci_lines, exported = _read_ci(client, now, days, report)
+    ci_lines, exported, unexported = _read_ci(client, now, days, report)
     host_lines = host.lines(account.name) if host is not None else None
     ledger_lines = {row.ci_lineitemid: row for row in ledger.lines()}
+    unknown = _check_unexported_unknown(
+        unexported, ledger_lines, host_lines, now, stale_minutes, report
+    )
 
     missing = _check_exported_missing(ci_lines, exported, ledger_lines, host_lines)
     unacked = _check_unacked(account, ledger_lines, host_lines, {f.ci_lineitemid for f in missing})
@@ -334,20 +342,23 @@ def reconcile_account(
 
     if fix:
         loader = mappings_loader or (lambda a: load_mappings(a.mappings_dir))
+        known_to_ci = {**unexported, **ci_lines}
         healer = _Healer(
-            account, client, ledger, loader, clock, report, ci_lines, host_lines, host_shipments
+            account, client, ledger, loader, clock, report, known_to_ci, host_lines, host_shipments
         )
         missing = healer.heal_missing(missing)
         unacked = healer.heal_unacked(unacked)
         tracking = healer.heal_tracking(tracking)
-    report.findings = missing + unacked + tracking
+        unknown = healer.heal_unknown(unknown)
+    report.findings = missing + unacked + tracking + unknown
     return report
 
 
 def _read_ci(
     client: ReconcileClient, now: datetime, days: int, report: ReconcileReport
-) -> tuple[dict[int, _CILine], set[int]]:
-    """Lines in the date windows, and which of them CI lists as exported.
+) -> tuple[dict[int, _CILine], set[int], dict[int, _CILine]]:
+    """Lines in the date windows, which of them CI lists as exported, and the lines of the
+    un-exported view.
 
     Windows are read *before* the un-exported view: a line created in between is then absent
     from the windows rather than wrongly counted as exported.
@@ -361,10 +372,10 @@ def _read_ci(
             for raw in page.records:
                 for line in _ci_lines(raw):
                     seen[line.ci_lineitemid] = line
-    unexported: set[int] = set()
+    unexported: dict[int, _CILine] = {}
     for page in client.fetch_all():
         for raw in page.records:
-            unexported.update(line.ci_lineitemid for line in _ci_lines(raw))
+            unexported.update((line.ci_lineitemid, line) for line in _ci_lines(raw))
     exported = {
         lid
         for lid, line in seen.items()
@@ -373,7 +384,7 @@ def _read_ci(
     report.windows_read = len(windows)
     report.ci_lines_seen = len(seen)
     report.ci_exported = len(exported)
-    return seen, exported
+    return seen, exported, unexported
 
 
 def _ci_lines(raw: Any) -> list[_CILine]:
@@ -384,7 +395,7 @@ def _ci_lines(raw: Any) -> list[_CILine]:
         # Unreadable record: the ids it still carries count, status unknown (taken as open).
         return [_CILine(lid, parsed.orderid, "open", raw) for lid in parsed.ci_lineitemids]
     return [
-        _CILine(line.ci_lineitemid, parsed.orderid, line.status or "open", raw)
+        _CILine(line.ci_lineitemid, parsed.orderid, line.status or "open", raw, parsed.order_date)
         for line in parsed.lines
     ]
 
@@ -485,6 +496,48 @@ def _check_exported_missing(
                     ledger_state=row.state,
                 )
             )
+    return findings
+
+
+def _check_unexported_unknown(
+    unexported: dict[int, _CILine],
+    ledger_lines: dict[int, LineRow],
+    host_lines: dict[int, HostLine] | None,
+    now: datetime,
+    stale_minutes: int,
+    report: ReconcileReport,
+) -> list[Finding]:
+    """Lines CI still waits on (un-exported) that no sync ever read into the ledger."""
+    findings: list[Finding] = []
+    young = 0
+    horizon = now - timedelta(minutes=stale_minutes)
+    for lid, ci in sorted(unexported.items()):
+        if lid in ledger_lines or (host_lines is not None and lid in host_lines):
+            continue  # known (the other checks look at it)
+        if ci.status in CANCELLED_STATUSES:
+            continue
+        if ci.order_date is not None and ci.order_date > horizon:
+            young += 1  # new since the last sync: the next one reads it
+            continue
+        dated = f", dated {ci.order_date.isoformat()}" if ci.order_date else ""
+        findings.append(
+            Finding(
+                "unexported_unknown",
+                "unknown_to_ledger",
+                lid,
+                ci.orderid,
+                f"CI lists line {lid} (order {ci.orderid}{dated}) as un-exported but the "
+                "ledger has never seen it: no sync imported it, and Groupon auto-cancels "
+                "lines left un-exported",
+                "--fix stages it from CI's record; the next sync hands it to the host",
+                fixable=True,
+            )
+        )
+    if young:
+        report.notes.append(
+            f"{young} un-exported line(s) unknown to the ledger are younger than "
+            f"{stale_minutes} min: the next sync imports them"
+        )
     return findings
 
 
@@ -768,6 +821,21 @@ class _Healer:
                 if done:
                     self.report.notes.append(
                         f"line {lid}: put back to 'staged'; the next sync re-delivers it"
+                    )
+                out.append(_mark(f, done))
+        return out
+
+    def heal_unknown(self, findings: list[Finding]) -> list[Finding]:
+        now = self.clock()
+        out = []
+        with self.ledger.transaction():
+            for f in findings:
+                lid = f.ci_lineitemid
+                done = lid is not None and self._stage_from_ci(lid, now, "staged")
+                if done:
+                    self.report.notes.append(
+                        f"line {lid}: staged from CI's un-exported view; the next sync hands it "
+                        "to the host"
                     )
                 out.append(_mark(f, done))
         return out

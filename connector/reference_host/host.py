@@ -91,6 +91,8 @@ class SyncReport:
     errors: list[str] = field(default_factory=list)
     chunks: int = 0
     transport_retries: dict[str, int] = field(default_factory=dict)
+    waiting: list[dict[str, str]] = field(default_factory=list)
+    """Lines waiting on the import delay (last batch): line, order, until, reason."""
 
     @property
     def ok(self) -> bool:
@@ -227,6 +229,15 @@ class ReferenceHost:
         # Held lines are the full current list in every batch: the last batch's count wins.
         report.held = len(batch.held)
         report.held_new += self.store.record_held(account.name, batch.held)
+        report.waiting = [
+            {
+                "ci_lineitemid": str(w.ci_lineitemid),
+                "orderid": w.orderid,
+                "until": w.until.isoformat(),
+                "reason": w.reason,
+            }
+            for w in batch.waiting
+        ]
         report.cancellations += len(batch.cancellations)
         cancels = self.store.apply_cancellations(account.name, batch.cancellations)
         report.cancellations_applied += cancels.cancelled

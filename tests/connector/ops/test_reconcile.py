@@ -335,7 +335,12 @@ def test_report_json_has_lists_and_counts_and_no_token(world: World) -> None:
     data = world.reconcile().to_dict()
     text = json.dumps(data)
     assert TOKEN not in text
-    assert set(data["findings"]) == {"exported_missing", "unacked", "tracking"}
+    assert set(data["findings"]) == {
+        "exported_missing",
+        "unacked",
+        "tracking",
+        "unexported_unknown",
+    }
     assert data["counts"]["exported_missing"] == {"found": 1, "fixed": 0, "remaining": 1}
     assert data["clean"] is False
 
@@ -378,3 +383,26 @@ def test_stored_line_the_host_lost_is_not_acked_but_redelivered(world: World) ->
     assert world.host.store.line("us", lost) is not None
     assert world.state.line(lost).exported  # type: ignore[union-attr]
     assert world.reconcile().clean
+
+
+def test_unexported_lines_unknown_to_the_ledger_are_reported_and_fixed(world: World) -> None:
+    # Issue 9: before, reconcile said clean while CI listed lines no sync had ever imported
+    # (window mode skipped a back-dated order) and Groupon later auto-cancelled them.
+    report = world.reconcile()
+    unknown = [f for f in report.findings if f.check == "unexported_unknown"]
+    assert sorted(f.ci_lineitemid for f in unknown) == sorted(world.line_ids)
+    assert all(f.kind == "unknown_to_ledger" and f.fixable for f in unknown)
+    assert "un-exported but the ledger has never seen it" in unknown[0].detail
+
+    fixed = world.reconcile(fix=True)
+    assert all(f.fixed for f in fixed.findings if f.check == "unexported_unknown")
+    assert {row.state for row in world.ledger().lines()} == {"staged"}
+    sync = world.host.sync(world.account)
+    assert sync.lines_marked_exported == len(world.line_ids)
+    assert world.reconcile().clean
+
+
+def test_young_unknown_lines_are_only_noted(world: World) -> None:
+    report = world.reconcile(stale_minutes=10 * 24 * 60)
+    assert not [f for f in report.findings if f.check == "unexported_unknown"]
+    assert any("younger than" in note for note in report.notes)
