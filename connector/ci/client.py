@@ -855,6 +855,10 @@ class CIClient:
                 f"(the client only talks to {urlsplit(self.base_url).hostname}; check base_url)",
                 endpoint=endpoint,
             )
+        if status == 429 or status >= 500:
+            # Only the status matters (retries are over): a hostile 503 body is never read.
+            response.close()
+            return _Answer(status, response.headers, b"")
         content = self._read(endpoint, response, guard)
         log.debug(
             "CI %s %s -> HTTP %d, %d bytes in %.3fs",

@@ -147,7 +147,8 @@ class HostileServer:
             raise ValueError(f"mode must be one of {MODES}")
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._bomb: bytes | None = None
+        # Built up front: compressing a 1 GB bomb takes seconds that are not the client's.
+        self._bomb: bytes | None = gzip_bomb(self.bomb_bytes) if self.mode == "gzip_bomb" else None
         self._sock = socket.create_server(("127.0.0.1", 0))
         self._sock.settimeout(0.2)
         self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
