@@ -38,6 +38,7 @@ __all__ = [
     "DeadlineExceeded",
     "UnsupportedEncoding",
     "current_guard",
+    "host_port",
     "location_host",
     "read_body",
 ]
@@ -225,11 +226,19 @@ class BoundedAdapter(HTTPAdapter):
 def location_host(response: requests.Response) -> str:
     """The host a redirect points at (never the rest of the URL: it may carry a token)."""
     location = response.headers.get("Location", "")
+    return host_port(location) or ("(relative)" if location else "(no Location header)")
+
+
+def host_port(url: str) -> str:
+    """``host`` or ``host:port`` of ``url`` (no user info, path or query), or ``""``."""
     try:
-        host = urlsplit(location).hostname
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port
     except ValueError:
-        host = None
-    return host or ("(relative)" if location else "(no Location header)")
+        return ""
+    if not host:
+        return ""
+    return f"{host}:{port}" if port else host
 
 
 def read_body(response: requests.Response, limit: int, guard: CallGuard | None = None) -> bytes:

@@ -32,7 +32,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self, cast
-from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -66,6 +65,7 @@ from .bounded import (
     DeadlineExceeded,
     UnsupportedEncoding,
     current_guard,
+    host_port,
     location_host,
     read_body,
 )
@@ -852,7 +852,7 @@ class CIClient:
             self._stats.failure("CIProtocolError")
             raise CIProtocolError(
                 f"CI {endpoint}: HTTP {status} redirect to host {redact(host)!r} refused "
-                f"(the client only talks to {urlsplit(self.base_url).hostname}; check base_url)",
+                f"(the client only talks to {host_port(self.base_url)}; check base_url)",
                 endpoint=endpoint,
             )
         if status == 429 or status >= 500:

@@ -86,7 +86,8 @@ def test_redirect_over_a_real_socket_sends_nothing_to_the_other_host() -> None:
     with HostileServer("redirect") as target, HostileServer("redirect") as server:
         target.mode = "ok"
         server.redirect_to = f"{target.url}/api/v4/get_orders"
-        with pytest.raises(CIProtocolError, match=r"redirect to host '127\.0\.0\.1'"):
+        other = target.url.removeprefix("http://")
+        with pytest.raises(CIProtocolError, match=f"redirect to host '{other}'"):
             _client(server.url).get_orders_page(1)
         assert len(server.requests()) == 1
         assert target.requests() == []
