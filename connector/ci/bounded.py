@@ -28,12 +28,16 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import InvalidHeader
+from urllib3.response import BaseHTTPResponse
+from urllib3.util.retry import Retry
 
 __all__ = [
     "ACCEPT_ENCODING",
     "BodyBroken",
     "BodyTooLarge",
     "BoundedAdapter",
+    "BoundedRetry",
     "CallGuard",
     "DeadlineExceeded",
     "UnsupportedEncoding",
@@ -221,6 +225,42 @@ class BoundedAdapter(HTTPAdapter):
         manager = super().proxy_manager_for(proxy, **proxy_kwargs)
         manager.pool_classes_by_scheme = dict(_POOLS)
         return manager
+
+
+def bounded_sleep(seconds: float) -> None:
+    """Sleep, but never past the current call's deadline.
+
+    :raises DeadlineExceeded: when the sleep would end past it.
+    """
+    guard = current_guard()
+    if guard is not None and seconds >= guard.remaining():
+        raise DeadlineExceeded("the backoff would end past the deadline")
+    if seconds > 0:
+        time.sleep(seconds)
+
+
+class BoundedRetry(Retry):
+    """urllib3 ``Retry`` whose waits are capped (``Retry-After`` at ``retry_after_cap``; an
+    unreadable one falls back to the backoff) and never outlast the call's deadline."""
+
+    retry_after_cap: float = 60.0
+
+    def parse_retry_after(self, retry_after: str) -> float:
+        try:
+            seconds = super().parse_retry_after(retry_after)
+        except InvalidHeader:
+            return 0.0
+        return min(seconds, self.retry_after_cap)
+
+    def sleep_for_retry(self, response: BaseHTTPResponse) -> bool:
+        retry_after = self.get_retry_after(response)
+        if retry_after:
+            bounded_sleep(retry_after)
+            return True
+        return False
+
+    def _sleep_backoff(self) -> None:
+        bounded_sleep(self.get_backoff_time())
 
 
 def location_host(response: requests.Response) -> str:

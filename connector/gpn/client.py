@@ -25,13 +25,13 @@ from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
-from urllib3.util.retry import Retry
 
 from connector.ci.bounded import (
     ACCEPT_ENCODING,
     BodyBroken,
     BodyTooLarge,
     BoundedAdapter,
+    BoundedRetry,
     CallGuard,
     DeadlineExceeded,
     UnsupportedEncoding,
@@ -180,7 +180,7 @@ class GPNClient:
         self._clock = clock or (lambda: datetime.now(UTC))
         self._owns_session = session is None
         self.session = session or requests.Session()
-        retry = Retry(
+        retry = BoundedRetry(
             total=max_retries,
             connect=max_retries,
             read=max_retries,

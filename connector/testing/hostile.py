@@ -33,6 +33,7 @@ MODES = (
     "redirect",
     "lying_counters",
     "status_503_endless",
+    "retry_after_day",
     "html",
 )
 
@@ -201,6 +202,9 @@ class HostileServer:
             return True
         if mode == "html":
             _send(conn, 200, b"<html>maintenance</html>", ctype="text/html")
+            return True
+        if mode == "retry_after_day":
+            _send(conn, 503, b"busy", ctype="text/plain", extra={"Retry-After": "86400"})
             return True
         if mode == "redirect":
             _send(conn, self.redirect_status, b"", extra={"Location": self.redirect_to})

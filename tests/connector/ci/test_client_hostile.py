@@ -271,3 +271,14 @@ def test_retried_503_with_an_endless_body_is_not_drained() -> None:
         assert time.monotonic() - started < 8.0
         client.close()
         assert len(server.requests()) == 3
+
+
+@pytest.mark.socket
+def test_hostile_retry_after_never_stalls_past_the_deadline() -> None:
+    with HostileServer("retry_after_day") as server:
+        slept: list[float] = []
+        client = _client(server.url, call_deadline=5.0, max_retries=3, sleep=slept.append)
+        with pytest.raises(CITransportError, match="call deadline of 5 s"):
+            client.get_orders_page(1)
+        assert slept == []  # capped at 60 s, which is past the deadline: not slept at all
+        client.close()

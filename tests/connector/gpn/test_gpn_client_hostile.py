@@ -78,3 +78,16 @@ def test_slow_drip_ends_at_the_deadline() -> None:
             _fetch(client)
         assert time.monotonic() - started < 4.0
         client.close()
+
+
+@pytest.mark.socket
+def test_hostile_retry_after_never_stalls_past_the_deadline() -> None:
+    # Before: urllib3's plain Retry honoured "Retry-After: 86400" (a day's sleep).
+    with HostileServer("retry_after_day") as server:
+        client = _client(server.url, call_deadline=2.0, max_retries=3)
+        started = time.monotonic()
+        with pytest.raises(GPNError, match=r"within the 2 s deadline"):
+            _fetch(client)
+        assert time.monotonic() - started < 2.0
+        client.close()
+        assert len(server.requests()) == 1
