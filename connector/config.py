@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import difflib
+import ipaddress
 import itertools
 import os
 import re
@@ -491,6 +492,13 @@ class _Loader:
                 "must be scheme://host[:port][/path] only: no user:password@, query string or "
                 "fragment (the client adds the credentials itself)",
             )
+        elif parts.scheme == "http" and not _is_loopback(parts.hostname or ""):
+            self.problem(
+                where,
+                f"plain http:// to {parts.hostname} would send the token unencrypted; use "
+                "https:// (http:// is accepted only for loopback hosts such as a local "
+                "simulator on 127.0.0.1)",
+            )
 
     def supplier_id(self, raw: Mapping[str, Any], label: str) -> str | None:
         value = raw.get("supplier_id")
@@ -681,6 +689,15 @@ def _type(value: Any) -> str:
         dict: "a table",
     }
     return names.get(type(value), type(value).__name__)
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _class_changes(run: str) -> int:

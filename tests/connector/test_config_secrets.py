@@ -84,6 +84,14 @@ def test_base_url_with_a_query_or_credentials_is_refused(tmp_path: Path) -> None
             load_config(write(tmp_path, MINIMAL + f'base_url = "{url}"\n'), ENV)
 
 
+def test_plain_http_only_for_loopback_hosts(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="would send the token unencrypted"):
+        load_config(write(tmp_path, MINIMAL + 'base_url = "http://ci.example.com"\n'), ENV)
+    for url in ("http://127.0.0.1:5000", "http://localhost:8080", "http://[::1]:9000"):
+        config = load_config(write(tmp_path, MINIMAL + f'base_url = "{url}"\n'), ENV)
+        assert config.accounts[0].base_url == url
+
+
 @pytest.mark.parametrize(
     "value",
     [
