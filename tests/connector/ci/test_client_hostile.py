@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import time
 import tracemalloc
 from collections.abc import Iterator
@@ -282,3 +283,24 @@ def test_hostile_retry_after_never_stalls_past_the_deadline() -> None:
             client.get_orders_page(1)
         assert slept == []  # capped at 60 s, which is past the deadline: not slept at all
         client.close()
+
+
+@pytest.mark.socket
+@pytest.mark.parametrize(
+    "mode", ["redirect", "drip_body", "huge", "gzip_bomb", "status_503_endless", "html"]
+)
+def test_canary_token_never_logged_on_hostile_paths(
+    mode: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    with HostileServer(mode, interval=0.2, bomb_bytes=16 * 1024 * 1024) as server:
+        client = _client(
+            server.url, call_deadline=1.0, max_retries=1, max_response_bytes=1024 * 1024
+        )
+        with pytest.raises((CITransportError, CIProtocolError)) as caught:
+            client.get_orders_page(1)
+        client.close()
+        assert any(TOKEN in r.target for r in server.requests())  # it was really sent there
+    assert TOKEN not in caplog.text
+    assert TOKEN not in str(caught.value)
+    assert TOKEN not in repr(caught.value)
