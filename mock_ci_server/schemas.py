@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from marshmallow import (
@@ -351,10 +352,48 @@ _V2_SHIPPING = (
 )  # fmt: skip
 
 
+_CENT = Decimal("0.01")
+#: Money keys of a line item (``amount.total``/``amount.shipping`` are the record's).
+LINE_MONEY_KEYS = ("unit_price", "intrinsic_value", "groupon_cost", "discount")
+
+
+def ci_money(value: Any) -> Any:
+    """A money amount as the real 2023 capture writes it: zero as the literal ``0``, anything
+    else with two decimals, trailing zeros kept (``22.00``, ``37.50``).
+
+    Returns a :class:`~decimal.Decimal` for the JSON encoder (``simplejson`` with
+    ``use_decimal`` writes it as a number literal); non-numbers (``None``, strings a tester
+    seeded on purpose, booleans) pass through untouched. Ties round half-even (ASSUMED).
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+        return value
+    amount = Decimal(str(value))
+    if not amount.is_finite():
+        return value
+    if amount == 0:
+        return 0
+    return amount.quantize(_CENT)
+
+
+def _money_block(block: Any) -> Any:
+    if not isinstance(block, dict):
+        return block
+    return {k: ci_money(v) if k in ("total", "shipping") else v for k, v in block.items()}
+
+
+def _line_money(item: dict[str, Any], status: str) -> dict[str, Any]:
+    out = {k: ci_money(v) if k in LINE_MONEY_KEYS else v for k, v in item.items()}
+    out["status"] = status
+    return out
+
+
 def render_record_v4(record: dict[str, Any], status: str) -> dict[str, Any]:
-    """The record as stored (real v4 key order), with the line's current status."""
+    """The record as stored (real v4 key order), with the line's current status and money
+    written as in the capture (:func:`ci_money`)."""
     out = dict(record)
-    out["line_items"] = [{**item, "status": status} for item in record["line_items"]]
+    if "amount" in out:
+        out["amount"] = _money_block(out["amount"])
+    out["line_items"] = [_line_money(item, status) for item in record["line_items"]]
     return out
 
 
@@ -367,6 +406,7 @@ def render_record_v2(record: dict[str, Any], status: str) -> dict[str, Any]:
     for item in record["line_items"]:
         line = {key: item.get(key, "") for key in _V2_LINE}
         line["status"] = status
+        line["unit_price"] = ci_money(line["unit_price"])
         if line["po_number"] is None:
             line["po_number"] = ""  # a string in the 2017 recording
         items.append(line)
@@ -381,7 +421,7 @@ def render_record_v2(record: dict[str, Any], status: str) -> dict[str, Any]:
         "line_items": items,
         "shipping": ship,
         "date": record.get("date"),
-        "amount": record.get("amount"),
+        "amount": _money_block(record.get("amount")),
         "supplier": record.get("supplier"),
     }
 
