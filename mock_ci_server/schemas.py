@@ -324,9 +324,15 @@ class CancelSchema(_Strict):
 
 
 class ConfigSchema(_Strict):
-    """``POST /_sim/config``."""
+    """``POST /_sim/config``: any of the switches (at least one)."""
 
-    error_status_codes = fields.Boolean(required=True)
+    error_status_codes = fields.Boolean()
+    auth_error_status = fields.Integer(strict=True, validate=validate.OneOf((401, 403, 200)))
+
+    @validates_schema
+    def _one_switch(self, data: dict[str, Any], **_: Any) -> None:
+        if not data:
+            raise ValidationError("give error_status_codes and/or auth_error_status")
 
 
 class SuspendSchema(Schema):
