@@ -204,10 +204,11 @@ def load_mark_exported(params: Mapping[str, Any]) -> tuple[str, str, list[int]]:
     """(supplier_id, token, ids) or an API error naming the field and value."""
     data = _form(MarkExportedSchema(), params)
     value = _json_field(params, "ci_lineitem_ids")
-    if not isinstance(value, list) or not value:
+    # An empty array is accepted (a no-op): a real module sends `[]` whenever nothing is new;
+    # the real answer is unknown (docs/simulator.md, "Unknown cases").
+    if not isinstance(value, list):
         raise InvalidParameter(
-            "ci_lineitem_ids must be a non-empty JSON array of ids, "
-            f"got {params['ci_lineitem_ids']!r}"
+            f"ci_lineitem_ids must be a JSON array of ids, got {params['ci_lineitem_ids']!r}"
         )
     ids = []
     for i, item in enumerate(value):

@@ -746,7 +746,7 @@ class SimState:
             now = self.clock.now()
             self._sweep(now)
             if not line_ids:
-                raise InvalidParameter("ci_lineitem_ids must be a non-empty JSON array of ids")
+                return  # `[]`: nothing to mark, answered as success (ASSUMED, see docs)
             lines = [self._owned_line(account.supplier_id, i) for i in line_ids]
             unknown = sorted({i for i, ln in zip(line_ids, lines, strict=True) if ln is None})
             if unknown:
