@@ -267,17 +267,19 @@ def generate_orders(
     opp_ids.append("006Xx00000UnLst")
     spread_minutes = int(knobs.spread_hours * 60)
     # Real order dates fall on quarter hours: the base is floored to one and offsets are
-    # whole quarters.
+    # rounded down to whole quarters (same draws as before, so seeds keep their lists).
     base = now.astimezone(UTC).replace(second=0, microsecond=0)
     base -= timedelta(minutes=base.minute % 15)
-    quarters = spread_minutes // 15
     for _ in range(knobs.orders):
         country = rng.choice(countries)
         firsts, lasts, streets, phone_prefix, vat, imperial = ADDRESSES[country]
         name = f"{rng.choice(firsts)} {rng.choice(lasts)}"
         address1, city, state, zip_code = rng.choice(streets)
         # Always filled, as in every real 2023 record (billing phones stay "": also real).
-        phone = f"{phone_prefix}{rng.randrange(100, 1000)}"
+        # The draws are those of the old optional phone, so earlier seeds keep their lists.
+        draw = rng.random()
+        number = rng.randrange(100, 1000) if draw < 0.7 else 100 + int(draw * 1000) % 900
+        phone = f"{phone_prefix}{number}"
         address2 = rng.choice(("", "", "", "Apt 4", "c/o Reception"))
         iso = "GB" if country == "UK" else country
         billing = {
@@ -302,7 +304,8 @@ def generate_orders(
             "address2": address2,
             "phone": phone,
         }
-        order_date = base - timedelta(minutes=15 * rng.randint(0, quarters))
+        offset = rng.randint(0, spread_minutes)
+        order_date = base - timedelta(minutes=offset - offset % 15)
         date_text = format_ci_datetime(order_date)
         ship_by = _ship_by(order_date, region)
         orderid = str(ids.next_orderid)

@@ -8,6 +8,7 @@ raises :class:`CIAuthError` / :class:`CIBusinessError` with the reason and never
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -44,6 +45,10 @@ def test_credential_failure_either_way_is_an_auth_error(
         assert business.value.status == 200
         assert "999999999" in str(business.value)
         good.close()
-        [entry, *_] = sim.state.request_log(path_contains="mark_exported")
-        assert entry["status"] == 200
-        assert entry["success"] is False
+        # Over a socket the entry is written once the server finished sending: wait for it.
+        deadline = time.monotonic() + 5
+        while not (log := sim.state.request_log(path_contains="mark_exported")):
+            assert time.monotonic() < deadline, "mark_exported never reached the request log"
+            time.sleep(0.01)
+        assert log[0]["status"] == 200
+        assert log[0]["success"] is False
