@@ -3,7 +3,9 @@ renderers that put records in the exact key order and JSON types of the real cap
 
 from __future__ import annotations
 
+import functools
 import json
+import math
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -374,12 +376,17 @@ def ci_money(value: Any) -> Any:
     """
     if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
         return value
-    amount = Decimal(str(value))
-    if not amount.is_finite():
+    finite = value.is_finite() if isinstance(value, Decimal) else math.isfinite(value)
+    if not finite:  # NaN / infinity: left as seeded
         return value
-    if amount == 0:
-        return 0
-    return amount.quantize(_CENT)
+    return _money_literal(value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _money_literal(value: float | Decimal) -> Decimal | int:
+    # Cached: a catalog repeats a few prices, and a page renders 1,500 amounts.
+    amount = Decimal(str(value))
+    return 0 if amount == 0 else amount.quantize(_CENT)
 
 
 def _money_block(block: Any) -> Any:
