@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 import shlex
 import string
@@ -79,16 +80,17 @@ def parse_range(text: str, name: str) -> tuple[int, int]:
 
 def connector_toml(url: str, supplier_id: str, region: str, token_env: str) -> str:
     """The ``[[accounts]]`` block of a connector.toml that talks to this simulator."""
+    # json.dumps gives a valid TOML basic string for any supplier id (quotes escaped).
     return "\n".join(
         [
             "[[accounts]]",
-            f'name = "sim-{supplier_id}"',
+            f"name = {json.dumps('sim-' + supplier_id)}",
             'channel = "groupon"',
-            f'supplier_id = "{supplier_id}"',
-            f'region = "{region}"',
+            f"supplier_id = {json.dumps(supplier_id)}",
+            f"region = {json.dumps(region)}",
             'api_version = "v4"',
-            f'base_url = "{url}"',
-            f'token_env = "{token_env}"',
+            f"base_url = {json.dumps(url)}",
+            f"token_env = {json.dumps(token_env)}",
         ]
     )
 
@@ -157,7 +159,7 @@ def _print_request(record: RequestRecord) -> None:
 @click.option(
     "--error-status-codes",
     is_flag=True,
-    help="Answer API failures with 400/401/403/404 instead of HTTP 200 (ASSUMED behaviour).",
+    help="Answer business failures with 400/403/404 instead of HTTP 200 (ASSUMED behaviour).",
 )
 @click.option(
     "--auth-error-status",
