@@ -196,25 +196,71 @@ def get_faults() -> Response:
     return jsonify({"rules": _faults().describe()})
 
 
+def _switches() -> dict[str, Any]:
+    from mock_ci_server.app import AUTH_ERROR_STATUS, ERROR_STATUS_CODES
+
+    return {
+        "error_status_codes": bool(current_app.config.get(ERROR_STATUS_CODES)),
+        "auth_error_status": int(current_app.config.get(AUTH_ERROR_STATUS, 401)),
+    }
+
+
 @blueprint.post("/config")
 def config() -> Response:
-    """``{"error_status_codes": bool}``: API failures as HTTP 200 (default) or 4xx."""
-    from mock_ci_server.app import ERROR_STATUS_CODES
+    """``{"error_status_codes": bool, "auth_error_status": 401|403|200}`` (either or both):
+    business failures as HTTP 200 (default) or 4xx; credential failures 401 (default) or 200."""
+    from mock_ci_server.app import AUTH_ERROR_STATUS, ERROR_STATUS_CODES
 
     data = _body(ConfigSchema())
-    current_app.config[ERROR_STATUS_CODES] = data["error_status_codes"]
-    return jsonify({"success": True, "error_status_codes": data["error_status_codes"]})
+    if "error_status_codes" in data:
+        current_app.config[ERROR_STATUS_CODES] = data["error_status_codes"]
+    if "auth_error_status" in data:
+        current_app.config[AUTH_ERROR_STATUS] = data["auth_error_status"]
+    return jsonify({"success": True, **_switches()})
 
 
 @blueprint.get("/config")
 def get_config() -> Response:
     """Current switches."""
-    from mock_ci_server.app import ERROR_STATUS_CODES
-
-    return jsonify({"error_status_codes": bool(current_app.config.get(ERROR_STATUS_CODES))})
+    return jsonify(_switches())
 
 
 @blueprint.get("/openapi.json")
 def openapi() -> Response:
     """OpenAPI document of the real-API part (built by ``mock_ci_server.openapi``)."""
     return jsonify(build_openapi())
+
+
+def _int_arg(name: str, default: int, low: int, high: int) -> int:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ControlError(f"{name} must be an integer, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ControlError(f"{name} must be within {low}..{high}, got {value}")
+    return value
+
+
+@blueprint.get("/requests")
+def get_requests() -> Response:
+    """The request log, newest first (``?limit=&after_id=&supplier_id=&path=&status=``);
+    tokens masked. ``/_sim/`` calls themselves are not logged."""
+    status = request.args.get("status")
+    entries = _state().request_log(
+        _int_arg("limit", 100, 1, 10_000),
+        after_id=_int_arg("after_id", 0, 0, 2**62),
+        supplier_id=request.args.get("supplier_id") or None,
+        path_contains=request.args.get("path") or None,
+        status=_int_arg("status", 0, 100, 599) if status else None,
+    )
+    return jsonify({"requests": entries, "capacity": _state().requests.capacity})
+
+
+@blueprint.post("/requests/clear")
+def clear_requests() -> Response:
+    """Empty the request log."""
+    _state().clear_request_log()
+    return jsonify({"success": True})
