@@ -294,7 +294,7 @@ class HoldKind(enum.StrEnum):
     AWAITING_HOST = "awaiting_host"
     """A dispatch for a line the host has not confirmed storing yet (``oms_mark_exported``
     not called, or the line not imported yet): released by the next ``oms_flush_outbox``
-    (or ``oms_dispatch``) once the line is acknowledged.
+    once the line is acknowledged.
 
     .. versionadded:: 0.2.0
     """
