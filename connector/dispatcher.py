@@ -146,7 +146,7 @@ class Dispatcher:
         for plan in plans:
             sid = plan.shipment.shipment_id
             for key in plan.wanted:
-                result = by_row.get((sid, *key)) or plan.results[key]
+                result = plan.results.get(key) or by_row[(sid, *key)]
                 out.append(replace(result, shipment_id=sid))
         if to_send:
             self.settle_holds(now)
