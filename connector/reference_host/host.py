@@ -23,9 +23,10 @@ from connector.models import (
     LineOutcome,
     LineResult,
     Shipment,
+    VoidResult,
 )
 from connector.reference_host.facade import ChannelFacade, NoChannelPlugin
-from connector.reference_host.store import AcceptPolicy, HostStore
+from connector.reference_host.store import AcceptPolicy, HostStore, ShipmentConflict
 from connector.secrets import redact
 
 __all__ = ["HOST_DB_NAME", "SYNC_STAGES", "ReferenceHost", "SyncReport"]
@@ -258,9 +259,40 @@ class ReferenceHost:
         marked undispatched until the plugin returned, so if the host stops in between, the
         next :meth:`sync` sends it again.
         """
-        self.store.create_shipment(account.name, shipment)
+        try:
+            self.store.create_shipment(account.name, shipment)
+        except ShipmentConflict as exc:
+            # The id is taken by another shipment: refuse it here, never send it.
+            return _refused(shipment, str(exc))
         crashpoint("host_shipment")
         results = self.facade.dispatch(account=account, shipment=shipment)
+        self._note_problems(account, results)
+        self.store.mark_dispatched(account.name, shipment.shipment_id)
+        return results
+
+    def ship_many(self, account: Account, shipments: Sequence[Shipment]) -> list[LineResult]:
+        """Record many shipments, then send them through ``oms_dispatch_many`` in one call
+        (one outbox transaction, tracking packed into as few CI calls as allowed). A shipment
+        whose id the host already used for other contents is refused and not sent.
+
+        .. versionadded:: 0.2.0
+        """
+        accepted, conflicts = self.store.create_shipments(account.name, shipments)
+        refused = [r for shipment, why in conflicts for r in _refused(shipment, why)]
+        crashpoint("host_shipment")
+        results = self.facade.dispatch_many(account=account, shipments=accepted) if accepted else []
+        self._note_problems(account, results)
+        self.store.mark_many_dispatched(account.name, [s.shipment_id for s in accepted])
+        return refused + results
+
+    def void(self, account: Account, shipment_id: str, reason: str) -> VoidResult:
+        """Withdraw a shipment from the channel (``oms_void_shipment``).
+
+        .. versionadded:: 0.2.0
+        """
+        return self.facade.void_shipment(account=account, shipment_id=shipment_id, reason=reason)
+
+    def _note_problems(self, account: Account, results: Sequence[LineResult]) -> None:
         for r in results:
             if r.outcome in (LineOutcome.HELD, LineOutcome.REJECTED):
                 self.store.record_notice(
@@ -269,8 +301,6 @@ class ReferenceHost:
                     r.reason,
                     ci_lineitemid=r.ci_lineitemid,
                 )
-        self.store.mark_dispatched(account.name, shipment.shipment_id)
-        return results
 
     def report_carrier_events(
         self, account: Account, events: Sequence[CarrierEvent]
@@ -280,6 +310,21 @@ class ReferenceHost:
         ``already_done``. Rejected events (unknown line, naive time) are returned, not stored.
         """
         return self.facade.report_carrier_events(account=account, events=events)
+
+
+def _refused(shipment: Shipment, reason: str) -> list[LineResult]:
+    """One ``rejected`` result per (line, parcel) of a shipment the host refused to send."""
+    return [
+        LineResult(
+            item.ci_lineitemid,
+            LineOutcome.REJECTED,
+            reason,
+            parcel.tracking_number,
+            shipment.shipment_id,
+        )
+        for parcel in shipment.parcels
+        for item in parcel.lines
+    ]
 
 
 def _retries_since(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
