@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup demo test lint typecheck pytest bench crash load clean
+.PHONY: help setup demo test lint typecheck pytest bench crash load clean bench-dispatch-many
 
 help:
 	@echo "make demo    set up .venv, then run the end-to-end demo on the embedded simulator"
@@ -47,6 +47,10 @@ crash: $(STAMP)
 
 load: $(STAMP)
 	$(BIN)/python -m benchmarks.load --workers 8 --seconds 60
+
+# Contract v2 (issue 10): one oms_dispatch per shipment vs oms_dispatch_many in waves.
+bench-dispatch-many: $(STAMP)
+	$(BIN)/python -m benchmarks.bench_dispatch_many --lines 3000 --wave 500
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -32,7 +32,7 @@ from connector.dispatcher import Dispatcher
 from connector.errors import ChannelError, MappingError
 from connector.importer import Importer
 from connector.importer import _order_line as order_line_from_fields  # the parsed-line decoder
-from connector.ledger import HOST_STATES, Ledger, LineRow, open_ledger
+from connector.ledger import HOST_STATES, Ledger, LineRow, OutboxRow, open_ledger
 from connector.mappings import CsvMappingsProvider, Mappings, MappingsProvider
 from connector.models import (
     Account,
@@ -245,6 +245,40 @@ class GrouponPlugin:
         """The ledger of ``account`` (for the CLI and ops)."""
         with self._using(account) as rt:
             return rt.ledger
+
+    # -- operator actions (ci-connector held), not hooks -----------------------------------------
+
+    def dispatch_holds(self, account: Account) -> list[tuple[OutboxRow, bool]]:
+        """Every held or CI-rejected dispatch row of ``account`` (settled ones superseded
+        first), each with whether its line is known (only those are in ``oms_held_lines``).
+
+        .. versionadded:: 0.2.0
+        """
+        with self._using(account) as rt:
+            self._dispatcher(rt, mappings=_NO_MAPPINGS).settle_holds()
+            rows = rt.ledger.outbox_rows(states=("held", "rejected"))
+            known = rt.ledger.get_lines((r.ci_lineitemid for r in rows), light=True)
+            return [(r, r.ci_lineitemid in known) for r in rows]
+
+    def dismiss_holds(
+        self, account: Account, row_ids: Sequence[int], reason: str
+    ) -> list[OutboxRow]:
+        """Close held or CI-rejected dispatch rows on an operator's word (never sent).
+
+        :raises ValueError: ``reason`` is empty.
+
+        .. versionadded:: 0.2.0
+        """
+        with self._using(account) as rt:
+            return self._dispatcher(rt, mappings=_NO_MAPPINGS).dismiss(row_ids, reason)
+
+    def retry_holds(self, account: Account, row_ids: Sequence[int]) -> list[LineResult]:
+        """Re-check held or CI-rejected dispatch rows now and send those that pass.
+
+        .. versionadded:: 0.2.0
+        """
+        with self._using(account) as rt:
+            return self._dispatcher(rt).retry_held(row_ids)
 
     def close(self) -> None:
         """Close every client and ledger (waiting for calls in progress on each account)."""
