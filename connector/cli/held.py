@@ -55,7 +55,13 @@ def held() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 @click.pass_obj
 def list_held(obj: CliContext, account_name: str, closed: bool, as_json: bool) -> None:
-    """Held and CI-rejected dispatch rows, with the reason and whether the line is known."""
+    """Held and CI-rejected dispatch rows, with the reason and whether the line is known.
+
+    \b
+    Example:
+      ci-connector held list --account us
+      ci-connector held list --closed --json | jq '.held[] | select(.state == "superseded")'
+    """
     plugin = _plugin()
     out: list[dict[str, Any]] = []
     try:
@@ -129,7 +135,12 @@ def list_held(obj: CliContext, account_name: str, closed: bool, as_json: bool) -
 @click.argument("row_ids", nargs=-1, type=int, required=True)
 @click.pass_obj
 def dismiss(obj: CliContext, account_name: str, reason: str, row_ids: tuple[int, ...]) -> None:
-    """Close held dispatch rows (ids from 'held list'); they are never sent."""
+    """Close held dispatch rows (ids from 'held list'); they are never sent.
+
+    \b
+    Example:
+      ci-connector held dismiss --account us 17 18 --reason "re-shipped as SHP-9"
+    """
     account = _account(obj, account_name)
     plugin = _plugin()
     try:
@@ -153,7 +164,12 @@ def dismiss(obj: CliContext, account_name: str, reason: str, row_ids: tuple[int,
 @click.pass_obj
 def retry(obj: CliContext, account_name: str, row_ids: tuple[int, ...]) -> None:
     """Check held dispatch rows again now and send those that pass. Exits 1 if any is
-    still held."""
+    still held.
+
+    \b
+    Example:
+      ci-connector held retry --account us 17
+    """
     account = _account(obj, account_name)
     plugin = _plugin()
     try:

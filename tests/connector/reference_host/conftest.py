@@ -94,7 +94,8 @@ class FakeChannel:
 
     @hookimpl
     def oms_channel_info(self) -> ChannelInfo:
-        self.calls.append(f"{self.name}:channel_info")
+        # Not logged: the manager reads it at registration (channel ownership), which is not
+        # a call of the host's cycle.
         return ChannelInfo(self.name, "9.9", frozenset({"import"}), ())
 
     @hookimpl
