@@ -574,9 +574,21 @@ One per process: register :meth:`~GrouponPlugin.new_instance` (or :func:`new_plu
 plugin manager that must not share clients, ledgers and counters with another."""
 
 
-def new_plugin() -> GrouponPlugin:
-    """A fresh Groupon plugin with the default collaborators (a factory for hosts).
+def new_plugin(
+    *,
+    mappings_loader: MappingsProvider | Callable[[Account], Mappings] | None = None,
+    clock: Callable[[], datetime] | None = None,
+) -> GrouponPlugin:
+    """A fresh Groupon plugin (a factory for hosts): its own clients, ledgers and counters.
+
+    A host that supplies its own mapping tables registers it instead of the entry point::
+
+        pm = get_plugin_manager(load_entrypoints=False)
+        pm.register(new_plugin(mappings_loader=MyTables()), name="groupon")
+
+    :param mappings_loader: a :class:`~connector.mappings.MappingsProvider` (default: the CSVs).
+    :param clock: the current aware UTC time (default: the system clock).
 
     .. versionadded:: 0.2.0
     """
-    return GrouponPlugin()
+    return GrouponPlugin(mappings_loader=mappings_loader, clock=clock)

@@ -369,6 +369,8 @@ def test_mappings_come_from_a_host_provider(tmp_path: Path) -> None:
     assert ok.outcome is LineOutcome.ACCEPTED
     assert tables.calls >= 2
     grp.close()
+    # The factory takes the provider too (what a host registers instead of the entry point).
+    assert new_plugin(mappings_loader=tables)._mappings(acct).carrier_code("US", "Our Van Line")
 
 
 # -- plugin instances ------------------------------------------------------------------------------
