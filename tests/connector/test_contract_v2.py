@@ -303,6 +303,17 @@ def test_import_batch_held_is_a_full_snapshot(tmp_path: Path) -> None:
     assert [h for h in host.pm.hook.oms_held_lines(account=acct)] == list(first.held)
 
 
+def test_partial_redelivery_total_is_the_sum_of_the_records_delivered(tmp_path: Path) -> None:
+    """Documented in ImportBatch/oms_import_orders: an order re-delivered with only its new
+    lines carries the total of the CI records those lines came in."""
+    host, acct = _imported(tmp_path, make_record("A", [make_line(1, price=10.0)]))
+    host.cis["us"].add(make_record("A", [make_line(2, "SKU-2", 2, price=7.5)]))
+    batch = host.pm.hook.oms_import_orders(account=acct)
+    [order] = batch.orders
+    assert order.ci_lineitemids == (2,)
+    assert order.total == Decimal("15.0")
+
+
 # -- host-owned configuration -------------------------------------------------------------------
 
 
