@@ -164,9 +164,10 @@ class ReferenceHost:
 
         try:
             # The host's own outbox first: shipments committed here but never handed over.
-            for shipment in self.store.undispatched_shipments(account.name):
-                self.ship(account, shipment)
-                report.redispatched += 1
+            pending = self.store.undispatched_shipments(account.name)
+            if pending:  # one oms_dispatch_many call for all of them
+                self.ship_many(account, pending)
+                report.redispatched += len(pending)
         except ChannelError as exc:
             report.errors.append(f"dispatch: {redact(str(exc))}")
         try:
@@ -280,10 +281,20 @@ class ReferenceHost:
         accepted, conflicts = self.store.create_shipments(account.name, shipments)
         refused = [r for shipment, why in conflicts for r in _refused(shipment, why)]
         crashpoint("host_shipment")
-        results = self.facade.dispatch_many(account=account, shipments=accepted) if accepted else []
+        results = self._dispatch_many(account, accepted) if accepted else []
         self._note_problems(account, results)
         self.store.mark_many_dispatched(account.name, [s.shipment_id for s in accepted])
         return refused + results
+
+    def _dispatch_many(self, account: Account, shipments: list[Shipment]) -> list[LineResult]:
+        """``oms_dispatch_many``; a channel plugin older than the hook (no answer) gets one
+        ``oms_dispatch`` per shipment instead."""
+        try:
+            return self.facade.dispatch_many(account=account, shipments=shipments)
+        except NoChannelPlugin as exc:
+            if exc.hook != "oms_dispatch_many":
+                raise
+        return [r for s in shipments for r in self.facade.dispatch(account=account, shipment=s)]
 
     def void(self, account: Account, shipment_id: str, reason: str) -> VoidResult:
         """Withdraw a shipment from the channel (``oms_void_shipment``).
