@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup demo test lint typecheck pytest bench crash load clean hostile
+.PHONY: help setup demo test lint typecheck pytest bench crash load clean hostile bench-dispatch-many
 
 help:
 	@echo "make demo    set up .venv, then run the end-to-end demo on the embedded simulator"
@@ -51,6 +51,9 @@ load: $(STAMP)
 
 hostile: $(STAMP)
 	$(BIN)/python -m benchmarks.hostile
+# Contract v2 (issue 10): one oms_dispatch per shipment vs oms_dispatch_many in waves.
+bench-dispatch-many: $(STAMP)
+	$(BIN)/python -m benchmarks.bench_dispatch_many --lines 3000 --wave 500
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -25,8 +25,9 @@ from connector.ci.client import LineitemTrackingItem, TrackingItem
 from connector.crashpoints import crashpoint
 from connector.errors import CIAuthError, CIBusinessError, CIError
 from connector.ledger import Ledger, OutboxRow
+from connector.ledger.sqlite import ClosedOutboxRow
 from connector.mappings import Mappings
-from connector.models import Account, HoldKind, LineOutcome, LineResult, Shipment
+from connector.models import Account, HoldKind, LineOutcome, LineResult, Shipment, VoidResult
 from connector.preflight import Candidate, Preflight, TrackingChecker, Verdict
 from connector.secrets import redact
 
@@ -83,49 +84,94 @@ class Dispatcher:
 
     def dispatch(self, shipment: Shipment) -> list[LineResult]:
         """Pre-flight, store and send one shipment; idempotent by ``shipment_id``."""
+        return self.dispatch_many([shipment])
+
+    def dispatch_many(self, shipments: Sequence[Shipment]) -> list[LineResult]:
+        """Pre-flight, store and send many shipments: one ledger transaction for the outbox,
+        tracking packed into as few CI calls as the batch size allows, one commit for what
+        CI accepted. Results come shipment by shipment, one per (line, parcel)."""
         now = self.clock()
-        wanted: dict[tuple[int, str], int] = {}
-        for parcel in shipment.parcels:
-            for item in parcel.lines:
-                key = (item.ci_lineitemid, parcel.tracking_number.strip())
-                wanted[key] = wanted.get(key, 0) + item.quantity
-        existing = {
-            (r.ci_lineitemid, r.tracking): r
-            for r in self.ledger.outbox_rows(shipment_id=shipment.shipment_id)
-        }
-        results: dict[tuple[int, str], LineResult] = {}
-        to_check: list[Candidate] = []
-        for (lid, tracking), qty in wanted.items():
-            row = existing.get((lid, tracking))
-            if row is None or row.state == "held":
-                to_check.append(Candidate(lid, tracking, qty))
-            else:
-                results[(lid, tracking)] = _known_result(row)
-        verdicts = self.preflight.check(shipment.courier, shipment.service, to_check)
-        to_send = self._store(shipment, verdicts, existing, results, now)
+        ids = [s.shipment_id for s in shipments]
+        stored: dict[str, dict[tuple[int, str], OutboxRow]] = {}
+        for row in self.ledger.outbox_of_shipments(ids):
+            stored.setdefault(row.shipment_id, {})[(row.ci_lineitemid, row.tracking)] = row
+        closed: dict[str, dict[tuple[int, str], ClosedOutboxRow]] = {}
+        for c in self.ledger.closed_outbox(ids):
+            closed.setdefault(c.shipment_id, {})[(c.ci_lineitemid, c.tracking)] = c
+        plans: list[_Plan] = []
+        first_in_call: dict[str, _Plan] = {}
+        checks: list[tuple[str, str, Candidate]] = []
+        owners: list[_Plan] = []
+        for shipment in shipments:
+            plan = _Plan(shipment, _wanted(shipment))
+            plans.append(plan)
+            sid = shipment.shipment_id
+            earlier = first_in_call.get(sid)
+            if earlier is not None:
+                problem = _difference(
+                    sid, _contents_of(earlier.shipment), _contents_of(shipment), "in this call"
+                )
+                plan.reject_all(problem, duplicate=problem is None)
+                continue
+            first_in_call[sid] = plan
+            problem = _shape_problem(shipment)
+            if problem is None and (sid in stored or sid in closed):
+                problem = _difference(
+                    sid,
+                    _stored_contents(stored.get(sid, {}), closed.get(sid, {})),
+                    _contents_of(shipment),
+                    "before",
+                )
+            if problem is not None:
+                plan.reject_all(problem)
+                continue
+            for (lid, tracking), qty in plan.wanted.items():
+                known = stored.get(sid, {}).get((lid, tracking))
+                gone = closed.get(sid, {}).get((lid, tracking))
+                if gone is not None:
+                    plan.results[(lid, tracking)] = _closed_result(gone)
+                elif known is None or known.state == "held":
+                    checks.append(
+                        (shipment.courier, shipment.service, Candidate(lid, tracking, qty))
+                    )
+                    owners.append(plan)
+                else:
+                    plan.results[(lid, tracking)] = _known_result(known)
+        verdicts = self.preflight.check_many(checks)
+        to_send = self._store(owners, verdicts, stored, now)
         crashpoint("after_outbox")
-        for result in self._send(to_send, now, premarked=True):
-            results[(result.ci_lineitemid, result.tracking_number or "")] = result
-        return [results[key] for key in wanted]
+        sent = self._send(to_send, now, premarked=True)
+        by_row = {(r.shipment_id, r.ci_lineitemid, r.tracking_number or ""): r for r in sent}
+        out: list[LineResult] = []
+        for plan in plans:
+            sid = plan.shipment.shipment_id
+            for key in plan.wanted:
+                result = plan.results.get(key) or by_row[(sid, *key)]
+                out.append(replace(result, shipment_id=sid))
+        if to_send:
+            self.settle_holds(now)
+        return out
 
     def _store(
         self,
-        shipment: Shipment,
+        owners: list[_Plan],
         verdicts: list[Verdict],
-        existing: dict[tuple[int, str], OutboxRow],
-        results: dict[tuple[int, str], LineResult],
+        stored: dict[str, dict[tuple[int, str], OutboxRow]],
         now: datetime,
     ) -> list[OutboxRow]:
         """Write every checked candidate to the outbox in one transaction; rows that pass are
         written as ``sending`` (attempt counted) since they are sent right after the commit."""
-        stored: list[OutboxRow] = []
+        out: list[OutboxRow] = []
+        if not verdicts:
+            return out
         with self.ledger.transaction():
-            for v in verdicts:
+            for plan, v in zip(owners, verdicts, strict=True):
+                shipment = plan.shipment
                 cand = v.candidate
                 key = (cand.ci_lineitemid, cand.tracking)
                 endpoint = self._endpoint(v) if v.ok else None
                 state = "sending" if v.ok else "held"
-                old = existing.get(key)
+                old = stored.get(shipment.shipment_id, {}).get(key)
                 attempts = (old.attempts if old is not None else 0) + (1 if v.ok else 0)
                 fields = {
                     "state": state,
@@ -142,7 +188,7 @@ class Dispatcher:
                 if old is not None:
                     self.ledger.update_outbox(old.id, now, **fields)
                     if v.ok:
-                        stored.append(self.ledger.outbox_rows(ids=[old.id])[0])
+                        out.append(self.ledger.outbox_rows(ids=[old.id])[0])
                 else:
                     row = self.ledger.insert_outbox(
                         shipment_id=shipment.shipment_id,
@@ -162,12 +208,70 @@ class Dispatcher:
                         attempts=attempts,
                     )
                     if v.ok:
-                        stored.append(row)
+                        out.append(row)
                 if not v.ok:
-                    results[key] = LineResult(
+                    plan.results[key] = LineResult(
                         cand.ci_lineitemid, LineOutcome.HELD, v.reason, cand.tracking
                     )
-        return stored
+        return out
+
+    # -- hold lifecycle -------------------------------------------------------------------------
+
+    def settle_holds(self, now: datetime | None = None) -> int:
+        """Close held or CI-rejected rows whose line is fully shipped or cancelled
+        (``superseded``); returns how many were closed."""
+        rows = self.ledger.settled_holds()
+        if rows:
+            self.ledger.close_outbox(
+                rows, "superseded", "line fully shipped or cancelled", now or self.clock()
+            )
+            log.info("account %s: %d settled hold(s) superseded", self.account.name, len(rows))
+        return len(rows)
+
+    def void_shipment(self, shipment_id: str, reason: str) -> VoidResult:
+        """Withdraw what of a shipment was not sent yet (see ``oms_void_shipment``)."""
+        now = self.clock()
+        rows = self.ledger.outbox_of_shipments([shipment_id])
+        if not rows:
+            known = bool(self.ledger.closed_outbox([shipment_id]))
+            return VoidResult(shipment_id, found=known)
+        withdraw = [r for r in rows if r.state in ("held", "rejected", "pending", "retry")]
+        sent = [r for r in rows if r.state in ("accepted", "manual")]
+        flying = [r for r in rows if r.state == "sending"]
+        note = reason or "withdrawn by the host"
+        self.ledger.close_outbox(withdraw, "voided", note, now)
+
+        def results(rs: list[OutboxRow], outcome: LineOutcome, why: str) -> tuple[LineResult, ...]:
+            return tuple(
+                LineResult(r.ci_lineitemid, outcome, why, r.tracking, shipment_id) for r in rs
+            )
+
+        return VoidResult(
+            shipment_id,
+            withdrawn=results(withdraw, LineOutcome.ACCEPTED, f"withdrawn: {note}"),
+            already_sent=results(
+                sent,
+                LineOutcome.REJECTED,
+                "already sent to CI: tracking cannot be withdrawn through the API",
+            ),
+            in_flight=results(flying, LineOutcome.QUEUED, "being sent now: void again later"),
+        )
+
+    def dismiss(self, row_ids: Sequence[int], reason: str) -> list[OutboxRow]:
+        """Close held or CI-rejected rows on an operator's word (``ci-connector held``)."""
+        if not reason.strip():
+            raise ValueError("a reason is required to dismiss a held dispatch")
+        rows = [r for r in self.ledger.outbox_rows(ids=row_ids) if r.state in ("held", "rejected")]
+        self.ledger.close_outbox(rows, "dismissed", reason.strip(), self.clock())
+        return rows
+
+    def retry_held(self, row_ids: Sequence[int]) -> list[LineResult]:
+        """Re-check held or CI-rejected rows now and send those that pass."""
+        now = self.clock()
+        rows = [r for r in self.ledger.outbox_rows(ids=row_ids) if r.state in ("held", "rejected")]
+        results = self._recheck(rows, now)
+        due = [r for r in self.ledger.outbox_rows(ids=[r.id for r in rows]) if r.state == "pending"]
+        return results + self._send(due, now)
 
     def _endpoint(self, verdict: Verdict) -> str:
         line = verdict.line
@@ -181,19 +285,24 @@ class Dispatcher:
 
     # -- flush --------------------------------------------------------------------------------
 
-    def flush(self) -> list[LineResult]:
-        """Send due rows: pending, left ``sending`` by a crash, ``retry`` whose time has come,
-        and courier-held rows whose mapping is now fixed (re-checked in full)."""
+    def flush(self, *, force: bool = False) -> list[LineResult]:
+        """Send due rows: pending, left ``sending`` by a crash, ``retry`` whose time has come
+        (every ``retry`` row when ``force``), and held rows that can now pass: courier holds
+        whose mapping is fixed and holds that waited for the host's acknowledgement."""
         now = self.clock()
+        self.settle_holds(now)
         due = self._repair_line_ids(
             [
                 r
                 for r in self.ledger.outbox_rows(states=("pending", "sending", "retry"))
-                if r.state != "retry" or r.next_attempt_at is None or r.next_attempt_at <= now
+                if force
+                or r.state != "retry"
+                or r.next_attempt_at is None
+                or r.next_attempt_at <= now
             ],
             now,
         )
-        results = self._release_courier_holds(now, due)
+        results = self._release_holds(now, due)
         crashpoint("flush")
         return results + self._send(due, now)
 
@@ -222,40 +331,73 @@ class Dispatcher:
                 )
         return [fixed.get(r.id, r) for r in rows]
 
-    def _release_courier_holds(self, now: datetime, due: list[OutboxRow]) -> list[LineResult]:
-        held = [
-            r
-            for r in self.ledger.outbox_rows(states=("held",))
-            if r.hold_kind is HoldKind.UNMAPPED_COURIER
-        ]
-        results: list[LineResult] = []
-        groups: dict[tuple[str, str], list[OutboxRow]] = {}
+    def _release_holds(self, now: datetime, due: list[OutboxRow]) -> list[LineResult]:
+        """Re-check held rows that may pass now; those that do join ``due``."""
+        held = self.ledger.outbox_rows(states=("held",))
+        awaiting = [r for r in held if _awaits_host(r)]
+        confirmed = {
+            lid
+            for lid, line in self.ledger.get_lines(
+                (r.ci_lineitemid for r in awaiting), light=True
+            ).items()
+            if line.state in ("stored", "acked", "cancelled")
+        }
+        mapped: dict[tuple[str, str], bool] = {}
+        chosen: list[OutboxRow] = []
         for row in held:
-            groups.setdefault((row.courier, row.service), []).append(row)
-        for (courier, service), rows in groups.items():
-            if self.preflight.carrier_for(courier, service)[0] is None:
-                continue  # still unmapped: nothing to re-check
-            cands = [Candidate(r.ci_lineitemid, r.tracking, r.quantity) for r in rows]
-            verdicts = self.preflight.check(courier, service, cands)
-            with self.ledger.transaction():
-                for row, v in zip(rows, verdicts, strict=True):
-                    if v.ok:
-                        self.ledger.update_outbox(
-                            row.id,
-                            now,
-                            state="pending",
-                            hold_kind=None,
-                            reason=v.warning,
-                            carrier_code=v.carrier_code,
-                            endpoint=self._endpoint(v),
-                            **_line_ids(v),
+            if _awaits_host(row):
+                if row.ci_lineitemid in confirmed:
+                    chosen.append(row)
+            elif row.hold_kind is HoldKind.UNMAPPED_COURIER:
+                key = (row.courier, row.service)
+                if key not in mapped:
+                    mapped[key] = self.preflight.carrier_for(*key)[0] is not None
+                if mapped[key]:
+                    chosen.append(row)
+        results = self._recheck(chosen, now)
+        if chosen:
+            ids = [r.id for r in chosen]
+            due += [r for r in self.ledger.outbox_rows(ids=ids) if r.state == "pending"]
+        return results
+
+    def _recheck(self, rows: list[OutboxRow], now: datetime) -> list[LineResult]:
+        """Run pre-flight again over held rows (one pass): passing rows become ``pending``;
+        the others keep (or change) their hold and are reported ``held``."""
+        if not rows:
+            return []
+        verdicts = self.preflight.check_many(
+            [
+                (r.courier, r.service, Candidate(r.ci_lineitemid, r.tracking, r.quantity))
+                for r in rows
+            ]
+        )
+        results: list[LineResult] = []
+        with self.ledger.transaction():
+            for row, v in zip(rows, verdicts, strict=True):
+                if v.ok:
+                    self.ledger.update_outbox(
+                        row.id,
+                        now,
+                        state="pending",
+                        hold_kind=None,
+                        reason=v.warning,
+                        carrier_code=v.carrier_code,
+                        endpoint=self._endpoint(v),
+                        **_line_ids(v),
+                    )
+                else:
+                    self.ledger.update_outbox(
+                        row.id, now, state="held", hold_kind=v.kind, reason=v.reason
+                    )
+                    results.append(
+                        LineResult(
+                            row.ci_lineitemid,
+                            LineOutcome.HELD,
+                            v.reason,
+                            row.tracking,
+                            row.shipment_id,
                         )
-                        due.append(self.ledger.outbox_rows(ids=[row.id])[0])
-                    else:
-                        self.ledger.update_outbox(row.id, now, hold_kind=v.kind, reason=v.reason)
-                        results.append(
-                            LineResult(row.ci_lineitemid, LineOutcome.HELD, v.reason, row.tracking)
-                        )
+                    )
         return results
 
     # -- sending ------------------------------------------------------------------------------
@@ -263,19 +405,34 @@ class Dispatcher:
     def _send(
         self, rows: Sequence[OutboxRow], now: datetime, *, premarked: bool = False
     ) -> list[LineResult]:
-        """Send ``rows`` in batches per endpoint. ``premarked``: the rows were written as
-        ``sending`` (attempt counted) in the commit just before, so no second commit."""
+        """Send ``rows`` in batches per endpoint, then record every acceptance in one commit.
+        ``premarked``: the rows were written as ``sending`` (attempt counted) in the commit
+        just before, so no second commit. A crash before the acceptance commit leaves rows
+        ``sending``: the next flush re-sends them and CI treats an identical re-send as a
+        no-op."""
         results: list[LineResult] = []
+        accepted: list[OutboxRow] = []
         size = max(1, self.account.options.tracking_batch_size)
         for endpoint in (FULL_LINE_ENDPOINT, PARTIAL_ENDPOINT):
             group = [r for r in rows if (r.endpoint or FULL_LINE_ENDPOINT) == endpoint]
             for start in range(0, len(group), size):
                 batch = group[start : start + size]
-                results += self._send_batch(endpoint, batch, now, premarked=premarked)
+                results += self._send_batch(endpoint, batch, now, accepted, premarked=premarked)
+        if accepted:
+            self.ledger.record_tracking_accepted(
+                [(r.id, r.ci_lineitemid, r.quantity) for r in accepted], now
+            )
+            crashpoint("tracking_recorded")
         return results
 
     def _send_batch(
-        self, endpoint: str, rows: list[OutboxRow], now: datetime, *, premarked: bool = False
+        self,
+        endpoint: str,
+        rows: list[OutboxRow],
+        now: datetime,
+        accepted: list[OutboxRow],
+        *,
+        premarked: bool = False,
     ) -> list[LineResult]:
         if premarked:
             # Attempts already counted: _retry adds one to the count *before* this attempt.
@@ -300,17 +457,17 @@ class Dispatcher:
             results: list[LineResult] = []
             for r in rows:
                 fresh = self.ledger.outbox_rows(ids=[r.id])[0]
-                results += self._send_batch(endpoint, [fresh], now)
+                results += self._send_batch(endpoint, [fresh], now, accepted)
             return results
         except CIError as exc:
             return self._retry(rows, f"CI unreachable, will retry: {exc}", now)
         crashpoint("tracking_sent")
-        self.ledger.record_tracking_accepted(
-            [(r.id, r.ci_lineitemid, r.quantity) for r in rows], now
-        )
-        crashpoint("tracking_recorded")
+        accepted += rows
         log.info("account %s: %s accepted %d row(s)", self.account.name, endpoint, len(rows))
-        return [LineResult(r.ci_lineitemid, LineOutcome.ACCEPTED, "", r.tracking) for r in rows]
+        return [
+            LineResult(r.ci_lineitemid, LineOutcome.ACCEPTED, "", r.tracking, r.shipment_id)
+            for r in rows
+        ]
 
     def _call(self, endpoint: str, rows: list[OutboxRow]) -> None:
         if endpoint == PARTIAL_ENDPOINT:
@@ -353,7 +510,9 @@ class Dispatcher:
             row.tracking,
             reason,
         )
-        return LineResult(row.ci_lineitemid, LineOutcome.REJECTED, text, row.tracking)
+        return LineResult(
+            row.ci_lineitemid, LineOutcome.REJECTED, text, row.tracking, row.shipment_id
+        )
 
     def _hold_invalid(self, row: OutboxRow, reason: str, now: datetime) -> LineResult:
         text = f"not sent: the client refused the tracking request: {redact(reason)}"
@@ -367,19 +526,21 @@ class Dispatcher:
             row.tracking,
             text,
         )
-        return LineResult(row.ci_lineitemid, LineOutcome.HELD, text, row.tracking)
+        return LineResult(row.ci_lineitemid, LineOutcome.HELD, text, row.tracking, row.shipment_id)
 
     def _retry(self, rows: list[OutboxRow], reason: str, now: datetime) -> list[LineResult]:
+        when = {r.id: now + retry_delay(r.attempts + 1) for r in rows}
         with self.ledger.transaction():
             for r in rows:
                 self.ledger.update_outbox(
-                    r.id,
-                    now,
-                    state="retry",
-                    reason=reason,
-                    next_attempt_at=now + retry_delay(r.attempts + 1),
+                    r.id, now, state="retry", reason=reason, next_attempt_at=when[r.id]
                 )
-        return [LineResult(r.ci_lineitemid, LineOutcome.QUEUED, reason, r.tracking) for r in rows]
+        return [
+            LineResult(
+                r.ci_lineitemid, LineOutcome.QUEUED, reason, r.tracking, r.shipment_id, when[r.id]
+            )
+            for r in rows
+        ]
 
 
 def _line_ids(verdict: Verdict) -> dict[str, str | None]:
@@ -395,12 +556,13 @@ def _line_ids(verdict: Verdict) -> dict[str, str | None]:
 
 def _known_result(row: OutboxRow) -> LineResult:
     """What a re-sent shipment reports for a row already in the outbox."""
+    sid = row.shipment_id
     if row.state == "accepted":
         return LineResult(
-            row.ci_lineitemid, LineOutcome.ALREADY_DONE, "already accepted by CI", row.tracking
+            row.ci_lineitemid, LineOutcome.ALREADY_DONE, "already accepted by CI", row.tracking, sid
         )
     if row.state == "rejected":
-        return LineResult(row.ci_lineitemid, LineOutcome.REJECTED, row.reason, row.tracking)
+        return LineResult(row.ci_lineitemid, LineOutcome.REJECTED, row.reason, row.tracking, sid)
     if row.state == "manual":
         # Handed to the manual upload file: the API must not send it too.
         return LineResult(
@@ -408,10 +570,122 @@ def _known_result(row: OutboxRow) -> LineResult:
             LineOutcome.ALREADY_DONE,
             f"handed to the manual tracking upload ({row.reason})",
             row.tracking,
+            sid,
         )
     return LineResult(
         row.ci_lineitemid,
         LineOutcome.QUEUED,
         row.reason or "queued: sent by oms_flush_outbox",
         row.tracking,
+        sid,
+        row.next_attempt_at if row.state == "retry" else None,
     )
+
+
+def _closed_result(row: ClosedOutboxRow) -> LineResult:
+    """What a re-sent shipment reports for a row closed before (never sent)."""
+    if row.why == "superseded":
+        return LineResult(
+            row.ci_lineitemid,
+            LineOutcome.ALREADY_DONE,
+            f"superseded: the line was fully shipped or cancelled by other means ({row.note})",
+            row.tracking,
+            row.shipment_id,
+        )
+    return LineResult(
+        row.ci_lineitemid,
+        LineOutcome.REJECTED,
+        f"{row.why} ({row.note}): not sent; dispatch under a new shipment_id",
+        row.tracking,
+        row.shipment_id,
+    )
+
+
+Contents = tuple[str, str, dict[tuple[int, str], int]]
+"""A shipment's identity: courier, service, and quantity per (line, tracking)."""
+
+
+def _wanted(shipment: Shipment) -> dict[tuple[int, str], int]:
+    wanted: dict[tuple[int, str], int] = {}
+    for parcel in shipment.parcels:
+        for item in parcel.lines:
+            key = (item.ci_lineitemid, parcel.tracking_number.strip())
+            wanted[key] = wanted.get(key, 0) + item.quantity
+    return wanted
+
+
+def _contents_of(shipment: Shipment) -> Contents:
+    return (shipment.courier, shipment.service, _wanted(shipment))
+
+
+def _stored_contents(
+    rows: dict[tuple[int, str], OutboxRow], closed: dict[tuple[int, str], ClosedOutboxRow]
+) -> Contents:
+    every: list[OutboxRow | ClosedOutboxRow] = [*rows.values(), *closed.values()]
+    first = min(every, key=lambda r: r.id)
+    quantities = {k: c.quantity for k, c in closed.items()}
+    quantities.update({k: r.quantity for k, r in rows.items()})
+    return (first.courier, first.service, quantities)
+
+
+def _difference(sid: str, before: Contents, now: Contents, when: str) -> str | None:
+    """Why ``now`` is not the shipment ``sid`` sent ``when``, or ``None`` if it is."""
+    diffs: list[str] = []
+    if before[0] != now[0]:
+        diffs.append(f"courier {now[0]!r} (was {before[0]!r})")
+    if before[1] != now[1]:
+        diffs.append(f"service {now[1]!r} (was {before[1]!r})")
+    old, new = before[2], now[2]
+    for key in sorted(set(old) | set(new)):
+        lid, tracking = key
+        if key not in old:
+            diffs.append(f"line {lid} tracking {tracking!r} is new")
+        elif key not in new:
+            diffs.append(f"line {lid} tracking {tracking!r} is missing")
+        elif old[key] != new[key]:
+            diffs.append(f"line {lid} tracking {tracking!r} quantity {new[key]} (was {old[key]})")
+    if not diffs:
+        return None
+    return (
+        f"shipment_id {sid!r} was dispatched {when} with other contents: "
+        + "; ".join(diffs)
+        + ". Nothing was sent: use a new shipment_id for a different shipment"
+    )
+
+
+def _shape_problem(shipment: Shipment) -> str | None:
+    if not isinstance(shipment.shipment_id, str) or not shipment.shipment_id.strip():
+        return f"shipment_id {shipment.shipment_id!r} is empty"
+    if not shipment.parcels or not any(p.lines for p in shipment.parcels):
+        return f"shipment {shipment.shipment_id!r} has no lines"
+    return None
+
+
+def _awaits_host(row: OutboxRow) -> bool:
+    """A held row that waits for the line to be imported and acknowledged (rows held by an
+    older version carry the reason only)."""
+    return row.hold_kind is HoldKind.AWAITING_HOST or (
+        row.hold_kind is HoldKind.PREFLIGHT and "oms_mark_exported first" in row.reason
+    )
+
+
+class _Plan:
+    """One shipment of a dispatch call: what it wants and the results known so far."""
+
+    def __init__(self, shipment: Shipment, wanted: dict[tuple[int, str], int]) -> None:
+        self.shipment = shipment
+        self.wanted = wanted
+        self.results: dict[tuple[int, str], LineResult] = {}
+
+    def reject_all(self, problem: str | None, *, duplicate: bool = False) -> None:
+        for lid, tracking in self.wanted:
+            if duplicate:
+                result = LineResult(
+                    lid,
+                    LineOutcome.ALREADY_DONE,
+                    "the same shipment appears earlier in this call",
+                    tracking,
+                )
+            else:
+                result = LineResult(lid, LineOutcome.REJECTED, problem or "", tracking)
+            self.results[(lid, tracking)] = result

@@ -24,17 +24,23 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from connector.errors import MappingError, MappingProblem
 from connector.models import SkuComponent
+
+if TYPE_CHECKING:
+    from connector.models import Account
 
 __all__ = [
     "CARRIERS_HEADER",
     "COURIERS_HEADER",
     "REGION_ALIASES",
     "SKU_ALIASES_HEADER",
+    "CsvMappingsProvider",
     "Mappings",
     "MappingsCache",
+    "MappingsProvider",
     "RegionSummary",
     "default_mappings_dir",
     "load_mappings",
@@ -261,6 +267,38 @@ class MappingsCache:
         with self._lock:
             self._entries[root] = (signature, mappings)
         return mappings
+
+
+@runtime_checkable
+class MappingsProvider(Protocol):
+    """Where the plugin gets an account's mapping tables, once per hook call.
+
+    The host's seam for owning its configuration: a host that keeps courier and SKU mappings
+    in its own tables implements :meth:`mappings_for` (typically building
+    :meth:`Mappings.from_tables` from a query) and passes the provider to
+    ``GrouponPlugin(mappings_loader=...)``. The approved carrier lists are Groupon's, not the
+    host's: a provider that has no copy of its own passes ``load_mappings().carriers``
+    through (see ``docs/host-guide.md``). Raise :class:`~connector.errors.MappingError` for
+    tables that cannot be used: the plugin then holds nothing and reports it.
+
+    .. versionadded:: 0.2.0
+    """
+
+    def mappings_for(self, account: Account) -> Mappings: ...
+
+
+class CsvMappingsProvider:
+    """The default provider: the account's CSV folder (``account.mappings_dir``, else the
+    mappings shipped with the package), cached by :class:`MappingsCache`.
+
+    .. versionadded:: 0.2.0
+    """
+
+    def __init__(self) -> None:
+        self._cache = MappingsCache()
+
+    def mappings_for(self, account: Account) -> Mappings:
+        return self._cache.load(account.mappings_dir)
 
 
 def _folder_signature(root: Path) -> tuple[tuple[str, int, int], ...]:

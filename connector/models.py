@@ -7,7 +7,9 @@ every timestamp is timezone-aware UTC.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,6 +19,8 @@ from typing import Any
 
 from connector.secrets import Secret
 
+_ACCOUNT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
 __all__ = [
     "Account",
     "AccountOptions",
@@ -25,6 +29,7 @@ __all__ = [
     "CarrierEvent",
     "CarrierEventKind",
     "ChannelInfo",
+    "ChannelProduct",
     "ConfigField",
     "HeldLine",
     "HoldKind",
@@ -40,6 +45,7 @@ __all__ = [
     "SlaRisk",
     "StoredOrder",
     "WaitingLine",
+    "VoidResult",
 ]
 
 
@@ -142,6 +148,87 @@ class Account:
     mappings_dir: Path | None = None
     options: AccountOptions = field(default_factory=AccountOptions)
 
+    @classmethod
+    def from_values(
+        cls,
+        *,
+        name: str,
+        supplier_id: str | int,
+        token: str | Secret,
+        channel: str = "groupon",
+        region: str = "US",
+        api_version: str = "v4",
+        base_url: str = "https://scm.commerceinterface.com",
+        data_dir: Path | str = Path("data"),
+        mappings_dir: Path | str | None = None,
+        options: AccountOptions | Mapping[str, Any] | None = None,
+    ) -> Account:
+        """Build an account from plain values, e.g. a row of the host's own accounts table.
+
+        This is the public way for a host that keeps accounts in its database (instead of the
+        connector's TOML file) to make an :class:`Account`: the token is passed as a plain
+        ``str`` and wrapped in a :class:`~connector.secrets.Secret` here, so it never shows in
+        a repr, a log line or an error message from then on.
+
+        :param options: an :class:`AccountOptions` or a mapping of its field names (the same
+            keys as the config file's ``[accounts.options]`` table).
+        :raises ValueError: a value is missing or malformed; the message names the field
+            (never the token's value).
+
+        .. versionadded:: 0.2.0
+        """
+        problems: list[str] = []
+        if not isinstance(name, str) or not _ACCOUNT_NAME.match(name):
+            problems.append(f"name {name!r}: letters, digits, '_', '.', '-' (not empty)")
+        sid = str(supplier_id).strip() if isinstance(supplier_id, (str, int)) else ""
+        if not sid or isinstance(supplier_id, bool):
+            problems.append(f"supplier_id {supplier_id!r}: a non-empty id is required")
+        if isinstance(token, Secret):
+            secret: Secret | None = token
+        elif isinstance(token, str) and token.strip():
+            secret = Secret(token.strip())
+        else:
+            secret = None
+            problems.append("token: a non-empty str is required")
+        if not isinstance(channel, str) or not channel:
+            problems.append(f"channel {channel!r}: a non-empty channel name is required")
+        reg = region.strip().upper() if isinstance(region, str) else ""
+        if reg == "GB":
+            reg = "UK"
+        if not re.fullmatch(r"[A-Z]{2}", reg):
+            problems.append(f"region {region!r}: a two-letter country code such as US or UK")
+        if api_version not in ("v2", "v4"):
+            problems.append(f"api_version {api_version!r}: one of v2, v4")
+        if not isinstance(base_url, str) or not re.match(r"^https?://[^\s/]+", base_url):
+            problems.append(f"base_url {base_url!r}: must start with https:// (or http://)")
+        opts: AccountOptions | None
+        if options is None:
+            opts = AccountOptions()
+        elif isinstance(options, AccountOptions):
+            opts = options
+        else:
+            known = {f.name for f in dataclasses.fields(AccountOptions)}
+            unknown = sorted(set(options) - known)
+            if unknown:
+                problems.append(f"options: unknown key(s) {', '.join(unknown)}")
+                opts = None
+            else:
+                opts = AccountOptions(**dict(options))
+        if problems or secret is None or opts is None:
+            raise ValueError("cannot build account: " + "; ".join(problems))
+        return cls(
+            name=name,
+            channel=channel,
+            supplier_id=sid,
+            token=secret,
+            region=reg,
+            api_version=api_version,
+            base_url=base_url.rstrip("/"),
+            data_dir=Path(data_dir),
+            mappings_dir=Path(mappings_dir) if mappings_dir is not None else None,
+            options=opts,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Address:
@@ -220,6 +307,13 @@ class HoldKind(enum.StrEnum):
     INVALID_PAYLOAD = "invalid_payload"
     PREFLIGHT = "preflight"
     REJECTED_BY_CI = "rejected_by_ci"
+    AWAITING_HOST = "awaiting_host"
+    """A dispatch for a line the host has not confirmed storing yet (``oms_mark_exported``
+    not called, or the line not imported yet): released by the next ``oms_flush_outbox``
+    once the line is acknowledged.
+
+    .. versionadded:: 0.2.0
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,9 +360,19 @@ class WaitingLine:
 class ImportBatch:
     """What one ``oms_import_orders`` call hands the host.
 
-    :ivar orders: new orders to store, each complete (all its lines).
-    :ivar held: lines the plugin holds back, with reasons, including earlier holds still open.
-    :ivar cancellations: lines Groupon cancelled after they were imported, not yet reported.
+    :ivar orders: orders to store. Usually an order carries all its lines; when records of
+        one ``orderid`` arrive in different reads (or a held order is released), the same
+        ``orderid`` comes back carrying **only the lines the host has not been handed yet**,
+        and its ``total`` is the sum of the CI records those lines came in (not the order's
+        grand total): merge by line and add the total to the stored order's.
+    :ivar held: a **full snapshot**, not a delta: every import-side line held at the end of
+        this call (unmapped SKU, invalid payload), earlier holds included. Replace the list
+        the host keeps with it; never append (within one chunked round it grows as more
+        orders are evaluated, and the batch with ``more=False`` is complete). Dispatch holds
+        are not in it: see ``oms_held_lines``.
+    :ivar cancellations: lines Groupon cancelled after they were imported that the host has
+        not **confirmed** yet (``oms_confirm_cancellations``): each is reported again by every
+        import until confirmed, so apply them idempotently.
     :ivar more: further orders are ready: after storing and acknowledging this batch, the
         host calls ``oms_import_orders`` again (and again while ``more``).
     :ivar waiting: lines staged but waiting on the import delay, with why and until when
@@ -311,7 +415,13 @@ class Parcel:
 class Shipment:
     """A host dispatch: the host's courier/service and one or more parcels.
 
-    ``shipment_id`` is the host's own id; sending the same shipment again changes nothing.
+    ``shipment_id`` is the host's own id and the **idempotency key** of a dispatch: the same
+    id with the same contents (courier, service, and per parcel the tracking number and line
+    quantities) again changes nothing and reports ``already_done``; the same id with other
+    contents is ``rejected`` with a reason naming the difference and nothing is sent.
+
+    .. versionchanged:: 0.2.0
+       A reused ``shipment_id`` with other contents is rejected (it used to be sent).
     """
 
     shipment_id: str
@@ -353,12 +463,80 @@ class LineOutcome(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class LineResult:
-    """What happened to one line. ``reason`` is set for every outcome but ``accepted``."""
+    """What happened to one line (for dispatch: to one (line, parcel)). ``reason`` is set for
+    every outcome but ``accepted``.
+
+    :ivar tracking_number: the parcel's tracking number (dispatch and carrier events).
+    :ivar shipment_id: the shipment the result belongs to (dispatch results), so the results
+        of ``oms_dispatch_many`` can be matched to their shipments.
+    :ivar retry_at: for ``queued`` outcomes, the earliest time ``oms_flush_outbox`` will try
+        again (``None`` for other outcomes, or when it is due at once).
+
+    .. versionchanged:: 0.2.0
+       Added ``shipment_id`` and ``retry_at``.
+    """
 
     ci_lineitemid: int
     outcome: LineOutcome
     reason: str = ""
     tracking_number: str | None = None
+    shipment_id: str | None = None
+    retry_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VoidResult:
+    """What ``oms_void_shipment`` did with a shipment the host withdrew.
+
+    :ivar shipment_id: the shipment.
+    :ivar withdrawn: (line, tracking) rows taken out of the outbox: never sent to CI.
+    :ivar already_sent: rows CI has already accepted (tracking cannot be edited in CI; the
+        host must correct them in CI's web UI or with Groupon support).
+    :ivar in_flight: rows being sent right now; try again after the next flush.
+    :ivar found: whether the plugin knew the shipment at all.
+
+    .. versionadded:: 0.2.0
+    """
+
+    shipment_id: str
+    withdrawn: tuple[LineResult, ...] = ()
+    already_sent: tuple[LineResult, ...] = ()
+    in_flight: tuple[LineResult, ...] = ()
+    found: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelProduct:
+    """One product the channel has sold, as the host should know it (product sync).
+
+    Groupon takes no stock feed (CI has no inventory endpoint): a Groupon deal's quantity is
+    managed in Groupon's merchant centre. The channel therefore reports ``stock=None``,
+    meaning *unlimited / not managed by the channel*; a host must not expect stock levels
+    to flow back.
+
+    :ivar sku: the Groupon SKU on the line items.
+    :ivar bom_sku: the bill-of-materials SKU Groupon sent with it, if any.
+    :ivar name: the product name as sold (the latest seen).
+    :ivar unit_price: the latest unit price seen.
+    :ivar option: the deal option / variant text, if CI sent one.
+    :ivar host_skus: what the SKU maps to on the host (``sku_aliases``), empty when unmapped
+        (then lines of this SKU are held, unless ``sku_fallback`` says otherwise).
+    :ivar lines_seen: how many line items carried this SKU.
+    :ivar last_seen: when the latest of them was first read.
+    :ivar stock: always ``None`` for Groupon: unlimited, no stock feed.
+
+    .. versionadded:: 0.2.0
+    """
+
+    sku: str
+    bom_sku: str | None
+    name: str
+    unit_price: Decimal | None
+    option: str = ""
+    host_skus: tuple[SkuComponent, ...] = ()
+    lines_seen: int = 0
+    last_seen: datetime | None = None
+    stock: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -374,12 +552,21 @@ class ConfigField:
 
 @dataclass(frozen=True, slots=True)
 class ChannelInfo:
-    """A channel plugin's self-description."""
+    """A channel plugin's self-description.
+
+    :ivar name: the channel the plugin owns (one plugin per channel in a plugin manager).
+    :ivar stock_policy: ``"unlimited"`` when the channel takes no stock feed (Groupon),
+        ``"managed"`` when the host should push stock.
+
+    .. versionchanged:: 0.2.0
+       Added ``stock_policy``.
+    """
 
     name: str
     version: str
     capabilities: frozenset[str]
     config_fields: tuple[ConfigField, ...]
+    stock_policy: str = "unlimited"
 
 
 @dataclass(frozen=True, slots=True)

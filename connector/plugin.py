@@ -4,6 +4,13 @@ The entry point ``connector.plugin:plugin`` (group ``oms``) is the module attrib
 :data:`plugin`. Every hook that takes an account returns ``None`` unless
 ``account.channel == "groupon"``, so other channels' plugins can sit beside it.
 
+Plugin state per manager: the module attribute is one object per process. A host that builds
+several plugin managers (tests, one manager per tenant) must give each its own instance: the
+entry-point object offers :meth:`GrouponPlugin.new_instance` (the reference host's loader
+calls it for every manager it builds; a host of its own calls ``plugin.new_instance()`` or
+``GrouponPlugin(...)`` and registers the result), so clients, ledgers and counters never
+carry over from one manager to another.
+
 Per account (keyed by ``account.name``) the plugin keeps one CI client and one ledger; the
 mapping CSVs are reloaded on every call so a fixed mapping takes effect on the next cycle.
 Accounts never share state: each has its own ledger file, client and token.
@@ -11,6 +18,7 @@ Accounts never share state: each has its own ledger file, client and token.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -23,27 +31,32 @@ from connector import __version__, hookimpl
 from connector.dispatcher import Dispatcher
 from connector.errors import ChannelError, MappingError
 from connector.importer import Importer
-from connector.ledger import HOST_STATES, Ledger, LineRow, open_ledger
-from connector.mappings import Mappings, MappingsCache
+from connector.importer import _order_line as order_line_from_fields  # the parsed-line decoder
+from connector.ledger import HOST_STATES, Ledger, LineRow, OutboxRow, open_ledger
+from connector.mappings import CsvMappingsProvider, Mappings, MappingsProvider
 from connector.models import (
     Account,
     CarrierEvent,
     CarrierEventKind,
     ChannelInfo,
+    ChannelProduct,
     ConfigField,
     HeldLine,
+    HoldKind,
     ImportBatch,
     LineOutcome,
     LineResult,
     Shipment,
+    SkuComponent,
     SlaRisk,
     StoredOrder,
+    VoidResult,
 )
 from connector.ops.ledger_rows import rows_from_ledger
 from connector.ops.sla import risks_for_account, scans_reported_in
 from connector.preflight import TrackingChecker
 
-__all__ = ["CHANNEL", "CIPort", "GrouponPlugin", "MappingsUnavailable", "plugin"]
+__all__ = ["CHANNEL", "CIPort", "GrouponPlugin", "MappingsUnavailable", "new_plugin", "plugin"]
 
 log = logging.getLogger("connector.plugin")
 
@@ -86,6 +99,36 @@ _NO_MAPPINGS = Mappings.from_tables({})
 """Empty tables for the acknowledgement paths, which never consult them."""
 
 
+CONFIG_FIELDS: tuple[ConfigField, ...] = (
+    ConfigField("name", "the operator's short name for the account, unique per host"),
+    ConfigField("supplier_id", "CI supplier id (one per country account)"),
+    ConfigField(
+        "token",
+        "CI access token, a plain str (wrapped in a Secret; in the TOML file name an "
+        "environment variable in token_env instead)",
+        secret=True,
+    ),
+    ConfigField("channel", "the channel plugin that owns the account", False, default=CHANNEL),
+    ConfigField("region", "ISO country of the account (US, UK, ...)", False, default="US"),
+    ConfigField("api_version", "CI API version: v2 or v4", False, default="v4"),
+    ConfigField("base_url", "CI host", False, default="https://scm.commerceinterface.com"),
+    ConfigField("data_dir", "folder of the account's ledger", False, default="data"),
+    ConfigField(
+        "mappings_dir",
+        "folder with the mapping CSVs (None: the shipped mappings; in the TOML file it is a "
+        "[connector] key)",
+        False,
+    ),
+    ConfigField(
+        "options",
+        "behaviour switches: a mapping of AccountOptions field names ([accounts.options])",
+        False,
+        default={},
+    ),
+)
+"""The parameters of :meth:`connector.models.Account.from_values`, for host set-up screens."""
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -96,9 +139,12 @@ class GrouponPlugin:
     :param client_factory: builds the CI client of an account (default
         ``CIClient.for_account``); tests inject fakes here.
     :param clock: returns the current aware UTC time (default: the system clock).
-    :param mappings_loader: loads the mapping tables of an account for each call (default:
-        :class:`~connector.mappings.MappingsCache`, which re-reads the CSVs only when one of
-        them changed on disk).
+    :param mappings_loader: loads the mapping tables of an account for each call: a
+        :class:`~connector.mappings.MappingsProvider` (or any callable ``account ->
+        Mappings``). Default: :class:`~connector.mappings.CsvMappingsProvider`, which reads the
+        account's CSV folder and re-reads it only when a file changed on disk. A host that
+        keeps couriers and SKU aliases in its own tables passes a provider that builds
+        :meth:`Mappings.from_tables <connector.mappings.Mappings.from_tables>` from them.
     :param ledger_factory: opens an account's ledger (default :func:`open_ledger`).
     :param tracking_checker: tracking-number format check (default
         ``connector.tracking_formats.check_tracking_number``).
@@ -108,15 +154,14 @@ class GrouponPlugin:
         self,
         client_factory: Callable[[Account], CIPort] | None = None,
         clock: Callable[[], datetime] | None = None,
-        mappings_loader: Callable[[Account], Mappings] | None = None,
+        mappings_loader: MappingsProvider | Callable[[Account], Mappings] | None = None,
         ledger_factory: Callable[[Account], Ledger] | None = None,
         tracking_checker: TrackingChecker | None = None,
     ) -> None:
         self._client_factory = client_factory or _default_client
         self._clock = clock or _utcnow
-        self._mappings_cache = MappingsCache()
-        self._mappings_loader = mappings_loader or (
-            lambda a: self._mappings_cache.load(a.mappings_dir)
+        self._mappings_loader: MappingsProvider | Callable[[Account], Mappings] = (
+            mappings_loader or CsvMappingsProvider()
         )
         self._ledger_factory = ledger_factory or open_ledger
         self._tracking_checker = tracking_checker
@@ -154,9 +199,29 @@ class GrouponPlugin:
                     self._runtimes[account.name] = rt
             yield rt
 
+    def new_instance(self) -> GrouponPlugin:
+        """A fresh plugin with the same collaborators and no state (no clients, ledgers or
+        counters): what a host registers in each new plugin manager.
+
+        .. versionadded:: 0.2.0
+        """
+        loader = self._mappings_loader
+        return GrouponPlugin(
+            client_factory=self._client_factory,
+            clock=self._clock,
+            mappings_loader=CsvMappingsProvider()
+            if isinstance(loader, CsvMappingsProvider)
+            else loader,
+            ledger_factory=self._ledger_factory,
+            tracking_checker=self._tracking_checker,
+        )
+
     def _mappings(self, account: Account) -> Mappings:
         try:
-            return self._mappings_loader(account)
+            loader = self._mappings_loader
+            if isinstance(loader, MappingsProvider):
+                return loader.mappings_for(account)
+            return loader(account)
         except MappingError as exc:
             raise MappingsUnavailable(f"account {account.name}: {exc}") from None
 
@@ -166,12 +231,12 @@ class GrouponPlugin:
         mappings = _NO_MAPPINGS if acks_only else self._mappings(rt.account)
         return Importer(rt.account, rt.client, rt.ledger, mappings, self._clock)
 
-    def _dispatcher(self, rt: _Runtime) -> Dispatcher:
+    def _dispatcher(self, rt: _Runtime, *, mappings: Mappings | None = None) -> Dispatcher:
         return Dispatcher(
             rt.account,
             rt.client,
             rt.ledger,
-            self._mappings(rt.account),
+            mappings if mappings is not None else self._mappings(rt.account),
             self._clock,
             self._tracking_checker,
         )
@@ -180,6 +245,40 @@ class GrouponPlugin:
         """The ledger of ``account`` (for the CLI and ops)."""
         with self._using(account) as rt:
             return rt.ledger
+
+    # -- operator actions (ci-connector held), not hooks -----------------------------------------
+
+    def dispatch_holds(self, account: Account) -> list[tuple[OutboxRow, bool]]:
+        """Every held or CI-rejected dispatch row of ``account`` (settled ones superseded
+        first), each with whether its line is known (only those are in ``oms_held_lines``).
+
+        .. versionadded:: 0.2.0
+        """
+        with self._using(account) as rt:
+            self._dispatcher(rt, mappings=_NO_MAPPINGS).settle_holds()
+            rows = rt.ledger.outbox_rows(states=("held", "rejected"))
+            known = rt.ledger.get_lines((r.ci_lineitemid for r in rows), light=True)
+            return [(r, r.ci_lineitemid in known) for r in rows]
+
+    def dismiss_holds(
+        self, account: Account, row_ids: Sequence[int], reason: str
+    ) -> list[OutboxRow]:
+        """Close held or CI-rejected dispatch rows on an operator's word (never sent).
+
+        :raises ValueError: ``reason`` is empty.
+
+        .. versionadded:: 0.2.0
+        """
+        with self._using(account) as rt:
+            return self._dispatcher(rt, mappings=_NO_MAPPINGS).dismiss(row_ids, reason)
+
+    def retry_holds(self, account: Account, row_ids: Sequence[int]) -> list[LineResult]:
+        """Re-check held or CI-rejected dispatch rows now and send those that pass.
+
+        .. versionadded:: 0.2.0
+        """
+        with self._using(account) as rt:
+            return self._dispatcher(rt).retry_held(row_ids)
 
     def close(self) -> None:
         """Close every client and ledger (waiting for calls in progress on each account)."""
@@ -206,29 +305,19 @@ class GrouponPlugin:
                     "import",
                     "mark_exported",
                     "dispatch",
+                    "dispatch_many",
+                    "void_shipment",
                     "partial_dispatch",
                     "cancellations",
                     "sla",
                     "held_lines",
                     "outbox",
                     "carrier_events",
+                    "products",
                 }
             ),
-            config_fields=(
-                ConfigField("supplier_id", "CI supplier id (one per country account)"),
-                ConfigField(
-                    "token_env", "environment variable holding the CI access token", secret=True
-                ),
-                ConfigField("region", "ISO country of the account", default="US"),
-                ConfigField("api_version", "CI API version: v2 or v4", False, default="v4"),
-                ConfigField(
-                    "base_url",
-                    "CI host",
-                    False,
-                    default="https://scm.commerceinterface.com",
-                ),
-                ConfigField("mappings_dir", "folder with the mapping CSVs", False),
-            ),
+            config_fields=CONFIG_FIELDS,
+            stock_policy="unlimited",
         )
 
     @hookimpl
@@ -276,14 +365,44 @@ class GrouponPlugin:
             return self._dispatcher(rt).dispatch(shipment)
 
     @hookimpl
-    def oms_flush_outbox(self, account: Account) -> list[LineResult] | None:
-        """Retry queued acknowledgements and tracking; release fixed courier holds."""
+    def oms_dispatch_many(
+        self, account: Account, shipments: Sequence[Shipment]
+    ) -> list[LineResult] | None:
+        """Many shipments in one outbox transaction and as few CI calls as allowed."""
+        if account.channel != CHANNEL:
+            return None
+        with self._using(account) as rt:
+            return self._dispatcher(rt).dispatch_many(list(shipments))
+
+    @hookimpl
+    def oms_void_shipment(
+        self, account: Account, shipment_id: str, reason: str
+    ) -> VoidResult | None:
+        """Withdraw the unsent rows of a shipment (see the hookspec)."""
+        if account.channel != CHANNEL:
+            return None
+        with self._using(account) as rt:
+            # Withdrawing never needs the mapping tables: a broken CSV must not block it.
+            result = self._dispatcher(rt, mappings=_NO_MAPPINGS).void_shipment(shipment_id, reason)
+        log.info(
+            "account %s: shipment %r voided: %d withdrawn, %d already sent, %d in flight",
+            account.name,
+            shipment_id,
+            len(result.withdrawn),
+            len(result.already_sent),
+            len(result.in_flight),
+        )
+        return result
+
+    @hookimpl
+    def oms_flush_outbox(self, account: Account, force: bool = False) -> list[LineResult] | None:
+        """Retry queued acknowledgements and tracking; release holds that can pass now."""
         if account.channel != CHANNEL:
             return None
         with self._using(account) as rt:
             # Acks first and without the mapping tables: a broken CSV then only stops tracking.
             results = self._importer(rt, acks_only=True).flush_acks()
-            return results + self._dispatcher(rt).flush()
+            return results + self._dispatcher(rt).flush(force=force)
 
     @hookimpl
     def oms_report_carrier_events(
@@ -332,7 +451,21 @@ class GrouponPlugin:
         if account.channel != CHANNEL:
             return None
         with self._using(account) as rt:
-            return rt.ledger.held_lines()
+            dispatcher = self._dispatcher(rt, mappings=_NO_MAPPINGS)
+            dispatcher.settle_holds()
+            held = rt.ledger.held_lines(outbox=False)
+            for o in rt.ledger.open_dispatch_holds():
+                held.append(
+                    HeldLine(
+                        account=account.name,
+                        kind=o.hold_kind or HoldKind.REJECTED_BY_CI,
+                        reason=f"shipment {o.shipment_id!r} tracking {o.tracking!r}: {o.reason}",
+                        ci_lineitemid=o.ci_lineitemid,
+                        orderid=o.orderid or None,
+                        since=o.updated_at,
+                    )
+                )
+            return held
 
     @hookimpl
     def oms_channel_stats(self, account: Account) -> dict[str, int] | None:
@@ -358,10 +491,58 @@ class GrouponPlugin:
         """
         if account.channel != CHANNEL:
             return None
+        if not isinstance(now, datetime) or now.utcoffset() is None:
+            raise ValueError(
+                f"oms_sla_at_risk needs a timezone-aware now (UTC preferred), got {now!r}"
+            )
         with self._using(account) as rt:
             every = rows_from_ledger(rt.ledger, account)
         rows = [row for row in every if row["ledger_state"] in HOST_STATES]
         return risks_for_account(account, rows, now, scans_reported=scans_reported_in(every))
+
+    @hookimpl
+    def oms_channel_products(self, account: Account) -> list[ChannelProduct] | None:
+        """Every Groupon SKU the account's imports have seen (see the hookspec)."""
+        if account.channel != CHANNEL:
+            return None
+        mappings = self._mappings(account)
+        with self._using(account) as rt:
+            rows = rt.ledger.product_rows()
+        return [_product(row, mappings) for row in rows]
+
+
+def _product(
+    row: tuple[str, str | None, str | None, str | None, str, int], mappings: Mappings
+) -> ChannelProduct:
+    """One catalogue entry from the latest line of a ``(sku, bom_sku)``."""
+    sku, bom_sku, parsed, record, first_seen, count = row
+    name, price = "", None
+    if parsed:
+        fields = json.loads(parsed)
+        line = order_line_from_fields(fields)
+        name, price = line.name, line.unit_price
+    option = ""
+    raw = json.loads(record) if record else None
+    if isinstance(raw, dict):
+        listed = raw.get("line_items")
+        items: list[Any] = listed if isinstance(listed, list) else [raw]
+        for item in items:
+            if isinstance(item, dict) and item.get("sku") == sku:
+                option = str(item.get("opp_name") or "")
+                if not name:
+                    name = str(item.get("name") or "")
+                break
+    components: tuple[SkuComponent, ...] = mappings.aliases.get(sku, ())
+    return ChannelProduct(
+        sku=sku,
+        bom_sku=bom_sku,
+        name=name,
+        unit_price=price,
+        option=option,
+        host_skus=components,
+        lines_seen=count,
+        last_seen=datetime.fromisoformat(first_seen) if first_seen else None,
+    )
 
 
 def _carrier_event_problem(event: CarrierEvent, known: dict[int, LineRow]) -> str | None:
@@ -387,4 +568,27 @@ def _carrier_event_problem(event: CarrierEvent, known: dict[int, LineRow]) -> st
 
 
 plugin = GrouponPlugin()
-"""The entry-point object (``[project.entry-points.oms] groupon = "connector.plugin:plugin"``)."""
+"""The entry-point object (``[project.entry-points.oms] groupon = "connector.plugin:plugin"``).
+
+One per process: register :meth:`~GrouponPlugin.new_instance` (or :func:`new_plugin`) in each
+plugin manager that must not share clients, ledgers and counters with another."""
+
+
+def new_plugin(
+    *,
+    mappings_loader: MappingsProvider | Callable[[Account], Mappings] | None = None,
+    clock: Callable[[], datetime] | None = None,
+) -> GrouponPlugin:
+    """A fresh Groupon plugin (a factory for hosts): its own clients, ledgers and counters.
+
+    A host that supplies its own mapping tables registers it instead of the entry point::
+
+        pm = get_plugin_manager(load_entrypoints=False)
+        pm.register(new_plugin(mappings_loader=MyTables()), name="groupon")
+
+    :param mappings_loader: a :class:`~connector.mappings.MappingsProvider` (default: the CSVs).
+    :param clock: the current aware UTC time (default: the system clock).
+
+    .. versionadded:: 0.2.0
+    """
+    return GrouponPlugin(mappings_loader=mappings_loader, clock=clock)

@@ -8,6 +8,8 @@ reason an operator can act on. The checks, in order:
 2. the line is not cancelled;
 3. the host courier (+ service) maps to a Groupon carrier code on the region's approved list
    (``UNMAPPED_COURIER``: re-evaluated by ``flush_outbox`` once the CSV is fixed);
+   a line not imported or not acknowledged yet is held ``AWAITING_HOST`` and re-evaluated by
+   ``flush_outbox`` once the host acknowledged it;
 4. the tracking number fits its carrier's format (``tracking_format_policy``);
 5. the quantity fits what is still open (line quantity - quantity already sent or queued);
 6. one tracking number is shared only by lines with identical ship-to addresses;
@@ -146,20 +148,40 @@ class Preflight:
     ) -> list[Verdict]:
         """Check every candidate of one shipment (or held rows being re-evaluated) against
         the ledger and the outbox rows already pending, sending or accepted."""
-        lines = self.ledger.get_lines(c.ci_lineitemid for c in candidates)
-        code, courier_reason = self.carrier_for(courier, service)
+        return self.check_many([(courier, service, c) for c in candidates])
+
+    def check_many(self, items: Sequence[tuple[str, str, Candidate]]) -> list[Verdict]:
+        """Check candidates of many shipments at once, each with its shipment's courier and
+        service. The cross-candidate checks (quantity, shared tracking, six numbers per order)
+        see every candidate of the call, so two shipments of one batch cannot together
+        over-ship a line. The ledger is read a fixed number of times, not once per row."""
+        if not items:
+            return []
+        lines = self.ledger.get_lines(c.ci_lineitemid for _, _, c in items)
+        carriers: dict[tuple[str, str], tuple[str | None, str]] = {}
         verdicts: list[Verdict] = []
         passed: list[Verdict] = []
-        for cand in candidates:
+        for courier, service, cand in items:
+            key = (courier, service)
+            if key not in carriers:
+                carriers[key] = self.carrier_for(courier, service)
+            code, courier_reason = carriers[key]
             line = lines.get(cand.ci_lineitemid)
             verdict = self._line_checks(cand, line, code, courier_reason)
             verdicts.append(verdict)
             if verdict.ok:
                 passed.append(verdict)
         # Cross-candidate checks run only over those that passed the per-line checks.
-        failed = self._quantity_checks(passed)
-        failed.update(self._shared_tracking_checks(passed, failed))
-        failed.update(self._order_limit_checks(passed, failed))
+        active = _ActiveRows(
+            self.ledger.active_outbox_of(
+                lines={v.candidate.ci_lineitemid for v in passed},
+                trackings={v.candidate.tracking for v in passed},
+                orderids={v.line.orderid for v in passed if v.line is not None},
+            )
+        )
+        failed = self._quantity_checks(passed, active)
+        failed.update(self._shared_tracking_checks(passed, failed, active))
+        failed.update(self._order_limit_checks(passed, failed, active))
         return [
             Verdict(
                 v.candidate,
@@ -181,15 +203,24 @@ class Preflight:
     ) -> Verdict:
         lid = cand.ci_lineitemid
         if line is None:
-            return _fail(cand, None, f"line {lid} is not known to this account's ledger")
+            return Verdict(
+                cand,
+                False,
+                HoldKind.AWAITING_HOST,
+                f"line {lid} is not known to this account's ledger (not imported yet, or "
+                "another account's line): sent once it is imported and acknowledged",
+            )
         if line.state in ("cancelled",) or line.ci_status in CANCELLED_STATUSES:
             return _fail(cand, line, f"line {lid} is cancelled in CI: no tracking may be sent")
         if line.state not in ("stored", "acked"):
-            return _fail(
+            return Verdict(
                 cand,
-                line,
+                False,
+                HoldKind.AWAITING_HOST,
                 f"line {lid} is {line.state}: the host has not confirmed storing it "
-                "(call oms_mark_exported first)",
+                "(call oms_mark_exported first; the next oms_flush_outbox then sends it)",
+                None,
+                line,
             )
         if not cand.tracking.strip():
             return _fail(cand, line, f"line {lid}: empty tracking number")
@@ -218,18 +249,14 @@ class Preflight:
 
     # -- across candidates --------------------------------------------------------------------
 
-    def _active_rows(self, **filters: Any) -> list[OutboxRow]:
-        # Rows being checked are never active (new, or held), so nothing needs excluding.
-        return self.ledger.outbox_rows(states=ACTIVE_OUTBOX_STATES, **filters)
-
-    def _quantity_checks(self, passed: Iterable[Verdict]) -> dict[int, str]:
+    def _quantity_checks(self, passed: Iterable[Verdict], active: _ActiveRows) -> dict[int, str]:
         failed: dict[int, str] = {}
         used: dict[int, int] = {}
         for v in passed:
             assert v.line is not None
             lid = v.candidate.ci_lineitemid
             if lid not in used:
-                used[lid] = sum(r.quantity for r in self._active_rows(ci_lineitemid=lid))
+                used[lid] = sum(r.quantity for r in active.by_line.get(lid, ()))
             still_open = v.line.quantity - used[lid]
             if v.candidate.quantity > still_open:
                 failed[id(v)] = (
@@ -241,19 +268,21 @@ class Preflight:
         return failed
 
     def _shared_tracking_checks(
-        self, passed: Iterable[Verdict], failed: dict[int, str]
+        self, passed: Iterable[Verdict], failed: dict[int, str], active: _ActiveRows
     ) -> dict[int, str]:
         out: dict[int, str] = {}
         by_tracking: dict[str, list[Verdict]] = {}
         for v in passed:
             if id(v) not in failed:
                 by_tracking.setdefault(v.candidate.tracking, []).append(v)
+        earlier_ids = {r.ci_lineitemid for t in by_tracking for r in active.by_tracking.get(t, ())}
+        earlier_lines = self.ledger.get_lines(earlier_ids) if earlier_ids else {}
         for tracking, group in by_tracking.items():
             addresses: dict[tuple[Any, ...] | None, int] = {}
-            earlier = self._active_rows(tracking=tracking)
-            earlier_lines = self.ledger.get_lines(r.ci_lineitemid for r in earlier)
-            for row in earlier_lines.values():
-                addresses.setdefault(ship_to_of(row), row.ci_lineitemid)
+            for r in active.by_tracking.get(tracking, ()):
+                row = earlier_lines.get(r.ci_lineitemid)
+                if row is not None:
+                    addresses.setdefault(ship_to_of(row), row.ci_lineitemid)
             for v in group:
                 assert v.line is not None
                 addresses.setdefault(ship_to_of(v.line), v.candidate.ci_lineitemid)
@@ -267,7 +296,7 @@ class Preflight:
         return out
 
     def _order_limit_checks(
-        self, passed: Iterable[Verdict], failed: dict[int, str]
+        self, passed: Iterable[Verdict], failed: dict[int, str], active: _ActiveRows
     ) -> dict[int, str]:
         out: dict[int, str] = {}
         by_order: dict[str, list[Verdict]] = {}
@@ -276,7 +305,7 @@ class Preflight:
                 assert v.line is not None
                 by_order.setdefault(v.line.orderid, []).append(v)
         for orderid, group in by_order.items():
-            existing = {r.tracking for r in self._active_rows(orderid=orderid)}
+            existing = {r.tracking for r in active.by_order.get(orderid, ())}
             allowed = set(existing)
             for v in group:
                 number = v.candidate.tracking
@@ -298,3 +327,16 @@ class Preflight:
 
 def _fail(cand: Candidate, line: LineRow | None, reason: str) -> Verdict:
     return Verdict(cand, False, HoldKind.PREFLIGHT, reason, None, line)
+
+
+class _ActiveRows:
+    """The active outbox rows a check needs, indexed by line, tracking number and order."""
+
+    def __init__(self, rows: Iterable[OutboxRow]) -> None:
+        self.by_line: dict[int, list[OutboxRow]] = {}
+        self.by_tracking: dict[str, list[OutboxRow]] = {}
+        self.by_order: dict[str, list[OutboxRow]] = {}
+        for r in rows:
+            self.by_line.setdefault(r.ci_lineitemid, []).append(r)
+            self.by_tracking.setdefault(r.tracking, []).append(r)
+            self.by_order.setdefault(r.orderid, []).append(r)

@@ -44,6 +44,8 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("demo", "connector.cli.demo", "demo"),
     ("reconcile", "connector.cli.reconcile", "reconcile"),
     ("files", "connector.cli.files", "files"),
+    ("held", "connector.cli.held", "held"),
+    ("products", "connector.cli.products", "products"),
 )
 
 

@@ -147,10 +147,38 @@ CREATE TABLE carrier_events (
 primary key makes a re-sent event a no-op. ``at`` is stored at fixed width so that text order
 is time order (the SLA reads the first scan and the first delivery with ``MIN``)."""
 
+SCHEMA_V7 = """
+CREATE TABLE outbox_closed (
+    id INTEGER PRIMARY KEY,           -- the outbox row's id
+    shipment_id TEXT NOT NULL,
+    ci_lineitemid INTEGER NOT NULL,
+    orderid TEXT NOT NULL DEFAULT '',
+    tracking TEXT NOT NULL,
+    courier TEXT NOT NULL DEFAULT '',
+    service TEXT NOT NULL DEFAULT '',
+    quantity INTEGER NOT NULL,
+    state_before TEXT NOT NULL,
+    hold_kind TEXT,
+    reason TEXT NOT NULL DEFAULT '',
+    why TEXT NOT NULL CHECK (why IN ('superseded', 'dismissed', 'voided')),
+    note TEXT NOT NULL DEFAULT '',
+    created_at TEXT NOT NULL,
+    closed_at TEXT NOT NULL
+);
+CREATE INDEX outbox_closed_shipment ON outbox_closed (shipment_id);
+"""
+"""v7 (host contract v2): dispatch rows that will never be sent are moved out of ``outbox``
+into ``outbox_closed``: ``superseded`` (the line was fully shipped or cancelled by other
+means), ``dismissed`` by an operator (``ci-connector held dismiss``) or ``voided`` by the host
+(``oms_void_shipment``). Moving them (rather than a new state) keeps every outbox query as it
+was; the shipment's identity check reads both tables."""
+
 MIGRATIONS: tuple[tuple[int, str], ...] = (
     (1, SCHEMA_V1),
     (2, SCHEMA_V2),
     (3, SCHEMA_V3),
     (4, SCHEMA_V4),
+    # 5-6 are reserved for the outbox claims/leases of the runtime work.
+    (7, SCHEMA_V7),
 )
 """Every migration this version of the connector knows, in order."""

@@ -1114,6 +1114,170 @@ class Ledger:
             held[h.kind.value] = held.get(h.kind.value, 0) + 1
         return {"lines": lines, "outbox": outbox, "held": held}
 
+    # -- host contract v2 (schema v7): closed dispatch rows, holds, products -------------------
+
+    def close_outbox(self, rows: Sequence[OutboxRow], why: str, note: str, now: datetime) -> None:
+        """Move outbox rows that will never be sent to ``outbox_closed`` (``why``:
+        ``superseded``, ``dismissed`` or ``voided``), in one transaction."""
+        if not rows:
+            return
+        stamp = _iso(now)
+        with self._lock:
+            try:
+                with self.transaction():
+                    self._conn.executemany(
+                        "INSERT OR REPLACE INTO outbox_closed (id, shipment_id, ci_lineitemid,"
+                        " orderid, tracking, courier, service, quantity, state_before, hold_kind,"
+                        " reason, why, note, created_at, closed_at)"
+                        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                        [
+                            (
+                                r.id,
+                                r.shipment_id,
+                                r.ci_lineitemid,
+                                r.orderid,
+                                r.tracking,
+                                r.courier,
+                                r.service,
+                                r.quantity,
+                                r.state,
+                                r.hold_kind.value if r.hold_kind else None,
+                                r.reason,
+                                why,
+                                note,
+                                _iso(r.created_at),
+                                stamp,
+                            )
+                            for r in rows
+                        ],
+                    )
+                    self._conn.executemany(
+                        "DELETE FROM outbox WHERE id = ?", [(r.id,) for r in rows]
+                    )
+            except sqlite3.Error as exc:
+                raise self._error(exc) from None
+
+    def closed_outbox(self, shipment_ids: Iterable[str] | None = None) -> list[ClosedOutboxRow]:
+        """Closed dispatch rows (all, or those of ``shipment_ids``), oldest first."""
+        if shipment_ids is None:
+            rows = self._query("SELECT * FROM outbox_closed ORDER BY id")
+        else:
+            rows = []
+            for chunk, marks in _in_chunks(list(dict.fromkeys(shipment_ids))):
+                rows += self._query(
+                    f"SELECT * FROM outbox_closed WHERE shipment_id IN ({marks})",  # noqa: S608
+                    chunk,
+                )
+        return sorted((_closed_from(r) for r in rows), key=lambda c: c.id)
+
+    def outbox_of_shipments(self, shipment_ids: Iterable[str]) -> list[OutboxRow]:
+        """Every outbox row of the given shipments (one query per 500 ids), oldest first."""
+        found: list[OutboxRow] = []
+        for chunk, marks in _in_chunks(list(dict.fromkeys(shipment_ids))):
+            found += [
+                _outbox_from(r)
+                for r in self._query(
+                    f"SELECT * FROM outbox WHERE shipment_id IN ({marks})",  # noqa: S608
+                    chunk,
+                )
+            ]
+        return sorted(found, key=lambda r: r.id)
+
+    def settled_holds(self) -> list[OutboxRow]:
+        """Held or CI-rejected dispatch rows whose line needs nothing more: fully shipped by
+        other rows, or cancelled."""
+        rows = self._query(
+            "SELECT o.* FROM outbox o JOIN lines l ON l.ci_lineitemid = o.ci_lineitemid"
+            " WHERE o.state IN ('held', 'rejected') AND (l.qty_shipped >= l.quantity"
+            " OR l.state = 'cancelled' OR l.ci_status IN ('cancelled', 'canceled'))"
+            " ORDER BY o.id"
+        )
+        return [_outbox_from(r) for r in rows]
+
+    def open_dispatch_holds(self) -> list[OutboxRow]:
+        """Held or CI-rejected dispatch rows of lines this ledger knows (rows for unknown
+        lines wait unlisted: released if the line arrives, dismissable by the operator)."""
+        rows = self._query(
+            "SELECT o.* FROM outbox o JOIN lines l ON l.ci_lineitemid = o.ci_lineitemid"
+            " WHERE o.state IN ('held', 'rejected') ORDER BY o.id"
+        )
+        return [_outbox_from(r) for r in rows]
+
+    def active_outbox_of(
+        self, *, lines: Iterable[int], trackings: Iterable[str], orderids: Iterable[str]
+    ) -> list[OutboxRow]:
+        """Rows pending, sending, retrying or accepted that touch any of the given lines,
+        tracking numbers or orders (pre-flight of a batch reads them once, not per row)."""
+        found: dict[int, OutboxRow] = {}
+        states = "('pending', 'sending', 'retry', 'accepted')"
+        for column, values in (
+            ("ci_lineitemid", lines),
+            ("tracking", trackings),
+            ("orderid", orderids),
+        ):
+            for chunk, marks in _in_chunks(list(dict.fromkeys(values))):
+                for r in self._query(
+                    f"SELECT * FROM outbox WHERE state IN {states}"  # noqa: S608
+                    f" AND {column} IN ({marks})",
+                    chunk,
+                ):
+                    found[r["id"]] = _outbox_from(r)
+        return [found[k] for k in sorted(found)]
+
+    def product_rows(self) -> list[tuple[str, str | None, str | None, str | None, str, int]]:
+        """Per distinct ``(sku, bom_sku)``: the latest line's parsed fields and raw record,
+        when it was first seen, and how many lines carried it."""
+        rows = self._query(
+            "SELECT l.sku, l.bom_sku, l.parsed, l.record, l.first_seen, g.n FROM lines l"
+            " JOIN (SELECT sku, bom_sku, MAX(ci_lineitemid) AS last, COUNT(*) AS n FROM lines"
+            " GROUP BY sku, bom_sku) g ON l.ci_lineitemid = g.last ORDER BY l.sku, l.bom_sku"
+        )
+        return [
+            (r["sku"], r["bom_sku"], r["parsed"], r["record"], r["first_seen"], r["n"])
+            for r in rows
+        ]
+
+
+@dataclass(frozen=True, slots=True)
+class ClosedOutboxRow:
+    """A dispatch row moved out of the outbox: never to be sent (schema v7)."""
+
+    id: int
+    shipment_id: str
+    ci_lineitemid: int
+    orderid: str
+    tracking: str
+    courier: str
+    service: str
+    quantity: int
+    state_before: str
+    hold_kind: str | None
+    reason: str
+    why: str
+    note: str
+    created_at: datetime
+    closed_at: datetime
+
+
+def _closed_from(row: sqlite3.Row) -> ClosedOutboxRow:
+    return ClosedOutboxRow(
+        id=row["id"],
+        shipment_id=row["shipment_id"],
+        ci_lineitemid=row["ci_lineitemid"],
+        orderid=row["orderid"],
+        tracking=row["tracking"],
+        courier=row["courier"],
+        service=row["service"],
+        quantity=row["quantity"],
+        state_before=row["state_before"],
+        hold_kind=row["hold_kind"],
+        reason=row["reason"],
+        why=row["why"],
+        note=row["note"],
+        created_at=datetime.fromisoformat(row["created_at"]),
+        closed_at=datetime.fromisoformat(row["closed_at"]),
+    )
+
 
 def _event_time(event: CarrierEvent) -> str:
     """``at`` as fixed-width ISO-8601 UTC, so text order is time order and one instant has one

@@ -640,7 +640,9 @@ def _check_tracking(
     for row in ledger.outbox_rows(states=("pending", "sending", "retry", "rejected", "held")):
         findings.extend(_outbox_finding(row, stale))
     for shipment in shipments:
-        if ledger.outbox_rows(shipment_id=shipment.shipment_id):
+        rows = ledger.outbox_rows(shipment_id=shipment.shipment_id)
+        if rows:
+            findings.extend(_divergence(shipment, rows))
             continue
         for parcel in shipment.parcels:
             for item in parcel.lines:
@@ -659,6 +661,40 @@ def _check_tracking(
                     )
                 )
     return findings
+
+
+def _divergence(shipment: HostShipment, rows: list[OutboxRow]) -> list[Finding]:
+    """A host shipment whose ``shipment_id`` the plugin holds with other contents (possible
+    only for shipments dispatched before contract v2, which now refuses a reused id)."""
+    host: dict[tuple[int, str], int] = {}
+    for parcel in shipment.parcels:
+        for item in parcel.lines:
+            key = (item.ci_lineitemid, parcel.tracking_number.strip())
+            host[key] = host.get(key, 0) + item.quantity
+    plugin = {(r.ci_lineitemid, r.tracking): r.quantity for r in rows}
+    couriers = {r.courier for r in rows}
+    if host == plugin and couriers <= {shipment.courier}:
+        return []
+    only_host = sorted(set(host) - set(plugin))
+    only_plugin = sorted(set(plugin) - set(host))
+    detail = (
+        f"host shipment {shipment.shipment_id!r} differs from what the plugin holds under "
+        f"that id: host-only (line, tracking) {only_host}, plugin-only {only_plugin}, "
+        f"host courier {shipment.courier!r}, plugin courier(s) {sorted(couriers)}"
+    )
+    return [
+        Finding(
+            "tracking",
+            "shipment_diverged",
+            None,
+            None,
+            detail,
+            "check CI's tracking for these lines; dispatch the host's parcels under a new "
+            "shipment_id if CI lacks them",
+            fixable=False,
+            shipment_id=shipment.shipment_id,
+        )
+    ]
 
 
 def _outbox_finding(row: OutboxRow, stale: datetime) -> list[Finding]:

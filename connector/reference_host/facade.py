@@ -19,12 +19,14 @@ from connector.models import (
     Account,
     CarrierEvent,
     ChannelInfo,
+    ChannelProduct,
     HeldLine,
     ImportBatch,
     LineResult,
     Shipment,
     SlaRisk,
     StoredOrder,
+    VoidResult,
 )
 
 __all__ = ["ChannelFacade", "NoChannelPlugin"]
@@ -82,10 +84,32 @@ class ChannelFacade:
         )
         return self._owned("oms_dispatch", account, result)
 
-    def flush_outbox(self, *, account: Account) -> list[LineResult]:
-        """Retry queued acknowledgements and tracking (``oms_flush_outbox``)."""
-        result: list[LineResult] | None = self.pm.hook.oms_flush_outbox(account=account)
+    def dispatch_many(self, *, account: Account, shipments: Sequence[Shipment]) -> list[LineResult]:
+        """Send many shipments in one call (``oms_dispatch_many``)."""
+        result: list[LineResult] | None = self.pm.hook.oms_dispatch_many(
+            account=account, shipments=list(shipments)
+        )
+        return self._owned("oms_dispatch_many", account, result)
+
+    def void_shipment(self, *, account: Account, shipment_id: str, reason: str) -> VoidResult:
+        """Withdraw what of a shipment was not sent yet (``oms_void_shipment``)."""
+        result: VoidResult | None = self.pm.hook.oms_void_shipment(
+            account=account, shipment_id=shipment_id, reason=reason
+        )
+        return self._owned("oms_void_shipment", account, result)
+
+    def flush_outbox(self, *, account: Account, force: bool = False) -> list[LineResult]:
+        """Retry queued acknowledgements and tracking (``oms_flush_outbox``); ``force``
+        ignores the retry times."""
+        result: list[LineResult] | None = self.pm.hook.oms_flush_outbox(
+            account=account, force=force
+        )
         return self._owned("oms_flush_outbox", account, result)
+
+    def channel_products(self, *, account: Account) -> list[ChannelProduct]:
+        """The channel's catalogue as seen so far (``oms_channel_products``)."""
+        result: list[ChannelProduct] | None = self.pm.hook.oms_channel_products(account=account)
+        return self._owned("oms_channel_products", account, result)
 
     def report_carrier_events(
         self, *, account: Account, events: Sequence[CarrierEvent]
@@ -103,10 +127,14 @@ class ChannelFacade:
         return self._owned("oms_held_lines", account, result)
 
     def channel_stats(self, *, account: Account) -> dict[str, int]:
-        """API traffic counters of the account's channel; ``{}`` when its plugin keeps none
-        (the hook is optional for a channel: older plugins do not implement it)."""
+        """API traffic counters of the account's channel (``oms_channel_stats``).
+
+        :raises NoChannelPlugin: no plugin answered: the channel is not loaded, or its plugin
+            predates the hook. An unanswered call is never reported as "no traffic" (``{}``);
+            a plugin that keeps no counters answers ``{}`` itself.
+        """
         result: dict[str, int] | None = self.pm.hook.oms_channel_stats(account=account)
-        return dict(result or {})
+        return dict(self._owned("oms_channel_stats", account, result))
 
     def sla_at_risk(self, *, account: Account, now: datetime) -> list[SlaRisk]:
         """Lines whose Groupon deadline is near or past at ``now`` (``oms_sla_at_risk``)."""

@@ -7,6 +7,15 @@ fails to import, to register or to match the specs is reported by name as a
 
 ``OMS_LOAD_PLUGINS`` is an allowlist of entry-point names (comma separated). Unset: load every
 installed plugin. Set but empty: load none.
+
+Plugin state: an entry-point object that offers ``new_instance()`` (the Groupon plugin does)
+is asked for a fresh instance for every manager built here, so two managers in one process
+never share clients, ledgers or counters.
+
+Channel ownership: each channel is owned by one plugin per manager. :class:`OmsPluginManager`
+asks each plugin registered on it for its ``oms_channel_info`` and refuses (``ValueError``,
+reported as a :class:`PluginLoadError` for installed plugins) a second plugin that claims a
+channel another registered plugin already owns.
 """
 
 from __future__ import annotations
@@ -65,6 +74,29 @@ class OmsPluginManager(pluggy.PluginManager):
         self.load_errors: list[PluginLoadError] = []
         self._dists: dict[str, _DistInfo] = {}
 
+    def register(self, plugin: object, name: str | None = None) -> str | None:
+        """Register ``plugin``, refusing it when it claims a channel another registered plugin
+        already owns (``oms_channel_info`` names); the message names both plugins.
+
+        :raises ValueError: the channel is already owned (the plugin is left unregistered).
+        """
+        registered = super().register(plugin, name)
+        if registered is None:
+            return None
+        claims = _channels_of(self, plugin)
+        for other_name, other in self.list_name_plugin():
+            if other is None or other is plugin:
+                continue
+            clash = claims & _channels_of(self, other)
+            if clash:
+                self.unregister(plugin)
+                raise ValueError(
+                    f"plugin {registered!r} claims channel(s) {', '.join(sorted(clash))}, "
+                    f"already owned by plugin {other_name!r}: one plugin per channel (remove "
+                    f"one of them, or leave it out with {ALLOW_ENV})"
+                )
+        return registered
+
     def record_dist(self, plugin_name: str, dist: str | None, version: str | None) -> None:
         """Remember the distribution a registered plugin came from (for :func:`list_plugins`)."""
         self._dists[plugin_name] = _DistInfo(dist, version)
@@ -97,6 +129,27 @@ class PluginInfo:
             "version": self.version,
             "hooks": list(self.hooks),
         }
+
+
+def _channels_of(pm: pluggy.PluginManager, plugin: object) -> frozenset[str]:
+    """The channel names ``plugin``'s own ``oms_channel_info`` returns (empty when it has
+    none, or when it fails: a broken description is not a claim)."""
+    caller = getattr(pm.hook, "oms_channel_info", None)
+    if caller is None:
+        return frozenset()
+    names: set[str] = set()
+    for impl in caller.get_hookimpls():
+        if impl.plugin is not plugin:
+            continue
+        try:
+            info = impl.function()
+        except Exception as exc:  # a plugin's own code may raise anything; no claim then
+            log.warning("oms_channel_info of %r failed: %s", plugin, exc)
+            continue
+        name = getattr(info, "name", None)
+        if isinstance(name, str):
+            names.add(name)
+    return frozenset(names)
 
 
 def parse_allowlist(environ: Mapping[str, str]) -> frozenset[str] | None:
@@ -151,6 +204,20 @@ def load_entrypoint_plugins(
                 )
             )
             continue
+        factory = getattr(obj, "new_instance", None)
+        if callable(factory):
+            # One plugin state per manager (see the module docstring).
+            try:
+                obj = factory()
+            except Exception as exc:
+                errors.append(
+                    PluginLoadError(
+                        f"{where}: new_instance() failed: {type(exc).__name__}: {exc}",
+                        name=ep.name,
+                        dist=dist,
+                    )
+                )
+                continue
         try:
             pm.register(obj, name=ep.name)
         except (pluggy.PluginValidationError, ValueError) as exc:

@@ -35,6 +35,7 @@ __all__ = [
     "CancellationOutcome",
     "HostStore",
     "HostStoreError",
+    "ShipmentConflict",
     "StoreOutcome",
 ]
 
@@ -102,6 +103,14 @@ CREATE TABLE IF NOT EXISTS notices (
 
 class HostStoreError(Exception):
     """The host database could not be opened or written; the message names the file."""
+
+
+class ShipmentConflict(HostStoreError):
+    """A ``shipment_id`` the host recorded before, now with other contents; the message
+    names the difference. Nothing was recorded (and nothing must be sent).
+
+    .. versionadded:: 0.2.0
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -450,8 +459,47 @@ class HostStore:
         Idempotent on ``(account, shipment_id)``: recording the same shipment again changes
         nothing and returns ``False``. Lines unknown to the host are not an error here: the
         plugin's pre-flight reports them.
+
+        :raises ShipmentConflict: the id was recorded before with other contents (courier,
+            service or parcels); nothing is recorded.
         """
+        with self._transaction() as db:
+            return self._record_shipment(db, account, shipment, self._clock().isoformat())
+
+    def create_shipments(
+        self, account: str, shipments: Sequence[Shipment]
+    ) -> tuple[list[Shipment], list[tuple[Shipment, str]]]:
+        """Record many dispatches in **one** transaction (see :meth:`create_shipment`).
+
+        :returns: the shipments to send (new, or recorded before with the same contents) and
+            ``(shipment, reason)`` for each refused because its id was used for other contents.
+
+        .. versionadded:: 0.2.0
+        """
+        ok: list[Shipment] = []
+        refused: list[tuple[Shipment, str]] = []
         now = self._clock().isoformat()
+        with self._transaction() as db:
+            for shipment in shipments:
+                try:
+                    self._record_shipment(db, account, shipment, now)
+                except ShipmentConflict as exc:
+                    refused.append((shipment, str(exc)))
+                else:
+                    ok.append(shipment)
+        return ok, refused
+
+    def mark_many_dispatched(self, account: str, shipment_ids: Sequence[str]) -> None:
+        """:meth:`mark_dispatched` for many shipments in one transaction."""
+        with self._transaction() as db:
+            db.executemany(
+                "DELETE FROM undispatched WHERE account = ? AND shipment_id = ?",
+                [(account, sid) for sid in shipment_ids],
+            )
+
+    def _record_shipment(
+        self, db: sqlite3.Connection, account: str, shipment: Shipment, now: str
+    ) -> bool:
         parcels = [
             {
                 "tracking_number": p.tracking_number,
@@ -461,47 +509,61 @@ class HostStore:
             }
             for p in shipment.parcels
         ]
-        with self._transaction() as db:
-            cursor = db.execute(
-                "INSERT OR IGNORE INTO shipments (account, shipment_id, courier, service, "
-                "shipped_at, parcels, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    account,
-                    shipment.shipment_id,
-                    shipment.courier,
-                    shipment.service,
-                    _iso(shipment.shipped_at),
-                    json.dumps(parcels),
-                    now,
-                ),
-            )
-            if cursor.rowcount == 0:
-                return False
-            # Committed with the shipment, cleared once the plugin took it: a crash in between
-            # leaves the marker, and the next sync dispatches the shipment again.
-            db.execute(
-                "INSERT OR IGNORE INTO undispatched (account, shipment_id) VALUES (?, ?)",
+        cursor = db.execute(
+            "INSERT OR IGNORE INTO shipments (account, shipment_id, courier, service, "
+            "shipped_at, parcels, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                account,
+                shipment.shipment_id,
+                shipment.courier,
+                shipment.service,
+                _iso(shipment.shipped_at),
+                json.dumps(parcels),
+                now,
+            ),
+        )
+        if cursor.rowcount == 0:
+            before = db.execute(
+                "SELECT courier, service, parcels FROM shipments "
+                "WHERE account = ? AND shipment_id = ?",
                 (account, shipment.shipment_id),
+            ).fetchone()
+            problem = _shipment_difference(
+                (before["courier"], before["service"], json.loads(before["parcels"])),
+                (shipment.courier, shipment.service, parcels),
             )
-            touched: set[str] = set()
-            for parcel in shipment.parcels:
-                for item in parcel.lines:
-                    row = db.execute(
-                        "SELECT host_order_id FROM order_lines "
-                        "WHERE account = ? AND ci_lineitemid = ? AND status != 'cancelled'",
-                        (account, item.ci_lineitemid),
-                    ).fetchone()
-                    if row is None:
-                        continue
-                    db.execute(
-                        "UPDATE order_lines SET shipped_quantity = shipped_quantity + ?, "
-                        "status = CASE WHEN shipped_quantity + ? >= quantity THEN 'shipped' "
-                        "ELSE status END WHERE account = ? AND ci_lineitemid = ?",
-                        (item.quantity, item.quantity, account, item.ci_lineitemid),
-                    )
-                    touched.add(row["host_order_id"])
-            for host_order_id in touched:
-                self._refresh_order_status(db, host_order_id)
+            if problem:
+                raise ShipmentConflict(
+                    f"shipment_id {shipment.shipment_id!r} of account {account} was "
+                    f"recorded before with other contents: {problem}; use a new "
+                    "shipment_id for a different shipment"
+                )
+            return False
+        # Committed with the shipment, cleared once the plugin took it: a crash in between
+        # leaves the marker, and the next sync dispatches the shipment again.
+        db.execute(
+            "INSERT OR IGNORE INTO undispatched (account, shipment_id) VALUES (?, ?)",
+            (account, shipment.shipment_id),
+        )
+        touched: set[str] = set()
+        for parcel in shipment.parcels:
+            for item in parcel.lines:
+                row = db.execute(
+                    "SELECT host_order_id FROM order_lines "
+                    "WHERE account = ? AND ci_lineitemid = ? AND status != 'cancelled'",
+                    (account, item.ci_lineitemid),
+                ).fetchone()
+                if row is None:
+                    continue
+                db.execute(
+                    "UPDATE order_lines SET shipped_quantity = shipped_quantity + ?, "
+                    "status = CASE WHEN shipped_quantity + ? >= quantity THEN 'shipped' "
+                    "ELSE status END WHERE account = ? AND ci_lineitemid = ?",
+                    (item.quantity, item.quantity, account, item.ci_lineitemid),
+                )
+                touched.add(row["host_order_id"])
+        for host_order_id in touched:
+            self._refresh_order_status(db, host_order_id)
         return True
 
     def mark_dispatched(self, account: str, shipment_id: str) -> None:
@@ -576,6 +638,18 @@ class HostStore:
             "GROUP BY account, ci_lineitemid HAVING COUNT(*) > 1"
         ).fetchall()
         return [(str(r[0]), str(r[1]), int(r[2])) for r in rows]
+
+
+def _shipment_difference(before: tuple[str, str, object], now: tuple[str, str, object]) -> str:
+    """What differs between two recordings of one shipment ('' when nothing does)."""
+    diffs = []
+    if before[0] != now[0]:
+        diffs.append(f"courier {now[0]!r} (was {before[0]!r})")
+    if before[1] != now[1]:
+        diffs.append(f"service {now[1]!r} (was {before[1]!r})")
+    if before[2] != now[2]:
+        diffs.append(f"parcels {json.dumps(now[2])} (was {json.dumps(before[2])})")
+    return "; ".join(diffs)
 
 
 def parcels_from_json(text: str) -> tuple[Parcel, ...]:

@@ -22,9 +22,19 @@ def test_hook_oms_channel_info() -> None:
     assert {"import", "mark_exported", "dispatch", "partial_dispatch", "cancellations"} <= (
         info.capabilities
     )
-    names = {f.name for f in info.config_fields}
-    assert {"supplier_id", "token_env", "region"} <= names
-    assert [f.secret for f in info.config_fields if f.name == "token_env"] == [True]
+    names = [f.name for f in info.config_fields]
+    # config_fields are exactly the parameters of Account.from_values (issue 10 item 6).
+    import inspect
+
+    from connector.models import Account
+
+    params = list(inspect.signature(Account.from_values).parameters)
+    assert names == [p for p in params if p != "cls"]
+    assert [f.name for f in info.config_fields if f.secret] == ["token"]
+    required = [f.name for f in info.config_fields if f.required]
+    assert required == ["name", "supplier_id", "token"]
+    assert info.stock_policy == "unlimited"
+    assert {"dispatch_many", "void_shipment", "products"} <= info.capabilities
 
 
 def test_entry_point_object_is_a_plugin() -> None:

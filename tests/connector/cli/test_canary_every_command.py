@@ -56,6 +56,10 @@ COMMANDS: list[list[str]] = [
     ["reconcile"],
     ["reconcile", "--json", "--fix"],
     ["files", "tracking-upload", "--account", "us", "--out", "{tmp}/upload.csv"],
+    ["held", "list"],
+    ["held", "list", "--closed", "--json"],
+    ["products"],
+    ["products", "--json"],
     ["gpn", "transactions", "--from", "2026-11-01", "--to", "2026-11-20"],
     ["gpn", "transactions", "--from", "2026-11-01", "--to", "2026-11-20", "--auth", "sec1"],
 ]

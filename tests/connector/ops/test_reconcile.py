@@ -406,3 +406,27 @@ def test_young_unknown_lines_are_only_noted(world: World) -> None:
     report = world.reconcile(stale_minutes=10 * 24 * 60)
     assert not [f for f in report.findings if f.check == "unexported_unknown"]
     assert any("younger than" in note for note in report.notes)
+def test_shipment_id_that_diverged_before_contract_v2_is_flagged(world: World) -> None:
+    """A 0.1 host kept the first SHP-1 while the plugin held another: reconcile says so."""
+    world.host.sync(world.account)
+    first, other = world.line_ids[0], world.line_ids[1]
+    assert [r.outcome for r in world.ship("S-div", first, "1Z999AA10123456784")] == [
+        LineOutcome.ACCEPTED
+    ]
+    assert world.reconcile().clean
+    # What a 0.1 host could end up with: its record of the id names another line.
+    parcels = json.dumps([{"tracking_number": "1Z999AA10123456784",
+                           "lines": [{"ci_lineitemid": other, "quantity": 1}]}])  # fmt: skip
+    with world.host.store._db:
+        world.host.store._db.execute(
+            "UPDATE shipments SET parcels = ? WHERE shipment_id = 'S-div'", (parcels,)
+        )
+    report = world.reconcile()
+    [finding] = report.findings
+    assert (finding.check, finding.kind, finding.shipment_id) == (
+        "tracking",
+        "shipment_diverged",
+        "S-div",
+    )
+    assert f"host-only (line, tracking) [({other}, '1Z999AA10123456784')]" in finding.detail
+    assert not finding.fixable

@@ -94,7 +94,8 @@ class FakeChannel:
 
     @hookimpl
     def oms_channel_info(self) -> ChannelInfo:
-        self.calls.append(f"{self.name}:channel_info")
+        # Not logged: the manager reads it at registration (channel ownership), which is not
+        # a call of the host's cycle.
         return ChannelInfo(self.name, "9.9", frozenset({"import"}), ())
 
     @hookimpl
@@ -225,7 +226,10 @@ _EXPECTED_KWARGS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "oms_channel_stats": {"account": Account},
     "oms_confirm_cancellations": {"account": Account, "ci_lineitemids": (list, tuple)},
     "oms_dispatch": {"account": Account, "shipment": Shipment},
-    "oms_flush_outbox": {"account": Account},
+    "oms_dispatch_many": {"account": Account, "shipments": (list, tuple)},
+    "oms_void_shipment": {"account": Account, "shipment_id": str, "reason": str},
+    "oms_flush_outbox": {"account": Account, "force": bool},
+    "oms_channel_products": {"account": Account},
     "oms_report_carrier_events": {"account": Account, "events": (list, tuple)},
     "oms_held_lines": {"account": Account},
     "oms_sla_at_risk": {"account": Account, "now": datetime},

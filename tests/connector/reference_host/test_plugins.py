@@ -135,9 +135,12 @@ def test_declared_groupon_entry_point_loads_through_the_host(
     [info] = list_plugins(pm)
     assert set(info.hooks) == {
         "oms_channel_info",
+        "oms_channel_products",
         "oms_channel_stats",
         "oms_confirm_cancellations",
         "oms_dispatch",
+        "oms_dispatch_many",
+        "oms_void_shipment",
         "oms_flush_outbox",
         "oms_held_lines",
         "oms_import_orders",
