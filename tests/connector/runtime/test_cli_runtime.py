@@ -163,3 +163,20 @@ def test_hand_over_moves_the_account_to_another_host(setup: Setup) -> None:
     refused = cli(setup, "sync")
     assert refused.exit_code == 1
     assert "worked by host 'odoo-prod'" in refused.output
+
+
+def test_commands_that_change_an_account_wait_for_its_holder(setup: Setup) -> None:
+    from connector.runtime.locks import FileAccountLock, lock_path
+
+    text = setup.config_path.read_text(encoding="utf-8")
+    setup.config_path.write_text(text + "lock_timeout_seconds = 0.3\n", encoding="utf-8")
+    holder = FileAccountLock(lock_path(setup.account.data_dir, "us"), "us")
+    holder.acquire(1)  # another process works the account (flock: per open file)
+    try:
+        for args in (["sync"], ["reconcile", "--fix"], ["prune"]):
+            result = cli(setup, *args)
+            assert result.exit_code == 1, (args, result.output)
+            assert "account us is busy: pid" in result.output, (args, result.output)
+    finally:
+        holder.release()
+    assert cli(setup, "sync").exit_code == 0
