@@ -93,7 +93,8 @@ def test_run_finishes_the_job_in_progress_then_stops(setup: Setup, signum: int) 
     faults.set_rules([{"path": "/api/*/mark_exported", "latency_ms": 2500}])
     proc = _run_process(setup)
     deadline = time.monotonic() + 60
-    while not (setup.account.data_dir / HOST_DB_NAME).exists():  # the import is under way
+    # The ledger appears with the first hook call: the import job is under way.
+    while not ledger_path(setup.account.data_dir, "us").exists():
         assert time.monotonic() < deadline, "run never started"
         time.sleep(0.05)
     time.sleep(1.5)  # inside the slow mark_exported call
