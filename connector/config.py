@@ -676,6 +676,12 @@ _OPTION_CHECKS: dict[str, Callable[[Any], str | None]] = {
     "max_pages_per_listing": _at_least(1),
     "max_items_per_listing": _at_least(1),
     "window_catchup_minutes": _at_least(0),
+    "lock_timeout_seconds": _at_least(0),
+    "lease_seconds": _at_least(30),
+    "retention_days": _at_least(1),
+    "import_interval_minutes": _at_least(1),
+    "flush_interval_minutes": _at_least(1),
+    "sla_interval_minutes": _at_least(1),
 }
 
 

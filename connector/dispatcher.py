@@ -138,9 +138,23 @@ class Dispatcher:
                 else:
                     plan.results[(lid, tracking)] = _known_result(known)
         verdicts = self.preflight.check_many(checks)
-        to_send = self._store(owners, verdicts, stored, now)
+        with self.ledger.transaction():  # one commit: rows stored and claimed together
+            written = self._store(owners, verdicts, stored, now)
+            # Claimed before the call (lease in the ledger): no other process sends them.
+            to_send = self.ledger.claim_outbox(written, now, self.account.options.lease_seconds)
+        claimed = {r.id for r in to_send}
+        for row in written:
+            if row.id not in claimed:
+                first_in_call[row.shipment_id].results[(row.ci_lineitemid, row.tracking)] = (
+                    _in_flight(row)
+                )
         crashpoint("after_outbox")
-        sent = self._send(to_send, now, premarked=True)
+        try:
+            sent = self._send(to_send, now, premarked=True)
+        except BaseException:
+            # Every settled row ended its claim with its outcome; free the rest for a retry.
+            self.ledger.release_outbox(r.id for r in to_send)
+            raise
         by_row = {(r.shipment_id, r.ci_lineitemid, r.tracking_number or ""): r for r in sent}
         out: list[LineResult] = []
         for plan in plans:
@@ -271,7 +285,12 @@ class Dispatcher:
         rows = [r for r in self.ledger.outbox_rows(ids=row_ids) if r.state in ("held", "rejected")]
         results = self._recheck(rows, now)
         due = [r for r in self.ledger.outbox_rows(ids=[r.id for r in rows]) if r.state == "pending"]
-        return results + self._send(due, now)
+        claimed = self.ledger.claim_outbox(due, now, self.account.options.lease_seconds)
+        try:
+            return results + self._send(claimed, now)
+        except BaseException:
+            self.ledger.release_outbox(r.id for r in claimed)
+            raise
 
     def _endpoint(self, verdict: Verdict) -> str:
         line = verdict.line
@@ -303,8 +322,14 @@ class Dispatcher:
             now,
         )
         results = self._release_holds(now, due)
+        # A row another live process claimed is in flight there: it is not sent again here.
+        claimed = self.ledger.claim_outbox(due, now, self.account.options.lease_seconds)
         crashpoint("flush")
-        return results + self._send(due, now)
+        try:
+            return results + self._send(claimed, now)
+        except BaseException:
+            self.ledger.release_outbox(r.id for r in claimed)
+            raise
 
     def _repair_line_ids(self, rows: list[OutboxRow], now: datetime) -> list[OutboxRow]:
         """Rows written before their line was known (held, then re-checked by an older
@@ -552,6 +577,16 @@ def _line_ids(verdict: Verdict) -> dict[str, str | None]:
         "orderid": verdict.line.orderid,
         "fulfillment_lineitem_id": verdict.line.fulfillment_lineitem_id,
     }
+
+
+def _in_flight(row: OutboxRow) -> LineResult:
+    """A row another process claimed: it sends it (or its lease runs out and it is re-sent)."""
+    return LineResult(
+        row.ci_lineitemid,
+        LineOutcome.QUEUED,
+        "queued: being sent by another process",
+        row.tracking,
+    )
 
 
 def _known_result(row: OutboxRow) -> LineResult:

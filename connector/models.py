@@ -88,6 +88,16 @@ class AccountOptions:
     :ivar window_catchup_minutes: in window mode, also read the un-exported listing when the
         last such catch-up is at least this old (0 = every import), so an order dated before
         the windows (back-dated, late, a clock change) is still imported.
+    :ivar lock_timeout_seconds: how long a hook call waits for another process working the
+        same account before it gives up with ``AccountBusy``.
+    :ivar lease_seconds: how long a claimed outbound call (ack batch, tracking batch) stays
+        reserved to the process that claimed it; a lease of a process on another machine that
+        died is taken over after this.
+    :ivar retention_days: raw CI records and customer details of lines shipped or cancelled
+        longer ago than this are removed from the ledger (ids, states, audit stay).
+    :ivar import_interval_minutes: ``ci-connector run`` / ``worker``: minutes between imports.
+    :ivar flush_interval_minutes: minutes between outbox flushes.
+    :ivar sla_interval_minutes: minutes between SLA risk refreshes.
     """
 
     import_delay_minutes: int = 0
@@ -117,6 +127,12 @@ class AccountOptions:
     max_pages_per_listing: int = 400
     max_items_per_listing: int = 100_000
     window_catchup_minutes: int = 60
+    lock_timeout_seconds: float = 60.0
+    lease_seconds: int = 600
+    retention_days: int = 90
+    import_interval_minutes: int = 15
+    flush_interval_minutes: int = 5
+    sla_interval_minutes: int = 60
 
 
 @dataclass(frozen=True, slots=True)

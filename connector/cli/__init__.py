@@ -46,6 +46,9 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("files", "connector.cli.files", "files"),
     ("held", "connector.cli.held", "held"),
     ("products", "connector.cli.products", "products"),
+    ("run", "connector.cli.run", "run"),
+    ("prune", "connector.cli.prune", "prune"),
+    ("hand-over", "connector.cli.hand_over", "hand_over"),
 )
 
 

@@ -13,6 +13,7 @@ from connector.ledger.sqlite import (
     UNCONFIRMED_STATES,
     KnownLine,
     Ledger,
+    LedgerIdentity,
     LedgerVersionError,
     LineRow,
     OutboxRow,
@@ -28,6 +29,7 @@ __all__ = [
     "UNCONFIRMED_STATES",
     "KnownLine",
     "Ledger",
+    "LedgerIdentity",
     "LedgerVersionError",
     "LineRow",
     "OutboxRow",
@@ -37,10 +39,27 @@ __all__ = [
 ]
 
 
-def open_ledger(account: Account) -> Ledger:
-    """Open the ledger of ``account``: ``<account.data_dir>/ledger-<account.name>.sqlite3``.
+def open_ledger(account: Account, *, recover: bool = False) -> Ledger:
+    """Open the ledger of ``account``: ``<account.data_dir>/ledger-<account.name>.sqlite3``
+    (files created 0600), and check that it is the account's (see
+    :mod:`connector.ledger.identity`).
 
+    :param recover: accept a missing or replaced ledger and mark the one found as the
+        account's (``ci-connector reconcile --fix``, which then rebuilds its lines).
+    :raises connector.errors.LedgerIdentityError: missing or replaced ledger of an account
+        with history, or another supplier's ledger.
     :raises connector.errors.LedgerError: the file cannot be opened, or was written by a newer
         connector (:class:`LedgerVersionError`).
     """
-    return open_ledger_file(ledger_path(account.data_dir, account.name), account.name)
+    from connector.ledger.identity import check_before_open, settle_identity
+
+    path = ledger_path(account.data_dir, account.name)
+    if not recover:
+        check_before_open(path, account.name)
+    ledger = open_ledger_file(path, account.name)
+    try:
+        settle_identity(ledger, account.name, account.supplier_id, recover=recover)
+    except BaseException:
+        ledger.close()
+        raise
+    return ledger
