@@ -44,8 +44,8 @@ __all__ = [
     "SkuComponent",
     "SlaRisk",
     "StoredOrder",
-    "WaitingLine",
     "VoidResult",
+    "WaitingLine",
 ]
 
 

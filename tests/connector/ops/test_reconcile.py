@@ -406,6 +406,8 @@ def test_young_unknown_lines_are_only_noted(world: World) -> None:
     report = world.reconcile(stale_minutes=10 * 24 * 60)
     assert not [f for f in report.findings if f.check == "unexported_unknown"]
     assert any("younger than" in note for note in report.notes)
+
+
 def test_shipment_id_that_diverged_before_contract_v2_is_flagged(world: World) -> None:
     """A 0.1 host kept the first SHP-1 while the plugin held another: reconcile says so."""
     world.host.sync(world.account)
