@@ -19,6 +19,7 @@ import click
 
 from connector import __version__
 from connector.cli.context import CONFIG_ENV, DEFAULT_CONFIG, CliContext, say
+from connector.runtime.identity import OPERATOR, acting_as
 from connector.secrets import install_log_redaction, redact
 
 if TYPE_CHECKING:
@@ -118,6 +119,9 @@ def main(ctx: click.Context, config_path: Path, verbose: int) -> None:
     logging.getLogger().setLevel(level)
     install_log_redaction()
     ctx.obj = CliContext(config_path=config_path, verbose=verbose)
+    # Operator commands never claim an account's ledger for a host; `sync`/`run` act as the
+    # reference host inside (their own acting_as wins).
+    ctx.with_resource(acting_as(OPERATOR))
 
 
 # ------------------------------------------------------------------------------------------

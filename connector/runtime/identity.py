@@ -22,6 +22,7 @@ from dataclasses import dataclass
 __all__ = [
     "DEFAULT_HOST",
     "HOST_ENV",
+    "OPERATOR",
     "REFERENCE_HOST",
     "Owner",
     "acting_as",
@@ -37,6 +38,9 @@ DEFAULT_HOST = "host-oms"
 """The host id of a host OMS that never declared one."""
 REFERENCE_HOST = "reference-host"
 """The host id of ``ci-connector sync`` / ``run`` (the reference host's demo store)."""
+OPERATOR = "operator"
+"""Operator commands (``status``, ``held``, ``products``, ``sla``...): they work on whatever
+host owns the ledger and never claim one; only a host that stores orders claims a ledger."""
 
 _TOKEN = secrets.token_hex(4)
 _host: contextvars.ContextVar[str | None] = contextvars.ContextVar(

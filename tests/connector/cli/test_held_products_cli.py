@@ -15,6 +15,7 @@ from connector.cli import main
 from connector.config import load_config
 from connector.models import LineOutcome, Shipment
 from connector.plugin import new_plugin
+from connector.runtime.identity import REFERENCE_HOST, acting_as
 from connector.testing.simulator import SimulatorHandle, running_simulator
 from connector.tracking_formats import check_tracking_number
 
@@ -61,7 +62,9 @@ def _dispatch(config: Path, shipment: Shipment) -> Any:
     account = load_config(config).account("us")
     plugin = new_plugin()
     try:
-        return plugin.oms_dispatch(account=account, shipment=shipment)
+        # The host that ran `ci-connector sync` (the reference host) ships.
+        with acting_as(REFERENCE_HOST):
+            return plugin.oms_dispatch(account=account, shipment=shipment)
     finally:
         plugin.close()
 
@@ -70,7 +73,8 @@ def _line_ids(config: Path) -> list[int]:
     account = load_config(config).account("us")
     plugin = new_plugin()
     try:
-        return sorted(line.ci_lineitemid for line in plugin.ledger_for(account).lines())
+        with acting_as(REFERENCE_HOST):
+            return sorted(line.ci_lineitemid for line in plugin.ledger_for(account).lines())
     finally:
         plugin.close()
 
