@@ -24,6 +24,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from mock_ci_server.errors import InvalidCredentials, SimAPIError
 from mock_ci_server.generator import format_ci_datetime
 from mock_ci_server.state import LINE_STATUSES, SimState, TrackingRequest
+from mock_ci_server.textsafe import neutralise_cell
 
 __all__ = [
     "EXPORT_COLUMNS",
@@ -404,7 +405,11 @@ def export_rows(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def render_export(table: list[dict[str, Any]], fmt: str) -> tuple[bytes, str]:
     """Export rows -> file bytes and MIME type. CSV: UTF-8 with BOM (what Excel writes as
-    "CSV UTF-8"). XLSX: ids as text cells, money and quantities as numbers."""
+    "CSV UTF-8"). XLSX: ids as text cells, money and quantities as numbers.
+
+    Customer data is untrusted: every cell goes through :func:`neutralise_cell` (a formula-like
+    value gets a leading ``'``, control characters are escaped) and every XLSX text cell is a
+    string cell, never a formula; nothing in a record can make this answer 500."""
     if fmt == "csv":
         buffer = io.StringIO(newline="")
         writer = csv.writer(buffer, lineterminator="\r\n")
@@ -421,6 +426,10 @@ def render_export(table: list[dict[str, Any]], fmt: str) -> tuple[bytes, str]:
     sheet.append(list(EXPORT_COLUMNS))
     for row in table:
         sheet.append([_xlsx_value(c, row[c]) for c in EXPORT_COLUMNS])
+    for cells in sheet.iter_rows(min_row=2):
+        for cell in cells:
+            if isinstance(cell.value, str):
+                cell.data_type = "s"  # text, never a formula
     out = io.BytesIO()
     workbook.save(out)
     return (
@@ -432,7 +441,7 @@ def render_export(table: list[dict[str, Any]], fmt: str) -> tuple[bytes, str]:
 def _csv_value(value: Any) -> str:
     if isinstance(value, datetime | date):
         return value.isoformat()
-    return str(value)
+    return str(neutralise_cell(value))
 
 
 def _xlsx_value(column: str, value: Any) -> Any:
@@ -441,7 +450,9 @@ def _xlsx_value(column: str, value: Any) -> Any:
     if column in _NUMBER_EXPORT and isinstance(value, int | float) and not isinstance(value, bool):
         return value
     if column in _TEXT_EXPORT:
-        return str(value)
+        return neutralise_cell(str(value))
     if isinstance(value, datetime):
         return format_ci_datetime(value)
-    return value if isinstance(value, str | int | float) else str(value)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return value
+    return neutralise_cell(str(value))

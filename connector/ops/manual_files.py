@@ -28,6 +28,7 @@ from typing import Any
 from connector.ci.schemas import ParsedRecord, RecordProblem, parse_record
 from connector.errors import ChannelError
 from connector.ledger import Ledger, OutboxRow
+from connector.textsafe import neutralise_cell
 
 __all__ = [
     "MANUAL_STATE",
@@ -243,7 +244,9 @@ def write_tracking_upload(
     the informational ``sku`` column.
 
     CSV is UTF-8 with a header; XLSX has one sheet, a header row and every id as a text cell
-    (so Excel does not turn ``612004511`` into ``6.12E+08``). The file is replaced atomically.
+    (so Excel does not turn ``612004511`` into ``6.12E+08``). Every cell goes through
+    :func:`connector.textsafe.neutralise_cell` (no formula, no control character). The file
+    is replaced atomically.
 
     :raises ManualFileError: a row is not uploadable (see :func:`eligible_for_upload`), the
         format is unknown, or the file cannot be written.
@@ -665,9 +668,13 @@ def _write_table(
     path: Path,
     fmt: str,
     header: Sequence[str],
-    table: Sequence[Sequence[str]],
+    table: Sequence[Sequence[Any]],
 ) -> None:
-    """Write header + rows to ``path`` atomically (temp file in the same folder, then rename)."""
+    """Write header + rows to ``path`` atomically (temp file in the same folder, then rename).
+
+    Every cell is neutralised first: text that starts like a formula gets a leading ``'``,
+    control characters are escaped (openpyxl would refuse them mid-file)."""
+    table = [[neutralise_cell(cell) for cell in row] for row in table]
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
@@ -680,7 +687,7 @@ def _write_table(
                 buffer = io.StringIO(newline="")
                 writer = csv.writer(buffer, lineterminator="\r\n")
                 writer.writerow(header)
-                writer.writerows(table)
+                writer.writerows(["" if c is None else c for c in row] for row in table)
                 fh.write(buffer.getvalue().encode("utf-8"))
             else:
                 fh.write(_xlsx_bytes(header, table))
@@ -693,7 +700,7 @@ def _write_table(
         raise
 
 
-def _xlsx_bytes(header: Sequence[str], table: Sequence[Sequence[str]]) -> bytes:
+def _xlsx_bytes(header: Sequence[str], table: Sequence[Sequence[Any]]) -> bytes:
     from openpyxl import Workbook
 
     workbook = Workbook()
@@ -705,6 +712,8 @@ def _xlsx_bytes(header: Sequence[str], table: Sequence[Sequence[str]]) -> bytes:
         sheet.append(list(row))  # str values: text cells, so ids keep every digit
     for column in sheet.iter_cols(min_row=2):
         for cell in column:
+            if isinstance(cell.value, str):
+                cell.data_type = "s"  # a string cell, never a formula (whatever it starts with)
             cell.number_format = "@"  # "Text" format: Excel keeps edited ids as text too
     buffer = io.BytesIO()
     workbook.save(buffer)
