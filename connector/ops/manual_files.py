@@ -28,12 +28,14 @@ from typing import Any
 from connector.ci.schemas import ParsedRecord, RecordProblem, parse_record
 from connector.errors import ChannelError
 from connector.ledger import Ledger, OutboxRow
+from connector.ops.sheet_limits import SheetLimitError, SheetLimits, check_size, csv_rows, xlsx_rows
 from connector.textsafe import neutralise_cell
 
 __all__ = [
     "MANUAL_STATE",
     "ORDER_EXPORT_COLUMNS",
     "ORDER_EXPORT_REQUIRED",
+    "READ_LIMITS",
     "TRACKING_UPLOAD_COLUMNS",
     "UPLOADABLE_STATES",
     "ExportProblem",
@@ -121,8 +123,9 @@ MANUAL_STATE = "manual"
 """Outbox state of a row handed to the manual path (``files tracking-upload --mark-sent``):
 the API flush, which only sends pending/sending/retry rows, leaves it alone."""
 
-MAX_ROWS = 200_000
-"""Data rows read from one export before the rest is refused (a runaway file, not a shop)."""
+READ_LIMITS = SheetLimits()
+"""Bounds of one export read (bytes, unpacked bytes, rows, columns, cells, time): a file over
+one is refused whole, naming the limit (see :mod:`connector.ops.sheet_limits`)."""
 
 _CI_DATE_FORMAT = "%m/%d/%Y %I:%M%p UTC"
 _ID_COLUMNS = frozenset(
@@ -352,12 +355,16 @@ def _export_cell(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def read_order_export(path: Path | str, fmt: str | None = None) -> OrderExportResult:
+def read_order_export(
+    path: Path | str, fmt: str | None = None, limits: SheetLimits = READ_LIMITS
+) -> OrderExportResult:
     """Read a CI order export (CSV or XLSX; ``fmt`` None = from the suffix, else sniffed).
 
     Every usable row becomes a :class:`ParsedRecord` through ``parse_record``; every other row
     an :class:`ExportProblem` with file, row and column. Blank rows are skipped and listed in
     ``blank_rows``. Never raises for bad content: an unreadable file is one problem on row 0.
+    A file over one of ``limits`` (size, unpacked size, declared dimension, rows, columns,
+    time) is one problem on row 0 naming the limit, and no record is returned from it.
     """
     path = Path(path)
     name = str(path)
@@ -366,7 +373,11 @@ def read_order_export(path: Path | str, fmt: str | None = None) -> OrderExportRe
         kind = fmt.lower() if fmt else _sniff_format(path)
         if kind not in ("csv", "xlsx"):
             raise _FileProblem(f"unknown format {kind!r}; use csv or xlsx")
-        rows = _read_csv_rows(path) if kind == "csv" else _read_xlsx_rows(path)
+        try:
+            check_size(path.stat().st_size, limits)
+        except OSError as exc:
+            raise _FileProblem(f"cannot read the file: {exc.strerror or exc}") from None
+        rows = _read_csv_rows(path, limits) if kind == "csv" else _read_xlsx_rows(path, limits)
         header = next(rows, None)
         if header is None:
             raise _FileProblem("the file is empty (no header row)")
@@ -375,15 +386,13 @@ def read_order_export(path: Path | str, fmt: str | None = None) -> OrderExportRe
             return result
         seen: dict[int, int] = {}
         for number, cells in enumerate(rows, start=2):
-            if number - 1 > MAX_ROWS:
-                result.problems.append(
-                    ExportProblem(name, number, None, f"more than {MAX_ROWS} rows; rest not read")
-                )
-                break
             if all(_cell_text(c) == "" for c in cells):
                 result.blank_rows.append(number)
                 continue
             _read_row(name, number, cells, columns, seen, result)
+    except SheetLimitError as exc:
+        # Refused whole: a half-read runaway file is not a list of orders to act on.
+        return OrderExportResult(problems=[ExportProblem(name, 0, None, f"refused: {exc}")])
     except _FileProblem as exc:
         result.problems.append(ExportProblem(name, exc.row, exc.column, exc.reason))
     if not result.records and not result.problems:
@@ -409,45 +418,35 @@ def _sniff_format(path: Path) -> str:
     return "xlsx" if magic == b"PK\x03\x04" else "csv"
 
 
-def _read_csv_rows(path: Path) -> Iterator[Sequence[Any]]:
+def _read_csv_rows(path: Path, limits: SheetLimits) -> Iterator[Sequence[Any]]:
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise _FileProblem(f"cannot read the file: {exc.strerror or exc}") from None
+    check_size(len(data), limits)  # it may have grown since the stat
     try:
         text = data.decode("utf-8-sig")  # Excel's "CSV UTF-8" starts with a BOM
     except UnicodeDecodeError as exc:
         raise _FileProblem(
             f"not UTF-8 text (byte {exc.start}); save the file as 'CSV UTF-8'"
         ) from None
+    del data
     first = text.split("\n", 1)[0]
     # Excel in many EU locales saves CSV with ';' as the separator.
     delimiter = ";" if first.count(";") > first.count(",") else ","
     try:
-        yield from csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+        yield from csv_rows(text, limits, delimiter=delimiter, strict=True)
     except csv.Error as exc:
         raise _FileProblem(f"not valid CSV: {exc}") from None
 
 
-def _read_xlsx_rows(path: Path) -> Iterator[Sequence[Any]]:
-    from openpyxl import load_workbook
-
+def _read_xlsx_rows(path: Path, limits: SheetLimits) -> Iterator[Sequence[Any]]:
     try:
-        workbook = load_workbook(path, read_only=True, data_only=True)
-    except Exception as exc:  # openpyxl raises many types for a corrupt or foreign file
+        yield from xlsx_rows(path, limits)
+    except (SheetLimitError, _FileProblem):
+        raise
+    except Exception as exc:  # openpyxl/zipfile raise many types for a corrupt or foreign file
         raise _FileProblem(f"not a readable .xlsx workbook: {type(exc).__name__}: {exc}") from None
-    try:
-        sheet = workbook.worksheets[0] if workbook.worksheets else None
-        if sheet is None:
-            raise _FileProblem("the workbook has no sheet")
-        try:
-            yield from sheet.iter_rows(values_only=True)
-        except _FileProblem:
-            raise
-        except Exception as exc:
-            raise _FileProblem(f"cannot read the sheet: {type(exc).__name__}: {exc}") from None
-    finally:
-        workbook.close()
 
 
 def _header_index(
