@@ -23,6 +23,13 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from mock_ci_server.errors import InvalidCredentials, SimAPIError
 from mock_ci_server.generator import format_ci_datetime
+from mock_ci_server.sheet_limits import (
+    SheetLimitError,
+    SheetLimits,
+    check_size,
+    csv_rows,
+    xlsx_rows,
+)
 from mock_ci_server.state import LINE_STATUSES, SimState, TrackingRequest
 from mock_ci_server.textsafe import neutralise_cell
 
@@ -101,6 +108,16 @@ _NUMBER_EXPORT = frozenset({"quantity", "unit_price", "groupon_cost", "discount"
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 MAX_UPLOAD_ROWS = 10_000
+UPLOAD_LIMITS = SheetLimits(
+    max_bytes=MAX_UPLOAD_BYTES,
+    max_unzipped_bytes=64 * 1024 * 1024,
+    max_member_bytes=32 * 1024 * 1024,
+    max_rows=2 * MAX_UPLOAD_ROWS,  # room for blank rows; data rows are capped on their own
+    max_columns=256,
+    max_cells=2 * MAX_UPLOAD_ROWS * 64,
+    max_seconds=30.0,
+)
+"""What one uploaded file may hold; the simulator has a handful of threads to protect."""
 _INT_FLOAT = re.compile(r"^\d+\.0*$")
 _LABEL = re.compile(r"tracking_info\[(\d+)\] \((ci_lineitem_id|fulfillment_lineitem_id) ")
 
@@ -170,12 +187,17 @@ def parse_tracking_upload(
         bad row (the reason names the row and column).
     """
     suffix = filename.rsplit(".", 1)[-1].lower() if "." in filename else ""
-    if suffix == "csv":
-        table = _csv_rows(data)
-    elif suffix == "xlsx":
-        table = _xlsx_rows(data)
-    else:
+    if suffix not in ("csv", "xlsx"):
         raise UploadError(f"file {filename!r}: only .csv or .xlsx files can be imported")
+    try:
+        return _parse_table(filename, _csv_rows(data) if suffix == "csv" else _xlsx_rows(data))
+    except SheetLimitError as exc:
+        raise UploadError(f"file {filename!r} refused: {exc}", 413) from None
+
+
+def _parse_table(
+    filename: str, table: Iterator[Sequence[Any]]
+) -> tuple[list[TrackingRequest], list[tuple[int, str]]]:
     header = next(table, None)
     if header is None:
         raise UploadError(f"file {filename!r} is empty")
@@ -287,6 +309,7 @@ def _text(value: Any) -> str:
 
 
 def _csv_rows(data: bytes) -> Iterator[Sequence[Any]]:
+    check_size(len(data), UPLOAD_LIMITS)
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -294,28 +317,19 @@ def _csv_rows(data: bytes) -> Iterator[Sequence[Any]]:
     first = text.split("\n", 1)[0]
     delimiter = ";" if first.count(";") > first.count(",") else ","
     try:
-        rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
+        yield from csv_rows(text, UPLOAD_LIMITS, delimiter=delimiter)
     except csv.Error as exc:  # e.g. a field over csv's size limit
         raise UploadError(f"not valid CSV: {exc}") from None
-    return iter(rows)
 
 
 def _xlsx_rows(data: bytes) -> Iterator[Sequence[Any]]:
-    from openpyxl import load_workbook
-
+    check_size(len(data), UPLOAD_LIMITS)
     try:
-        workbook = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-        try:
-            if not workbook.worksheets:
-                raise UploadError("the workbook has no sheet")
-            rows = [tuple(r) for r in workbook.worksheets[0].iter_rows(values_only=True)]
-        finally:
-            workbook.close()
-    except UploadError:
+        yield from xlsx_rows(io.BytesIO(data), UPLOAD_LIMITS)
+    except (SheetLimitError, UploadError):
         raise
     except Exception as exc:  # a corrupt or foreign file: many exception types
         raise UploadError(f"not a readable .xlsx workbook ({type(exc).__name__})") from None
-    return iter(rows)
 
 
 # --- Export -> Orders ------------------------------------------------------------------------

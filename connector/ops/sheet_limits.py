@@ -13,8 +13,9 @@ anyone) hands over goes through here, and each limit is checked *before* the wor
   reading.
 
 Exceeding one raises :class:`SheetLimitError` whose message names the limit and the value; the
-caller adds the file name. ``mock_ci_server/sheet_limits.py`` is the simulator's own copy
-(the packages never import each other); a test keeps the two identical.
+caller adds the file name. The connector (``connector/ops/sheet_limits.py``) and the simulator
+(``mock_ci_server/sheet_limits.py``) each hold a copy of this module, as the two packages never
+import each other; a test keeps the copies identical.
 """
 
 from __future__ import annotations
@@ -158,7 +159,7 @@ def xlsx_rows(source: Path | IO[bytes], limits: SheetLimits) -> Iterator[tuple[A
     workbook = load_workbook(source, read_only=True, data_only=True)
     try:
         if not workbook.worksheets:
-            raise SheetLimitError("the workbook has no sheet")
+            raise ValueError("the workbook has no sheet")
         sheet: Any = workbook.worksheets[0]
         rows, columns = sheet.max_row, sheet.max_column  # the declared dimension, or None
         if rows is not None and columns is not None:

@@ -1,0 +1,192 @@
+"""Bounded reading of untrusted CSV/XLSX files: size, rows, columns, cells, time.
+
+A spreadsheet is a zip of XML: 5 KB can declare a sheet of ``A1:XFD1048576`` (openpyxl then
+pads 16,384 empty cells into each of a million rows), 400 KB can inflate to 800 MB of shared
+strings, and a plain CSV can hold a million rows. Every reader of a file the merchant (or
+anyone) hands over goes through here, and each limit is checked *before* the work it bounds:
+
+* the file size, before reading it;
+* every zip member's declared uncompressed size and their sum, before openpyxl opens the
+  archive (Python's zipfile stops at the declared size, so a lying header cannot get past);
+* the sheet's declared dimension (rows, columns, cells), before the first row;
+* the rows read (blank ones too), the columns per row, and the time since the start, while
+  reading.
+
+Exceeding one raises :class:`SheetLimitError` whose message names the limit and the value; the
+caller adds the file name. The connector (``connector/ops/sheet_limits.py``) and the simulator
+(``mock_ci_server/sheet_limits.py``) each hold a copy of this module, as the two packages never
+import each other; a test keeps the copies identical.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+__all__ = ["SheetLimitError", "SheetLimits", "check_archive", "check_size", "csv_rows", "xlsx_rows"]
+
+MIB = 1024 * 1024
+
+
+class SheetLimitError(ValueError):
+    """A file is over one of the :class:`SheetLimits`; the message names limit and value."""
+
+
+@dataclass(frozen=True, slots=True)
+class SheetLimits:
+    """The bounds of one read. Defaults suit a merchant's order export."""
+
+    max_bytes: int = 64 * MIB
+    """Size of the file as stored (CSV text, or the XLSX zip)."""
+    max_unzipped_bytes: int = 256 * MIB
+    """Sum of the XLSX members' declared uncompressed sizes."""
+    max_member_bytes: int = 128 * MIB
+    """One XLSX member (a sheet, the shared strings) uncompressed."""
+    max_members: int = 512
+    """Files inside the XLSX zip."""
+    max_rows: int = 100_000
+    """Rows, the header and blank rows included."""
+    max_columns: int = 256
+    """Columns per row; the order-export template has 36."""
+    max_cells: int = 5_000_000
+    """Declared rows x columns of the sheet."""
+    max_seconds: float = 120.0
+    """Wall time from opening the file to the last row (checked between rows)."""
+
+
+def check_size(size: int, limits: SheetLimits) -> None:
+    """Refuse a file of ``size`` bytes over ``limits.max_bytes``."""
+    if size > limits.max_bytes:
+        raise SheetLimitError(
+            f"the file is {size:,} bytes; the limit is {limits.max_bytes:,} bytes"
+        )
+
+
+def check_archive(source: Path | IO[bytes], limits: SheetLimits) -> None:
+    """Refuse an XLSX whose zip declares too many members or too many uncompressed bytes.
+
+    :raises SheetLimitError: over a limit.
+    :raises zipfile.BadZipFile: not a zip at all (the caller reports it as unreadable).
+    """
+    with zipfile.ZipFile(source) as archive:
+        members = archive.infolist()
+        if len(members) > limits.max_members:
+            raise SheetLimitError(
+                f"the workbook holds {len(members):,} files; the limit is {limits.max_members:,}"
+            )
+        total = 0
+        for info in members:
+            if info.file_size > limits.max_member_bytes:
+                raise SheetLimitError(
+                    f"workbook part {info.filename!r} unpacks to {info.file_size:,} bytes "
+                    f"({info.compress_size:,} packed); the limit is "
+                    f"{limits.max_member_bytes:,} bytes per part"
+                )
+            total += info.file_size
+        if total > limits.max_unzipped_bytes:
+            raise SheetLimitError(
+                f"the workbook unpacks to {total:,} bytes; the limit is "
+                f"{limits.max_unzipped_bytes:,} bytes"
+            )
+
+
+class _Clock:
+    def __init__(self, limits: SheetLimits) -> None:
+        self.limit = limits.max_seconds
+        self.deadline = time.monotonic() + limits.max_seconds
+
+    def check(self, row: int) -> None:
+        if time.monotonic() > self.deadline:
+            raise SheetLimitError(
+                f"reading stopped at row {row:,}: it took longer than {self.limit:g} s"
+            )
+
+
+def _too_many_rows(limits: SheetLimits) -> SheetLimitError:
+    return SheetLimitError(
+        f"the file has more than {limits.max_rows:,} rows (header and blank rows included); "
+        f"nothing was read: split it into smaller files"
+    )
+
+
+def csv_rows(
+    text: str, limits: SheetLimits, *, delimiter: str = ",", strict: bool = False
+) -> Iterator[list[str]]:
+    """Rows of CSV ``text`` (already size-checked and decoded).
+
+    The rows are counted in a first pass (the csv module in C, no per-row work), so a file
+    over ``max_rows`` is refused before any row is handed out.
+
+    :raises SheetLimitError: too many rows, a row too wide, or too slow.
+    :raises csv.Error: not valid CSV (the caller names it).
+    """
+    clock = _Clock(limits)
+    counting = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=strict)
+    for count, _ in enumerate(counting, start=1):
+        if count > limits.max_rows:
+            raise _too_many_rows(limits)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=strict)
+    for number, row in enumerate(reader, start=1):
+        if len(row) > limits.max_columns:
+            raise SheetLimitError(
+                f"row {number:,} has {len(row):,} columns; the limit is {limits.max_columns:,}"
+            )
+        if number % 256 == 0:
+            clock.check(number)
+        yield row
+
+
+def xlsx_rows(source: Path | IO[bytes], limits: SheetLimits) -> Iterator[tuple[Any, ...]]:
+    """Values of the first sheet's rows, read-only and bounded (see the module doc).
+
+    ``source`` must have passed :func:`check_size`; the archive is checked here.
+
+    :raises SheetLimitError: over a limit.
+    :raises Exception: whatever openpyxl raises for a corrupt or foreign file.
+    """
+    from openpyxl import load_workbook
+
+    clock = _Clock(limits)
+    check_archive(source, limits)
+    if not isinstance(source, Path):
+        source.seek(0)
+    workbook = load_workbook(source, read_only=True, data_only=True)
+    try:
+        if not workbook.worksheets:
+            raise ValueError("the workbook has no sheet")
+        sheet: Any = workbook.worksheets[0]
+        rows, columns = sheet.max_row, sheet.max_column  # the declared dimension, or None
+        if rows is not None and columns is not None:
+            dimension = (
+                f"declares {sheet.calculate_dimension()} ({rows:,} rows x {columns:,} columns"
+            )
+            if rows > limits.max_rows:
+                raise SheetLimitError(
+                    f"the sheet {dimension}); the limit is {limits.max_rows:,} rows"
+                )
+            if columns > limits.max_columns:
+                raise SheetLimitError(
+                    f"the sheet {dimension}); the limit is {limits.max_columns:,} columns"
+                )
+            if rows * columns > limits.max_cells:
+                raise SheetLimitError(
+                    f"the sheet {dimension} = {rows * columns:,} cells); the limit is "
+                    f"{limits.max_cells:,} cells"
+                )
+        clock.check(0)
+        # max_col bounds every row openpyxl builds, whatever a cell's column says.
+        width = min(columns or limits.max_columns, limits.max_columns)
+        for number, row in enumerate(sheet.iter_rows(max_col=width, values_only=True), start=1):
+            if number > limits.max_rows:
+                raise _too_many_rows(limits)
+            if number % 256 == 0:
+                clock.check(number)
+            yield tuple(row)
+    finally:
+        workbook.close()
