@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup demo test lint typecheck pytest bench crash load clean
+.PHONY: help setup demo test lint typecheck pytest bench crash load hostile-files clean
 
 help:
 	@echo "make demo    set up .venv, then run the end-to-end demo on the embedded simulator"
@@ -12,6 +12,7 @@ help:
 	@echo "make bench   benchmarks (import/dispatch vs floor, memory, simulator page time)"
 	@echo "make crash   crash-consistency run with 50+ SIGKILLs"
 	@echo "make load    8 workers on 8 accounts against one simulator for 60 s"
+	@echo "make hostile-files  file bombs (dimension, shared strings, 1M rows) vs both readers"
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (Python >= 3.11) on PATH, or run: make PYTHON=python3"; exit 1; }
@@ -41,6 +42,9 @@ test: lint typecheck pytest
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
+
+hostile-files: $(STAMP)
+	$(BIN)/python -m benchmarks.hostile_files
 
 crash: $(STAMP)
 	$(BIN)/python -m benchmarks.crash --kills 60

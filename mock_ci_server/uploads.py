@@ -112,6 +112,7 @@ UPLOAD_LIMITS = SheetLimits(
     max_bytes=MAX_UPLOAD_BYTES,
     max_unzipped_bytes=64 * 1024 * 1024,
     max_member_bytes=32 * 1024 * 1024,
+    max_shared_strings=100_000,  # 10k rows x 7 columns fit; openpyxl needs ~3 s per 100k
     max_rows=2 * MAX_UPLOAD_ROWS,  # room for blank rows; data rows are capped on their own
     max_columns=256,
     max_cells=2 * MAX_UPLOAD_ROWS * 64,

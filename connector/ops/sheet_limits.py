@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import time
 import zipfile
 from collections.abc import Iterator
@@ -46,8 +47,13 @@ class SheetLimits:
     """Size of the file as stored (CSV text, or the XLSX zip)."""
     max_unzipped_bytes: int = 256 * MIB
     """Sum of the XLSX members' declared uncompressed sizes."""
-    max_member_bytes: int = 128 * MIB
-    """One XLSX member (a sheet, the shared strings) uncompressed."""
+    max_member_bytes: int = 64 * MIB
+    """One XLSX sheet or shared-strings part, uncompressed."""
+    max_other_member_bytes: int = 8 * MIB
+    """Any other XLSX part (styles, workbook, theme...), uncompressed: openpyxl parses them
+    whole and cannot be interrupted."""
+    max_shared_strings: int = 1_000_000
+    """Entries of the shared-strings table (openpyxl builds them all before the first row)."""
     max_members: int = 512
     """Files inside the XLSX zip."""
     max_rows: int = 100_000
@@ -82,11 +88,13 @@ def check_archive(source: Path | IO[bytes], limits: SheetLimits) -> None:
             )
         total = 0
         for info in members:
-            if info.file_size > limits.max_member_bytes:
+            name = info.filename.lower()
+            big = name.startswith("xl/worksheets/") or name.endswith("sharedstrings.xml")
+            limit = limits.max_member_bytes if big else limits.max_other_member_bytes
+            if info.file_size > limit:
                 raise SheetLimitError(
                     f"workbook part {info.filename!r} unpacks to {info.file_size:,} bytes "
-                    f"({info.compress_size:,} packed); the limit is "
-                    f"{limits.max_member_bytes:,} bytes per part"
+                    f"({info.compress_size:,} packed); the limit is {limit:,} bytes for it"
                 )
             total += info.file_size
         if total > limits.max_unzipped_bytes:
@@ -94,6 +102,34 @@ def check_archive(source: Path | IO[bytes], limits: SheetLimits) -> None:
                 f"the workbook unpacks to {total:,} bytes; the limit is "
                 f"{limits.max_unzipped_bytes:,} bytes"
             )
+        for info in members:
+            if info.filename.lower().endswith("sharedstrings.xml"):
+                _count_shared_strings(archive, info, limits)
+
+
+# An <si> element, with or without a namespace prefix.
+_SI = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?si[\s>/]")
+
+
+def _count_shared_strings(
+    archive: zipfile.ZipFile, info: zipfile.ZipInfo, limits: SheetLimits
+) -> None:
+    """Count the ``<si>`` entries by streaming the (size-checked) part, before openpyxl builds
+    them: a few MB of one-letter strings are millions of objects and minutes of parsing."""
+    count, tail = 0, b""
+    with archive.open(info) as part:
+        while chunk := part.read(1024 * 1024):
+            data = tail + chunk
+            count += len(_SI.findall(data))
+            # Keep a short tail (never a whole match) so a tag split across chunks is seen once.
+            cut = max(len(data) - 64, 0)
+            last = data.rfind(b"<", cut)
+            tail = data[last:] if last != -1 and _SI.match(data, last) is None else b""
+            if count > limits.max_shared_strings:
+                raise SheetLimitError(
+                    f"the workbook's shared-strings table holds more than "
+                    f"{limits.max_shared_strings:,} entries"
+                )
 
 
 class _Clock:
