@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import secrets
 import shlex
+import stat
 import string
+from pathlib import Path
 from urllib.parse import urlencode
 
 import click
 
 from mock_ci_server.app import create_app
 from mock_ci_server.carriers import SUPPORTED_REGIONS
-from mock_ci_server.serve import run_forever
+from mock_ci_server.serve import is_loopback, run_forever
 from mock_ci_server.state import SimState
 
 DEMO_SUPPLIER_ID = "90001"
@@ -22,11 +24,49 @@ EPILOG = """\b
 Examples:
   mock-ci-server                         demo account, 10 orders, port 8000
   mock-ci-server --port 0 --seed-orders 300 --error-status-codes
-  mock-ci-server --supplier-id 12345 --token "$CI_TOKEN" --region IT --level 3
+  MOCK_CI_TOKEN="$CI_TOKEN" mock-ci-server --supplier-id 12345 --region IT --level 3
+  mock-ci-server --host 0.0.0.0 --token-file ci.token --control-token-file ctl.token
 
-The control plane lives under /_sim/ (state, seed, clock, faults, reset);
-the OpenAPI document of the real-API part is at /_sim/openapi.json.
+The control plane lives under /_sim/ (state, seed, clock, faults, reset) and is FOR TESTS
+ONLY: it replaces tokens, wipes state and shows customer details. On any address but
+loopback a control token is required (requests send it as X-Sim-Control-Token).
+The OpenAPI document of the real-API part is at /_sim/openapi.json.
 """
+
+TOKEN_ENV = "MOCK_CI_TOKEN"  # noqa: S105 - variable names, not secrets
+CONTROL_TOKEN_ENV = "MOCK_CI_CONTROL_TOKEN"  # noqa: S105
+
+
+def read_secret_file(path: Path, option: str) -> str:
+    """The first line of ``path`` (a token file), stripped; a clear usage error otherwise.
+    Warns on stderr when others may read the file."""
+    try:
+        mode = path.stat().st_mode
+        text = path.read_text("utf-8").strip().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise click.BadParameter(f"cannot read {path}: {exc}", param_hint=option) from None
+    if not text or not text[0].strip():
+        raise click.BadParameter(f"{path} is empty", param_hint=option)
+    if mode & (stat.S_IRGRP | stat.S_IROTH):
+        click.echo(f"warning: {path} can be read by other users; chmod 600 it", err=True)
+    return text[0].strip()
+
+
+def _warn_exposed(host: str, control_token: str | None) -> None:
+    """A loud warning when the simulator listens beyond this machine."""
+    lines = [
+        "",
+        "!" * 78,
+        f"!! WARNING: mock-ci-server is listening on {host}, not only on loopback.",
+        "!! It is a TEST simulator: anyone who can reach it can read the seeded customer",
+        "!! data through the API with the account token.",
+        "!! The /_sim/ control plane needs the control token (X-Sim-Control-Token)."
+        if control_token
+        else "!! The /_sim/ control plane is OPEN.",
+        "!" * 78,
+        "",
+    ]
+    click.echo("\n".join(lines), err=True)
 
 
 def generate_token() -> str:
@@ -67,7 +107,27 @@ def curl_example(url: str, supplier_id: str, token: str | None) -> str:
 @click.option("--supplier-id", help=f"Supplier id of the account [default: {DEMO_SUPPLIER_ID}].")
 @click.option(
     "--token",
-    help="Token of the account [default: a generated 31-char token, printed].",
+    envvar=TOKEN_ENV,
+    show_envvar=True,
+    help="Token of the account [default: a generated 31-char token, printed]. On the command "
+    "line it is visible in `ps`: prefer --token-file or the environment variable.",
+)
+@click.option(
+    "--token-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Read the account token from this file (first line).",
+)
+@click.option(
+    "--control-token",
+    envvar=CONTROL_TOKEN_ENV,
+    show_envvar=True,
+    help="Token the /_sim/ control plane requires (header X-Sim-Control-Token); required "
+    "when --host is not loopback. Prefer --control-token-file or the environment variable.",
+)
+@click.option(
+    "--control-token-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Read the control-plane token from this file (first line).",
 )
 @click.option(
     "--region",
@@ -109,6 +169,9 @@ def main(
     seed: int,
     error_status_codes: bool,
     threads: int,
+    token_file: Path | None = None,
+    control_token: str | None = None,
+    control_token_file: Path | None = None,
 ) -> None:
     """Serve a local simulator of Groupon's CommerceInterface API (and GPN) until Ctrl-C.
 
@@ -120,6 +183,33 @@ def main(
         raise click.BadParameter("must not be empty", param_hint="--supplier-id")
     if token is not None and not token:
         raise click.BadParameter("must not be empty", param_hint="--token")
+    if token_file is not None:
+        if token is not None:
+            raise click.UsageError(f"give --token-file or --token/{TOKEN_ENV}, not both")
+        token = read_secret_file(token_file, "--token-file")
+    if control_token_file is not None:
+        if control_token is not None:
+            raise click.UsageError(
+                f"give --control-token-file or --control-token/{CONTROL_TOKEN_ENV}, not both"
+            )
+        control_token = read_secret_file(control_token_file, "--control-token-file")
+    ctx = click.get_current_context()
+    for name in ("token", "control_token"):
+        if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE:
+            flag = "--" + name.replace("_", "-")
+            click.echo(
+                f"warning: {flag} on the command line is visible to every user in `ps`; "
+                f"use {flag}-file or the environment variable",
+                err=True,
+            )
+    if not is_loopback(host):
+        if not control_token:
+            raise click.UsageError(
+                f"refusing to listen on {host} (not loopback) without a control-plane token: "
+                f"/_sim/ can replace tokens, wipe state and read customer data. Give "
+                f"--control-token-file (or {CONTROL_TOKEN_ENV}), or use --host 127.0.0.1"
+            )
+        _warn_exposed(host, control_token)
     generated = token is None
     account_id = supplier_id or DEMO_SUPPLIER_ID
     account_token = token if token is not None else generate_token()
@@ -130,7 +220,7 @@ def main(
     except ValueError as exc:
         raise click.UsageError(f"cannot create the account: {exc}") from None
     seeded = state.seed(account_id, orders=seed_orders, seed=seed) if seed_orders else None
-    app = create_app(state, error_status_codes=error_status_codes)
+    app = create_app(state, error_status_codes=error_status_codes, control_token=control_token)
 
     def announce(url: str) -> None:
         click.echo("mock-ci-server: Groupon CommerceInterface simulator (not the real service)")
@@ -138,7 +228,11 @@ def main(
         if generated:
             click.echo(f"  token        {account_token}  (generated demo token)")
         else:
-            click.echo("  token        (the one you passed with --token; not echoed)")
+            click.echo("  token        (the one you gave; not echoed)")
+        if control_token:
+            click.echo("  control      /_sim/ needs the control token (X-Sim-Control-Token)")
+        else:
+            click.echo("  control      /_sim/ is open (loopback only; for tests)")
         if seeded is not None:
             click.echo(
                 f"  seeded       {seeded['orders_created']} orders, "
