@@ -10,10 +10,12 @@ from pathlib import Path
 
 import responses
 from click.testing import CliRunner
+from openpyxl import load_workbook
 
 from connector.ci.schemas import ParsedRecord, parse_record
 from connector.cli.files import files
 from connector.cli.gpn import gpn
+from connector.ledger import open_ledger
 from connector.ops.manual_files import write_order_export
 
 from .test_gpn_cli import ROWS, URL, ctx
@@ -59,3 +61,32 @@ def test_read_orders_table_shows_escape_sequences_instead_of_running_them(
     assert "\x07" not in result.output
     assert "Eve\\x1b[2J" in result.output
     assert all(not line.startswith("forged row") for line in result.output.splitlines())
+
+
+def test_tracking_upload_xlsx_with_control_characters_does_not_crash(tmp_path: Path) -> None:
+    # Before the fix: openpyxl's IllegalCharacterError escaped as a traceback.
+    from .test_files_cli import NOW, account
+    from .test_files_cli import run as run_files
+
+    led = open_ledger(account(tmp_path))
+    led.stage_line(
+        ci_lineitemid=21, orderid="O21", now=NOW, quantity=1, sku="=SKU\x07\x1b[31m", state="acked"
+    )
+    led.insert_outbox(
+        shipment_id="S21",
+        ci_lineitemid=21,
+        tracking="@1Z\x00",
+        quantity=1,
+        now=NOW,
+        orderid="O21",
+        fulfillment_lineitem_id=None,
+        carrier_code="ups",
+    )
+    led.close()
+    out = tmp_path / "t.xlsx"
+    result = run_files(tmp_path, "tracking-upload", "--account", "us1", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    sheet = load_workbook(out).worksheets[0]
+    row = list(sheet[2])
+    assert [c.value for c in row][3:] == ["'=SKU\\x07\\x1b[31m", "1", "ups", "'@1Z\\x00"]
+    assert all(c.data_type == "s" for c in row if c.value is not None)
