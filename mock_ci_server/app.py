@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, current_app, jsonify, request
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException, InternalServerError, RequestEntityTooLarge
 
@@ -59,11 +59,14 @@ def _envelope(reason: str, status: int) -> Response:
 def _refusal(exc: Exception) -> Response | None:
     """Oversized or over-nested input: 413/400 in the route's envelope, never a 500."""
     if isinstance(exc, RequestEntityTooLarge | BodyTooLarge):
-        return _envelope(
-            f"request body too large: the limit is {MAX_BODY_BYTES:,} bytes "
-            f"({request.method} {request.path})",
-            413,
-        )
+        length = request.content_length
+        if length is not None and length <= MAX_BODY_BYTES:
+            # Werkzeug's other limit: one non-file form field held in memory.
+            limit = current_app.config.get("MAX_FORM_MEMORY_SIZE")
+            what = f"a form field is larger than {limit:,} bytes" if limit else "too large"
+        else:
+            what = f"request body too large: the limit is {MAX_BODY_BYTES:,} bytes"
+        return _envelope(f"{what} ({request.method} {request.path})", 413)
     if isinstance(exc, JSONTooDeep):
         return _envelope(exc.reason, 400)
     if isinstance(exc, RecursionError):  # a parser we did not wrap: still the client's fault

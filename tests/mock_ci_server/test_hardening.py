@@ -7,6 +7,7 @@ to anyone and ``--host 0.0.0.0`` started without a word; ``--token`` was visible
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -52,6 +53,22 @@ def test_oversized_bodies_get_413_in_the_envelope(api: FlaskClient) -> None:
     assert ci.status_code == 413
     assert ci.content_type.startswith("text/json")  # CI's envelope, not an HTML page
     assert json.loads(ci.get_data(as_text=True))["success"] is False
+
+
+def test_a_huge_multipart_form_field_is_413_naming_the_field_limit(api: FlaskClient) -> None:
+    response = api.post(
+        "/api/v4/mark_exported",
+        data={
+            "supplier_id": SUPPLIER,
+            "token": TOKEN,
+            "ci_lineitem_ids": "[" + "1," * 300_000 + "1]",
+            "file": (io.BytesIO(b"x"), "x.txt"),
+        },
+        content_type="multipart/form-data",
+    )
+    assert response.status_code == 413
+    reason = json.loads(response.get_data(as_text=True))["reason"]
+    assert reason.startswith("a form field is larger than 500,000 bytes")
 
 
 @pytest.mark.socket
