@@ -32,6 +32,8 @@ __all__ = [
     "dimension_bomb",
     "far_cell_xlsx",
     "main",
+    "plain_xlsx",
+    "rewrite_part",
     "shared_strings_bomb",
 ]
 
@@ -98,7 +100,7 @@ def _row(i: int) -> list[str]:
     return [values.get(c, "") for c in _HEADER]
 
 
-def _plain_xlsx(rows: int) -> bytes:
+def plain_xlsx(rows: int) -> bytes:
     from openpyxl import Workbook
 
     workbook = Workbook()
@@ -112,7 +114,7 @@ def _plain_xlsx(rows: int) -> bytes:
     return out.getvalue()
 
 
-def _rewrite(data: bytes, member: str, change: Any) -> bytes:
+def rewrite_part(data: bytes, member: str, change: Any) -> bytes:
     """``data`` (an XLSX) with ``member``'s bytes replaced by ``change(old)``."""
     source = zipfile.ZipFile(io.BytesIO(data))
     out = io.BytesIO()
@@ -125,8 +127,8 @@ def _rewrite(data: bytes, member: str, change: Any) -> bytes:
 
 def dimension_bomb(path: Path) -> Path:
     """A ~5 KB XLSX (header + one row) whose sheet declares ``A1:XFD1048576``."""
-    data = _rewrite(
-        _plain_xlsx(1),
+    data = rewrite_part(
+        plain_xlsx(1),
         "xl/worksheets/sheet1.xml",
         lambda xml: re.sub(
             rb'<dimension ref="[^"]*" ?/>', b'<dimension ref="A1:XFD1048576"/>', xml
@@ -144,7 +146,7 @@ def far_cell_xlsx(path: Path) -> Path:
         far = b'<row r="1048576"><c r="XFD1048576" t="inlineStr"><is><t>x</t></is></c></row>'
         return xml.replace(b"</sheetData>", far + b"</sheetData>")
 
-    path.write_bytes(_rewrite(_plain_xlsx(1), "xl/worksheets/sheet1.xml", change))
+    path.write_bytes(rewrite_part(plain_xlsx(1), "xl/worksheets/sheet1.xml", change))
     return path
 
 
@@ -157,7 +159,7 @@ _SST_OVERRIDE = (
 def shared_strings_bomb(path: Path, unpacked_mb: int = 844, *, tiny: bool = False) -> Path:
     """An XLSX whose ``xl/sharedStrings.xml`` unpacks to ``unpacked_mb`` MB (packed ~1000x):
     one 1 MB string per MB, or (``tiny``) 1 MB of one-letter strings (the most objects)."""
-    base = zipfile.ZipFile(io.BytesIO(_plain_xlsx(1)))
+    base = zipfile.ZipFile(io.BytesIO(plain_xlsx(1)))
     if tiny:
         chunk = b"<si><t>a</t></si>" * (1024 * 1024 // 17)
     else:
@@ -252,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     folder.mkdir(parents=True, exist_ok=True)
     print(f"building files in {folder} ...", file=sys.stderr, flush=True)
     legit_xlsx = folder / "legit-20k.xlsx"
-    legit_xlsx.write_bytes(_plain_xlsx(20_000))
+    legit_xlsx.write_bytes(plain_xlsx(20_000))
     files = {
         "dimension A1:XFD1048576": dimension_bomb(folder / "dimension.xlsx"),
         "far cell, no dimension": far_cell_xlsx(folder / "farcell.xlsx"),

@@ -216,9 +216,13 @@ def xlsx_rows(source: Path | IO[bytes], limits: SheetLimits) -> Iterator[tuple[A
                     f"{limits.max_cells:,} cells"
                 )
         clock.check(0)
-        # max_col bounds every row openpyxl builds, whatever a cell's column says.
-        width = min(columns or limits.max_columns, limits.max_columns)
-        for number, row in enumerate(sheet.iter_rows(max_col=width, values_only=True), start=1):
+        # A declared dimension can also be too SMALL (some writers always say "A1"): read what
+        # is there instead, with max_col bounding every row openpyxl builds (each row is
+        # padded to it, so not wider than needed: the declared width, at least 64 columns).
+        width = min(max(columns or 0, 64), limits.max_columns)
+        sheet.reset_dimensions()
+        rows_read = sheet.iter_rows(max_col=width, values_only=True)
+        for number, row in enumerate(rows_read, start=1):
             if number > limits.max_rows:
                 raise _too_many_rows(limits)
             if number % 256 == 0:

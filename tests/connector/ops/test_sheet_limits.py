@@ -6,6 +6,7 @@ for minutes, the shared-strings bomb reached 844 MB and a 1M-row CSV took 62 s /
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -81,6 +82,21 @@ def test_time_limit_stops_a_slow_read(tmp_path: Path) -> None:
     path = csv_rows_file(tmp_path / "ok.csv", 2_000)
     text = refused(path, SheetLimits(max_seconds=0.0))
     assert "longer than 0 s" in text
+
+
+def test_a_dimension_that_is_too_small_does_not_hide_rows_or_columns(tmp_path: Path) -> None:
+    from benchmarks.hostile_files import plain_xlsx, rewrite_part
+
+    data = rewrite_part(
+        plain_xlsx(3),
+        "xl/worksheets/sheet1.xml",
+        lambda xml: re.sub(rb'<dimension ref="[^"]*" ?/>', b'<dimension ref="A1"/>', xml),
+    )
+    path = tmp_path / "a1.xlsx"
+    path.write_bytes(data)
+    result = read_order_export(path)
+    assert result.problems == []
+    assert len(result.records) == 3
 
 
 def test_legit_export_still_reads(tmp_path: Path) -> None:
