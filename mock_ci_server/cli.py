@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import secrets
 import shlex
-import stat
 import string
 from pathlib import Path
 from urllib.parse import urlencode
@@ -13,7 +12,8 @@ import click
 
 from mock_ci_server.app import create_app
 from mock_ci_server.carriers import SUPPORTED_REGIONS
-from mock_ci_server.serve import is_loopback, run_forever
+from mock_ci_server.launch_guard import CONTROL_TOKEN_ENV, TOKEN_ENV, resolve_tokens
+from mock_ci_server.serve import run_forever
 from mock_ci_server.state import SimState
 
 DEMO_SUPPLIER_ID = "90001"
@@ -32,41 +32,6 @@ ONLY: it replaces tokens, wipes state and shows customer details. On any address
 loopback a control token is required (requests send it as X-Sim-Control-Token).
 The OpenAPI document of the real-API part is at /_sim/openapi.json.
 """
-
-TOKEN_ENV = "MOCK_CI_TOKEN"  # noqa: S105 - variable names, not secrets
-CONTROL_TOKEN_ENV = "MOCK_CI_CONTROL_TOKEN"  # noqa: S105
-
-
-def read_secret_file(path: Path, option: str) -> str:
-    """The first line of ``path`` (a token file), stripped; a clear usage error otherwise.
-    Warns on stderr when others may read the file."""
-    try:
-        mode = path.stat().st_mode
-        text = path.read_text("utf-8").strip().splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise click.BadParameter(f"cannot read {path}: {exc}", param_hint=option) from None
-    if not text or not text[0].strip():
-        raise click.BadParameter(f"{path} is empty", param_hint=option)
-    if mode & (stat.S_IRGRP | stat.S_IROTH):
-        click.echo(f"warning: {path} can be read by other users; chmod 600 it", err=True)
-    return text[0].strip()
-
-
-def _warn_exposed(host: str, control_token: str | None) -> None:
-    """A loud warning when the simulator listens beyond this machine."""
-    lines = [
-        "",
-        "!" * 78,
-        f"!! WARNING: mock-ci-server is listening on {host}, not only on loopback.",
-        "!! It is a TEST simulator: anyone who can reach it can read the seeded customer",
-        "!! data through the API with the account token.",
-        "!! The /_sim/ control plane needs the control token (X-Sim-Control-Token)."
-        if control_token
-        else "!! The /_sim/ control plane is OPEN.",
-        "!" * 78,
-        "",
-    ]
-    click.echo("\n".join(lines), err=True)
 
 
 def generate_token() -> str:
@@ -183,33 +148,9 @@ def main(
         raise click.BadParameter("must not be empty", param_hint="--supplier-id")
     if token is not None and not token:
         raise click.BadParameter("must not be empty", param_hint="--token")
-    if token_file is not None:
-        if token is not None:
-            raise click.UsageError(f"give --token-file or --token/{TOKEN_ENV}, not both")
-        token = read_secret_file(token_file, "--token-file")
-    if control_token_file is not None:
-        if control_token is not None:
-            raise click.UsageError(
-                f"give --control-token-file or --control-token/{CONTROL_TOKEN_ENV}, not both"
-            )
-        control_token = read_secret_file(control_token_file, "--control-token-file")
-    ctx = click.get_current_context()
-    for name in ("token", "control_token"):
-        if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE:
-            flag = "--" + name.replace("_", "-")
-            click.echo(
-                f"warning: {flag} on the command line is visible to every user in `ps`; "
-                f"use {flag}-file or the environment variable",
-                err=True,
-            )
-    if not is_loopback(host):
-        if not control_token:
-            raise click.UsageError(
-                f"refusing to listen on {host} (not loopback) without a control-plane token: "
-                f"/_sim/ can replace tokens, wipe state and read customer data. Give "
-                f"--control-token-file (or {CONTROL_TOKEN_ENV}), or use --host 127.0.0.1"
-            )
-        _warn_exposed(host, control_token)
+    token, control_token = resolve_tokens(
+        host, token, token_file, control_token, control_token_file
+    )
     generated = token is None
     account_id = supplier_id or DEMO_SUPPLIER_ID
     account_token = token if token is not None else generate_token()

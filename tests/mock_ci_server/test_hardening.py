@@ -26,6 +26,7 @@ from flask.testing import FlaskClient
 from mock_ci_server import cli
 from mock_ci_server.app import MAX_BODY_BYTES, create_app
 from mock_ci_server.jsonlimits import MAX_JSON_DEPTH
+from mock_ci_server.launch_guard import CONTROL_TOKEN_ENV, TOKEN_ENV
 from mock_ci_server.serve import is_loopback, serve_in_thread
 from mock_ci_server.state import SimState
 
@@ -260,8 +261,8 @@ def no_serving(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
         calls.append((app, host, port))
 
     monkeypatch.setattr(cli, "run_forever", fake)
-    monkeypatch.delenv(cli.TOKEN_ENV, raising=False)
-    monkeypatch.delenv(cli.CONTROL_TOKEN_ENV, raising=False)
+    monkeypatch.delenv(TOKEN_ENV, raising=False)
+    monkeypatch.delenv(CONTROL_TOKEN_ENV, raising=False)
     return calls
 
 
@@ -305,7 +306,7 @@ def test_token_file_and_env_give_the_account_token(
     assert secret not in result.output
     app = no_serving[-1][0]
     assert app.extensions["sim_state"].authenticate("90001", secret) is not None
-    monkeypatch.setenv(cli.TOKEN_ENV, "EnvToken0123456789abcdefghijklm")
+    monkeypatch.setenv(TOKEN_ENV, "EnvToken0123456789abcdefghijklm")
     result = CliRunner().invoke(cli.main, ["--seed-orders", "0"])
     assert result.exit_code == 0, result.output
     assert "EnvToken" not in result.output
@@ -343,7 +344,7 @@ def test_token_file_keeps_the_token_out_of_ps(tmp_path: Path) -> None:
     path = tmp_path / "ci.token"
     path.write_text(secret)
     path.chmod(0o600)
-    env = {k: v for k, v in os.environ.items() if k != cli.TOKEN_ENV}
+    env = {k: v for k, v in os.environ.items() if k != TOKEN_ENV}
     proc = subprocess.Popen(
         [sys.executable, "-m", "mock_ci_server.cli", "--port", "0", "--seed-orders", "1",
          "--token-file", str(path)],
