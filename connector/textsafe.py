@@ -26,11 +26,14 @@ FORMULA_LEADERS = ("=", "+", "-", "@", "\t", "\r")
 
 # A number a spreadsheet reads as that number and nothing else: "-5.00", "+1", "1e3".
 _PLAIN_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
-# In a file: C0 except tab/LF/CR (a gift message may hold line breaks), DEL, C1.
-_FILE_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# In a file: C0 except tab/LF/CR (a gift message may hold line breaks), DEL, C1, and lone
+# surrogates (they cannot be encoded: the writer would crash).
+_FILE_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 # On a terminal: every C0 (a newline would forge a table row), DEL, C1, and the bidi
 # controls that reorder what is shown (Trojan Source) and zero-width joiners/marks.
-_TERMINAL_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
+_TERMINAL_CONTROL = re.compile(
+    r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff\ud800-\udfff]"
+)
 _NAMED = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
 
 

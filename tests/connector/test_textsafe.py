@@ -7,6 +7,7 @@ from decimal import Decimal
 import pytest
 
 from connector.textsafe import neutralise_cell, printable
+from mock_ci_server.textsafe import neutralise_cell as simulator_neutralise
 
 
 @pytest.mark.parametrize(
@@ -51,6 +52,17 @@ def test_plain_text_is_untouched_and_line_breaks_survive() -> None:
 
 def test_control_characters_are_escaped_in_cells() -> None:
     assert neutralise_cell("Ann\x00\x07\x1b[31m\x7f\x85") == "Ann\\x00\\x07\\x1b[31m\\x7f\\x85"
+
+
+def test_lone_surrogates_are_escaped_so_the_file_can_be_encoded() -> None:
+    assert neutralise_cell("Flat \ud800 2") == "Flat \\ud800 2"
+    assert printable("x\udfff") == "x\\udfff"
+    assert simulator_neutralise("Flat \ud800\x07") == "Flat \\ud800\\x07"
+
+
+def test_the_simulator_copy_applies_the_same_rule() -> None:
+    for value in ("=1", "-5.00", "@a", "\tx", "plain", None, 3, "a\x1bb"):
+        assert simulator_neutralise(value) == neutralise_cell(value)
 
 
 def test_printable_escapes_terminal_controls() -> None:

@@ -146,7 +146,11 @@ def sim_client() -> FlaskClient:
     state = SimState()
     state.clock.set(NOW)
     state.add_account(SUPPLIER, TOKEN, region="US")
-    state.seed_records(SUPPLIER, hostile_records())
+    records = hostile_records()
+    # The connector holds such a record (parse_record refuses it); the simulator stores it and
+    # must still export it: a lone surrogate cannot be encoded as UTF-8.
+    records[1]["customer"]["address2"] = "Flat \ud800 2"
+    state.seed_records(SUPPLIER, records)
     return create_app(state).test_client()
 
 
