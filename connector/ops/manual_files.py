@@ -17,6 +17,7 @@ import csv
 import io
 import os
 import re
+import stat
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -374,9 +375,12 @@ def read_order_export(
         if kind not in ("csv", "xlsx"):
             raise _FileProblem(f"unknown format {kind!r}; use csv or xlsx")
         try:
-            check_size(path.stat().st_size, limits)
+            info = path.stat()
         except OSError as exc:
             raise _FileProblem(f"cannot read the file: {exc.strerror or exc}") from None
+        if not stat.S_ISREG(info.st_mode):  # /dev/zero, a FIFO: no size to bound the read
+            raise _FileProblem("not a regular file")
+        check_size(info.st_size, limits)
         rows = _read_csv_rows(path, limits) if kind == "csv" else _read_xlsx_rows(path, limits)
         header = next(rows, None)
         if header is None:
@@ -420,10 +424,11 @@ def _sniff_format(path: Path) -> str:
 
 def _read_csv_rows(path: Path, limits: SheetLimits) -> Iterator[Sequence[Any]]:
     try:
-        data = path.read_bytes()
+        with path.open("rb") as fh:
+            data = fh.read(limits.max_bytes + 1)  # it may have grown since the stat
     except OSError as exc:
         raise _FileProblem(f"cannot read the file: {exc.strerror or exc}") from None
-    check_size(len(data), limits)  # it may have grown since the stat
+    check_size(len(data), limits)
     try:
         text = data.decode("utf-8-sig")  # Excel's "CSV UTF-8" starts with a BOM
     except UnicodeDecodeError as exc:

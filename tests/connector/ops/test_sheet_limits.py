@@ -99,6 +99,13 @@ def test_a_dimension_that_is_too_small_does_not_hide_rows_or_columns(tmp_path: P
     assert len(result.records) == 3
 
 
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="needs /dev/zero")
+@pytest.mark.parametrize("fmt", ["csv", "xlsx"])
+def test_a_device_is_not_read_forever(fmt: str) -> None:
+    result = read_order_export("/dev/zero", fmt)
+    assert [str(p) for p in result.problems] == ["/dev/zero: not a regular file"]
+
+
 def test_legit_export_still_reads(tmp_path: Path) -> None:
     result = read_order_export(csv_rows_file(tmp_path / "ok.csv", 300))
     assert result.problems == []
