@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import struct
 import time
 import zipfile
 from collections.abc import Iterator
@@ -80,6 +81,12 @@ def check_archive(source: Path | IO[bytes], limits: SheetLimits) -> None:
     :raises SheetLimitError: over a limit.
     :raises zipfile.BadZipFile: not a zip at all (the caller reports it as unreadable).
     """
+    if isinstance(source, Path):
+        with source.open("rb") as fh:
+            _check_directory(fh, limits)
+    else:
+        _check_directory(source, limits)
+        source.seek(0)
     with zipfile.ZipFile(source) as archive:
         members = archive.infolist()
         if len(members) > limits.max_members:
@@ -130,6 +137,29 @@ def _count_shared_strings(
                     f"the workbook's shared-strings table holds more than "
                     f"{limits.max_shared_strings:,} entries"
                 )
+
+
+def _check_directory(fh: IO[bytes], limits: SheetLimits) -> None:
+    """Read the zip's end record: the entry count and directory size, before zipfile builds
+    an object per entry (a 64 MB directory is over a million entries)."""
+    fh.seek(0, io.SEEK_END)
+    end = fh.tell()
+    span = min(end, 22 + 65_535)  # the end record plus the longest possible comment
+    fh.seek(end - span)
+    tail = fh.read(span)
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or len(tail) - at < 22:
+        raise zipfile.BadZipFile("no zip end record: not an .xlsx workbook")
+    entries, size = struct.unpack("<HI", tail[at + 10 : at + 16])
+    if entries > limits.max_members:  # 0xFFFF (a ZIP64 count) lands here too
+        raise SheetLimitError(
+            f"the workbook holds {entries:,} files; the limit is {limits.max_members:,}"
+        )
+    if size > limits.max_members * 1024:
+        raise SheetLimitError(
+            f"the workbook's zip directory is {size:,} bytes; the limit is "
+            f"{limits.max_members * 1024:,} bytes"
+        )
 
 
 class _Clock:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -63,6 +64,15 @@ def test_millions_of_tiny_shared_strings_are_counted_before_openpyxl(tmp_path: P
     path = shared_strings_bomb(tmp_path / "tiny.xlsx", unpacked_mb=2, tiny=True)
     text = refused(path, SheetLimits(max_shared_strings=50_000))
     assert "more than 50,000 entries" in text
+
+
+def test_a_zip_of_many_entries_is_refused_from_its_end_record(tmp_path: Path) -> None:
+    path = tmp_path / "many.xlsx"
+    with zipfile.ZipFile(path, "w") as archive:
+        for i in range(2_000):
+            archive.writestr(f"x/{i}.xml", b"")
+    text = refused(path)
+    assert "holds 2,000 files; the limit is 512" in text
 
 
 def test_csv_over_the_byte_limit_is_refused_unread(tmp_path: Path) -> None:
