@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup demo test lint typecheck pytest bench crash load clean hostile bench-dispatch-many
+.PHONY: help setup demo test lint typecheck pytest bench crash load clean hostile hostile-files hostile-simulator bench-dispatch-many
 
 help:
 	@echo "make demo    set up .venv, then run the end-to-end demo on the embedded simulator"
@@ -13,6 +13,8 @@ help:
 	@echo "make crash   crash-consistency runs with 60 SIGKILLs: sequential, then 3 processes per account"
 	@echo "make load    8 workers on 8 accounts against one simulator for 60 s"
 	@echo "make hostile the connector against a hostile CI (huge body, gzip bomb, lying counters, drips): RSS and deadlines"
+	@echo "make hostile-files  file bombs (dimension, shared strings, 1M rows) vs both readers"
+	@echo "make hostile-simulator  huge/chunked bodies, deep JSON, 300 idle sockets vs the simulator"
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (Python >= 3.11) on PATH, or run: make PYTHON=python3"; exit 1; }
@@ -42,6 +44,12 @@ test: lint typecheck pytest
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
+
+hostile-files: $(STAMP)
+	$(BIN)/python -m benchmarks.hostile_files
+
+hostile-simulator: $(STAMP)
+	$(BIN)/python -m benchmarks.hostile_simulator
 
 crash: $(STAMP)
 	$(BIN)/python -m benchmarks.crash --kills 60

@@ -5,15 +5,25 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, Response, jsonify, request
-from werkzeug.exceptions import HTTPException, InternalServerError
+from flask import Flask, Response, current_app, jsonify, request
+from flask.json.provider import DefaultJSONProvider
+from werkzeug.exceptions import HTTPException, InternalServerError, RequestEntityTooLarge
 
-from mock_ci_server.errors import ControlError, InvalidCredentials, SimAPIError, UnknownEndpoint
+from mock_ci_server import jsonlimits
+from mock_ci_server.errors import (
+    BodyTooLarge,
+    ControlError,
+    InvalidCredentials,
+    JSONTooDeep,
+    SimAPIError,
+    UnknownEndpoint,
+)
 from mock_ci_server.faults import FaultInjector
 from mock_ci_server.gpn.routes import blueprint as gpn_blueprint
 from mock_ci_server.recorder import install as install_recorder
 from mock_ci_server.routes_ci import blueprint as ci_blueprint
 from mock_ci_server.routes_ci import ci_response
+from mock_ci_server.routes_control import CONTROL_TOKEN, require_control_token
 from mock_ci_server.routes_control import blueprint as control_blueprint
 from mock_ci_server.state import SimState
 from mock_ci_server.uploads import blueprint as uploads_blueprint
@@ -25,6 +35,48 @@ ERROR_STATUS_CODES = "SIM_ERROR_STATUS_CODES"
 #: app.config key: the HTTP status of an authentication failure (401 by default, or 200).
 AUTH_ERROR_STATUS = "SIM_AUTH_ERROR_STATUS"
 AUTH_ERROR_STATUSES = (401, 403, 200)
+
+MAX_BODY_BYTES = 16 * 1024 * 1024
+"""Largest request body (Flask ``MAX_CONTENT_LENGTH``; waitress refuses bigger ones before
+buffering them, see :mod:`mock_ci_server.serve`). A tracking upload is at most 10 MB."""
+
+
+class _DepthLimitedJSON(DefaultJSONProvider):
+    """``request.get_json()`` everywhere (control plane, GPN) refuses deep nesting."""
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        return jsonlimits.loads(s, **kwargs)
+
+
+def _envelope(reason: str, status: int) -> Response:
+    """``reason`` in the envelope of the family ``request.path`` belongs to."""
+    path = request.path
+    if path.startswith("/api/") or path == "/api":
+        return ci_response({"success": False, "reason": reason}, status)
+    if path.startswith("/v3/"):  # GPN's error shape
+        response = jsonify({"error": {"httpCode": status, "message": reason}})
+    else:
+        response = jsonify({"success": False, "reason": reason})
+    response.status_code = status
+    return response
+
+
+def _refusal(exc: Exception) -> Response | None:
+    """Oversized or over-nested input: 413/400 in the route's envelope, never a 500."""
+    if isinstance(exc, RequestEntityTooLarge | BodyTooLarge):
+        length = request.content_length
+        if length is not None and length <= MAX_BODY_BYTES:
+            # Werkzeug's other limit: one non-file form field held in memory.
+            limit = current_app.config.get("MAX_FORM_MEMORY_SIZE")
+            what = f"a form field is larger than {limit:,} bytes" if limit else "too large"
+        else:
+            what = f"request body too large: the limit is {MAX_BODY_BYTES:,} bytes"
+        return _envelope(f"{what} ({request.method} {request.path})", 413)
+    if isinstance(exc, JSONTooDeep):
+        return _envelope(exc.reason, 400)
+    if isinstance(exc, RecursionError):  # a parser we did not wrap: still the client's fault
+        return _envelope("request nested too deeply; refused", 400)
+    return None
 
 
 def _api_error(exc: SimAPIError) -> Response:
@@ -47,6 +99,9 @@ def _control_error(reason: str, status: int) -> Response:
 
 def _handle(exc: Exception) -> Any:
     path = request.path
+    refused = _refusal(exc)
+    if refused is not None:
+        return refused
     if isinstance(exc, ControlError):
         return _control_error(exc.reason, exc.http_status)
     if isinstance(exc, SimAPIError):
@@ -78,6 +133,7 @@ def create_app(
     *,
     error_status_codes: bool = False,
     auth_error_status: int = 401,
+    control_token: str | None = None,
 ) -> Flask:
     """Build the simulator app around ``state`` (a fresh SimState when None).
 
@@ -85,14 +141,20 @@ def create_app(
     other failure is HTTP 200 + the envelope unless ``error_status_codes``.
 
     ``app.extensions["sim_state"]`` is the SimState, ``app.extensions["sim_faults"]`` the
-    fault injector wrapping ``app.wsgi_app``.
+    fault injector wrapping ``app.wsgi_app``. With ``control_token`` every ``/_sim/`` request
+    that changes or reads simulator state must carry it (header ``X-Sim-Control-Token``, see
+    :func:`mock_ci_server.routes_control.require_control_token`).
     """
     app = Flask("mock_ci_server")
-    app.json.sort_keys = False  # type: ignore[attr-defined]  # keep CI's key order
+    app.json = _DepthLimitedJSON(app)
+    app.json.sort_keys = False  # keep CI's key order
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.config[ERROR_STATUS_CODES] = error_status_codes
     if auth_error_status not in AUTH_ERROR_STATUSES:
         raise ValueError(f"auth_error_status must be one of {AUTH_ERROR_STATUSES}")
     app.config[AUTH_ERROR_STATUS] = auth_error_status
+    app.config[CONTROL_TOKEN] = control_token or None
+    app.before_request(require_control_token)
     # No 308 redirects for "//" or a trailing "/": CI clients get the envelope instead.
     app.url_map.merge_slashes = False
     app.url_map.strict_slashes = False

@@ -7,6 +7,7 @@ import secrets
 import shlex
 import string
 from importlib import metadata
+from pathlib import Path
 from urllib.parse import urlencode
 
 import click
@@ -14,6 +15,7 @@ from click.core import ParameterSource
 
 from mock_ci_server.app import AUTH_ERROR_STATUSES, create_app
 from mock_ci_server.carriers import SUPPORTED_REGIONS
+from mock_ci_server.launch_guard import CONTROL_TOKEN_ENV, TOKEN_ENV, resolve_tokens
 from mock_ci_server.requestlog import RequestRecord
 from mock_ci_server.serve import run_forever
 from mock_ci_server.state import SimState
@@ -30,9 +32,12 @@ Examples:
   mock-ci-server --port 0 --seed-orders 300 --error-status-codes
   mock-ci-server --supplier-id 12345 --region IT --level 3   (token from $MOCK_CI_TOKEN)
   mock-ci-server --seed-orders 300 --lines-per-order 1-3 --split-share 0.2 --log-requests
+  mock-ci-server --host 0.0.0.0 --token-file ci.token --control-token-file ctl.token
 
-The control plane lives under /_sim/ (state, seed, clock, faults, reset);
-the OpenAPI document of the real-API part is at /_sim/openapi.json.
+The control plane lives under /_sim/ (state, seed, clock, faults, reset) and is FOR TESTS
+ONLY: it replaces tokens, wipes state and shows customer details. On any address but
+loopback a control token is required (requests send it as X-Sim-Control-Token).
+The OpenAPI document of the real-API part is at /_sim/openapi.json.
 """
 
 
@@ -135,9 +140,27 @@ def _print_request(record: RequestRecord) -> None:
 @click.option("--supplier-id", help=f"Supplier id of the account [default: {DEMO_SUPPLIER_ID}].")
 @click.option(
     "--token",
-    envvar=TOKEN_ENVVAR,
+    envvar=TOKEN_ENV,
     show_envvar=True,
-    help="Token of the account [default: a generated 31-char token, printed].",
+    help="Token of the account [default: a generated 31-char token, printed]. On the command "
+    "line it is visible in `ps`: prefer --token-file or the environment variable.",
+)
+@click.option(
+    "--token-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Read the account token from this file (first line).",
+)
+@click.option(
+    "--control-token",
+    envvar=CONTROL_TOKEN_ENV,
+    show_envvar=True,
+    help="Token the /_sim/ control plane requires (header X-Sim-Control-Token); required "
+    "when --host is not loopback. Prefer --control-token-file or the environment variable.",
+)
+@click.option(
+    "--control-token-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Read the control-plane token from this file (first line).",
 )
 @click.option(
     "--region",
@@ -209,6 +232,9 @@ def main(
     split_share: float,
     log_requests: bool,
     threads: int,
+    token_file: Path | None = None,
+    control_token: str | None = None,
+    control_token_file: Path | None = None,
 ) -> None:
     """Serve a local simulator of Groupon's CommerceInterface API (and GPN) until Ctrl-C.
 
@@ -220,6 +246,9 @@ def main(
         raise click.BadParameter("must not be empty", param_hint="--supplier-id")
     if token is not None and not token:
         raise click.BadParameter("must not be empty", param_hint="--token")
+    token, control_token = resolve_tokens(
+        host, token, token_file, control_token, control_token_file
+    )
     lines_range = parse_range(lines_per_order, "--lines-per-order")
     generated = token is None
     from_env = (
@@ -248,7 +277,10 @@ def main(
     if log_requests:
         state.requests.add_listener(_print_request)
     app = create_app(
-        state, error_status_codes=error_status_codes, auth_error_status=int(auth_error_status)
+        state,
+        error_status_codes=error_status_codes,
+        auth_error_status=int(auth_error_status),
+        control_token=control_token,
     )
 
     def announce(url: str) -> None:
@@ -259,7 +291,11 @@ def main(
         elif from_env:
             click.echo(f"  token        (from ${TOKEN_ENVVAR}; not echoed)")
         else:
-            click.echo("  token        (the one you passed with --token; not echoed)")
+            click.echo("  token        (the one you gave; not echoed)")
+        if control_token:
+            click.echo("  control      /_sim/ needs the control token (X-Sim-Control-Token)")
+        else:
+            click.echo("  control      /_sim/ is open (loopback only; for tests)")
         if seeded is not None:
             click.echo(
                 f"  seeded       {seeded['orders_created']} orders, "

@@ -45,6 +45,16 @@ class InvalidDateWindow(InvalidParameter):
     """Only one date given, end before start, or a window of 24 h or more."""
 
 
+class JSONTooDeep(InvalidParameter):
+    """A JSON body or field nested deeper than the simulator parses (always HTTP 400)."""
+
+
+class BodyTooLarge(SimAPIError):
+    """The request body is over the simulator's limit (always HTTP 413)."""
+
+    http_status = 413
+
+
 class UnknownLineItems(SimAPIError):
     """mark_exported / tracking named line ids this supplier does not own."""
 

@@ -1,7 +1,14 @@
-"""The control plane under ``/_sim/``: JSON in, JSON out; every change is a POST."""
+"""The control plane under ``/_sim/``: JSON in, JSON out; every change is a POST.
+
+FOR TESTS ONLY: it replaces tokens, wipes state and shows customer details. With a control
+token (``mock-ci-server --control-token-file``) every control request must carry it in the
+``X-Sim-Control-Token`` header (or ``Authorization: Bearer``); see
+:func:`require_control_token` for the few paths that stay open.
+"""
 
 from __future__ import annotations
 
+import hmac
 from datetime import timedelta
 from typing import Any
 
@@ -24,6 +31,41 @@ from mock_ci_server.schemas import (
 from mock_ci_server.state import SimState, UnknownAccountError
 
 blueprint = Blueprint("sim_control", __name__, url_prefix="/_sim")
+
+CONTROL_TOKEN = "SIM_CONTROL_TOKEN"  # noqa: S105 - a config key, not a secret
+"""app.config key: the control-plane token, or None (then /_sim/ is open, loopback use)."""
+CONTROL_HEADER = "X-Sim-Control-Token"
+
+_OPEN_PATHS = frozenset({"/_sim/health", "/_sim/openapi.json"})
+# CI's web-UI file paths authenticate like CI itself (supplier_id + account token).
+_CI_UI_PREFIXES = ("/_sim/import/", "/_sim/export/")
+
+
+def require_control_token() -> Response | None:
+    """``before_request`` hook: refuse a ``/_sim/`` request without the control token (401,
+    in the control plane's envelope), when the app has one. Open: health, the OpenAPI
+    document, and the CI web-UI file paths (they check the supplier's own token)."""
+    expected = current_app.config.get(CONTROL_TOKEN)
+    path = request.path
+    if not expected or not path.startswith("/_sim/"):
+        return None
+    if path in _OPEN_PATHS or path.startswith(_CI_UI_PREFIXES):
+        return None
+    given = request.headers.get(CONTROL_HEADER, "")
+    if not given:
+        scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+        given = value.strip() if scheme.lower() == "bearer" else ""
+    if given and hmac.compare_digest(given.encode(), str(expected).encode()):
+        return None
+    response = jsonify(
+        {
+            "success": False,
+            "reason": f"control plane token missing or wrong: send it in the {CONTROL_HEADER} "
+            "header (the /_sim/ control plane is for tests only)",
+        }
+    )
+    response.status_code = 401
+    return response
 
 
 def _state() -> SimState:

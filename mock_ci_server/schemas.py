@@ -4,7 +4,6 @@ renderers that put records in the exact key order and JSON types of the real cap
 from __future__ import annotations
 
 import functools
-import json
 import math
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -22,6 +21,7 @@ from marshmallow import (
     validates_schema,
 )
 
+from mock_ci_server import jsonlimits
 from mock_ci_server.errors import InvalidDateWindow, InvalidParameter, MissingParameter
 from mock_ci_server.generator import PAGE_SIZE
 from mock_ci_server.state import TrackingRequest
@@ -127,7 +127,7 @@ def _json_field(params: Mapping[str, Any], name: str) -> Any:
     if raw is None or raw == "":
         raise MissingParameter(f"Missing required parameter(s): {name}")
     try:
-        return json.loads(raw)
+        return jsonlimits.loads(raw)  # JSONTooDeep (a 400) instead of RecursionError (a 500)
     except (TypeError, ValueError) as exc:
         shown = raw if len(raw) <= 80 else raw[:77] + "..."
         raise InvalidParameter(

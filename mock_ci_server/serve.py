@@ -1,7 +1,16 @@
-"""Serve a WSGI app (the simulator) with waitress: in a background thread, or in the foreground."""
+"""Serve a WSGI app (the simulator) with waitress: in a background thread, or in the foreground.
+
+Connection settings (:data:`SERVER_SETTINGS`): idle connections do not hold a worker thread in
+waitress, only a connection slot, so the slots are many (``connection_limit``) and an idle one
+is closed after ``channel_timeout`` seconds; ``poll()`` instead of ``select()`` so more than
+1,024 sockets cannot crash the loop. A body over ``max_request_body_size`` is refused by
+waitress before it is buffered, answered in the simulator's JSON envelope.
+"""
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import logging
 import sys
 import threading
@@ -10,7 +19,9 @@ from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any
 
 from waitress import wasyncore
+from waitress.channel import HTTPChannel
 from waitress.server import BaseWSGIServer, create_server
+from waitress.task import ErrorTask
 
 from mock_ci_server.faults import SimulatedDrop
 
@@ -36,15 +47,64 @@ def _install_drop_filter() -> None:
         _waitress_log.addFilter(_drop_filter)
 
 
-def _create(app: WSGIApplication, host: str, port: int, threads: int) -> Any:
+MAX_BODY_BYTES = 16 * 1024 * 1024
+"""waitress' body limit; the same as the app's (``mock_ci_server.app.MAX_BODY_BYTES``)."""
+
+SERVER_SETTINGS: dict[str, Any] = {
+    "connection_limit": 1000,  # idle sockets cost a slot, not a thread: 300 cannot starve us
+    "channel_timeout": 30,  # seconds an idle connection (no request in progress) may live
+    "cleanup_interval": 5,  # how often idle connections are looked for
+    "asyncore_use_poll": True,  # select() fails beyond 1,024 descriptors
+    "max_request_body_size": MAX_BODY_BYTES,
+    "max_request_header_size": 64 * 1024,
+    "clear_untrusted_proxy_headers": True,
+}
+"""waitress settings of every simulator server (keyword overrides per call)."""
+
+
+class _EnvelopeErrorTask(ErrorTask):
+    """waitress' own refusals (body too large, bad request line) in the simulator's JSON
+    envelope instead of waitress' plain-text page."""
+
+    def execute(self) -> None:
+        request: Any = self.request  # the stubs type it loosely
+        error = request.error
+        reason = f"{error.reason}: {error.body}"
+        if error.code == 413:
+            reason = f"request body too large: the limit is {MAX_BODY_BYTES:,} bytes"
+        body = json.dumps({"success": False, "reason": reason}).encode()
+        self.status = f"{error.code} {error.reason}"
+        headers: Any = self.response_headers
+        headers.append(("Content-Type", "application/json"))
+        self.set_close_on_finish()
+        self.content_length = len(body)
+        self.write(body)
+
+
+class _Channel(HTTPChannel):
+    error_task_class = _EnvelopeErrorTask
+
+
+def is_loopback(host: str) -> bool:
+    """True when ``host`` only listens on this machine (127.0.0.0/8, ::1, ``localhost``)."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
+def _create(app: WSGIApplication, host: str, port: int, threads: int, **settings: Any) -> Any:
     """Create (bind) the waitress server; typed Any because the stubs lack the attributes used."""
     _install_drop_filter()
     server = create_server(
-        app, host=host, port=port, threads=threads, clear_untrusted_proxy_headers=True
+        app, host=host, port=port, threads=threads, **{**SERVER_SETTINGS, **settings}
     )
     if not isinstance(server, BaseWSGIServer):  # several listen addresses: not how we call it
         server.close()
         raise ValueError(f"expected one listening socket for {host}:{port}")
+    server.channel_class = _Channel  # before the loop runs: no connection accepted yet
     return server
 
 
@@ -113,10 +173,15 @@ class RunningServer:
 
 
 def serve_in_thread(
-    app: WSGIApplication, host: str = "127.0.0.1", port: int = 0, threads: int = 8
+    app: WSGIApplication,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    threads: int = 8,
+    **settings: Any,
 ) -> RunningServer:
-    """Start ``app`` on waitress in a daemon thread; port 0 picks a free port (read back)."""
-    return RunningServer(_create(app, host, port, threads))
+    """Start ``app`` on waitress in a daemon thread; port 0 picks a free port (read back).
+    ``settings`` override :data:`SERVER_SETTINGS` (e.g. ``channel_timeout``)."""
+    return RunningServer(_create(app, host, port, threads, **settings))
 
 
 def run_forever(
@@ -149,4 +214,4 @@ def run_forever(
     print(f"mock-ci-server on {url} stopped.", file=stream, flush=True)
 
 
-__all__ = ["RunningServer", "run_forever", "serve_in_thread"]
+__all__ = ["SERVER_SETTINGS", "RunningServer", "is_loopback", "run_forever", "serve_in_thread"]

@@ -23,7 +23,15 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from mock_ci_server.errors import InvalidCredentials, SimAPIError
 from mock_ci_server.generator import format_ci_datetime
+from mock_ci_server.sheet_limits import (
+    SheetLimitError,
+    SheetLimits,
+    check_size,
+    csv_rows,
+    xlsx_rows,
+)
 from mock_ci_server.state import LINE_STATUSES, SimState, TrackingRequest
+from mock_ci_server.textsafe import neutralise_cell
 
 __all__ = [
     "EXPORT_COLUMNS",
@@ -100,6 +108,17 @@ _NUMBER_EXPORT = frozenset({"quantity", "unit_price", "groupon_cost", "discount"
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 MAX_UPLOAD_ROWS = 10_000
+UPLOAD_LIMITS = SheetLimits(
+    max_bytes=MAX_UPLOAD_BYTES,
+    max_unzipped_bytes=64 * 1024 * 1024,
+    max_member_bytes=32 * 1024 * 1024,
+    max_shared_strings=100_000,  # 10k rows x 7 columns fit; openpyxl needs ~3 s per 100k
+    max_rows=2 * MAX_UPLOAD_ROWS,  # room for blank rows; data rows are capped on their own
+    max_columns=256,
+    max_cells=2 * MAX_UPLOAD_ROWS * 64,
+    max_seconds=30.0,
+)
+"""What one uploaded file may hold; the simulator has a handful of threads to protect."""
 _INT_FLOAT = re.compile(r"^\d+\.0*$")
 _LABEL = re.compile(r"tracking_info\[(\d+)\] \((ci_lineitem_id|fulfillment_lineitem_id) ")
 
@@ -169,12 +188,17 @@ def parse_tracking_upload(
         bad row (the reason names the row and column).
     """
     suffix = filename.rsplit(".", 1)[-1].lower() if "." in filename else ""
-    if suffix == "csv":
-        table = _csv_rows(data)
-    elif suffix == "xlsx":
-        table = _xlsx_rows(data)
-    else:
+    if suffix not in ("csv", "xlsx"):
         raise UploadError(f"file {filename!r}: only .csv or .xlsx files can be imported")
+    try:
+        return _parse_table(filename, _csv_rows(data) if suffix == "csv" else _xlsx_rows(data))
+    except SheetLimitError as exc:
+        raise UploadError(f"file {filename!r} refused: {exc}", 413) from None
+
+
+def _parse_table(
+    filename: str, table: Iterator[Sequence[Any]]
+) -> tuple[list[TrackingRequest], list[tuple[int, str]]]:
     header = next(table, None)
     if header is None:
         raise UploadError(f"file {filename!r} is empty")
@@ -286,6 +310,7 @@ def _text(value: Any) -> str:
 
 
 def _csv_rows(data: bytes) -> Iterator[Sequence[Any]]:
+    check_size(len(data), UPLOAD_LIMITS)
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -293,28 +318,19 @@ def _csv_rows(data: bytes) -> Iterator[Sequence[Any]]:
     first = text.split("\n", 1)[0]
     delimiter = ";" if first.count(";") > first.count(",") else ","
     try:
-        rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
+        yield from csv_rows(text, UPLOAD_LIMITS, delimiter=delimiter)
     except csv.Error as exc:  # e.g. a field over csv's size limit
         raise UploadError(f"not valid CSV: {exc}") from None
-    return iter(rows)
 
 
 def _xlsx_rows(data: bytes) -> Iterator[Sequence[Any]]:
-    from openpyxl import load_workbook
-
+    check_size(len(data), UPLOAD_LIMITS)
     try:
-        workbook = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-        try:
-            if not workbook.worksheets:
-                raise UploadError("the workbook has no sheet")
-            rows = [tuple(r) for r in workbook.worksheets[0].iter_rows(values_only=True)]
-        finally:
-            workbook.close()
-    except UploadError:
+        yield from xlsx_rows(io.BytesIO(data), UPLOAD_LIMITS)
+    except (SheetLimitError, UploadError):
         raise
     except Exception as exc:  # a corrupt or foreign file: many exception types
         raise UploadError(f"not a readable .xlsx workbook ({type(exc).__name__})") from None
-    return iter(rows)
 
 
 # --- Export -> Orders ------------------------------------------------------------------------
@@ -404,7 +420,11 @@ def export_rows(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def render_export(table: list[dict[str, Any]], fmt: str) -> tuple[bytes, str]:
     """Export rows -> file bytes and MIME type. CSV: UTF-8 with BOM (what Excel writes as
-    "CSV UTF-8"). XLSX: ids as text cells, money and quantities as numbers."""
+    "CSV UTF-8"). XLSX: ids as text cells, money and quantities as numbers.
+
+    Customer data is untrusted: every cell goes through :func:`neutralise_cell` (a formula-like
+    value gets a leading ``'``, control characters are escaped) and every XLSX text cell is a
+    string cell, never a formula; nothing in a record can make this answer 500."""
     if fmt == "csv":
         buffer = io.StringIO(newline="")
         writer = csv.writer(buffer, lineterminator="\r\n")
@@ -421,6 +441,10 @@ def render_export(table: list[dict[str, Any]], fmt: str) -> tuple[bytes, str]:
     sheet.append(list(EXPORT_COLUMNS))
     for row in table:
         sheet.append([_xlsx_value(c, row[c]) for c in EXPORT_COLUMNS])
+    for cells in sheet.iter_rows(min_row=2):
+        for cell in cells:
+            if isinstance(cell.value, str):
+                cell.data_type = "s"  # text, never a formula
     out = io.BytesIO()
     workbook.save(out)
     return (
@@ -432,7 +456,7 @@ def render_export(table: list[dict[str, Any]], fmt: str) -> tuple[bytes, str]:
 def _csv_value(value: Any) -> str:
     if isinstance(value, datetime | date):
         return value.isoformat()
-    return str(value)
+    return str(neutralise_cell(value))
 
 
 def _xlsx_value(column: str, value: Any) -> Any:
@@ -441,7 +465,9 @@ def _xlsx_value(column: str, value: Any) -> Any:
     if column in _NUMBER_EXPORT and isinstance(value, int | float) and not isinstance(value, bool):
         return value
     if column in _TEXT_EXPORT:
-        return str(value)
+        return neutralise_cell(str(value))
     if isinstance(value, datetime):
         return format_ci_datetime(value)
-    return value if isinstance(value, str | int | float) else str(value)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return value
+    return neutralise_cell(str(value))

@@ -25,6 +25,7 @@ from connector.ops.manual_files import (
     write_tracking_upload,
 )
 from connector.secrets import redact
+from connector.textsafe import printable
 
 __all__ = ["files", "read_orders", "tracking_upload"]
 
@@ -260,12 +261,13 @@ def _print_table(result: OrderExportResult) -> None:
     orders = len({r.orderid for r in result.records})
     say(f"{len(result.records)} line(s) in {orders} order(s) can be imported")
     if rows:
-        say(render_table(list(_TABLE_HEADERS), rows))
+        # The file is untrusted: an escape sequence in a name must show, not act.
+        say(render_table(list(_TABLE_HEADERS), [[printable(c) for c in r] for r in rows]))
     if result.blank_rows:
         say(f"blank rows skipped: {', '.join(map(str, result.blank_rows))}")
     incomplete = _incomplete_orders(result)
     if incomplete:
-        say(f"incomplete orders (a row has a problem): {', '.join(incomplete)}")
+        say(f"incomplete orders (a row has a problem): {printable(', '.join(incomplete))}")
     say(f"problems: {len(result.problems)}")
     for problem in result.problems:
-        say(f"  {problem}")
+        say(f"  {printable(problem)}")

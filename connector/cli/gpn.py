@@ -18,6 +18,7 @@ from connector.errors import ConfigError, GPNError
 from connector.gpn import GPNClient, Transaction, TransactionsResult
 from connector.gpn.client import STATUSES, TYPES
 from connector.secrets import redact
+from connector.textsafe import neutralise_cell
 
 __all__ = ["gpn", "transaction_row"]
 
@@ -151,7 +152,8 @@ def _print_csv(result: TransactionsResult, zone: tzinfo) -> None:
     writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
     writer.writeheader()
     for t in result.transactions:
-        writer.writerow(transaction_row(t, zone))
+        # Neutralised: GPN text (descriptions, ids) must not run as a spreadsheet formula.
+        writer.writerow({k: neutralise_cell(v) for k, v in transaction_row(t, zone).items()})
     click.echo(redact(buffer.getvalue()), nl=False)
 
 

@@ -26,6 +26,7 @@ from connector.ops.sla import (
     parse_datetime,
     scans_reported_in,
 )
+from connector.textsafe import neutralise_cell
 
 __all__ = ["load_sla_rows", "parse_now", "render_table", "selected_accounts", "sla", "to_csv"]
 
@@ -104,12 +105,14 @@ def render_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
 
 
 def to_csv(rows: Iterable[dict[str, Any]], fields: Sequence[str]) -> str:
-    """CSV text with a header row (no trailing newline)."""
+    """CSV text with a header row (no trailing newline). Every cell is neutralised
+    (:func:`connector.textsafe.neutralise_cell`): a value that starts like a formula gets a
+    leading ``'``, control characters are escaped, numbers stay numbers."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(fields), lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: row.get(k) for k in fields})
+        writer.writerow({k: neutralise_cell(row.get(k)) for k in fields})
     return buf.getvalue().rstrip("\n")
 
 

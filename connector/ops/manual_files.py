@@ -17,6 +17,7 @@ import csv
 import io
 import os
 import re
+import stat
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,11 +29,14 @@ from typing import Any
 from connector.ci.schemas import ParsedRecord, RecordProblem, parse_record
 from connector.errors import ChannelError
 from connector.ledger import Ledger, OutboxRow
+from connector.ops.sheet_limits import SheetLimitError, SheetLimits, check_size, csv_rows, xlsx_rows
+from connector.textsafe import neutralise_cell
 
 __all__ = [
     "MANUAL_STATE",
     "ORDER_EXPORT_COLUMNS",
     "ORDER_EXPORT_REQUIRED",
+    "READ_LIMITS",
     "TRACKING_UPLOAD_COLUMNS",
     "UPLOADABLE_STATES",
     "ExportProblem",
@@ -120,8 +124,9 @@ MANUAL_STATE = "manual"
 """Outbox state of a row handed to the manual path (``files tracking-upload --mark-sent``):
 the API flush, which only sends pending/sending/retry rows, leaves it alone."""
 
-MAX_ROWS = 200_000
-"""Data rows read from one export before the rest is refused (a runaway file, not a shop)."""
+READ_LIMITS = SheetLimits()
+"""Bounds of one export read (bytes, unpacked bytes, rows, columns, cells, time): a file over
+one is refused whole, naming the limit (see :mod:`connector.ops.sheet_limits`)."""
 
 _CI_DATE_FORMAT = "%m/%d/%Y %I:%M%p UTC"
 _ID_COLUMNS = frozenset(
@@ -243,7 +248,9 @@ def write_tracking_upload(
     the informational ``sku`` column.
 
     CSV is UTF-8 with a header; XLSX has one sheet, a header row and every id as a text cell
-    (so Excel does not turn ``612004511`` into ``6.12E+08``). The file is replaced atomically.
+    (so Excel does not turn ``612004511`` into ``6.12E+08``). Every cell goes through
+    :func:`connector.textsafe.neutralise_cell` (no formula, no control character). The file
+    is replaced atomically.
 
     :raises ManualFileError: a row is not uploadable (see :func:`eligible_for_upload`), the
         format is unknown, or the file cannot be written.
@@ -349,12 +356,16 @@ def _export_cell(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def read_order_export(path: Path | str, fmt: str | None = None) -> OrderExportResult:
+def read_order_export(
+    path: Path | str, fmt: str | None = None, limits: SheetLimits = READ_LIMITS
+) -> OrderExportResult:
     """Read a CI order export (CSV or XLSX; ``fmt`` None = from the suffix, else sniffed).
 
     Every usable row becomes a :class:`ParsedRecord` through ``parse_record``; every other row
     an :class:`ExportProblem` with file, row and column. Blank rows are skipped and listed in
     ``blank_rows``. Never raises for bad content: an unreadable file is one problem on row 0.
+    A file over one of ``limits`` (size, unpacked size, declared dimension, rows, columns,
+    time) is one problem on row 0 naming the limit, and no record is returned from it.
     """
     path = Path(path)
     name = str(path)
@@ -363,7 +374,14 @@ def read_order_export(path: Path | str, fmt: str | None = None) -> OrderExportRe
         kind = fmt.lower() if fmt else _sniff_format(path)
         if kind not in ("csv", "xlsx"):
             raise _FileProblem(f"unknown format {kind!r}; use csv or xlsx")
-        rows = _read_csv_rows(path) if kind == "csv" else _read_xlsx_rows(path)
+        try:
+            info = path.stat()
+        except OSError as exc:
+            raise _FileProblem(f"cannot read the file: {exc.strerror or exc}") from None
+        if not stat.S_ISREG(info.st_mode):  # /dev/zero, a FIFO: no size to bound the read
+            raise _FileProblem("not a regular file")
+        check_size(info.st_size, limits)
+        rows = _read_csv_rows(path, limits) if kind == "csv" else _read_xlsx_rows(path, limits)
         header = next(rows, None)
         if header is None:
             raise _FileProblem("the file is empty (no header row)")
@@ -372,15 +390,13 @@ def read_order_export(path: Path | str, fmt: str | None = None) -> OrderExportRe
             return result
         seen: dict[int, int] = {}
         for number, cells in enumerate(rows, start=2):
-            if number - 1 > MAX_ROWS:
-                result.problems.append(
-                    ExportProblem(name, number, None, f"more than {MAX_ROWS} rows; rest not read")
-                )
-                break
             if all(_cell_text(c) == "" for c in cells):
                 result.blank_rows.append(number)
                 continue
             _read_row(name, number, cells, columns, seen, result)
+    except SheetLimitError as exc:
+        # Refused whole: a half-read runaway file is not a list of orders to act on.
+        return OrderExportResult(problems=[ExportProblem(name, 0, None, f"refused: {exc}")])
     except _FileProblem as exc:
         result.problems.append(ExportProblem(name, exc.row, exc.column, exc.reason))
     if not result.records and not result.problems:
@@ -406,45 +422,36 @@ def _sniff_format(path: Path) -> str:
     return "xlsx" if magic == b"PK\x03\x04" else "csv"
 
 
-def _read_csv_rows(path: Path) -> Iterator[Sequence[Any]]:
+def _read_csv_rows(path: Path, limits: SheetLimits) -> Iterator[Sequence[Any]]:
     try:
-        data = path.read_bytes()
+        with path.open("rb") as fh:
+            data = fh.read(limits.max_bytes + 1)  # it may have grown since the stat
     except OSError as exc:
         raise _FileProblem(f"cannot read the file: {exc.strerror or exc}") from None
+    check_size(len(data), limits)
     try:
         text = data.decode("utf-8-sig")  # Excel's "CSV UTF-8" starts with a BOM
     except UnicodeDecodeError as exc:
         raise _FileProblem(
             f"not UTF-8 text (byte {exc.start}); save the file as 'CSV UTF-8'"
         ) from None
+    del data
     first = text.split("\n", 1)[0]
     # Excel in many EU locales saves CSV with ';' as the separator.
     delimiter = ";" if first.count(";") > first.count(",") else ","
     try:
-        yield from csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+        yield from csv_rows(text, limits, delimiter=delimiter, strict=True)
     except csv.Error as exc:
         raise _FileProblem(f"not valid CSV: {exc}") from None
 
 
-def _read_xlsx_rows(path: Path) -> Iterator[Sequence[Any]]:
-    from openpyxl import load_workbook
-
+def _read_xlsx_rows(path: Path, limits: SheetLimits) -> Iterator[Sequence[Any]]:
     try:
-        workbook = load_workbook(path, read_only=True, data_only=True)
-    except Exception as exc:  # openpyxl raises many types for a corrupt or foreign file
+        yield from xlsx_rows(path, limits)
+    except (SheetLimitError, _FileProblem):
+        raise
+    except Exception as exc:  # openpyxl/zipfile raise many types for a corrupt or foreign file
         raise _FileProblem(f"not a readable .xlsx workbook: {type(exc).__name__}: {exc}") from None
-    try:
-        sheet = workbook.worksheets[0] if workbook.worksheets else None
-        if sheet is None:
-            raise _FileProblem("the workbook has no sheet")
-        try:
-            yield from sheet.iter_rows(values_only=True)
-        except _FileProblem:
-            raise
-        except Exception as exc:
-            raise _FileProblem(f"cannot read the sheet: {type(exc).__name__}: {exc}") from None
-    finally:
-        workbook.close()
 
 
 def _header_index(
@@ -665,9 +672,13 @@ def _write_table(
     path: Path,
     fmt: str,
     header: Sequence[str],
-    table: Sequence[Sequence[str]],
+    table: Sequence[Sequence[Any]],
 ) -> None:
-    """Write header + rows to ``path`` atomically (temp file in the same folder, then rename)."""
+    """Write header + rows to ``path`` atomically (temp file in the same folder, then rename).
+
+    Every cell is neutralised first: text that starts like a formula gets a leading ``'``,
+    control characters are escaped (openpyxl would refuse them mid-file)."""
+    table = [[neutralise_cell(cell) for cell in row] for row in table]
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
@@ -680,7 +691,7 @@ def _write_table(
                 buffer = io.StringIO(newline="")
                 writer = csv.writer(buffer, lineterminator="\r\n")
                 writer.writerow(header)
-                writer.writerows(table)
+                writer.writerows(["" if c is None else c for c in row] for row in table)
                 fh.write(buffer.getvalue().encode("utf-8"))
             else:
                 fh.write(_xlsx_bytes(header, table))
@@ -693,7 +704,7 @@ def _write_table(
         raise
 
 
-def _xlsx_bytes(header: Sequence[str], table: Sequence[Sequence[str]]) -> bytes:
+def _xlsx_bytes(header: Sequence[str], table: Sequence[Sequence[Any]]) -> bytes:
     from openpyxl import Workbook
 
     workbook = Workbook()
@@ -705,6 +716,8 @@ def _xlsx_bytes(header: Sequence[str], table: Sequence[Sequence[str]]) -> bytes:
         sheet.append(list(row))  # str values: text cells, so ids keep every digit
     for column in sheet.iter_cols(min_row=2):
         for cell in column:
+            if isinstance(cell.value, str):
+                cell.data_type = "s"  # a string cell, never a formula (whatever it starts with)
             cell.number_format = "@"  # "Text" format: Excel keeps edited ids as text too
     buffer = io.BytesIO()
     workbook.save(buffer)
