@@ -73,6 +73,8 @@ class AccountOptions:
     :ivar cutoff: local cut-off time ``HH:MM`` for the 1-business-day tracking deadline.
     :ivar timezone: IANA zone of the cut-off (Groupon's vendor article uses US Central).
     :ivar closures: extra non-business dates (ISO ``YYYY-MM-DD``), e.g. warehouse closures.
+    :ivar holiday_region: public holidays of a subdivision (``GB-ENG``, ``GB-SCT``, ``US-CA``)
+        instead of the country-wide ones; ``""`` = the account's region.
     """
 
     import_delay_minutes: int = 0
@@ -95,6 +97,7 @@ class AccountOptions:
     cutoff: str = "17:00"
     timezone: str = "America/Chicago"
     closures: tuple[str, ...] = ()
+    holiday_region: str = ""
 
 
 @dataclass(frozen=True, slots=True)

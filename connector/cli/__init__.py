@@ -1,11 +1,14 @@
 """``ci-connector``: the operator CLI. One module per command (group); loaded lazily.
 
-Exit codes: 0 ok, 1 problems found (or an operation failed), 2 usage error.
+Exit codes (:mod:`connector.cli.output`): 0 ok, 1 problems found (or an operation failed),
+2 usage error, 130 interrupted. Tables, ``--json``/``--format`` and exit codes come from
+:mod:`connector.cli.output`, the one output language of every command.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import enum
 import importlib
 import logging
@@ -19,6 +22,8 @@ import click
 
 from connector import __version__
 from connector.cli.context import CONFIG_ENV, DEFAULT_CONFIG, CliContext, say
+from connector.cli.output import EXIT_INTERRUPTED
+from connector.cli.output import render_table as _render_table
 from connector.secrets import install_log_redaction, redact
 
 if TYPE_CHECKING:
@@ -44,6 +49,14 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("demo", "connector.cli.demo", "demo"),
     ("reconcile", "connector.cli.reconcile", "reconcile"),
     ("files", "connector.cli.files", "files"),
+    ("init", "connector.cli.init_cmd", "init"),
+    ("orders", "connector.cli.lookup", "orders"),
+    ("lines", "connector.cli.lookup", "lines"),
+)
+
+INTERRUPTED_NOTE = (
+    "what was committed before Ctrl-C is kept (the ledger and the host database commit per "
+    "batch; nothing is half-applied); run the command again to go on"
 )
 
 
@@ -68,6 +81,26 @@ class LazyGroup(click.Group):
                 return _unavailable(cmd_name, module_name, TypeError(f"{attr} is not a command"))
             return command
         return super().get_command(ctx, cmd_name)
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        """As click's, plus "Did you mean ...?" for a mistyped command name (exit code 2)."""
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and self.get_command(ctx, name) is None:
+            close = difflib.get_close_matches(name, self.list_commands(ctx), n=2, cutoff=0.6)
+            hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            ctx.fail(f"No such command {name!r}.{hint} See '{ctx.command_path} --help'.")
+        return super().resolve_command(ctx, args)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Ctrl-C ends with exit code 130 and says what was kept, instead of "Aborted!" and 1."""
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            note = getattr(ctx.obj, "interrupt_note", None) or INTERRUPTED_NOTE
+            click.echo(f"\ninterrupted: {note}", err=True)
+            raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
 
 
 def _unavailable(name: str, module: str, exc: Exception) -> click.Command:
@@ -166,20 +199,5 @@ def to_jsonable(value: Any) -> Any:
 
 
 def render_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """A plain left-aligned text table (numbers right-aligned)."""
-    cells = [[("" if c is None else str(c)) for c in row] for row in rows]
-    widths = [len(h) for h in headers]
-    for row in cells:
-        for i, cell in enumerate(row):
-            widths[i] = max(widths[i], len(cell))
-
-    def fmt(row: Sequence[str], raw: Sequence[object] | None = None) -> str:
-        parts = []
-        for i, cell in enumerate(row):
-            numeric = raw is not None and isinstance(raw[i], int | float)
-            parts.append(cell.rjust(widths[i]) if numeric else cell.ljust(widths[i]))
-        return "  ".join(parts).rstrip()
-
-    lines = [fmt(list(headers)), fmt(["-" * w for w in widths])]
-    lines += [fmt(cells[i], rows[i]) for i in range(len(rows))]
-    return "\n".join(lines)
+    """The one table renderer (see :func:`connector.cli.output.render_table`)."""
+    return _render_table(headers, rows)

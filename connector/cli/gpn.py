@@ -228,6 +228,7 @@ def gpn() -> None:
     default="table",
     show_default=True,
 )
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
 @click.pass_obj
 def transactions(
     obj: CliContext,
@@ -241,6 +242,7 @@ def transactions(
     auth: str | None,
     overlap_hours: float,
     fmt: str,
+    as_json: bool = False,
 ) -> None:
     """List GPN transactions created or modified between --from and --to.
 
@@ -252,6 +254,7 @@ def transactions(
       ci-connector gpn transactions --from 2024-03-01 --to 2024-03-31 --type SALE
       ci-connector gpn transactions --from 2024-01-01 --summary --format json
     """
+    fmt = "json" if as_json else fmt
     settings = obj.config().gpn
     if settings is None:
         raise click.ClickException(
