@@ -35,6 +35,12 @@ def demo(obj: object, orders: int, as_json: bool, keep: Path | None) -> None:
       ci-connector demo --orders 200
       ci-connector demo --json | python -m json.tool
     """
+    from connector.testing.simulator import MissingExtraError, require_extras
+
+    try:
+        require_extras("socket", "ci-connector demo")
+    except MissingExtraError as exc:
+        raise click.ClickException(str(exc)) from None
     from connector.demo import run_demo
 
     verbose = getattr(obj, "verbose", 0)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import sys
+from typing import Any
 
 import click
 
 from connector.cli import open_facade, render_table, select_accounts
 from connector.cli.context import CliContext, emit_json, say
+from connector.cli.hints import explain
+from connector.cli.progress import sync_progress
 from connector.errors import ChannelError, ConfigError
-from connector.reference_host.host import HOST_DB_NAME, SYNC_STAGES, ReferenceHost, SyncReport
+from connector.reference_host.host import HOST_DB_NAME, ReferenceHost, SyncReport
 from connector.reference_host.store import HostStoreError
 from connector.secrets import redact
 
@@ -39,15 +41,18 @@ _COLUMNS = (
     help="Account to sync (its name in the config), or 'all'.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress display on stderr.")
 @click.pass_obj
-def sync(obj: CliContext, account_name: str, as_json: bool) -> None:
+def sync(obj: CliContext, account_name: str, as_json: bool, quiet: bool = False) -> None:
     """Import new orders into the reference host, then acknowledge what it stored.
 
     Per account, for each import batch while the plugin has more: import -> store (one
     transaction) -> mark exported -> record held lines and apply cancellations (then confirm
     them); then re-send shipments the host recorded but never handed over, and flush the
-    outbox. Retries of the CI client are summed up per reason. The reference host's database is
-    <data_dir>/reference-host.sqlite3. Exits 1 if any account failed.
+    outbox. Progress (pages, lines, orders, rate, ETA) and every retry are shown on stderr;
+    retries are summed up per reason. The reference host's database is
+    <data_dir>/reference-host.sqlite3. Exits 1 if any account failed (the message says which
+    setting to check), 130 on Ctrl-C (stored batches are kept and acknowledged).
 
     \b
     Example:
@@ -63,21 +68,31 @@ def sync(obj: CliContext, account_name: str, as_json: bool) -> None:
         host = ReferenceHost(config.data_dir / HOST_DB_NAME, facade)
     except HostStoreError as exc:
         raise click.ClickException(redact(str(exc))) from None
-    with host:
+    obj.interrupt_note = (
+        "every batch the host stored before Ctrl-C is kept and was acknowledged (or will be "
+        "re-acknowledged: the store is idempotent); run sync again to read the rest"
+    )
+    with host, sync_progress(enabled=not quiet) as progress:
         for account in accounts:
             try:
                 config.require_token(account.name)
             except ConfigError as exc:
                 failures.append({"account": account.name, "error": redact(str(exc))})
                 continue
-            with click.progressbar(
-                length=len(SYNC_STAGES), label=f"sync {account.name}", file=sys.stderr
-            ) as bar:
-                try:
-                    report = host.sync(account, progress=lambda _stage: bar.update(1))
-                except (ChannelError, HostStoreError) as exc:
-                    failures.append({"account": account.name, "error": redact(str(exc))})
-                    continue
+            if progress is not None:
+                opts = account.options
+                progress.start(account.name, opts.max_retries, opts.backoff_seconds)
+            try:
+                report = host.sync(account)
+            except ChannelError as exc:
+                cause = exc if exc.__cause__ is None else exc.__cause__
+                message = explain(cause if isinstance(cause, Exception) else exc, account,
+                                  config.path)  # fmt: skip
+                failures.append({"account": account.name, "error": message})
+                continue
+            except HostStoreError as exc:
+                failures.append({"account": account.name, "error": redact(str(exc))})
+                continue
             reports.append(report)
 
     ok = not failures and all(r.ok for r in reports)
@@ -98,7 +113,26 @@ def sync(obj: CliContext, account_name: str, as_json: bool) -> None:
                 say(f"{r.account}: retried {sum(r.transport_retries.values())} call(s): {why}")
             for error in r.errors:
                 say(f"{r.account}: {error}", err=True)
+            _print_waits(r.account, r.to_dict())
         for failure in failures:
             say(f"{failure['account']}: sync failed: {failure['error']}", err=True)
     if not ok:
         raise click.exceptions.Exit(1)
+
+
+def _print_waits(account: str, data: dict[str, Any]) -> None:
+    """Orders held back by ``import_delay_minutes``, with the time they will be released.
+
+    Reads the report's ``waiting`` entries (``{orderid, lines, until, reason}``) when the
+    importer provides them.
+    """
+    waiting = data.get("waiting") or []
+    if not waiting:
+        return
+    say(f"{account}: {len(waiting)} order(s) waiting for the import delay:")
+    say(
+        render_table(
+            ["order", "lines", "released at (UTC)", "why"],
+            [[w.get("orderid"), w.get("lines"), w.get("until"), w.get("reason")] for w in waiting],
+        )
+    )
