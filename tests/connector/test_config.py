@@ -54,7 +54,9 @@ def test_example_config_loads(tmp_path: Path) -> None:
 
 
 def test_example_uk_account_once_enabled(tmp_path: Path) -> None:
-    text = (REPO / "connector.example.toml").read_text().replace("enabled = false", "enabled = true")
+    text = (
+        (REPO / "connector.example.toml").read_text().replace("enabled = false", "enabled = true")
+    )
     env = {"GROUPON_US_TOKEN": "t-us-0001", "GROUPON_UK_TOKEN": "t-uk-0002"}
     cfg = load_config(write(tmp_path, text), env)
     uk = cfg.account("uk")
