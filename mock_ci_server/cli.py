@@ -150,6 +150,7 @@ def main(
         click.echo("try:")
         click.echo("  " + curl_example(url, account_id, account_token if generated else None))
         click.echo(f"control plane: {url}/_sim/state   openapi: {url}/_sim/openapi.json")
+        click.echo(f"connector:   ci-connector init --from-simulator {url}")
 
     try:
         run_forever(app, host, port, threads, on_ready=announce)

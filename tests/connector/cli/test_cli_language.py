@@ -215,3 +215,38 @@ def test_mappings_init_copies_the_shipped_csvs(tmp_path: Path) -> None:
     check = CliRunner().invoke(main, ["mappings", "check", "--dir", str(target), "--json"])
     assert check.exit_code == 0, check.output
     assert json.loads(check.stdout)["valid"] is True
+
+
+def test_sync_shows_each_503_retry_and_the_summary(tmp_path: Path) -> None:
+    with running_simulator("socket") as sim:
+        sim.seed(orders=3)
+        config = tmp_path / "connector.toml"
+        CliRunner().invoke(main, ["--config", str(config), "init", "--from-simulator", sim.url])
+        text = config.read_text().replace(
+            "[accounts.options]\n", "[accounts.options]\nmax_retries = 3\nbackoff_seconds = 0.01\n"
+        )
+        config.write_text(text)
+        sim.set_faults([{"method": "GET", "path": "/api/*/get_orders", "status": 503, "count": 2}])
+        result = CliRunner().invoke(
+            main, ["--config", str(config), "sync"], env={"GROUPON_US_TOKEN": sim.token}
+        )
+    assert result.exit_code == 0, result.output
+    assert "us-main: HTTP 503 from CI, retry 1/3" in result.output
+    assert "us-main: HTTP 503 from CI, retry 2/3" in result.output
+    assert "retried 2 call(s): 503 x2" in result.output
+
+
+def test_import_delay_waits_are_listed_with_their_release_time(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from connector.cli.sync import _print_waits
+
+    _print_waits(
+        "us-main",
+        {"waiting": [{"orderid": "1499000007", "lines": 2, "until": "2026-12-02T10:15:00+00:00",
+                      "reason": "import_delay_minutes = 15"}]},
+    )  # fmt: skip
+    out = capsys.readouterr().out
+    assert "us-main: 1 order(s) waiting for the import delay" in out
+    assert "1499000007" in out
+    assert "2026-12-02T10:15:00+00:00" in out
