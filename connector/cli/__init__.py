@@ -8,7 +8,6 @@ Exit codes (:mod:`connector.cli.output`): 0 ok, 1 problems found (or an operatio
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import enum
 import importlib
 import logging
@@ -22,7 +21,7 @@ import click
 
 from connector import __version__
 from connector.cli.context import CONFIG_ENV, DEFAULT_CONFIG, CliContext, say
-from connector.cli.output import EXIT_INTERRUPTED
+from connector.cli.output import EXIT_INTERRUPTED, SuggestingGroup
 from connector.cli.output import render_table as _render_table
 from connector.secrets import install_log_redaction, redact
 
@@ -60,7 +59,7 @@ INTERRUPTED_NOTE = (
 )
 
 
-class LazyGroup(click.Group):
+class LazyGroup(SuggestingGroup):
     """A group whose subcommands come from :data:`COMMANDS`, imported on first use."""
 
     def __init__(self, *args: Any, lazy: Sequence[tuple[str, str, str]], **kwargs: Any) -> None:
@@ -81,17 +80,6 @@ class LazyGroup(click.Group):
                 return _unavailable(cmd_name, module_name, TypeError(f"{attr} is not a command"))
             return command
         return super().get_command(ctx, cmd_name)
-
-    def resolve_command(
-        self, ctx: click.Context, args: list[str]
-    ) -> tuple[str | None, click.Command | None, list[str]]:
-        """As click's, plus "Did you mean ...?" for a mistyped command name (exit code 2)."""
-        name = args[0] if args else ""
-        if name and not name.startswith("-") and self.get_command(ctx, name) is None:
-            close = difflib.get_close_matches(name, self.list_commands(ctx), n=2, cutoff=0.6)
-            hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-            ctx.fail(f"No such command {name!r}.{hint} See '{ctx.command_path} --help'.")
-        return super().resolve_command(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
         """Ctrl-C ends with exit code 130 and says what was kept, instead of "Aborted!" and 1."""

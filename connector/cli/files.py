@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from connector.cli.context import CliContext, emit_json, say
+from connector.cli.output import SuggestingGroup
 from connector.errors import ConfigError, LedgerError
 from connector.ops.manual_files import (
     MANUAL_STATE,
@@ -42,7 +43,7 @@ _TABLE_HEADERS = (
 )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=SuggestingGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def files() -> None:
     """Work with CI's manual files: tracking upload (Import) and order export (Export).
 

@@ -13,6 +13,7 @@ import click
 
 from connector.cli import render_table
 from connector.cli.context import CliContext, say
+from connector.cli.output import SuggestingGroup
 from connector.config import GPN_TOKEN_KEY
 from connector.errors import ConfigError, GPNError
 from connector.gpn import GPNClient, Transaction, TransactionsResult
@@ -171,7 +172,7 @@ def _print_json(result: TransactionsResult, summary: bool, zone: tzinfo) -> None
     click.echo(redact(json.dumps(payload, indent=2, default=str)))
 
 
-@click.group("gpn")
+@click.group("gpn", cls=SuggestingGroup)
 def gpn() -> None:
     """Groupon Partner Network (GPN) Transaction API: affiliate sales, refunds, bonuses.
 

@@ -19,7 +19,13 @@ import click
 
 from connector.cli import select_accounts
 from connector.cli.context import CliContext, emit_json, say
-from connector.cli.output import output_options, problems_found, render_table, to_csv
+from connector.cli.output import (
+    SuggestingGroup,
+    output_options,
+    problems_found,
+    render_table,
+    to_csv,
+)
 from connector.errors import ChannelError, ConfigError, LedgerError
 from connector.ledger import ledger_path, open_ledger
 from connector.ledger.sqlite import LineRow
@@ -249,7 +255,7 @@ _LIVE = click.option(
 )
 
 
-@click.group()
+@click.group(cls=SuggestingGroup)
 def orders() -> None:
     """Look up imported orders: one order line by line, or a list of what was imported.
 

@@ -8,6 +8,7 @@ import click
 
 from connector.cli import render_table
 from connector.cli.context import CliContext, emit_json, say
+from connector.cli.output import SuggestingGroup
 from connector.config import ConnectorConfig
 from connector.errors import MappingError
 from connector.mappings import Mappings, default_mappings_dir, load_mappings, normalize_region
@@ -16,7 +17,7 @@ from connector.reference_host.store import HostStore, HostStoreError
 from connector.secrets import redact
 
 
-@click.group()
+@click.group(cls=SuggestingGroup)
 def mappings() -> None:
     """Work with the merchant-editable mapping CSVs (carriers, couriers, SKU aliases).
 

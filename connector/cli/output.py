@@ -47,6 +47,7 @@ __all__ = [
     "EXIT_OK",
     "EXIT_PROBLEMS",
     "EXIT_USAGE",
+    "SuggestingGroup",
     "money",
     "output_options",
     "problems_found",
@@ -78,6 +79,22 @@ _ACRONYMS = frozenset({"UTC", "CI", "SKU", "GPN", "ID", "ETA", "URL"})
 
 # Not a terminal: as wide as the table needs.
 _UNWRAPPED = 100_000
+
+
+class SuggestingGroup(click.Group):
+    """A click group whose "No such command" error suggests the closest names (exit 2)."""
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        import difflib
+
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and self.get_command(ctx, name) is None:
+            close = difflib.get_close_matches(name, self.list_commands(ctx), n=2, cutoff=0.6)
+            hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            ctx.fail(f"No such command {name!r}.{hint} See '{ctx.command_path} --help'.")
+        return super().resolve_command(ctx, args)
 
 
 def problems_found() -> NoReturn:

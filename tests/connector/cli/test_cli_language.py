@@ -250,3 +250,22 @@ def test_import_delay_waits_are_listed_with_their_release_time(
     assert "us-main: 1 order(s) waiting for the import delay" in out
     assert "1499000007" in out
     assert "2026-12-02T10:15:00+00:00" in out
+
+
+def _groups() -> list[tuple[str, click.Group]]:
+    found: list[tuple[str, click.Group]] = [("", main)]
+    ctx = click.Context(main)
+    for name in main.list_commands(ctx):
+        command = main.get_command(ctx, name)
+        if isinstance(command, click.Group):
+            found.append((name, command))
+    return found
+
+
+@pytest.mark.parametrize(("path", "group"), _groups(), ids=[p or "main" for p, _ in _groups()])
+def test_every_group_suggests_a_close_command(path: str, group: click.Group) -> None:
+    name = sorted(group.list_commands(click.Context(group)))[0]
+    typo = name[:-1] + ("x" if name[-1] != "x" else "y")
+    result = CliRunner().invoke(main, [*path.split(), typo])
+    assert result.exit_code == 2, result.output
+    assert f"Did you mean '{name}'" in result.output
