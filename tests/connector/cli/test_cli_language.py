@@ -269,3 +269,39 @@ def test_every_group_suggests_a_close_command(path: str, group: click.Group) -> 
     result = CliRunner().invoke(main, [*path.split(), typo])
     assert result.exit_code == 2, result.output
     assert f"Did you mean '{name}'" in result.output
+
+
+def test_the_example_config_runs_against_a_default_simulator(tmp_path: Path) -> None:
+    example = Path(__file__).resolve().parents[3] / "connector.example.toml"
+    text = example.read_text(encoding="utf-8")
+    assert 'base_url = "http://127.0.0.1:8000"' in text  # mock-ci-server's default address
+    with running_simulator("socket") as sim:  # supplier 90001, as by default; a free port
+        sim.seed(orders=20)
+        config = tmp_path / "connector.toml"
+        config.write_text(text.replace("http://127.0.0.1:8000", sim.url), encoding="utf-8")
+        env = {"GROUPON_US_TOKEN": sim.token}  # the disabled uk account needs none
+        result = CliRunner().invoke(main, ["--config", str(config), "sync", "--json"], env=env)
+        assert result.exit_code == 0, result.output
+        payload = json.loads(result.stdout)
+        assert [a["account"] for a in payload["accounts"]] == ["us-main"]
+        assert payload["failures"] == []
+        status = CliRunner().invoke(main, ["--config", str(config), "status", "--json"], env=env)
+        assert status.exit_code == 0, status.output
+
+
+def test_status_reports_broken_mappings_and_exits_1(tmp_path: Path) -> None:
+    maps = tmp_path / "maps"
+    CliRunner().invoke(main, ["mappings", "init", str(maps)])
+    (maps / "couriers.csv").write_text("region,courier,service,carrier_code\nUS,Acme,,nope\n")
+    config = tmp_path / "connector.toml"
+    config.write_text(
+        f'[connector]\nmappings_dir = "{maps}"\n[[accounts]]\nname = "us-main"\n'
+        'supplier_id = "90001"\ntoken_env = "GROUPON_US_TOKEN"\n',
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(main, ["--config", str(config), "status"])
+    assert result.exit_code == 1, result.output
+    assert "mappings: 1 problem(s)" in result.output
+    assert "couriers.csv:2" in result.output
+    as_json = CliRunner().invoke(main, ["--config", str(config), "status", "--json"])
+    assert json.loads(as_json.stdout)["accounts"][0]["mapping_problems"]
