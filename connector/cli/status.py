@@ -67,19 +67,6 @@ def _print_status(status: dict[str, Any]) -> None:
         say(f"mappings: {len(problems)} problem(s); imports and dispatch are held until fixed:")
         for problem in problems:
             say(f"  {problem}")
-    waiting = status.get("waiting") or []
-    if waiting:
-        # Orders younger than import_delay_minutes: not a problem, they are released later.
-        say(f"waiting for the import delay: {len(waiting)} order(s)")
-        say(
-            render_table(
-                ["order", "lines", "released at (UTC)", "why"],
-                [
-                    [w.get("orderid"), w.get("lines"), w.get("until"), w.get("reason")]
-                    for w in waiting
-                ],
-            )
-        )
     held = status["held"]
     say(f"held lines: {len(held)}")
     if held:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
 
 from connector.cli import open_facade, render_table, select_accounts
@@ -113,26 +111,7 @@ def sync(obj: CliContext, account_name: str, as_json: bool, quiet: bool = False)
                 say(f"{r.account}: retried {sum(r.transport_retries.values())} call(s): {why}")
             for error in r.errors:
                 say(f"{r.account}: {error}", err=True)
-            _print_waits(r.account, r.to_dict())
         for failure in failures:
             say(f"{failure['account']}: sync failed: {failure['error']}", err=True)
     if not ok:
         raise click.exceptions.Exit(1)
-
-
-def _print_waits(account: str, data: dict[str, Any]) -> None:
-    """Orders held back by ``import_delay_minutes``, with the time they will be released.
-
-    Reads the report's ``waiting`` entries (``{orderid, lines, until, reason}``) when the
-    importer provides them.
-    """
-    waiting = data.get("waiting") or []
-    if not waiting:
-        return
-    say(f"{account}: {len(waiting)} order(s) waiting for the import delay:")
-    say(
-        render_table(
-            ["order", "lines", "released at (UTC)", "why"],
-            [[w.get("orderid"), w.get("lines"), w.get("until"), w.get("reason")] for w in waiting],
-        )
-    )

@@ -236,22 +236,6 @@ def test_sync_shows_each_503_retry_and_the_summary(tmp_path: Path) -> None:
     assert "retried 2 call(s): 503 x2" in result.output
 
 
-def test_import_delay_waits_are_listed_with_their_release_time(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    from connector.cli.sync import _print_waits
-
-    _print_waits(
-        "us-main",
-        {"waiting": [{"orderid": "1499000007", "lines": 2, "until": "2026-12-02T10:15:00+00:00",
-                      "reason": "import_delay_minutes = 15"}]},
-    )  # fmt: skip
-    out = capsys.readouterr().out
-    assert "us-main: 1 order(s) waiting for the import delay" in out
-    assert "1499000007" in out
-    assert "2026-12-02T10:15:00+00:00" in out
-
-
 def _groups() -> list[tuple[str, click.Group]]:
     found: list[tuple[str, click.Group]] = [("", main)]
     ctx = click.Context(main)
