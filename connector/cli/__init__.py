@@ -124,7 +124,7 @@ def main(ctx: click.Context, config_path: Path, verbose: int) -> None:
     \b
     Example:
       export GROUPON_US_TOKEN=...        # the config names the variable, never the token
-      ci-connector --config connector.toml sync --account us
+      ci-connector --config connector.toml sync --account us-main
       ci-connector status --json
     """
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG

@@ -58,6 +58,11 @@ COMMANDS: list[list[str]] = [
     ["files", "tracking-upload", "--account", "us", "--out", "{tmp}/upload.csv"],
     ["gpn", "transactions", "--from", "2026-11-01", "--to", "2026-11-20"],
     ["gpn", "transactions", "--from", "2026-11-01", "--to", "2026-11-20", "--auth", "sec1"],
+    ["orders", "list"],
+    ["orders", "show", "1499000001", "--ci"],
+    ["lines", "612000001", "--ci", "--json"],
+    ["mappings", "check", "--json"],
+    ["threshold", "--json"],
 ]
 
 
@@ -97,6 +102,8 @@ def test_canary_absent_on_success_paths(
             "wrong-token",
         ),
         (["gpn", "transactions", "--from", "2026-11-01", "--to", "2026-11-20"], "ci-down"),
+        (["orders", "show", "1499000001", "--ci"], "wrong-token"),
+        (["lines", "612000001", "--ci"], "ci-down"),
     ],
 )
 def test_canary_absent_on_error_paths(
