@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -67,14 +68,16 @@ class SyncProgress(logging.Handler):
         self.last_status: int | None = None
         self.remaining: int | None = None
         self.figures[account] = {"pages": 0, "of": 0, "lines": 0, "orders": 0}
+        self.started = time.monotonic()
         self.tasks[account] = self.progress.add_task(self._label(account), total=None)
 
     def _label(self, account: str) -> str:
         f = self.figures[account]
         pages = f"page {f['pages']}/{f['of']}" if f["of"] else "starting"
+        elapsed = max(time.monotonic() - self.started, 1e-6)
         return (
-            f"{printable(account)}: {pages} · {f['lines']:,} lines read · {f['orders']:,} orders "
-            "handed to the host"
+            f"{printable(account)}: {pages} · {f['lines']:,} lines read "
+            f"({f['lines'] / elapsed:,.0f}/s) · {f['orders']:,} orders handed to the host"
         )
 
     def emit(self, record: logging.LogRecord) -> None:
