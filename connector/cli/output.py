@@ -50,6 +50,7 @@ __all__ = [
     "SuggestingGroup",
     "money",
     "output_options",
+    "prints_no_data",
     "problems_found",
     "render_table",
     "table_width",
@@ -95,6 +96,16 @@ class SuggestingGroup(click.Group):
             hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
             ctx.fail(f"No such command {name!r}.{hint} See '{ctx.command_path} --help'.")
         return super().resolve_command(ctx, args)
+
+
+C = TypeVar("C", bound=click.Command)
+
+
+def prints_no_data(command: C) -> C:
+    """Mark a command that prints no data (a server, a worker loop): the CLI test then does not
+    ask it for ``--json``. Put it above ``@click.command``."""
+    command.prints_no_data = True  # type: ignore[attr-defined]
+    return command
 
 
 def problems_found() -> NoReturn:

@@ -18,9 +18,6 @@ from connector.testing.simulator import running_simulator
 
 DOCS = Path(__file__).resolve().parents[3] / "docs" / "operations.md"
 
-# Commands that print no data (nothing a machine would parse): the only ones without --json.
-NO_DATA: frozenset[str] = frozenset()
-
 
 def leaf_commands() -> Iterator[tuple[str, click.Command]]:
     """Every runnable command of the CLI, as 'group sub' paths (generic: new ones are seen)."""
@@ -53,7 +50,7 @@ def test_the_enumeration_sees_every_command() -> None:
 
 @pytest.mark.parametrize(("path", "command"), ALL, ids=[p for p, _ in ALL])
 def test_every_data_command_speaks_json(path: str, command: click.Command) -> None:
-    if path in NO_DATA:
+    if getattr(command, "prints_no_data", False):  # @prints_no_data: a server, a worker loop
         pytest.skip("prints no data")
     options = {opt for param in command.params for opt in getattr(param, "opts", [])}
     assert "--json" in options or "--format" in options, f"{path}: no --json"
@@ -289,3 +286,15 @@ def test_status_reports_broken_mappings_and_exits_1(tmp_path: Path) -> None:
     assert "couriers.csv:2" in result.output
     as_json = CliRunner().invoke(main, ["--config", str(config), "status", "--json"])
     assert json.loads(as_json.stdout)["accounts"][0]["mapping_problems"]
+
+
+def test_prints_no_data_marks_a_command_for_the_enumeration() -> None:
+    from connector.cli.output import prints_no_data
+
+    @prints_no_data
+    @click.command()
+    def serve() -> None:
+        """Serve until Ctrl-C."""
+
+    assert getattr(serve, "prints_no_data", False) is True
+    assert not any(getattr(c, "prints_no_data", False) for _, c in ALL)  # none today
