@@ -78,6 +78,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 # Kept in capitals when a header is lowercased.
 _ACRONYMS = frozenset({"UTC", "CI", "SKU", "GPN", "ID", "ETA", "URL"})
 
+# Cells up to this long are never wrapped (ids, states, dates); longer text wraps first.
+_SHORT = 16
+
 # Not a terminal: as wide as the table needs.
 _UNWRAPPED = 100_000
 
@@ -153,10 +156,12 @@ def render_table(
     for index, header in enumerate(headers):
         values = [row[index] for row in materialised if index < len(row) and row[index] is not None]
         numeric = bool(values) and all(_is_number(v) for v in values)
+        # Short values (ids, states, dates) stay on one line; long text (reasons) wraps.
+        short = max((len(printable(v)) for v in values), default=0) <= _SHORT
         table.add_column(
             Text(_header(header)),
             justify="right" if numeric else "left",
-            no_wrap=numeric,
+            no_wrap=numeric or short,
             overflow="fold",
         )
     for row in materialised:
