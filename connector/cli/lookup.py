@@ -19,6 +19,7 @@ import click
 
 from connector.cli import select_accounts
 from connector.cli.context import CliContext, emit_json, say
+from connector.cli.hints import explain
 from connector.cli.output import (
     SuggestingGroup,
     output_options,
@@ -224,7 +225,8 @@ def _show(
                 dates = {r.orderid: r.order_date for r in rows if r.order_date is not None}
                 _read_ci(account, found, dates)
         except (LedgerError, ChannelError, ConfigError) as exc:
-            raise click.ClickException(f"account {account.name!r}: {redact(str(exc))}") from None
+            why = explain(exc, account, config.path) if isinstance(exc, ChannelError) else exc
+            raise click.ClickException(f"account {account.name!r}: {redact(str(why))}") from None
         views.extend(found)
     if output == "json":
         emit_json({"found": bool(views), "lines": [v.to_dict() for v in views]})

@@ -298,3 +298,21 @@ def test_prints_no_data_marks_a_command_for_the_enumeration() -> None:
 
     assert getattr(serve, "prints_no_data", False) is True
     assert not any(getattr(c, "prints_no_data", False) for _, c in ALL)  # none today
+
+
+def test_reconcile_and_lookups_say_what_to_check_when_ci_is_down(tmp_path: Path) -> None:
+    with running_simulator("socket") as sim:
+        sim.seed(orders=2)
+        config = tmp_path / "connector.toml"
+        CliRunner().invoke(main, ["--config", str(config), "init", "--from-simulator", sim.url])
+        env = {"GROUPON_US_TOKEN": sim.token}
+        CliRunner().invoke(main, ["--config", str(config), "sync"], env=env)
+    # The simulator is gone: nothing answers at base_url any more.
+    text = config.read_text().replace(
+        "[accounts.options]\n", "[accounts.options]\nmax_retries = 1\nbackoff_seconds = 0.01\n"
+    )
+    config.write_text(text)
+    for args in (["reconcile"], ["orders", "show", "1499000001", "--ci"]):
+        result = CliRunner().invoke(main, ["--config", str(config), *args], env=env)
+        assert result.exit_code == 1, (args, result.output)
+        assert "Check base_url of account 'us-main'" in result.output, args
