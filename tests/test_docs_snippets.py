@@ -146,7 +146,8 @@ class Session:
 
 
 def start_simulator(session: Session, command: str) -> str:
-    args = shlex.split(command.split("#", 1)[0])
+    expanded = re.sub(r"\$(\w+)", lambda v: session.env.get(v[1], ""), command.split("#", 1)[0])
+    args = shlex.split(expanded)
     args[0] = str(BIN / args[0])
     server = subprocess.Popen(
         args,
