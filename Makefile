@@ -12,7 +12,7 @@ UV_VERSION := uv>=0.4
 UV := $(BIN)/uv
 INSTALL = $(BIN)/python -m pip install --quiet -c $(LOCK) -e '$(1)'
 
-.PHONY: help setup demo test lint typecheck pytest bench crash load clean lock
+.PHONY: help setup demo test lint typecheck pytest bench crash load clean
 
 help:
 	@echo "make demo    set up .venv, then run the end-to-end demo on the embedded simulator"
@@ -40,6 +40,7 @@ setup: $(STAMP)
 demo: $(DEMO_STAMP)
 	$(BIN)/ci-connector demo
 
+.PHONY: lock
 lock: | $(BIN)/python
 	$(BIN)/python -m pip install --quiet '$(UV_VERSION)'
 	$(UV) pip compile pyproject.toml --extra dev --python-version 3.11 --quiet -o $(LOCK)
