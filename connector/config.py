@@ -362,12 +362,6 @@ class _Loader:
         base_url = self.string(raw, "base_url", label) or DEFAULT_BASE_URL
         if not re.match(r"^https?://[^\s/]+", base_url):
             self.problem(f"{label} key 'base_url'", "must start with https:// (or http://)")
-        subdivision = _SUBDIVISION.match(region.strip().upper())
-        holiday_region = ""
-        if subdivision:
-            # "GB-ENG": the carrier list of GB (UK), the public holidays of England.
-            holiday_region = self.holiday_region(region.strip().upper(), label, "region")
-            region = subdivision.group(1)
         if channel == GROUPON:
             region = self.groupon_region(region, mappings_dir, label)
             if api_version not in API_VERSIONS:
@@ -378,8 +372,12 @@ class _Loader:
         token = self.secret_from_env(raw, label, name or label)
         options = self.options(raw.get("options", {}), label, validate_values=channel == GROUPON)
 
-        if options is not None and holiday_region and not options.holiday_region:
-            options = dataclasses.replace(options, holiday_region=holiday_region)
+        subdivision = _SUBDIVISION.match(str(raw.get("region", "")).strip().upper())
+        if subdivision and options is not None:
+            # "GB-ENG": the carrier list of GB (UK) above, the public holidays of England here.
+            code = self.holiday_region(subdivision.group(0), label, "region")
+            if not options.holiday_region:
+                options = dataclasses.replace(options, holiday_region=code)
         if options is not None and options.holiday_region:
             self.holiday_region(options.holiday_region, label, "options.holiday_region")
         if (
@@ -411,7 +409,9 @@ class _Loader:
         return self.string(raw, "supplier_id", label, required=True)
 
     def groupon_region(self, region: str, mappings_dir: Path | None, label: str) -> str:
-        key = normalize_region(region)
+        subdivision = _SUBDIVISION.match(region.strip().upper())
+        # "GB-ENG" / "US-CA": the country's carrier list; the subdivision only picks holidays.
+        key = normalize_region(subdivision.group(1) if subdivision else region)
         if not _REGION.match(key):
             self.problem(
                 f"{label} key 'region'",

@@ -21,7 +21,7 @@ import click
 
 from connector import __version__
 from connector.cli.context import CONFIG_ENV, DEFAULT_CONFIG, CliContext, say
-from connector.cli.output import EXIT_INTERRUPTED, SuggestingGroup
+from connector.cli.output import EXIT_INTERRUPTED, INTERRUPTED_NOTE, SuggestingGroup
 from connector.cli.output import render_table as _render_table
 from connector.secrets import install_log_redaction, redact
 
@@ -51,11 +51,6 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("init", "connector.cli.init_cmd", "init"),
     ("orders", "connector.cli.lookup", "orders"),
     ("lines", "connector.cli.lookup", "lines"),
-)
-
-INTERRUPTED_NOTE = (
-    "what was committed before Ctrl-C is kept (the ledger and the host database commit per "
-    "batch; nothing is half-applied); run the command again to go on"
 )
 
 

@@ -47,6 +47,7 @@ __all__ = [
     "EXIT_OK",
     "EXIT_PROBLEMS",
     "EXIT_USAGE",
+    "INTERRUPTED_NOTE",
     "SuggestingGroup",
     "money",
     "output_options",
@@ -72,6 +73,12 @@ EXIT_CODES: Mapping[int, str] = {
     EXIT_INTERRUPTED: "interrupted (Ctrl-C): what was committed before is kept; run it again",
 }
 """The documented exit codes (docs/operations.md, "Exit codes"); a test enumerates the CLI."""
+
+INTERRUPTED_NOTE = (
+    "what was committed before Ctrl-C is kept (the ledger and the host database commit per "
+    "batch; nothing is half-applied); run the command again to go on"
+)
+"""Said on exit 130 unless the command set ``CliContext.interrupt_note``."""
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -38,6 +38,7 @@ def _account_status(facade: ChannelFacade, account: Account) -> dict[str, Any]:
         ledger.close()
     return {
         "account": account.name,
+        "mapping_problems": _mapping_problems(account),
         "held": [to_jsonable(h) for h in held],
         "pending_outbox": [
             {
@@ -53,7 +54,6 @@ def _account_status(facade: ChannelFacade, account: Account) -> dict[str, Any]:
             for row in pending
         ],
         "summary": to_jsonable(summary),
-        "mapping_problems": _mapping_problems(account),
     }
 
 
