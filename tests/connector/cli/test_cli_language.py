@@ -316,3 +316,33 @@ def test_reconcile_and_lookups_say_what_to_check_when_ci_is_down(tmp_path: Path)
         result = CliRunner().invoke(main, ["--config", str(config), *args], env=env)
         assert result.exit_code == 1, (args, result.output)
         assert "Check base_url of account 'us-main'" in result.output, args
+
+
+def test_progress_counts_pages_lines_and_orders_from_the_plugin_events() -> None:
+    import logging
+
+    from rich.progress import Progress
+
+    from connector.cli.progress import SyncProgress
+    from connector.progress import PROGRESS_LOGGER
+
+    handler = SyncProgress(Progress(disable=True))
+    handler.start("us-main")
+
+    def page(number: int, pages: int, records: int) -> logging.LogRecord:
+        record = logging.LogRecord(PROGRESS_LOGGER, logging.DEBUG, __file__, 1, "page", (), None)
+        record.ci_progress = {"event": "page", "page": number, "pages": pages, "records": records}
+        return record
+
+    for number in (1, 2, 3):
+        handler.emit(page(number, 3, 250))
+    batch = logging.LogRecord(
+        "connector.plugin", logging.INFO, __file__, 1,
+        "account %s: %d order(s), %d held, %d cancellation(s)", ("us-main", 120, 0, 0), None,
+    )  # fmt: skip
+    handler.emit(batch)
+    assert handler.figures["us-main"] == {"pages": 3, "of": 3, "lines": 750, "orders": 120}
+    task = handler.progress.tasks[0]
+    assert (task.completed, task.total) == (3, 3)
+    assert "page 3/3" in task.description
+    assert "750 lines read" in task.description

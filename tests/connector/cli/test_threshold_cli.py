@@ -154,3 +154,12 @@ def test_cap_reached_is_said_even_before_a_suspension_is_recorded(
     capped = run(make_obj(tmp_path), "--now", NOW)
     assert capped.exit_code == 1, capped.output  # exit 1: problems found (the cap)
     assert "CAP REACHED (Groupon suspends at the cap)" in capped.output
+
+
+def test_uk_account_shows_pounds_not_dollars(tmp_path: Path) -> None:
+    acct = Account("uk1", "groupon", "SUP2", Secret(TOKEN), region="UK", data_dir=tmp_path)
+    config = ConnectorConfig(path=None, data_dir=tmp_path, mappings_dir=None, accounts=(acct,))
+    obj = CliContext(config_path=tmp_path / "none.toml", _config=config)
+    result = run(obj, "--now", NOW)
+    assert "£850.00/£1,000.00" in result.output
+    assert "$" not in result.output
