@@ -74,6 +74,7 @@ ACCOUNT_KEYS = (
     "token_env",
     "token_file",
     "options",
+    "enabled",
 )
 GPN_KEYS = ("client_id", "token_env", "token_file", "base_url", "auth")
 GROUPON = "groupon"
@@ -86,6 +87,8 @@ _LITERAL_REFUSAL = (
 )
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _REGION = re.compile(r"^[A-Z]{2}$")
+# A subdivision for public holidays: GB-ENG, GB-SCT, GB-WLS, GB-NIR, US-CA, ...
+_SUBDIVISION = re.compile(r"^([A-Z]{2})-([A-Z0-9]{1,3})$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _CUTOFF = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
 _UUID = re.compile(r"^[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$")
@@ -129,6 +132,8 @@ class ConnectorConfig:
     accounts: tuple[Account, ...]
     gpn: GpnSettings | None = None
     missing_tokens: Mapping[str, str] = field(default_factory=dict)
+    disabled: tuple[str, ...] = ()
+    """Names of accounts written with ``enabled = false``: left out of :attr:`accounts`."""
 
     def require_token(self, name: str) -> None:
         """Raise if the token of account ``name`` (or of ``[gpn]`` for
@@ -153,6 +158,11 @@ class ConnectorConfig:
                 return account
         known = ", ".join(repr(a.name) for a in self.accounts) or "none"
         where = f"{self.path}: " if self.path else ""
+        if name in self.disabled:
+            raise ConfigError(
+                f"{where}account {name!r} is disabled (enabled = false); set enabled = true "
+                "once its token variable is exported"
+            )
         raise ConfigError(f"{where}no account named {name!r} (known accounts: {known})")
 
 
@@ -388,18 +398,33 @@ class _Loader:
         if not raw_accounts:
             self.problem("[[accounts]]", "no accounts configured; add at least one [[accounts]]")
         accounts: list[Account] = []
+        disabled: list[str] = []
         first_index: dict[str, int] = {}
         for index, raw in enumerate(raw_accounts, start=1):
             account = self.account(index, raw, data_dir, mappings_dir, first_index)
-            if account is not None:
-                accounts.append(account)
+            if account is None:
+                continue
+            if raw.get("enabled", True) is False:
+                # Validated like any account, then left out: its token need not be set yet.
+                disabled.append(account.name)
+                self.missing_tokens.pop(account.name, None)
+                continue
+            accounts.append(account)
+        if raw_accounts and not accounts and disabled and not self.problems:
+            self.problem("[[accounts]]", "every account has enabled = false; enable one")
 
         gpn = None
         if "gpn" in data:
             gpn = self.gpn(data["gpn"])
         self.raise_if_any()
         return ConnectorConfig(
-            self.path, data_dir, mappings_dir, tuple(accounts), gpn, dict(self.missing_tokens)
+            self.path,
+            data_dir,
+            mappings_dir,
+            tuple(accounts),
+            gpn,
+            dict(self.missing_tokens),
+            tuple(disabled),
         )
 
     def account(
@@ -440,6 +465,9 @@ class _Loader:
             else:
                 first_index[folded] = index
 
+        enabled = raw.get("enabled", True)
+        if not isinstance(enabled, bool):
+            self.problem(f"{label} key 'enabled'", f"must be true or false, not {_type(enabled)}")
         channel = self.string(raw, "channel", label) or GROUPON
         supplier_id = self.supplier_id(raw, label)
         region = self.string(raw, "region", label) or "US"
@@ -458,6 +486,14 @@ class _Loader:
         token = self.secret(raw, label, name or label)
         options = self.options(raw.get("options", {}), label, validate_values=channel == GROUPON)
 
+        subdivision = _SUBDIVISION.match(str(raw.get("region", "")).strip().upper())
+        if subdivision and options is not None:
+            # "GB-ENG": the carrier list of GB (UK) above, the public holidays of England here.
+            code = self.holiday_region(subdivision.group(0), label, "region")
+            if not options.holiday_region:
+                options = dataclasses.replace(options, holiday_region=code)
+        if options is not None and options.holiday_region:
+            self.holiday_region(options.holiday_region, label, "options.holiday_region")
         if (
             len(self.problems) > before
             or name is None
@@ -508,7 +544,9 @@ class _Loader:
         return self.string(raw, "supplier_id", label, required=True)
 
     def groupon_region(self, region: str, mappings_dir: Path | None, label: str) -> str:
-        key = normalize_region(region)
+        subdivision = _SUBDIVISION.match(region.strip().upper())
+        # "GB-ENG" / "US-CA": the country's carrier list; the subdivision only picks holidays.
+        key = normalize_region(subdivision.group(1) if subdivision else region)
         if not _REGION.match(key):
             self.problem(
                 f"{label} key 'region'",
@@ -524,6 +562,21 @@ class _Loader:
                 f"is missing; regions with a list: {', '.join(known) or 'none'})",
             )
         return key
+
+    def holiday_region(self, code: str, label: str, key: str) -> str:
+        """A holiday subdivision the ``holidays`` package knows, e.g. GB-ENG or US-CA."""
+        from connector.ops.businessdays import BusinessCalendar
+
+        try:
+            BusinessCalendar(code)
+        except ConfigError:
+            country = code.partition("-")[0]
+            self.problem(
+                f"{label} key {key!r}",
+                f"{code!r} is not a known holiday region; use a country code (US, GB) or a "
+                f"subdivision such as GB-ENG, GB-SCT, GB-WLS, GB-NIR or US-CA ({country}-...)",
+            )
+        return code
 
     def options(self, raw: Any, label: str, *, validate_values: bool) -> AccountOptions | None:
         where = f"{label} [accounts.options]"

@@ -63,11 +63,23 @@ def run_demo(
     workdir = keep_dir or Path(tempfile.mkdtemp(prefix="ci-connector-demo-"))
     if (workdir / "mappings").exists():
         shutil.rmtree(workdir / "mappings")  # a kept folder starts from the shipped mappings
+    try:
+        _run(orders, tell, result, workdir, keep_dir is not None)
+    finally:
+        if keep_dir is None:
+            # Ledger, host database and mappings of a throw-away run: nothing to keep.
+            shutil.rmtree(workdir, ignore_errors=True)
+    return result
 
+
+def _run(
+    orders: int, tell: Callable[[str], None], result: DemoResult, workdir: Path, kept: bool
+) -> None:
     with running_simulator("socket") as sim:
         state = sim.state
         state.clock.freeze()
         supplier_id = sim.supplier_id
+        tell(f"0. Simulator on {sim.url}: seeding {orders} orders ...")
         seeded = sim.seed(
             orders=orders,
             seed=7,
@@ -176,12 +188,15 @@ def run_demo(
             "duplicates": duplicates,
             "cancellations_reported": fourth.cancellations,
             "cancellation_conflicts": fourth.cancellation_conflicts,
-            "workdir": str(workdir),
+            "workdir": str(workdir) if kept else None,
         }
         result.figures = figures
         tell(
             f"8. Result: {figures['orders_imported']} of {orders_seeded} orders in the host, "
             f"{exported} of {len(sim_lines)} lines exported in CI, {duplicates} duplicates. "
-            f"Files are in {workdir}."
+            + (
+                f"Files are in {workdir}."
+                if kept
+                else "The temporary folder is removed; --keep DIR keeps the files."
+            )
         )
-    return result

@@ -43,6 +43,7 @@ from connector.models import (
     StoredOrder,
     WaitingLine,
 )
+from connector.progress import announce_pages
 
 __all__ = [
     "CANCELLED_STATUSES",
@@ -200,8 +201,10 @@ class Importer:
     def _pages(self, window: tuple[datetime, datetime] | None) -> Iterable[OrdersPageLike]:
         pages = getattr(self.client, "iter_pages", None)
         if pages is not None:
-            return cast("Iterable[OrdersPageLike]", pages(window))
-        return self.client.fetch_all(window)
+            read = cast("Iterable[OrdersPageLike]", pages(window))
+        else:
+            read = self.client.fetch_all(window)
+        return announce_pages(read, self.account.name, window)  # progress for a front end
 
     def _fetch_and_stage(self, now: datetime) -> None:
         """Read every page of this round and stage it page by page (one transaction each).

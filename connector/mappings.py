@@ -10,7 +10,8 @@ The files live in one folder (``mappings/`` in the repository, shipped in the wh
 People edit these by hand, so :func:`load_mappings` validates everything and reports *every*
 problem at once (file, physical line, column, what to do) in one :class:`MappingError`;
 nothing is applied from a folder with any problem. Tolerated quietly: a UTF-8 BOM, blank lines,
-``#`` comment lines, whitespace around values, standard CSV quoting.
+``#`` comment lines, whitespace around values, standard CSV quoting, and ``;`` instead of ``,``
+between values (Excel's "CSV" in locales with a decimal comma) when the header says so.
 """
 
 from __future__ import annotations
@@ -347,6 +348,7 @@ def _read_rows(
         return
     raw = raw.removeprefix(_BOM)
     header_seen = False
+    delimiter = ","  # Excel saves ';' in locales whose decimal mark is ',': accepted too
     for number, chunk in enumerate(raw.split(b"\n"), start=1):
         try:
             line = chunk.decode("utf-8")
@@ -364,7 +366,9 @@ def _read_rows(
         line = line.removesuffix("\r")
         if not line.strip() or line.lstrip().startswith("#"):
             continue
-        fields = _split(path, number, line, problems)
+        if not header_seen:
+            delimiter = _sniff_delimiter(line, header)
+        fields = _split(path, number, line, problems, delimiter)
         if fields is None:
             continue
         if not header_seen:
@@ -396,9 +400,20 @@ def _read_rows(
         )
 
 
-def _split(path: Path, number: int, line: str, problems: list[MappingProblem]) -> list[str] | None:
+def _sniff_delimiter(header_line: str, header: tuple[str, ...]) -> str:
+    """``;`` when the header line is the expected header separated by semicolons (a CSV saved
+    by Excel in a locale whose list separator is ';'), else ``,``."""
+    if ";" not in header_line or "," in header_line:
+        return ","
+    names = tuple(f.strip().strip('"').lower() for f in header_line.split(";"))
+    return ";" if names == header else ","
+
+
+def _split(
+    path: Path, number: int, line: str, problems: list[MappingProblem], delimiter: str = ","
+) -> list[str] | None:
     try:
-        fields = next(csv.reader([line], strict=True))
+        fields = next(csv.reader([line], delimiter=delimiter, strict=True))
     except csv.Error as exc:
         problems.append(
             MappingProblem(path, number, "", f"malformed quoting ({exc}); quote whole values only")
@@ -430,6 +445,17 @@ def _check_header(
     if tuple(normal) == want:
         return True
     exact = ",".join(want)
+    if len(got) == 1 and ";" in got[0]:
+        problems.append(
+            MappingProblem(
+                path,
+                number,
+                "",
+                f"the header {got[0]!r} is separated by ';' but is not {';'.join(want)}; "
+                f"fix the column names (';' or ',' separators both work): {exact}",
+            )
+        )
+        return False
     before = len(problems)
     if len(normal) == len(want) + 1 and normal[-1] == "" and tuple(normal[:-1]) == want:
         problems.append(MappingProblem(path, number, "", "trailing comma after the header"))

@@ -77,6 +77,8 @@ class AccountOptions:
     :ivar max_retries: transport retries per call (429, 5xx, connection errors).
     :ivar backoff_seconds: base of the exponential backoff between retries.
     :ivar merchant_level: Groupon merchant level 1-5 (sales-threshold guard).
+    :ivar holiday_region: public holidays of a subdivision (``GB-ENG``, ``GB-SCT``, ``US-CA``)
+        instead of the country-wide ones; ``""`` = the account's region.
     :ivar cutoff: local cut-off time ``HH:MM`` for the 1-business-day tracking deadline.
     :ivar timezone: IANA zone of the cut-off (Groupon's vendor article uses US Central).
     :ivar closures: extra non-business dates (ISO ``YYYY-MM-DD``), e.g. warehouse closures.
@@ -117,6 +119,7 @@ class AccountOptions:
     max_retries: int = 5
     backoff_seconds: float = 0.5
     merchant_level: int = 1
+    holiday_region: str = ""
     cutoff: str = "17:00"
     timezone: str = "America/Chicago"
     closures: tuple[str, ...] = ()

@@ -324,6 +324,7 @@ def main(
         elif not from_env:
             click.echo(f"  # export {token_env}=<the token you passed with --token>")
         click.echo(f"control plane: {url}/_sim/state   openapi: {url}/_sim/openapi.json")
+        click.echo(f"connector:   ci-connector init --from-simulator {url}")
 
     try:
         run_forever(app, host, port, threads, on_ready=announce)

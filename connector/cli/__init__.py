@@ -1,6 +1,8 @@
 """``ci-connector``: the operator CLI. One module per command (group); loaded lazily.
 
-Exit codes: 0 ok, 1 problems found (or an operation failed), 2 usage error.
+Exit codes (:mod:`connector.cli.output`): 0 ok, 1 problems found (or an operation failed),
+2 usage error, 130 interrupted. Tables, ``--json``/``--format`` and exit codes come from
+:mod:`connector.cli.output`, the one output language of every command.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import click
 
 from connector import __version__
 from connector.cli.context import CONFIG_ENV, DEFAULT_CONFIG, CliContext, say
+from connector.cli.output import EXIT_INTERRUPTED, INTERRUPTED_NOTE, SuggestingGroup
+from connector.cli.output import render_table as _render_table
 from connector.runtime.identity import OPERATOR, acting_as
 from connector.secrets import install_log_redaction, redact
 
@@ -50,10 +54,13 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("run", "connector.cli.run", "run"),
     ("prune", "connector.cli.prune", "prune"),
     ("hand-over", "connector.cli.hand_over", "hand_over"),
+    ("init", "connector.cli.init_cmd", "init"),
+    ("orders", "connector.cli.lookup", "orders"),
+    ("lines", "connector.cli.lookup", "lines"),
 )
 
 
-class LazyGroup(click.Group):
+class LazyGroup(SuggestingGroup):
     """A group whose subcommands come from :data:`COMMANDS`, imported on first use."""
 
     def __init__(self, *args: Any, lazy: Sequence[tuple[str, str, str]], **kwargs: Any) -> None:
@@ -74,6 +81,15 @@ class LazyGroup(click.Group):
                 return _unavailable(cmd_name, module_name, TypeError(f"{attr} is not a command"))
             return command
         return super().get_command(ctx, cmd_name)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Ctrl-C ends with exit code 130 and says what was kept, instead of "Aborted!" and 1."""
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            note = getattr(ctx.obj, "interrupt_note", None) or INTERRUPTED_NOTE
+            click.echo(f"\ninterrupted: {note}", err=True)
+            raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
 
 
 def _unavailable(name: str, module: str, exc: Exception) -> click.Command:
@@ -109,7 +125,7 @@ def main(ctx: click.Context, config_path: Path, verbose: int) -> None:
     \b
     Example:
       export GROUPON_US_TOKEN=...        # the config names the variable, never the token
-      ci-connector --config connector.toml sync --account us
+      ci-connector --config connector.toml sync --account us-main
       ci-connector status --json
     """
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
@@ -175,20 +191,5 @@ def to_jsonable(value: Any) -> Any:
 
 
 def render_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """A plain left-aligned text table (numbers right-aligned)."""
-    cells = [[("" if c is None else str(c)) for c in row] for row in rows]
-    widths = [len(h) for h in headers]
-    for row in cells:
-        for i, cell in enumerate(row):
-            widths[i] = max(widths[i], len(cell))
-
-    def fmt(row: Sequence[str], raw: Sequence[object] | None = None) -> str:
-        parts = []
-        for i, cell in enumerate(row):
-            numeric = raw is not None and isinstance(raw[i], int | float)
-            parts.append(cell.rjust(widths[i]) if numeric else cell.ljust(widths[i]))
-        return "  ".join(parts).rstrip()
-
-    lines = [fmt(list(headers)), fmt(["-" * w for w in widths])]
-    lines += [fmt(cells[i], rows[i]) for i in range(len(rows))]
-    return "\n".join(lines)
+    """The one table renderer (see :func:`connector.cli.output.render_table`)."""
+    return _render_table(headers, rows)

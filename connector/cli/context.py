@@ -24,6 +24,8 @@ class CliContext:
 
     config_path: Path = DEFAULT_CONFIG
     verbose: int = 0
+    # What a Ctrl-C keeps, said on exit 130; a long-running command sets a precise one.
+    interrupt_note: str | None = None
     _config: ConnectorConfig | None = field(default=None, repr=False)
 
     def config(self) -> ConnectorConfig:

@@ -35,19 +35,32 @@ def demo(obj: object, orders: int, as_json: bool, keep: Path | None) -> None:
       ci-connector demo --orders 200
       ci-connector demo --json | python -m json.tool
     """
+    from connector.testing.simulator import MissingExtraError, require_extras
+
+    try:
+        require_extras("socket", "ci-connector demo")
+    except MissingExtraError as exc:
+        raise click.ClickException(str(exc)) from None
     from connector.demo import run_demo
 
     verbose = getattr(obj, "verbose", 0)
     if not verbose:
         # The story below already says what the plugin's warnings would (e.g. a rejection).
         logging.getLogger("connector").setLevel(logging.ERROR)
-    result = run_demo(orders, echo=None if as_json else say, keep_dir=keep)
+    from connector.cli.progress import sync_progress
+
+    with sync_progress(enabled=not as_json) as progress:
+        if progress is not None:
+            progress.start("demo-us", max_retries=2, backoff=0.1)  # the demo account's values
+        result = run_demo(orders, echo=None if as_json else say, keep_dir=keep)
     figures = result.figures
     if as_json:
         emit_json(figures)
     else:
         say("")
         say("Summary: " + ", ".join(f"{k}={v}" for k, v in figures.items() if k != "workdir"))
+        if keep is None:
+            say("(the demo's temporary folder was removed; --keep DIR keeps its files)")
     ok = figures["duplicates"] == 0 and figures["orders_imported"] == figures["orders_seeded"]
     if not ok:
         raise SystemExit(1)

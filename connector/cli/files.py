@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from connector.cli.context import CliContext, emit_json, say
+from connector.cli.output import SuggestingGroup
 from connector.errors import ConfigError, LedgerError
 from connector.ops.manual_files import (
     MANUAL_STATE,
@@ -43,7 +44,7 @@ _TABLE_HEADERS = (
 )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=SuggestingGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def files() -> None:
     """Work with CI's manual files: tracking upload (Import) and order export (Export).
 
@@ -84,9 +85,15 @@ def _format_for(out: Path, fmt: str | None) -> str:
     help=f"Mark the rows as handed to the manual path (outbox state '{MANUAL_STATE}') so the "
     "API flush does not send them too.",
 )
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 @click.pass_obj
 def tracking_upload(
-    obj: CliContext, account_name: str, out: Path, fmt: str | None, mark_sent: bool
+    obj: CliContext,
+    account_name: str,
+    out: Path,
+    fmt: str | None,
+    mark_sent: bool,
+    as_json: bool = False,
 ) -> None:
     """Write CI's Import -> Tracking Numbers file from the account's outbox.
 
@@ -112,6 +119,9 @@ def tracking_upload(
     try:
         rows = eligible_for_upload(ledger.outbox_rows(states=UPLOADABLE_STATES))
         if not rows:
+            if as_json:
+                emit_json({"account": account.name, "path": None, "rows": 0, "marked": 0})
+                return
             say(f"account {account.name}: no pending tracking rows to write; {out} not written")
             return
         lines = ledger.get_lines((r.ci_lineitemid for r in rows), light=True)  # only the SKU
@@ -141,6 +151,13 @@ def tracking_upload(
         raise click.ClickException(redact(str(exc))) from None
     finally:
         ledger.close()
+    if as_json:
+        marked = count if mark_sent else 0
+        emit_json(
+            {"account": account.name, "path": str(out), "format": kind, "rows": count,
+             "marked": marked}
+        )  # fmt: skip
+        return
     say(f"account {account.name}: wrote {count} tracking row(s) to {out} ({kind})")
     if mark_sent:
         say(f"marked {count} outbox row(s) '{MANUAL_STATE}': the API flush will not send them")
@@ -170,7 +187,8 @@ def tracking_upload(
     default=None,
     help="Read FILE as this format (default: from the suffix, else sniffed).",
 )
-def read_orders(file: Path, output: str, file_format: str | None) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
+def read_orders(file: Path, output: str, file_format: str | None, as_json: bool = False) -> None:
     """Show what a CI order export (Export -> Orders, CSV or XLSX) would import, and every
     problem with its row and column. Exit code 1 when there are problems.
 
@@ -179,6 +197,7 @@ def read_orders(file: Path, output: str, file_format: str | None) -> None:
       ci-connector files read-orders orders.xlsx
       ci-connector files read-orders orders.csv --format json
     """
+    output = "json" if as_json else output
     result = read_order_export(file, file_format)
     if output == "json":
         emit_json(_as_json(file, result))

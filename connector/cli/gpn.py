@@ -13,6 +13,7 @@ import click
 
 from connector.cli import render_table
 from connector.cli.context import CliContext, say
+from connector.cli.output import SuggestingGroup
 from connector.config import GPN_TOKEN_KEY
 from connector.errors import ConfigError, GPNError
 from connector.gpn import GPNClient, Transaction, TransactionsResult
@@ -173,7 +174,7 @@ def _print_json(result: TransactionsResult, summary: bool, zone: tzinfo) -> None
     click.echo(redact(json.dumps(payload, indent=2, default=str)))
 
 
-@click.group("gpn")
+@click.group("gpn", cls=SuggestingGroup)
 def gpn() -> None:
     """Groupon Partner Network (GPN) Transaction API: affiliate sales, refunds, bonuses.
 
@@ -230,6 +231,7 @@ def gpn() -> None:
     default="table",
     show_default=True,
 )
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
 @click.pass_obj
 def transactions(
     obj: CliContext,
@@ -243,6 +245,7 @@ def transactions(
     auth: str | None,
     overlap_hours: float,
     fmt: str,
+    as_json: bool = False,
 ) -> None:
     """List GPN transactions created or modified between --from and --to.
 
@@ -254,6 +257,7 @@ def transactions(
       ci-connector gpn transactions --from 2024-03-01 --to 2024-03-31 --type SALE
       ci-connector gpn transactions --from 2024-01-01 --summary --format json
     """
+    fmt = "json" if as_json else fmt
     settings = obj.config().gpn
     if settings is None:
         raise click.ClickException(

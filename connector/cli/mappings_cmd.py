@@ -7,7 +7,8 @@ from pathlib import Path
 import click
 
 from connector.cli import render_table
-from connector.cli.context import CliContext, say
+from connector.cli.context import CliContext, emit_json, say
+from connector.cli.output import SuggestingGroup
 from connector.config import ConnectorConfig
 from connector.errors import MappingError
 from connector.mappings import Mappings, default_mappings_dir, load_mappings, normalize_region
@@ -16,7 +17,7 @@ from connector.reference_host.store import HostStore, HostStoreError
 from connector.secrets import redact
 
 
-@click.group()
+@click.group(cls=SuggestingGroup)
 def mappings() -> None:
     """Work with the merchant-editable mapping CSVs (carriers, couriers, SKU aliases).
 
@@ -91,9 +92,14 @@ def _couriers_to_check(
     metavar="CC",
     help="Region(s) to check couriers for (default: the configured accounts' regions).",
 )
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 @click.pass_obj
 def check(
-    obj: CliContext, directory: Path | None, couriers: str | None, regions: tuple[str, ...]
+    obj: CliContext,
+    directory: Path | None,
+    couriers: str | None,
+    regions: tuple[str, ...],
+    as_json: bool = False,
 ) -> None:
     """Validate every mapping CSV and list host couriers without a carrier code per region.
 
@@ -112,11 +118,44 @@ def check(
     try:
         table = load_mappings(directory)
     except MappingError as exc:
+        if as_json:
+            emit_json(
+                {
+                    "directory": str(directory),
+                    "valid": False,
+                    "problems": [str(p) for p in exc.problems],
+                    "unmapped": {},
+                }
+            )
+            raise click.exceptions.Exit(1) from None
         for problem in exc.problems:
             say(str(problem))
         say(f"{len(exc.problems)} problem(s) in {directory}", err=True)
         raise click.exceptions.Exit(1) from None
 
+    if as_json:
+        to_check = _couriers_to_check(couriers, regions, config, table)
+        unmapped = {
+            region: (table.unmapped_couriers(region, names) if region in table.regions else names)
+            for region, names in sorted(to_check.items())
+        }
+        emit_json(
+            {
+                "directory": str(directory),
+                "valid": True,
+                "problems": [],
+                "regions": [
+                    {"region": s.region, "approved_codes": s.approved_codes,
+                     "courier_rows": s.courier_rows, "carriers_file": str(s.carriers_file)}
+                    for s in table.summaries()
+                ],
+                "sku_aliases": len(table.aliases),
+                "unmapped": unmapped,
+            }
+        )  # fmt: skip
+        if any(unmapped.values()):
+            raise click.exceptions.Exit(1)
+        return
     say(f"mappings in {directory}: valid")
     summaries = table.summaries()
     if summaries:
@@ -146,3 +185,47 @@ def check(
             say(f"{region}: all {len(names)} courier(s) mapped")
     if unmapped_total:
         raise click.exceptions.Exit(1)
+
+
+@mappings.command("init")
+@click.argument(
+    "directory", required=False, type=click.Path(path_type=Path, file_okay=False), default=None
+)
+@click.option("--force", is_flag=True, help="Overwrite files that already exist in DIRECTORY.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+def init_mappings(directory: Path | None, force: bool, as_json: bool) -> None:
+    """Copy the shipped mapping CSVs into DIRECTORY (default ./mappings) to edit them.
+
+    An installed wheel keeps its mappings inside site-packages, where edits are lost on the
+    next upgrade. Copy them once, then point the config at the copy:
+    [connector] mappings_dir = "mappings". Existing files are kept unless --force.
+
+    \b
+    Example:
+      ci-connector mappings init ./mappings
+      ci-connector mappings check --dir ./mappings
+    """
+    import shutil
+
+    target = directory or Path("mappings")
+    source = default_mappings_dir()
+    copied: list[str] = []
+    kept: list[str] = []
+    for path in sorted(source.rglob("*")):
+        if not path.is_file() or path.suffix.lower() not in (".csv", ".md"):
+            continue
+        relative = path.relative_to(source)
+        dest = target / relative
+        if dest.exists() and not force:
+            kept.append(str(relative))
+            continue
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, dest)
+        copied.append(str(relative))
+    if as_json:
+        emit_json({"directory": str(target), "copied": copied, "kept": kept})
+        return
+    say(f"copied {len(copied)} file(s) from {source} to {target}")
+    if kept:
+        say(f"kept {len(kept)} existing file(s) (use --force to overwrite): {', '.join(kept)}")
+    say(f'next: set mappings_dir = "{target}" in the [connector] table of your config')

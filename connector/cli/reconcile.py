@@ -8,6 +8,7 @@ import click
 
 from connector.cli import render_table, select_accounts
 from connector.cli.context import CliContext, emit_json, say
+from connector.cli.hints import explain
 from connector.errors import ChannelError, ConfigError
 from connector.ops.reconcile import (
     CHECKS,
@@ -143,7 +144,10 @@ def reconcile(
                     )
                 )
             except ChannelError as exc:
-                failures.append({"account": account.name, "error": redact(str(exc))})
+                # Which setting to check (base_url, token variable, supplier id), not urllib3.
+                failures.append(
+                    {"account": account.name, "error": explain(exc, account, config.path)}
+                )
             finally:
                 client.close()
                 ledger.close()

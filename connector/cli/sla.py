@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from connector.cli.context import CliContext, emit_json, say
+from connector.cli.output import problems_found
 from connector.errors import ConfigError, LedgerError
 from connector.models import Account
 from connector.ops.businessdays import calendar_for_account
@@ -90,18 +91,10 @@ def selected_accounts(obj: CliContext, name: str | None) -> list[Account]:
 
 
 def render_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    """Left-aligned columns separated by two spaces; the last column is not padded."""
-    body = [["" if v is None else str(v) for v in row] for row in rows]
-    widths = [len(h) for h in headers]
-    for row in body:
-        for i, cell in enumerate(row):
-            widths[i] = max(widths[i], len(cell))
+    """The CLI's one table renderer (kept here for callers that import it from sla)."""
+    from connector.cli.output import render_table as render
 
-    def line(cells: Sequence[str]) -> str:
-        padded = [c.ljust(widths[i]) for i, c in enumerate(cells[:-1])]
-        return "  ".join([*padded, cells[-1]]).rstrip()
-
-    return "\n".join([line(list(headers)), *(line(r) for r in body)])
+    return render(headers, rows)
 
 
 def to_csv(rows: Iterable[dict[str, Any]], fields: Sequence[str]) -> str:
@@ -125,6 +118,7 @@ shipped ones after 14. States: on_time, due_today, overdue, auto_cancel_soon, sh
 cancelled. Carrier movement (within 3 business days) and cycle time (order to delivered,
 at most 6 days on average) come from the scans and deliveries the host reports; once it
 reports any, a line still without a scan after 3 business days has late movement.
+With --at-risk the exit code is 1 when any line is at risk.
 
 \b
 Example:
@@ -158,6 +152,7 @@ Example:
     show_default=True,
     help="Business days before auto-cancel that count as at risk.",
 )
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
 @click.pass_obj
 def sla(
     obj: CliContext,
@@ -167,7 +162,9 @@ def sla(
     show_all: bool,
     only_at_risk: bool,
     within: int,
+    as_json: bool = False,
 ) -> None:
+    fmt = "json" if as_json else fmt
     now = parse_now(now_text)
     report: list[dict[str, Any]] = []
     table_rows: list[list[Any]] = []
@@ -214,6 +211,8 @@ def sla(
         say(to_csv((line for acc in report for line in acc["lines"]), _CSV_FIELDS))
     else:
         _print_table(now, report, table_rows)
+    if only_at_risk and any(acc["at_risk"] for acc in report):
+        problems_found()  # exit 1: lines at risk are problems for the operator
 
 
 def _table_row(s: SlaStatus, tz: Any) -> list[Any]:

@@ -17,6 +17,19 @@ from connector.reference_host.facade import ChannelFacade
 from connector.secrets import redact
 
 
+def _mapping_problems(account: Account) -> list[str]:
+    """Every problem of the account's mapping folder (a broken file holds every import and
+    dispatch), empty when the mappings load."""
+    from connector.errors import MappingError
+    from connector.mappings import load_mappings
+
+    try:
+        load_mappings(account.mappings_dir)
+    except MappingError as exc:
+        return [str(p) for p in exc.problems]
+    return []
+
+
 def _account_status(facade: ChannelFacade, account: Account) -> dict[str, Any]:
     held: list[HeldLine] = facade.held_lines(account=account)
     ledger = open_ledger(account)
@@ -28,6 +41,7 @@ def _account_status(facade: ChannelFacade, account: Account) -> dict[str, Any]:
         ledger.close()
     return {
         "account": account.name,
+        "mapping_problems": _mapping_problems(account),
         "held": [to_jsonable(h) for h in held],
         "pending_outbox": [
             {
@@ -61,6 +75,11 @@ def _print_status(status: dict[str, Any]) -> None:
     lines = status["summary"].get("lines", {})
     counts = ", ".join(f"{k} {v}" for k, v in lines.items() if v) or "no lines yet"
     say(f"== {name}: {counts}")
+    problems = status.get("mapping_problems") or []
+    if problems:
+        say(f"mappings: {len(problems)} problem(s); imports and dispatch are held until fixed:")
+        for problem in problems:
+            say(f"  {problem}")
     held = status["held"]
     say(f"held lines: {len(held)}")
     if held:
@@ -118,7 +137,8 @@ def status(obj: CliContext, account_name: str, as_json: bool) -> None:
     """Show held lines (with the reason and fix) and the pending outbox per account.
 
     Held lines come from the channel plugin (oms_held_lines); the outbox and line counts
-    from the account's ledger. Exits 1 when any line is held or an account failed.
+    from the account's ledger; broken mapping files are listed with their file and line.
+    Exits 1 when any line is held, a mapping file is broken or an account failed.
 
     \b
     Example:
@@ -136,7 +156,8 @@ def status(obj: CliContext, account_name: str, as_json: bool) -> None:
         except ChannelError as exc:
             failures.append({"account": account.name, "error": redact(str(exc))})
     held_total = sum(len(s["held"]) for s in statuses)
-    ok = not failures and held_total == 0
+    broken = any(s["mapping_problems"] for s in statuses)
+    ok = not failures and held_total == 0 and not broken
     if as_json:
         emit_json({"ok": ok, "accounts": statuses, "failures": failures})
     else:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
 
 from connector.cli import open_facade, render_table, select_accounts
 from connector.cli.context import CliContext, emit_json, say
+from connector.cli.hints import explain
+from connector.cli.progress import sync_progress
 from connector.errors import ChannelError, ConfigError
-from connector.reference_host.host import HOST_DB_NAME, SYNC_STAGES, ReferenceHost, SyncReport
+from connector.reference_host.host import HOST_DB_NAME, ReferenceHost, SyncReport
 from connector.reference_host.store import HostStoreError
 from connector.runtime.identity import REFERENCE_HOST, acting_as
 from connector.secrets import redact
@@ -55,15 +55,18 @@ def _say_waiting(report: SyncReport) -> None:
     help="Account to sync (its name in the config), or 'all'.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress display on stderr.")
 @click.pass_obj
-def sync(obj: CliContext, account_name: str, as_json: bool) -> None:
+def sync(obj: CliContext, account_name: str, as_json: bool, quiet: bool = False) -> None:
     """Import new orders into the reference host, then acknowledge what it stored.
 
     Per account, for each import batch while the plugin has more: import -> store (one
     transaction) -> mark exported -> record held lines and apply cancellations (then confirm
     them); then re-send shipments the host recorded but never handed over, and flush the
-    outbox. Retries of the CI client are summed up per reason. The reference host's database is
-    <data_dir>/reference-host.sqlite3. Exits 1 if any account failed.
+    outbox. Progress (pages, lines, orders, rate, ETA) and every retry are shown on stderr;
+    retries are summed up per reason. The reference host's database is
+    <data_dir>/reference-host.sqlite3. Exits 1 if any account failed (the message says which
+    setting to check), 130 on Ctrl-C (stored batches are kept and acknowledged).
 
     \b
     Example:
@@ -79,22 +82,32 @@ def sync(obj: CliContext, account_name: str, as_json: bool) -> None:
         host = ReferenceHost(config.data_dir / HOST_DB_NAME, facade)
     except HostStoreError as exc:
         raise click.ClickException(redact(str(exc))) from None
+    obj.interrupt_note = (
+        "every batch the host stored before Ctrl-C is kept and was acknowledged (or will be "
+        "re-acknowledged: the store is idempotent); run sync again to read the rest"
+    )
     # Acting as the reference host: a ledger a real host OMS works refuses this command.
-    with host, acting_as(REFERENCE_HOST):
+    with host, acting_as(REFERENCE_HOST), sync_progress(enabled=not quiet) as progress:
         for account in accounts:
             try:
                 config.require_token(account.name)
             except ConfigError as exc:
                 failures.append({"account": account.name, "error": redact(str(exc))})
                 continue
-            with click.progressbar(
-                length=len(SYNC_STAGES), label=f"sync {account.name}", file=sys.stderr
-            ) as bar:
-                try:
-                    report = host.sync(account, progress=lambda _stage: bar.update(1))
-                except (ChannelError, HostStoreError) as exc:
-                    failures.append({"account": account.name, "error": redact(str(exc))})
-                    continue
+            if progress is not None:
+                opts = account.options
+                progress.start(account.name, opts.max_retries, opts.backoff_seconds)
+            try:
+                report = host.sync(account)
+            except ChannelError as exc:
+                cause = exc if exc.__cause__ is None else exc.__cause__
+                message = explain(cause if isinstance(cause, Exception) else exc, account,
+                                  config.path)  # fmt: skip
+                failures.append({"account": account.name, "error": message})
+                continue
+            except HostStoreError as exc:
+                failures.append({"account": account.name, "error": redact(str(exc))})
+                continue
             reports.append(report)
 
     ok = not failures and all(r.ok for r in reports)

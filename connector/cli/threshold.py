@@ -10,6 +10,7 @@ import click
 
 from connector.cli import sla as sla_cli
 from connector.cli.context import CliContext, emit_json, say
+from connector.cli.output import money, problems_found
 from connector.errors import LedgerError
 from connector.models import Account
 from connector.ops.sla import parse_datetime
@@ -96,6 +97,8 @@ Caps per 30-day cycle: level 1 100 units or $1,000; level 2 200 / $5,000; level 
 account for a review. The cycle restarts at the first unit sold, at a suspension and at an
 unsuspension (give those with --event). While suspended, the report also shows how far the
 account is from an expedited review (all orders delivered, all tickets resolved).
+Amounts are shown in the account region's currency. Exit code 1 when a cap is reached or an
+account is suspended.
 
 \b
 Example:
@@ -136,6 +139,7 @@ Example:
     default="table",
     show_default=True,
 )
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
 @click.pass_obj
 def threshold(
     obj: CliContext,
@@ -146,7 +150,9 @@ def threshold(
     event_items: tuple[str, ...],
     open_tickets: int | None,
     fmt: str,
+    as_json: bool = False,
 ) -> None:
+    fmt = "json" if as_json else fmt
     warn_at = parse_warn(warn_text)
     events = parse_events(event_items)
     now = sla_cli.parse_now(now_text)
@@ -190,6 +196,8 @@ def threshold(
         say(sla_cli.to_csv((_flat(acct, rep) for acct, rep, _ in results), _CSV_FIELDS))
     else:
         _print_table(results)
+    if any(rep.cap_reached or rep.suspended for _, rep, _ in results):
+        problems_found()  # exit 1: a cap reached (or a suspension) is a problem found
 
 
 def _flat(account: Account, report: ThresholdReport) -> dict[str, Any]:
@@ -208,8 +216,9 @@ def _status(report: ThresholdReport) -> str:
     return "active"
 
 
-def _money(value: Any) -> str:
-    return "-" if value is None else f"${value:,.2f}"
+def _money(value: Any, region: str = "US") -> str:
+    """An amount in the account's currency ($ for US, £ for UK, € for the euro regions)."""
+    return money(value, region)
 
 
 def _share(value: float | None) -> str:
@@ -235,7 +244,7 @@ def _print_table(results: list[tuple[Account, ThresholdReport, ReviewReadiness |
             else f"{rep.cycle_start:%Y-%m-%d %H:%M} .. {rep.cycle_end:%Y-%m-%d %H:%M}"
         )
         units_cap = "uncapped" if rep.max_units is None else f"{rep.max_units:,}"
-        sales_cap = "uncapped" if rep.max_sales is None else _money(rep.max_sales)
+        sales_cap = "uncapped" if rep.max_sales is None else _money(rep.max_sales, account.region)
         projected = "-"
         if rep.projected_cap_at is not None:
             projected = f"{rep.projected_cap_at:%Y-%m-%d %H:%M}"
@@ -249,7 +258,7 @@ def _print_table(results: list[tuple[Account, ThresholdReport, ReviewReadiness |
                 rep.level,
                 cycle,
                 f"{rep.units:,}/{units_cap}{_share(rep.units_share)}",
-                f"{_money(rep.sales)}/{sales_cap}{_share(rep.sales_share)}",
+                f"{_money(rep.sales, account.region)}/{sales_cap}{_share(rep.sales_share)}",
                 ", ".join(f"{w.measure}>={w.fraction:.0%}" for w in rep.warnings) or "-",
                 projected,
                 _status(rep),

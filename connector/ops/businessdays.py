@@ -228,7 +228,8 @@ def calendar_for_account(account: Account) -> tuple[BusinessCalendar, time, Zone
     """
     opts = account.options
     try:
-        calendar = BusinessCalendar(account.region, parse_closures(opts.closures))
+        region = opts.holiday_region or account.region  # GB-ENG etc.: a subdivision's holidays
+        calendar = BusinessCalendar(region, parse_closures(opts.closures))
         return calendar, parse_cutoff(opts.cutoff), parse_timezone(opts.timezone)
     except ConfigError as exc:
         raise ConfigError(f"account {account.name!r}: {exc}") from None

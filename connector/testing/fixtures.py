@@ -21,7 +21,13 @@ import pytest
 
 from connector.models import Account
 from connector.reference_host.facade import ChannelFacade
-from connector.testing.simulator import SimulatorHandle, make_account, running_simulator
+from connector.testing.simulator import (
+    MissingExtraError,
+    SimulatorHandle,
+    make_account,
+    require_extras,
+    running_simulator,
+)
 
 __all__ = [
     "groupon_account",
@@ -36,6 +42,7 @@ __all__ = [
 def groupon_simulator() -> Iterator[SimulatorHandle]:
     """A fresh CI simulator on ``127.0.0.1`` (free port) with one US account (no orders yet:
     call ``.seed(orders=N, ...)``)."""
+    _require("socket")
     with running_simulator("socket") as sim:
         yield sim
 
@@ -44,8 +51,17 @@ def groupon_simulator() -> Iterator[SimulatorHandle]:
 def groupon_simulator_in_process() -> Iterator[SimulatorHandle]:
     """The same simulator reached without a socket: ``requests`` calls are routed into the
     app for the duration of the test."""
+    _require("in_process")
     with running_simulator("in_process") as sim:
         yield sim
+
+
+def _require(transport: str) -> None:
+    """Fail the test with a clear message (not an ImportError trace) when an extra is missing."""
+    try:
+        require_extras(transport, "the groupon_simulator fixtures")
+    except MissingExtraError as exc:
+        pytest.fail(str(exc), pytrace=False)
 
 
 @pytest.fixture

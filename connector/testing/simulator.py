@@ -6,6 +6,7 @@ This module (with :mod:`connector.demo`) is the only part of :mod:`connector` th
 
 from __future__ import annotations
 
+import importlib.util
 import secrets
 import shutil
 import string
@@ -19,10 +20,44 @@ from connector.mappings import default_mappings_dir
 from connector.models import Account, AccountOptions
 from connector.secrets import Secret
 
-__all__ = ["SimulatorHandle", "Transport", "make_account", "running_simulator"]
+__all__ = [
+    "MissingExtraError",
+    "SimulatorHandle",
+    "Transport",
+    "make_account",
+    "require_extras",
+    "running_simulator",
+]
 
 Transport = Literal["socket", "in_process"]
 IN_PROCESS_URL = "http://ci-simulator.invalid"
+
+
+class MissingExtraError(ImportError):
+    """The simulator (or its in-process transport) needs packages of an optional extra."""
+
+
+# transport -> modules it imports; which extra brings them
+_NEEDS: dict[str, tuple[str, ...]] = {
+    "socket": ("flask", "waitress"),
+    "in_process": ("flask", "responses"),
+}
+
+
+def require_extras(transport: str = "socket", purpose: str = "the CI simulator") -> None:
+    """Raise :class:`MissingExtraError` naming the extra to install when a module is missing.
+
+    The connector installs without the simulator's web stack; ``ci-connector demo`` and the
+    pytest fixtures need the ``simulator`` / ``testing`` extras.
+    """
+    missing = [m for m in _NEEDS.get(transport, ()) if importlib.util.find_spec(m) is None]
+    if missing:
+        extra = "testing" if "responses" in missing else "simulator"
+        raise MissingExtraError(
+            f"{purpose} needs {', '.join(missing)}, which the connector does not install by "
+            f"itself: pip install 'groupon-ci-connector[{extra}]' (or [testing] for the "
+            "pytest fixtures, [dev] for development)"
+        )
 
 
 def _token() -> str:
@@ -86,6 +121,7 @@ def running_simulator(
     ``socket`` serves on ``127.0.0.1`` at a free port (waitress); ``in_process`` patches
     ``requests`` through ``responses`` for as long as the block runs.
     """
+    require_extras(transport)
     from mock_ci_server.app import create_app
     from mock_ci_server.state import SimState
 

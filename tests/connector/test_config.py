@@ -33,20 +33,37 @@ def write(tmp_path: Path, text: str, name: str = "connector.toml") -> Path:
 def test_example_config_loads(tmp_path: Path) -> None:
     path = tmp_path / "connector.example.toml"
     shutil.copy(REPO / "connector.example.toml", path)
-    cfg = load_config(path, {"GROUPON_US_TOKEN": "t-us-0001", "GROUPON_UK_TOKEN": "t-uk-0002"})
-    assert [a.name for a in cfg.accounts] == ["us", "uk"]
-    us, uk = cfg.accounts
+    # Only the US token: the disabled UK account must not make the config (or "all") fail.
+    cfg = load_config(path, {"GROUPON_US_TOKEN": "t-us-0001"})
+    assert [a.name for a in cfg.accounts] == ["us-main"]
+    assert cfg.disabled == ("uk",)
+    assert cfg.missing_tokens == {}
+    (us,) = cfg.accounts
+    assert us.supplier_id == "90001"  # the simulator's default account
+    assert us.base_url == "http://127.0.0.1:8000"  # mock-ci-server's default address
     assert us.token == Secret("t-us-0001")
     assert us.token.reveal() == "t-us-0001"
-    assert us.options.merchant_level == 3
+    assert us.options.merchant_level == 5
     assert us.options.closures == ("2026-12-24",)
-    assert uk.region == "UK"
-    assert uk.options.window_mode is True
-    assert uk.options.requests_per_second == 2.0
     assert cfg.data_dir == tmp_path / "data"
     assert us.data_dir == cfg.data_dir
     assert cfg.gpn is None
     assert "t-us-0001" not in repr(cfg)
+    with pytest.raises(ConfigError, match="'uk' is disabled"):
+        cfg.account("uk")
+
+
+def test_example_uk_account_once_enabled(tmp_path: Path) -> None:
+    text = (
+        (REPO / "connector.example.toml").read_text().replace("enabled = false", "enabled = true")
+    )
+    env = {"GROUPON_US_TOKEN": "t-us-0001", "GROUPON_UK_TOKEN": "t-uk-0002"}
+    cfg = load_config(write(tmp_path, text), env)
+    uk = cfg.account("uk")
+    assert uk.region == "UK"  # the carrier list of the UK ...
+    assert uk.options.holiday_region == "GB-ENG"  # ... the public holidays of England
+    assert uk.options.window_mode is True
+    assert uk.options.requests_per_second == 2.0
 
 
 def test_minimal_defaults(tmp_path: Path) -> None:

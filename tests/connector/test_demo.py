@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from tracking_numbers import get_tracking_number
 
@@ -53,3 +55,11 @@ def test_demo_tracking_numbers_are_valid_ups_numbers() -> None:
         assert found is not None
         assert found.valid
         assert found.courier.code == "ups"
+
+
+def test_demo_removes_its_temporary_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # mkdtemp lands here
+    result = CliRunner().invoke(main, ["demo", "--orders", "5", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output.strip().splitlines()[-1])["workdir"] is None
+    assert list(tmp_path.iterdir()) == []  # nothing left behind

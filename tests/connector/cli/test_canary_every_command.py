@@ -62,6 +62,11 @@ COMMANDS: list[list[str]] = [
     ["products", "--json"],
     ["gpn", "transactions", "--from", "2026-11-01", "--to", "2026-11-20"],
     ["gpn", "transactions", "--from", "2026-11-01", "--to", "2026-11-20", "--auth", "sec1"],
+    ["orders", "list"],
+    ["orders", "show", "1499000001", "--ci"],
+    ["lines", "612000001", "--ci", "--json"],
+    ["mappings", "check", "--json"],
+    ["threshold", "--json"],
 ]
 
 
@@ -101,6 +106,8 @@ def test_canary_absent_on_success_paths(
             "wrong-token",
         ),
         (["gpn", "transactions", "--from", "2026-11-01", "--to", "2026-11-20"], "ci-down"),
+        (["orders", "show", "1499000001", "--ci"], "wrong-token"),
+        (["lines", "612000001", "--ci"], "ci-down"),
     ],
 )
 def test_canary_absent_on_error_paths(

@@ -102,7 +102,7 @@ def test_threshold_review_counts_orders_delivered_from_events(tmp_path: Path) ->
     obj = ledger_with_events(tmp_path)
     args = ("--now", "2024-03-12T12:00:00Z", "--event", "suspended=2024-03-10T00:00:00Z")
     result = run(th_cli.threshold, obj, *args, "--format", "json", "--open-tickets", "0")
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # suspended: exit 1
     review = json.loads(result.output)["accounts"][0]["review"]
     # A is delivered; B has an undelivered line; C is only scanned.
     assert (review["orders_delivered"], review["orders_total"]) == (1, 3)

@@ -81,7 +81,7 @@ def test_table_output() -> None:
         "id", "type", "status", "date", "(UTC)", "modified", "(UTC)", "order", "gross",
         "payable", "cur",
     ]  # fmt: skip
-    assert lines[2].split() == [
+    assert lines[1].split() == [
         "T1", "SALE", "COMMISSIONABLE", "2024-03-02", "10:00", "2024-03-03", "10:00", "9001",
         "25.00", "2.50", "USD",
     ]  # fmt: skip

@@ -104,7 +104,7 @@ def test_finding_table_then_fix_then_sync_then_clean(setup: Setup) -> None:
     result = run(setup)
     assert result.exit_code == 1
     header = result.output.splitlines()[1].split()
-    assert header[:4] == ["CHECK", "KIND", "LINE", "ORDER/SHIPMENT"]
+    assert header[:4] == ["check", "kind", "line", "order/shipment"]
     row = next(ln for ln in result.output.splitlines() if str(lost) in ln and "not_in_host" in ln)
     assert row.split()[0] == "exported_missing"
     assert "fixable" in row

@@ -79,9 +79,9 @@ def test_table_output_is_aligned_and_summarised(tmp_path: Path, patched: list[st
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     header = lines[0]
-    assert header.startswith("ACCOUNT  ORDERID  LINE  STATE")
-    state_col = header.index("STATE")
-    deadline_col = header.index("DEADLINE (LOCAL)")
+    assert header.startswith("account  orderid  line  state")
+    state_col = header.index("state")
+    deadline_col = header.index("deadline (local)")
     body = lines[1:4]
     assert [ln[state_col:].split()[0] for ln in body] == ["on_time", "due_today", "overdue"]
     assert all(ln[deadline_col:].startswith(("Mon", "Tue", "Wed")) for ln in body)

@@ -55,8 +55,8 @@ def test_table(tmp_path: Path) -> None:
     result = run(make_obj(tmp_path), "--now", NOW)
     assert result.exit_code == 0, result.output
     header, row = result.output.splitlines()[:2]
-    assert header.split()[:3] == ["ACCOUNT", "LEVEL", "CYCLE"]
-    units_col = header.index("UNITS")
+    assert header.split()[:3] == ["account", "level", "cycle"]
+    units_col = header.index("units")
     assert row[units_col:].startswith("85/100 (85%)")
     assert "$850.00/$1,000.00 (85%)" in row
     assert "units>=80%, sales>=80%" in row
@@ -94,7 +94,7 @@ def test_suspension_event_restarts_cycle_and_shows_review(tmp_path: Path) -> Non
         make_obj(tmp_path),
         "--now", NOW, "--event", "suspended=2026-03-08T00:00:00Z", "--open-tickets", "2",
     )  # fmt: skip
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # suspended: a problem found
     assert "0/100 (0%)" in result.output
     assert "SUSPENDED" in result.output
     assert "orders delivered 1/2 (50%), open tickets 2" in result.output
@@ -147,9 +147,19 @@ def test_cap_reached_is_said_even_before_a_suspension_is_recorded(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     below = run(make_obj(tmp_path), "--now", NOW)
+    assert below.exit_code == 0, below.output
     assert below.output.splitlines()[1].rstrip().endswith("active")  # 85 of 100 units
     past = [dict(r, quantity=r["quantity"] * 2) for r in ROWS]  # 170 units: past the cap
     monkeypatch.setattr(th_cli, "load_sales_rows", lambda acct: [dict(r) for r in past])
     capped = run(make_obj(tmp_path), "--now", NOW)
-    assert capped.exit_code == 0, capped.output
+    assert capped.exit_code == 1, capped.output  # exit 1: problems found (the cap)
     assert "CAP REACHED (Groupon suspends at the cap)" in capped.output
+
+
+def test_uk_account_shows_pounds_not_dollars(tmp_path: Path) -> None:
+    acct = Account("uk1", "groupon", "SUP2", Secret(TOKEN), region="UK", data_dir=tmp_path)
+    config = ConnectorConfig(path=None, data_dir=tmp_path, mappings_dir=None, accounts=(acct,))
+    obj = CliContext(config_path=tmp_path / "none.toml", _config=config)
+    result = run(obj, "--now", NOW)
+    assert "£850.00/£1,000.00" in result.output
+    assert "$" not in result.output
