@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from connector.cli import select_accounts
-from connector.cli.context import CliContext, say
+from connector.cli.context import CliContext, emit_json, say
 from connector.errors import ChannelError
 from connector.secrets import redact
 
@@ -20,8 +20,9 @@ from connector.secrets import redact
     help="The host id that works the account from now on (CI_CONNECTOR_HOST_ID of that "
     "host; 'host-oms' for a host that declares none, 'reference-host' for sync/run).",
 )
+@click.option("--json", "as_json", is_flag=True, help="Print the hand-over as JSON.")
 @click.pass_obj
-def hand_over(obj: CliContext, account_name: str, host: str) -> None:
+def hand_over(obj: CliContext, account_name: str, host: str, as_json: bool) -> None:
     """Record HOST as the host OMS that works the account's ledger.
 
     \b
@@ -57,4 +58,7 @@ def hand_over(obj: CliContext, account_name: str, host: str) -> None:
     except ChannelError as exc:
         raise click.ClickException(redact(str(exc))) from None
     old = before.host if before is not None else None
-    say(f"{account.name}: ledger handed over from {old or '(no host yet)'} to {host}")
+    if as_json:
+        emit_json({"account": account.name, "from": old, "to": host})
+    else:
+        say(f"{account.name}: ledger handed over from {old or '(no host yet)'} to {host}")

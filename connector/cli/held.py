@@ -133,8 +133,11 @@ def list_held(obj: CliContext, account_name: str, closed: bool, as_json: bool) -
 @click.option("--account", "account_name", required=True, metavar="NAME")
 @click.option("--reason", required=True, help="Why (kept with the row for the audit trail).")
 @click.argument("row_ids", nargs=-1, type=int, required=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome per row as JSON.")
 @click.pass_obj
-def dismiss(obj: CliContext, account_name: str, reason: str, row_ids: tuple[int, ...]) -> None:
+def dismiss(
+    obj: CliContext, account_name: str, reason: str, row_ids: tuple[int, ...], as_json: bool
+) -> None:
     """Close held dispatch rows (ids from 'held list'); they are never sent.
 
     \b
@@ -152,8 +155,13 @@ def dismiss(obj: CliContext, account_name: str, reason: str, row_ids: tuple[int,
     finally:
         plugin.close()
     done = {r.id for r in closed}
-    for rid in row_ids:
-        say(f"{rid}: {'dismissed' if rid in done else 'not a held dispatch row: unchanged'}")
+    if as_json:
+        emit_json({"account": account.name, "rows": [
+            {"row": rid, "dismissed": rid in done} for rid in row_ids
+        ]})  # fmt: skip
+    else:
+        for rid in row_ids:
+            say(f"{rid}: {'dismissed' if rid in done else 'not a held dispatch row: unchanged'}")
     if len(done) != len(set(row_ids)):
         raise click.exceptions.Exit(1)
 
@@ -161,8 +169,9 @@ def dismiss(obj: CliContext, account_name: str, reason: str, row_ids: tuple[int,
 @held.command()
 @click.option("--account", "account_name", required=True, metavar="NAME")
 @click.argument("row_ids", nargs=-1, type=int, required=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 @click.pass_obj
-def retry(obj: CliContext, account_name: str, row_ids: tuple[int, ...]) -> None:
+def retry(obj: CliContext, account_name: str, row_ids: tuple[int, ...], as_json: bool) -> None:
     """Check held dispatch rows again now and send those that pass. Exits 1 if any is
     still held.
 
@@ -178,17 +187,19 @@ def retry(obj: CliContext, account_name: str, row_ids: tuple[int, ...]) -> None:
         raise click.ClickException(redact(str(exc))) from None
     finally:
         plugin.close()
-    if not results:
+    if as_json:
+        emit_json({"account": account.name, "results": to_jsonable(results)})
+    elif not results:
         say("nothing to retry (no held dispatch row among the ids)")
-        raise click.exceptions.Exit(1)
-    say(
-        render_table(
-            ["shipment", "line", "tracking", "outcome", "reason"],
-            [
-                [r.shipment_id, r.ci_lineitemid, r.tracking_number, r.outcome.value, r.reason]
-                for r in results
-            ],
+    else:
+        say(
+            render_table(
+                ["shipment", "line", "tracking", "outcome", "reason"],
+                [
+                    [r.shipment_id, r.ci_lineitemid, r.tracking_number, r.outcome.value, r.reason]
+                    for r in results
+                ],
+            )
         )
-    )
-    if any(r.outcome.value != "accepted" for r in results):
+    if not results or any(r.outcome.value != "accepted" for r in results):
         raise click.exceptions.Exit(1)

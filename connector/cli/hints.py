@@ -7,6 +7,7 @@ to look at: the ``base_url``, the token variable, the supplier id, or Groupon's 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from connector.errors import (
@@ -45,10 +46,9 @@ def _token_env(account: Account, config_path: Path | None) -> str:
 def _short(text: str) -> str:
     """urllib3's "HTTPConnectionPool(...): Max retries exceeded with url: ... (Caused by ...)"
     adds nothing an operator can act on once the hint is given: keep the head."""
-    for marker in (": HTTPConnectionPool(", ": HTTPSConnectionPool("):
-        if marker in text:
-            return text.split(marker, 1)[0]
-    return text
+    # Any urllib3 pool's repr (HTTPConnectionPool, HTTPSConnectionPool, the client's guarded
+    # pools) starts the part to drop.
+    return re.split(r": _?\w*Pool\(", text, maxsplit=1)[0]
 
 
 def explain(exc: Exception, account: Account, config_path: Path | None = None) -> str:

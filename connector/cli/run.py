@@ -12,6 +12,7 @@ import click
 
 from connector.cli import open_facade, select_accounts
 from connector.cli.context import CliContext, say
+from connector.cli.output import prints_no_data
 from connector.errors import ConfigError
 from connector.reference_host.store import HostStoreError
 from connector.runtime.jobs import JOBS, JobResult, JobRuntime
@@ -19,6 +20,7 @@ from connector.runtime.scheduler import Scheduler
 from connector.secrets import redact
 
 
+@prints_no_data
 @click.command()
 @click.option(
     "--account",
