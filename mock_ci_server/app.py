@@ -11,6 +11,7 @@ from werkzeug.exceptions import HTTPException, InternalServerError
 from mock_ci_server.errors import ControlError, SimAPIError, UnknownEndpoint
 from mock_ci_server.faults import FaultInjector
 from mock_ci_server.gpn.routes import blueprint as gpn_blueprint
+from mock_ci_server.recorder import install as install_recorder
 from mock_ci_server.routes_ci import blueprint as ci_blueprint
 from mock_ci_server.routes_ci import ci_response
 from mock_ci_server.routes_control import blueprint as control_blueprint
@@ -85,4 +86,6 @@ def create_app(state: SimState | None = None, *, error_status_codes: bool = Fals
     faults = FaultInjector(app.wsgi_app)
     app.wsgi_app = faults  # type: ignore[method-assign]
     app.extensions["sim_faults"] = faults
+    # Outermost, so the request log shows what the client got (faults included).
+    install_recorder(app, app.extensions["sim_state"].requests, app.extensions["sim_state"].clock)
     return app

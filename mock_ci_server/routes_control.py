@@ -218,3 +218,38 @@ def get_config() -> Response:
 def openapi() -> Response:
     """OpenAPI document of the real-API part (built by ``mock_ci_server.openapi``)."""
     return jsonify(build_openapi())
+
+
+def _int_arg(name: str, default: int, low: int, high: int) -> int:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ControlError(f"{name} must be an integer, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ControlError(f"{name} must be within {low}..{high}, got {value}")
+    return value
+
+
+@blueprint.get("/requests")
+def get_requests() -> Response:
+    """The request log, newest first (``?limit=&after_id=&supplier_id=&path=&status=``);
+    tokens masked. ``/_sim/`` calls themselves are not logged."""
+    status = request.args.get("status")
+    entries = _state().request_log(
+        _int_arg("limit", 100, 1, 10_000),
+        after_id=_int_arg("after_id", 0, 0, 2**62),
+        supplier_id=request.args.get("supplier_id") or None,
+        path_contains=request.args.get("path") or None,
+        status=_int_arg("status", 0, 100, 599) if status else None,
+    )
+    return jsonify({"requests": entries, "capacity": _state().requests.capacity})
+
+
+@blueprint.post("/requests/clear")
+def clear_requests() -> Response:
+    """Empty the request log."""
+    _state().clear_request_log()
+    return jsonify({"success": True})

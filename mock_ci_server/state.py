@@ -38,6 +38,7 @@ from mock_ci_server.generator import (
     listing_order,
 )
 from mock_ci_server.gpn.store import GPNStore
+from mock_ci_server.requestlog import DEFAULT_CAPACITY, RequestLog
 
 LINE_STATUSES = ("open", "partially_shipped", "shipped", "cancelled")
 # Merchant graduation caps per 30-day cycle: (units, sales in cents); level 5 is uncapped.
@@ -226,10 +227,14 @@ def parse_ci_datetime(text: str) -> datetime:
 class SimState:
     """The whole simulated CommerceInterface (plus the GPN store)."""
 
-    def __init__(self, clock: SimClock | None = None) -> None:
+    def __init__(
+        self, clock: SimClock | None = None, *, request_log_size: int = DEFAULT_CAPACITY
+    ) -> None:
         self._lock = threading.RLock()
         self.clock = clock or SimClock()
         self.gpn = GPNStore()
+        #: The bounded log of answered API calls (fed by the app; see docs/simulator.md).
+        self.requests = RequestLog(request_log_size)
         self._init_data()
 
     def _init_data(self) -> None:
@@ -241,11 +246,42 @@ class SimState:
         self._ids = IdCounters()
 
     def reset(self) -> None:
-        """Forget everything: accounts, lines, clock offset, GPN data."""
+        """Forget everything: accounts, lines, clock offset, GPN data, the request log."""
         with self._lock:
             self._init_data()
             self.clock.reset()
             self.gpn.reset()
+            self.requests.clear()
+
+    # --- request log ---------------------------------------------------------------------
+
+    def request_log(
+        self,
+        limit: int = 100,
+        *,
+        after_id: int = 0,
+        supplier_id: str | None = None,
+        path_contains: str | None = None,
+        status: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """The newest ``limit`` logged API calls, newest first, as JSON-ready dicts.
+
+        Each: ``id, at, sim_now, method, path, supplier_id, params`` (token masked), ``status,
+        success, fault, latency_ms, excerpt``. ``after_id`` keeps only newer entries (poll with
+        the largest id seen). Filters combine with AND.
+        """
+        entries = self.requests.entries(
+            limit,
+            after_id=after_id,
+            supplier_id=supplier_id,
+            path_contains=path_contains,
+            status=status,
+        )
+        return [e.describe() for e in entries]
+
+    def clear_request_log(self) -> None:
+        """Empty the request log (ids keep increasing)."""
+        self.requests.clear()
 
     # --- accounts ------------------------------------------------------------------------
 
