@@ -8,6 +8,7 @@ from typing import Any
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException, InternalServerError
 
+from mock_ci_server.console import register as register_console
 from mock_ci_server.errors import ControlError, SimAPIError, UnknownEndpoint
 from mock_ci_server.faults import FaultInjector
 from mock_ci_server.gpn.routes import blueprint as gpn_blueprint
@@ -82,6 +83,7 @@ def create_app(state: SimState | None = None, *, error_status_codes: bool = Fals
     app.register_blueprint(control_blueprint)
     app.register_blueprint(gpn_blueprint)
     app.register_blueprint(uploads_blueprint)
+    register_console(app)  # /_sim/ui/ web console and GET / -> it
     app.register_error_handler(Exception, _handle)
     faults = FaultInjector(app.wsgi_app)
     app.wsgi_app = faults  # type: ignore[method-assign]

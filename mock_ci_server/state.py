@@ -988,16 +988,15 @@ class SimState:
 
     def _newest_first(self, suppliers: list[str]) -> Iterator[Line]:
         """Lines of ``suppliers`` by order date, newest first (lazy: a page reads a page)."""
-        streams = [
-            (
-                self._lines[self._index[s].by_seq[seq]]
-                for _ts, seq in reversed(self._index[s].by_date)
-            )
-            for s in suppliers
-        ]
+        streams = [self._supplier_newest_first(s) for s in suppliers]
         if len(streams) == 1:
             return streams[0]
         return heapq.merge(*streams, key=lambda ln: (ln.order_date, ln.seq), reverse=True)
+
+    def _supplier_newest_first(self, supplier_id: str) -> Iterator[Line]:
+        index = self._index[supplier_id]
+        for _ts, seq in reversed(index.by_date):
+            yield self._lines[index.by_seq[seq]]
 
     def status_counts(self) -> dict[str, dict[str, int]]:
         """Per supplier: lines per status, plus ``lines`` and ``exported`` totals."""
