@@ -13,7 +13,7 @@ import hmac
 import itertools
 import math
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -956,26 +956,38 @@ class SimState:
                 suppliers = list(self._index)
             if q.line_id is not None or q.orderid:
                 ids = self._lookup_ids(suppliers, q)
-                chosen = sorted(
-                    (self._lines[i] for i in ids),
-                    key=lambda ln: (ln.order_date, ln.seq),
-                    reverse=True,
-                )
-                matches = [ln for ln in chosen if q.matches(ln)]
+                chosen = sorted((self._lines[i] for i in ids), key=_newest_key, reverse=True)
+                keep = q.predicate()
+                matches = [ln for ln in chosen if keep(ln)]
                 return len(matches), [_summary(ln) for ln in matches[offset : offset + limit]]
-            newest_first = self._newest_first(suppliers)
             if q.is_empty():
                 total = sum(len(self._index[s].by_date) for s in suppliers)
-                page = itertools.islice(newest_first, offset, offset + limit)
+                if len(suppliers) == 1:
+                    page = self._supplier_page(suppliers[0], offset, limit)
+                else:
+                    page = list(
+                        itertools.islice(self._newest_first(suppliers), offset, offset + limit)
+                    )
                 return total, [_summary(ln) for ln in page]
-            total = 0
-            rows: list[dict[str, Any]] = []
-            for line in newest_first:
-                if q.matches(line):
-                    if offset <= total < offset + limit:
-                        rows.append(_summary(line))
-                    total += 1
-            return total, rows
+            # A scan: one comprehension per supplier (newest first), merged when several.
+            keep = q.predicate()
+            found = [[ln for ln in self._supplier_newest_first(s) if keep(ln)] for s in suppliers]
+            matches = (
+                found[0]
+                if len(found) == 1
+                else list(heapq.merge(*found, key=_newest_key, reverse=True))
+            )
+            return len(matches), [_summary(ln) for ln in matches[offset : offset + limit]]
+
+    def _supplier_page(self, supplier_id: str, offset: int, limit: int) -> list[Line]:
+        """One page of a supplier's lines, newest first: O(log n + limit) on ``by_date``."""
+        index = self._index[supplier_id]
+        size = len(index.by_date)
+        start, stop = max(size - offset - limit, 0), max(size - offset, 0)
+        return [
+            self._lines[index.by_seq[seq]]
+            for _ts, seq in index.by_date.islice(start, stop, reverse=True)
+        ]
 
     def _lookup_ids(self, suppliers: list[str], q: LineQuery) -> list[int]:
         if q.line_id is not None:
@@ -988,15 +1000,13 @@ class SimState:
 
     def _newest_first(self, suppliers: list[str]) -> Iterator[Line]:
         """Lines of ``suppliers`` by order date, newest first (lazy: a page reads a page)."""
-        streams = [self._supplier_newest_first(s) for s in suppliers]
-        if len(streams) == 1:
-            return streams[0]
-        return heapq.merge(*streams, key=lambda ln: (ln.order_date, ln.seq), reverse=True)
+        streams = [iter(self._supplier_newest_first(s)) for s in suppliers]
+        return heapq.merge(*streams, key=_newest_key, reverse=True)
 
-    def _supplier_newest_first(self, supplier_id: str) -> Iterator[Line]:
+    def _supplier_newest_first(self, supplier_id: str) -> list[Line]:
         index = self._index[supplier_id]
-        for _ts, seq in reversed(index.by_date):
-            yield self._lines[index.by_seq[seq]]
+        lines, by_seq = self._lines, index.by_seq
+        return [lines[by_seq[seq]] for _ts, seq in reversed(index.by_date)]
 
     def status_counts(self) -> dict[str, dict[str, int]]:
         """Per supplier: lines per status, plus ``lines`` and ``exported`` totals."""
@@ -1037,21 +1047,44 @@ class LineQuery:
         )
 
     def matches(self, line: Line) -> bool:
-        if self.status and line.status != self.status:
-            return False
+        return self.predicate()(line)
+
+    def predicate(self) -> Callable[[Line], bool]:
+        """One function testing every non-empty filter (needles lowered once, not per line)."""
+        checks: list[Callable[[Line], bool]] = []
+        if self.status:
+            status = self.status
+            checks.append(lambda ln: ln.status == status)
         if self.sku:
-            item = line.record["line_items"][0]
-            needle = self.sku.lower()
-            if (
-                needle not in str(item.get("sku") or "").lower()
-                and needle not in str(item.get("bom_sku") or "").lower()
-            ):
-                return False
+            sku = self.sku.lower()
+            checks.append(lambda ln: sku in _sku_text(ln))
         if self.customer:
-            name = str((line.record.get("customer") or {}).get("name") or "")
-            if self.customer.lower() not in name.lower():
-                return False
-        return True
+            customer = self.customer.lower()
+            checks.append(lambda ln: customer in _customer_text(ln))
+        if self.orderid:
+            orderid = self.orderid
+            checks.append(lambda ln: ln.orderid == orderid)
+        if self.line_id is not None:
+            line_id = self.line_id
+            checks.append(lambda ln: ln.ci_lineitemid == line_id)
+        if not checks:
+            return lambda ln: True
+        if len(checks) == 1:
+            return checks[0]
+        return lambda ln: all(check(ln) for check in checks)
+
+
+def _newest_key(line: Line) -> tuple[datetime, int]:
+    return line.order_date, line.seq
+
+
+def _sku_text(line: Line) -> str:
+    item = line.record["line_items"][0]
+    return f"{item.get('sku') or ''}\x00{item.get('bom_sku') or ''}".lower()
+
+
+def _customer_text(line: Line) -> str:
+    return str((line.record.get("customer") or {}).get("name") or "").lower()
 
 
 def _summary(line: Line) -> dict[str, Any]:
