@@ -44,6 +44,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("demo", "connector.cli.demo", "demo"),
     ("reconcile", "connector.cli.reconcile", "reconcile"),
     ("files", "connector.cli.files", "files"),
+    ("dashboard", "connector.cli.dashboard", "dashboard"),
 )
 
 
