@@ -107,6 +107,16 @@ class AccountView:
     errors: list[str] = field(default_factory=list)
 
 
+    @property
+    def held_fixes(self) -> list[tuple[str, str, str, int]]:
+        """(kind, what to do, command, lines shown) once per hold kind on the page."""
+        seen: dict[str, tuple[str, str, str, int]] = {}
+        for h in self.held:
+            kind, hint, command, n = seen.get(h.kind, (h.kind, h.hint, h.command, 0))
+            seen[h.kind] = (kind, hint, command, n + 1)
+        return list(seen.values())
+
+
 @dataclass(frozen=True)
 class DashboardData:
     now: datetime

@@ -45,7 +45,9 @@ def test_dashboard_shows_held_risk_cycle_and_syncs(
     assert browser.text("#risk-total") == f"{len(account.sla.at_risk)} at risk"
     held_rows = browser.all(".held-lines tbody tr")
     assert len(held_rows) == min(account.held_total, 12)
-    assert "sku_aliases.csv" in held_rows[0].text  # the fix hint, not only the reason
+    fixes = browser.text("dl.fixes")
+    assert "add a row groupon_sku,host_sku,quantity" in fixes  # the fix, not only the reason
+    assert "ci-connector mappings check" in fixes
     dots = browser.all("svg.timeline circle.dot")
     assert len(dots) == len(account.sla.dots)
     assert sum(int(d.get_attribute("data-count") or 0) for d in dots) == len(account.sla.at_risk)
