@@ -106,7 +106,6 @@ class AccountView:
     lines_total: int = 0
     errors: list[str] = field(default_factory=list)
 
-
     @property
     def held_fixes(self) -> list[tuple[str, str, str, int]]:
         """(kind, what to do, command, lines shown) once per hold kind on the page."""
