@@ -109,8 +109,14 @@ class Browser:
         element.send_keys(value)
 
     def submit(self, selector: str) -> None:
-        """Click a submit button and wait for the next page."""
+        """Click a submit button and wait for the next page (the old one must go first:
+        right after the click the old document still reads "complete")."""
+        from selenium.webdriver.support import expected_conditions as ec
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        old_page = self.css("html")
         self.css(selector).click()
+        WebDriverWait(self.driver, WAIT_SECONDS).until(ec.staleness_of(old_page))
         self.wait_ready()
 
     def screenshot(self, name: str) -> Path:

@@ -40,8 +40,7 @@ def test_search_by_customer_and_status_then_page(browser: Browser, served: Serve
     total = served.state.status_counts()[SUPPLIER]["lines"]
     assert f"{total:,} line(s)" in browser.text("#total")
     assert len(browser.all("#lines tbody tr")) == 50
-    browser.css("a[rel=next]").click()
-    browser.wait_ready()
+    browser.submit("a[rel=next]")
     assert "page 2 of" in browser.text("#total")
     expected, _ = served.state.find_lines(SUPPLIER, offset=50, limit=50)
     first_on_page_two = served.state.find_lines(SUPPLIER, offset=50, limit=1)[1][0]
@@ -92,6 +91,11 @@ def test_cancel_without_reason_is_refused_by_the_page(browser: Browser, served: 
     line_id = int(box.get_attribute("value") or 0)
     box.click()
     browser.css("#cancel-selected").click()  # the required reason stops the submit
+    missing = browser.driver.execute_script(
+        "return document.querySelector('#lines-form input[name=reason]').validity.valueMissing"
+    )
+    assert missing is True
+    assert browser.all("#lines input[name=ids]")[0].is_selected()  # still the same page
     line = served.state.line(line_id)
     assert line is not None
     assert line.status == "open"
