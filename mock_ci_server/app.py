@@ -9,7 +9,7 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from mock_ci_server.console import register as register_console
-from mock_ci_server.errors import ControlError, SimAPIError, UnknownEndpoint
+from mock_ci_server.errors import ControlError, InvalidCredentials, SimAPIError, UnknownEndpoint
 from mock_ci_server.faults import FaultInjector
 from mock_ci_server.gpn.routes import blueprint as gpn_blueprint
 from mock_ci_server.recorder import install as install_recorder
@@ -23,12 +23,20 @@ log = logging.getLogger(__name__)
 
 #: app.config key: True = API failures use 400/401/403/404 instead of HTTP 200.
 ERROR_STATUS_CODES = "SIM_ERROR_STATUS_CODES"
+#: app.config key: the HTTP status of an authentication failure (401 by default, or 200).
+AUTH_ERROR_STATUS = "SIM_AUTH_ERROR_STATUS"
+AUTH_ERROR_STATUSES = (401, 403, 200)
 
 
 def _api_error(exc: SimAPIError) -> Response:
     from flask import current_app
 
-    status = exc.http_status if current_app.config.get(ERROR_STATUS_CODES) else 200
+    if isinstance(exc, InvalidCredentials):
+        # Credentials refused: 4xx by default, business refusals stay 200 + reason (why:
+        # docs/simulator.md, "Authentication failures").
+        status = int(current_app.config.get(AUTH_ERROR_STATUS, 401))
+    else:
+        status = exc.http_status if current_app.config.get(ERROR_STATUS_CODES) else 200
     return ci_response(exc.envelope(), status)
 
 
@@ -66,8 +74,16 @@ def _handle(exc: Exception) -> Any:
     return InternalServerError()
 
 
-def create_app(state: SimState | None = None, *, error_status_codes: bool = False) -> Flask:
+def create_app(
+    state: SimState | None = None,
+    *,
+    error_status_codes: bool = False,
+    auth_error_status: int = 401,
+) -> Flask:
     """Build the simulator app around ``state`` (a fresh SimState when None).
+
+    ``auth_error_status``: HTTP status of a wrong supplier_id/token (401, 403 or 200); every
+    other failure is HTTP 200 + the envelope unless ``error_status_codes``.
 
     ``app.extensions["sim_state"]`` is the SimState, ``app.extensions["sim_faults"]`` the
     fault injector wrapping ``app.wsgi_app``.
@@ -75,6 +91,9 @@ def create_app(state: SimState | None = None, *, error_status_codes: bool = Fals
     app = Flask("mock_ci_server")
     app.json.sort_keys = False  # type: ignore[attr-defined]  # keep CI's key order
     app.config[ERROR_STATUS_CODES] = error_status_codes
+    if auth_error_status not in AUTH_ERROR_STATUSES:
+        raise ValueError(f"auth_error_status must be one of {AUTH_ERROR_STATUSES}")
+    app.config[AUTH_ERROR_STATUS] = auth_error_status
     # No 308 redirects for "//" or a trailing "/": CI clients get the envelope instead.
     app.url_map.merge_slashes = False
     app.url_map.strict_slashes = False

@@ -1,9 +1,12 @@
-"""Business-day arithmetic for the simulator (weekends and the region's public holidays)."""
+"""Business-day arithmetic for the simulator (weekends and the region's public holidays), and
+the one deadline rule Groupon's dates follow (``ship_by_date``, auto-cancel): see
+:func:`due_at` and docs/simulator.md ("Deadlines")."""
 
 from __future__ import annotations
 
 import functools
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import holidays
 
@@ -44,3 +47,52 @@ def add_business_days(start: date, days: int, region: str) -> date:
         if is_business_day(current, region):
             remaining -= 1
     return current
+
+
+# --- Groupon's deadlines ---------------------------------------------------------------------
+
+#: An order placed before this local time on a business day starts its clock that day.
+CUTOFF = time(17, 0)
+#: Deadlines fall at this local time ("23:59 local of the next business day" in the capture).
+DUE_TIME = time(23, 59)
+#: Local zone of each CI region. IT is evidenced by the 2023 capture (Italian summer time
+#: gives ``09:59PM UTC``); the US zone follows Groupon's "5 pm CST" vendor article; the rest
+#: are the countries' own zones (assumed).
+REGION_ZONES: dict[str, str] = {
+    "US": "America/Chicago",
+    "UK": "Europe/London",
+    "GB": "Europe/London",
+    "IE": "Europe/Dublin",
+    "IT": "Europe/Rome",
+    "DE": "Europe/Berlin",
+    "FR": "Europe/Paris",
+    "ES": "Europe/Madrid",
+    "NL": "Europe/Amsterdam",
+    "BE": "Europe/Brussels",
+}
+
+
+@functools.lru_cache(maxsize=32)
+def zone_for_region(region: str) -> ZoneInfo:
+    """The local zone whose clock Groupon's deadlines follow for a CI region."""
+    name = REGION_ZONES.get(region.upper())
+    if name is None:
+        raise ValueError(f"no time zone known for region {region!r}")
+    return ZoneInfo(name)
+
+
+def start_day(order_time: datetime, region: str) -> date:
+    """The local business day an order's clock starts on: the order's own day when it is a
+    business day and the order came before :data:`CUTOFF`, else the next business day."""
+    local = order_time.astimezone(zone_for_region(region))
+    day = local.date()
+    if is_business_day(day, region) and local.time() < CUTOFF:
+        return day
+    return add_business_days(day, 1, region)
+
+
+def due_at(order_time: datetime, business_days: int, region: str) -> datetime:
+    """:data:`DUE_TIME` local on the ``business_days``-th business day after the start day,
+    as an aware UTC datetime (the UTC time follows daylight saving)."""
+    day = add_business_days(start_day(order_time, region), business_days, region)
+    return datetime.combine(day, DUE_TIME, tzinfo=zone_for_region(region)).astimezone(UTC)

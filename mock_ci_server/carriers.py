@@ -2,9 +2,10 @@
 
 Sources: the UK list is the July 2018 list printed in Mintsoft's Groupon integration page
 (``seeds/oms-integration-and-carrier-codes.txt``). The US list is the set of codes ShipWorks
-sends (``GrouponCarrier``, see ``reference/peers.md``). The other EU regions get the UK list:
-an assumption, no per-country list is public. IT also accepts ``glsit`` (GrouponNode sends it).
-Codes are compared case-insensitively.
+sends (``GrouponCarrier``, see ``reference/peers.md``): the 2016-2019 set plus ``dhl``, which
+ShipWorks has sent since June 2019 (Endicia DHL services) and for DHL eCommerce since 2022.
+The other EU regions get the UK list: an assumption, no per-country list is public. IT also
+accepts ``glsit`` (GrouponNode sends it). Codes are compared case-insensitively.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ UK_CODES: tuple[str, ...] = (
 )  # fmt: skip
 
 US_CODES: tuple[str, ...] = (
-    "usps", "uspsmm", "dhlgm", "fedex", "fexp", "fedexhd", "fedexsp", "ups", "upsmi", "ont",
-    "i-parcel",
+    "usps", "uspsmm", "dhlgm", "dhl", "fedex", "fexp", "fedexhd", "fedexsp", "ups", "upsmi",
+    "ont", "i-parcel",
 )  # fmt: skip
 
 _EU_REGIONS = ("DE", "FR", "ES", "IE", "NL", "BE")

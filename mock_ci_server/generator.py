@@ -11,10 +11,10 @@ import uuid
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from mock_ci_server.businessdays import add_business_days
+from mock_ci_server.businessdays import due_at
 
 PAGE_SIZE = 250
 CI_DATE_FORMAT = "%m/%d/%Y %I:%M%p UTC"
@@ -26,7 +26,8 @@ def format_ci_datetime(dt: datetime) -> str:
 
 
 def money(cents: int) -> int | float:
-    """JSON money as CI sends it: an int when whole, else a 2-decimal float."""
+    """Stored money: an int when whole, else a 2-decimal float. The CI answer writes it as the
+    capture does (``22.00``, zero as ``0``): see ``schemas.ci_money``."""
     if cents % 100 == 0:
         return cents // 100
     return round(cents / 100, 2)
@@ -192,7 +193,7 @@ _PRODUCTS: tuple[tuple[str, str, str, int, int, str, tuple[str, str, str], str],
      ("12.0", "20.0", "6.0"), "70134900"),
     ("Silicone stretch lids, 6-pack", "8009990003338", "EXH-3005", 2450, 1420, "0.3",
      ("10.0", "10.0", "3.0"), "39241000"),
-    ("Bamboo cutting board, large", "0012345678905", "", 1999, 1100, "1.4",
+    ("Bamboo cutting board, large", "0012345678905", "BRD-L", 1999, 1100, "1.4",
      ("10.0", "15.0", "1.0"), "44191900"),
     ("Water filter cartridge, 12-pack", "0012345678912", "WF-12", 7500, 4800, "2.0",
      ("20.0", "30.0", "10.0"), "84219900"),
@@ -200,7 +201,7 @@ _PRODUCTS: tuple[tuple[str, str, str, int, int, str, tuple[str, str, str], str],
      ("8.0", "8.0", "26.0"), "73239300"),
     ("LED desk lamp", "0612345000024", "LMP-01", 3495, 2100, "1.1",
      ("15.0", "40.0", "15.0"), "94052000"),
-    ("Cotton bath towels, set of 4", "0612345000031", "", 3999, 2200, "1.6",
+    ("Cotton bath towels, set of 4", "0612345000031", "TWL-4", 3999, 2200, "1.6",
      ("30.0", "40.0", "12.0"), "63026000"),
 )  # fmt: skip
 
@@ -244,9 +245,10 @@ def _opp_id(rng: random.Random) -> str:
 
 
 def _ship_by(order_date: datetime, region: str) -> str:
-    # Matches the captures: two business days after the order, at 10:59PM UTC.
-    day = add_business_days(order_date.date(), 2, region)
-    return format_ci_datetime(datetime.combine(day, time(22, 59), tzinfo=UTC))
+    # The 2023 capture's rule (38 of 38 records): 23:59 local on the next business day after
+    # the order's start day (orders after 17:00 local or on a non-business day start on the
+    # next business day). See businessdays.due_at and docs/simulator.md.
+    return format_ci_datetime(due_at(order_date, 1, region))
 
 
 def generate_orders(
@@ -264,13 +266,20 @@ def generate_orders(
     opp_ids = [_opp_id(rng) for _ in range(len(_PRODUCTS))]
     opp_ids.append("006Xx00000UnLst")
     spread_minutes = int(knobs.spread_hours * 60)
+    # Real order dates fall on quarter hours: the base is floored to one and offsets are
+    # rounded down to whole quarters (same draws as before, so seeds keep their lists).
     base = now.astimezone(UTC).replace(second=0, microsecond=0)
+    base -= timedelta(minutes=base.minute % 15)
     for _ in range(knobs.orders):
         country = rng.choice(countries)
         firsts, lasts, streets, phone_prefix, vat, imperial = ADDRESSES[country]
         name = f"{rng.choice(firsts)} {rng.choice(lasts)}"
         address1, city, state, zip_code = rng.choice(streets)
-        phone = f"{phone_prefix}{rng.randrange(100, 1000)}" if rng.random() < 0.7 else ""
+        # Always filled, as in every real 2023 record (billing phones stay "": also real).
+        # The draws are those of the old optional phone, so earlier seeds keep their lists.
+        draw = rng.random()
+        number = rng.randrange(100, 1000) if draw < 0.7 else 100 + int(draw * 1000) % 900
+        phone = f"{phone_prefix}{number}"
         address2 = rng.choice(("", "", "", "Apt 4", "c/o Reception"))
         iso = "GB" if country == "UK" else country
         billing = {
@@ -295,7 +304,8 @@ def generate_orders(
             "address2": address2,
             "phone": phone,
         }
-        order_date = base - timedelta(minutes=rng.randint(0, spread_minutes))
+        offset = rng.randint(0, spread_minutes)
+        order_date = base - timedelta(minutes=offset - offset % 15)
         date_text = format_ci_datetime(order_date)
         ship_by = _ship_by(order_date, region)
         orderid = str(ids.next_orderid)

@@ -231,7 +231,11 @@ def _failures() -> dict[str, Any]:
     )
     return {
         "400": _json_ok(_ref("Failure"), assumed + "Missing or malformed parameter."),
-        "401": _json_ok(_ref("Failure"), assumed + "Unknown supplier_id or wrong token."),
+        "401": _json_ok(
+            _ref("Failure"),
+            "Unknown supplier_id or wrong token: HTTP 401 BY DEFAULT (a decision, see "
+            "docs/simulator.md; auth_error_status=200 answers HTTP 200 + the envelope).",
+        ),
         "403": _json_ok(_ref("Failure"), assumed + "Refused by a Groupon rule."),
         "404": _json_ok(_ref("Failure"), assumed + "Unknown line ids or endpoint."),
     }

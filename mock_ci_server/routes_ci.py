@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+import simplejson
 from flask import Blueprint, Response, current_app, request
 
 from mock_ci_server.errors import UnknownEndpoint
@@ -31,8 +31,15 @@ ENDPOINTS: dict[tuple[str, str], str] = {
 
 
 def ci_response(body: dict[str, Any], status: int = 200) -> Response:
-    """JSON in CI's key order with CI's ``text/json`` content type."""
-    return Response(json.dumps(body), status=status, content_type=CONTENT_TYPE)
+    """JSON in CI's key order with CI's ``text/json`` content type.
+
+    ``simplejson`` with ``use_decimal``: the stdlib encoder cannot write ``22.00`` as a number
+    literal, and the real capture does (see ``schemas.ci_money``). Otherwise the same bytes as
+    ``json.dumps`` (same separators, ASCII escapes).
+    """
+    return Response(
+        simplejson.dumps(body, use_decimal=True), status=status, content_type=CONTENT_TYPE
+    )
 
 
 def _state() -> SimState:

@@ -196,22 +196,33 @@ def get_faults() -> Response:
     return jsonify({"rules": _faults().describe()})
 
 
+def _switches() -> dict[str, Any]:
+    from mock_ci_server.app import AUTH_ERROR_STATUS, ERROR_STATUS_CODES
+
+    return {
+        "error_status_codes": bool(current_app.config.get(ERROR_STATUS_CODES)),
+        "auth_error_status": int(current_app.config.get(AUTH_ERROR_STATUS, 401)),
+    }
+
+
 @blueprint.post("/config")
 def config() -> Response:
-    """``{"error_status_codes": bool}``: API failures as HTTP 200 (default) or 4xx."""
-    from mock_ci_server.app import ERROR_STATUS_CODES
+    """``{"error_status_codes": bool, "auth_error_status": 401|403|200}`` (either or both):
+    business failures as HTTP 200 (default) or 4xx; credential failures 401 (default) or 200."""
+    from mock_ci_server.app import AUTH_ERROR_STATUS, ERROR_STATUS_CODES
 
     data = _body(ConfigSchema())
-    current_app.config[ERROR_STATUS_CODES] = data["error_status_codes"]
-    return jsonify({"success": True, "error_status_codes": data["error_status_codes"]})
+    if "error_status_codes" in data:
+        current_app.config[ERROR_STATUS_CODES] = data["error_status_codes"]
+    if "auth_error_status" in data:
+        current_app.config[AUTH_ERROR_STATUS] = data["auth_error_status"]
+    return jsonify({"success": True, **_switches()})
 
 
 @blueprint.get("/config")
 def get_config() -> Response:
     """Current switches."""
-    from mock_ci_server.app import ERROR_STATUS_CODES
-
-    return jsonify({"error_status_codes": bool(current_app.config.get(ERROR_STATUS_CODES))})
+    return jsonify(_switches())
 
 
 @blueprint.get("/openapi.json")

@@ -3,9 +3,12 @@ renderers that put records in the exact key order and JSON types of the real cap
 
 from __future__ import annotations
 
+import functools
 import json
+import math
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from marshmallow import (
@@ -203,10 +206,11 @@ def load_mark_exported(params: Mapping[str, Any]) -> tuple[str, str, list[int]]:
     """(supplier_id, token, ids) or an API error naming the field and value."""
     data = _form(MarkExportedSchema(), params)
     value = _json_field(params, "ci_lineitem_ids")
-    if not isinstance(value, list) or not value:
+    # An empty array is accepted (a no-op): a real module sends `[]` whenever nothing is new;
+    # the real answer is unknown (docs/simulator.md, "Unknown cases").
+    if not isinstance(value, list):
         raise InvalidParameter(
-            "ci_lineitem_ids must be a non-empty JSON array of ids, "
-            f"got {params['ci_lineitem_ids']!r}"
+            f"ci_lineitem_ids must be a JSON array of ids, got {params['ci_lineitem_ids']!r}"
         )
     ids = []
     for i, item in enumerate(value):
@@ -323,9 +327,15 @@ class CancelSchema(_Strict):
 
 
 class ConfigSchema(_Strict):
-    """``POST /_sim/config``."""
+    """``POST /_sim/config``: any of the switches (at least one)."""
 
-    error_status_codes = fields.Boolean(required=True)
+    error_status_codes = fields.Boolean()
+    auth_error_status = fields.Integer(strict=True, validate=validate.OneOf((401, 403, 200)))
+
+    @validates_schema
+    def _one_switch(self, data: dict[str, Any], **_: Any) -> None:
+        if not data:
+            raise ValidationError("give error_status_codes and/or auth_error_status")
 
 
 class SuspendSchema(Schema):
@@ -351,10 +361,53 @@ _V2_SHIPPING = (
 )  # fmt: skip
 
 
+_CENT = Decimal("0.01")
+#: Money keys of a line item (``amount.total``/``amount.shipping`` are the record's).
+LINE_MONEY_KEYS = ("unit_price", "intrinsic_value", "groupon_cost", "discount")
+
+
+def ci_money(value: Any) -> Any:
+    """A money amount as the real 2023 capture writes it: zero as the literal ``0``, anything
+    else with two decimals, trailing zeros kept (``22.00``, ``37.50``).
+
+    Returns a :class:`~decimal.Decimal` for the JSON encoder (``simplejson`` with
+    ``use_decimal`` writes it as a number literal); non-numbers (``None``, strings a tester
+    seeded on purpose, booleans) pass through untouched. Ties round half-even (ASSUMED).
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+        return value
+    finite = value.is_finite() if isinstance(value, Decimal) else math.isfinite(value)
+    if not finite:  # NaN / infinity: left as seeded
+        return value
+    return _money_literal(value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _money_literal(value: float | Decimal) -> Decimal | int:
+    # Cached: a catalog repeats a few prices, and a page renders 1,500 amounts.
+    amount = Decimal(str(value))
+    return 0 if amount == 0 else amount.quantize(_CENT)
+
+
+def _money_block(block: Any) -> Any:
+    if not isinstance(block, dict):
+        return block
+    return {k: ci_money(v) if k in ("total", "shipping") else v for k, v in block.items()}
+
+
+def _line_money(item: dict[str, Any], status: str) -> dict[str, Any]:
+    out = {k: ci_money(v) if k in LINE_MONEY_KEYS else v for k, v in item.items()}
+    out["status"] = status
+    return out
+
+
 def render_record_v4(record: dict[str, Any], status: str) -> dict[str, Any]:
-    """The record as stored (real v4 key order), with the line's current status."""
+    """The record as stored (real v4 key order), with the line's current status and money
+    written as in the capture (:func:`ci_money`)."""
     out = dict(record)
-    out["line_items"] = [{**item, "status": status} for item in record["line_items"]]
+    if "amount" in out:
+        out["amount"] = _money_block(out["amount"])
+    out["line_items"] = [_line_money(item, status) for item in record["line_items"]]
     return out
 
 
@@ -367,6 +420,7 @@ def render_record_v2(record: dict[str, Any], status: str) -> dict[str, Any]:
     for item in record["line_items"]:
         line = {key: item.get(key, "") for key in _V2_LINE}
         line["status"] = status
+        line["unit_price"] = ci_money(line["unit_price"])
         if line["po_number"] is None:
             line["po_number"] = ""  # a string in the 2017 recording
         items.append(line)
@@ -381,7 +435,7 @@ def render_record_v2(record: dict[str, Any], status: str) -> dict[str, Any]:
         "line_items": items,
         "shipping": ship,
         "date": record.get("date"),
-        "amount": record.get("amount"),
+        "amount": _money_block(record.get("amount")),
         "supplier": record.get("supplier"),
     }
 

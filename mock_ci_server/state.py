@@ -20,7 +20,7 @@ from typing import Any
 
 from sortedcontainers import SortedList
 
-from mock_ci_server.businessdays import add_business_days
+from mock_ci_server.businessdays import due_at
 from mock_ci_server.carriers import default_codes, normalise
 from mock_ci_server.clock import SimClock
 from mock_ci_server.errors import (
@@ -41,6 +41,17 @@ from mock_ci_server.gpn.store import GPNStore
 from mock_ci_server.requestlog import DEFAULT_CAPACITY, RequestLog
 
 LINE_STATUSES = ("open", "partially_shipped", "shipped", "cancelled")
+#: The simulator's line status -> the ``status`` a get_orders record shows. Public evidence
+#: knows only ``open`` (every capture) and ``ship`` (ShipWorks' GrouponDownloader maps it to
+#: "Shipped"); a partially tracked line stays ``open`` (assumed: it still takes tracking) and
+#: ``cancelled`` is INVENTED (only date-window reads show it: cancelled lines leave the
+#: default listing). See docs/simulator.md, "Line status".
+API_STATUS = {
+    "open": "open",
+    "partially_shipped": "open",
+    "shipped": "ship",
+    "cancelled": "cancelled",
+}
 # Merchant graduation caps per 30-day cycle: (units, sales in cents); level 5 is uncapped.
 MERCHANT_CAPS: dict[int, tuple[int, int] | None] = {
     1: (100, 1_000_00),
@@ -214,9 +225,10 @@ class _SupplierIndex:
 
 
 def _deadline(order_date: datetime, region: str, business_days: int) -> datetime:
-    """Same time of day, ``business_days`` business days after the order date."""
-    day = add_business_days(order_date.date(), business_days, region)
-    return datetime.combine(day, order_date.timetz())
+    """Auto-cancel moment: the ship-by rule with N business days (``businessdays.due_at``:
+    23:59 local on the N-th business day after the order's start day). The connector's
+    ``auto_cancel_at`` follows the same rule (tests/e2e/test_sla_truth.py)."""
+    return due_at(order_date, business_days, region)
 
 
 def parse_ci_datetime(text: str) -> datetime:
@@ -723,7 +735,7 @@ class SimState:
             records = []
             for seq in seqs:
                 line = self._lines[index.by_seq[seq]]
-                records.append((line.record, line.status))
+                records.append((line.record, API_STATUS[line.status]))
             return OrdersPage(math.ceil(total / PAGE_SIZE), page, total, records)
 
     def _owned_line(self, supplier_id: str, line_id: int) -> Line | None:
@@ -741,7 +753,7 @@ class SimState:
             now = self.clock.now()
             self._sweep(now)
             if not line_ids:
-                raise InvalidParameter("ci_lineitem_ids must be a non-empty JSON array of ids")
+                return  # `[]`: nothing to mark, answered as success (ASSUMED, see docs)
             lines = [self._owned_line(account.supplier_id, i) for i in line_ids]
             unknown = sorted({i for i, ln in zip(line_ids, lines, strict=True) if ln is None})
             if unknown:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from connector.models import Account
 
 __all__ = [
+    "DUE_TIME",
     "BusinessCalendar",
     "calendar_for_account",
     "parse_closures",
@@ -29,6 +30,8 @@ __all__ = [
     "parse_timezone",
 ]
 
+#: Local time of day Groupon's deadlines fall at (``ship_by_date`` in the 2023 capture).
+DUE_TIME = time(23, 59)
 # A calendar with no business day for this long is misconfigured; stop instead of looping.
 _MAX_SCAN_DAYS = 3660
 _ALIASES = {"UK": "GB"}
@@ -154,6 +157,32 @@ class BusinessCalendar:
         start = self.start_day(order_time_utc, cutoff, tz)
         day = self.add_business_days(start, business_days)
         return datetime.combine(day, cutoff, tzinfo=tz).astimezone(UTC)
+
+    def due_at(
+        self,
+        order_time_utc: datetime,
+        business_days: int,
+        cutoff: time,
+        tz: ZoneInfo,
+        due_time: time = DUE_TIME,
+    ) -> datetime:
+        """Groupon's deadline: ``due_time`` (23:59) local on the ``business_days``-th business
+        day after the order's start day (:meth:`start_day`, with ``cutoff``).
+
+        This is the rule of the 2023 CI capture for ``ship_by_date`` (1 business day; orders
+        after 17:00 local or on a non-business day one business day more; the UTC time follows
+        daylight saving), and the simulator's auto-cancel rule (7 and 14 business days). The
+        test ``tests/e2e/test_sla_truth.py`` holds both implementations to it hour by hour.
+
+        Example (IT, 17:00 Europe/Rome, 1 business day): an order at 10:00 on Monday 2 Oct
+        2023 is due Tuesday 23:59 CEST (21:59 UTC); one at 18:00 is due Wednesday 23:59.
+
+        :returns: an aware UTC datetime.
+        :raises ValueError: ``order_time_utc`` is naive or ``business_days`` is negative.
+        """
+        start = self.start_day(order_time_utc, cutoff, tz)
+        day = self.add_business_days(start, business_days)
+        return datetime.combine(day, due_time, tzinfo=tz).astimezone(UTC)
 
 
 def _aware(value: datetime, name: str) -> datetime:

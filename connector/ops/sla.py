@@ -3,16 +3,20 @@
 Rules (Groupon's fulfilment guide, "SLA Standards for Merchant Performance"):
 
 * tracking is due within 1 business day of purchase, or by the due date CI shows
-  (``ship_by_date``). We use ``ship_by`` when CI sends one; otherwise the cut-off time on the
-  1st business day after the order's start day (see :meth:`BusinessCalendar.deadline_after`:
-  orders after the local cut-off, 5 pm US Central by default, start the next business day);
+  (``ship_by_date``). We use ``ship_by`` when CI sends one; otherwise the rule the 2023 CI
+  capture shows for ``ship_by_date``: 23:59 local on the 1st business day after the order's
+  start day (see :meth:`BusinessCalendar.due_at`: orders at or after the local cut-off, 17:00
+  by default, or on a non-business day start the next business day);
 * a line with no tracking after 7 business days is cancelled automatically; one still
   "partially shipped" after 14 business days likewise;
 * tracking must show carrier movement within 3 business days of order creation;
 * the average cycle time order -> delivered should be at most 6 calendar days.
 
-Assumed (not documented by Groupon): the 7/14/3 business days are counted like the tracking
-deadline, from the order's start day to the cut-off time, also when CI sent a ``ship_by``.
+Assumed (not documented by Groupon): the 7/14 business days are counted like the tracking
+deadline, from the order's start day to 23:59 local, also when CI sent a ``ship_by``; the 3
+business days of movement end at the cut-off time of that day. The simulator auto-cancels by
+the same rule (one SLA truth: ``tests/e2e/test_sla_truth.py``
+compares both implementations for every hour of a year).
 """
 
 from __future__ import annotations
@@ -254,8 +258,9 @@ def _evaluate_line(
     if line.ship_by is not None:
         deadline, source = line.ship_by.astimezone(UTC), "ship_by"
     else:
-        deadline = calendar.deadline_after(line.order_time, TRACKING_BUSINESS_DAYS, cutoff, tz)
+        deadline = calendar.due_at(line.order_time, TRACKING_BUSINESS_DAYS, cutoff, tz)
         source = "computed"
+    # Movement is no deadline Groupon's captures show: kept at the cut-off time (assumed).
     movement_deadline = calendar.deadline_after(line.order_time, MOVEMENT_BUSINESS_DAYS, cutoff, tz)
     status = line.effective_status
     tracking_late = line.tracking_uploaded_at is not None and line.tracking_uploaded_at > deadline
@@ -301,7 +306,7 @@ def _evaluate_line(
     else:
         limit = AUTO_CANCEL_NO_TRACKING_DAYS
         what = "no tracking"
-    auto_cancel_at = calendar.deadline_after(line.order_time, limit, cutoff, tz)
+    auto_cancel_at = calendar.due_at(line.order_time, limit, cutoff, tz)
     if now >= auto_cancel_at:
         days_left = 0
     else:

@@ -51,9 +51,9 @@ def test_shipped_mappings_load() -> None:
     assert len(uk) == 58  # every row of the July-2018 list
     assert {"4SL", "RYM", "DPDUK", "ENVIALIA", "WHISTL", "NTK", "YDL"} <= uk
     assert m.approved_codes("US") == {
-        "usps", "uspsmm", "dhlgm", "fedex", "fexp", "fedexhd", "fedexsp",
+        "usps", "uspsmm", "dhlgm", "dhl", "fedex", "fexp", "fedexhd", "fedexsp",
         "ups", "upsmi", "ont", "i-parcel",
-    }  # fmt: skip
+    }  # fmt: skip  # `dhl`: ShipWorks' GrouponCarrier since 2019 (issue 12)
     assert m.is_approved("IT", "glsit")
     assert not m.is_approved("UK", "GLSIT")
     assert m.approved_codes("DE") == uk
@@ -65,7 +65,8 @@ def test_shipped_courier_defaults() -> None:
     assert m.carrier_code("US", "FedEx", "Home Delivery") == "fedexhd"
     assert m.carrier_code("US", "FedEx", "Priority Overnight") == "fedex"
     assert m.carrier_code("US", "OnTrac") == "ont"
-    assert m.carrier_code("US", "DHL eCommerce") == "dhlgm"
+    assert m.carrier_code("US", "DHL eCommerce") == "dhl"  # ShipWorks since 2022 (issue 12)
+    assert m.carrier_code("US", "DHL") == "dhl"
     assert m.carrier_code("UK", "Royal Mail") == "RYM"
     assert m.carrier_code("UK", "Yodel") == "YDL"
     assert m.carrier_code("IT", "GLS") == "GLSIT"

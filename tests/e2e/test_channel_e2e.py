@@ -321,19 +321,25 @@ def test_sla_deadline_before_a_holiday_then_auto_cancel_reported(rig: Rig) -> No
     def risks(at: datetime) -> dict[int, Any]:
         return {r.ci_lineitemid: r for r in rig.facade.sla_at_risk(account=rig.account, now=at)}
 
-    # Tracking is due 1 business day later: Thanksgiving (Thu) does not count -> Fri 17:00 CT.
+    # Tracking is due 1 business day later: Thanksgiving (Thu) does not count -> Fri 23:59 CT
+    # (issue 12: 23:59 local, the capture's ship_by rule; was 17:00).
     due_today = risks(datetime(2026, 11, 27, 16, 0, tzinfo=UTC))[target]
     assert due_today.state == "due_today"
-    assert due_today.deadline == datetime(2026, 11, 27, 23, 0, tzinfo=UTC)
+    assert due_today.deadline == datetime(2026, 11, 28, 5, 59, tzinfo=UTC)
     assert target not in risks(datetime(2026, 11, 25, 16, 0, tzinfo=UTC))
 
     clock.set(datetime(2026, 12, 4, 15, 0, tzinfo=UTC))  # 6 business days after the order
     late = risks(clock.now())[target]
     assert late.business_days_to_auto_cancel is not None
     assert late.business_days_to_auto_cancel <= 1
+    # One SLA truth (issue 9): the reported auto-cancel moment is the simulator's, Mon 7 Dec
+    # 23:59 CT (the 7th business day after Wed 25 Nov, Thanksgiving skipped).
+    assert late.deadline == datetime(2026, 12, 8, 5, 59, tzinfo=UTC)
     assert rig.host.sync(rig.account).cancellations == 0  # not cancelled yet
 
-    clock.set(datetime(2026, 12, 7, 15, 1, tzinfo=UTC))  # 7th business day, past the order time
+    clock.set(datetime(2026, 12, 8, 5, 58, tzinfo=UTC))  # one minute before: still open
+    assert next(ln for ln in rig.sim.lines() if ln["ci_lineitemid"] == target)["status"] == "open"
+    clock.set(datetime(2026, 12, 8, 5, 59, tzinfo=UTC))  # the reported moment: cancelled
     state_line = next(ln for ln in rig.sim.lines() if ln["ci_lineitemid"] == target)
     assert state_line["status"] == "cancelled"
     report = rig.host.sync(rig.account)

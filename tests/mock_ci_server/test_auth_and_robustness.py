@@ -19,7 +19,9 @@ REFUSED = {"success": False, "reason": "Invalid supplier_id or token"}
     [(SUPPLIER, "wrong"), ("99999", TOKEN), (SUPPLIER, OTHER_TOKEN), (SUPPLIER, TOKEN + "x")],
 )
 def test_bad_credentials_refused(api: FlaskClient, supplier: str, token: str) -> None:
-    assert get_orders(api, supplier=supplier, token=token) == REFUSED
+    answer = api.get("/api/v4/get_orders", query_string={"supplier_id": supplier, "token": token})
+    assert answer.status_code == 401  # issue 12: credential failures are 4xx by default
+    assert body(answer) == REFUSED
 
 
 def test_missing_credentials_named(api: FlaskClient) -> None:
@@ -37,10 +39,19 @@ def test_suppliers_are_isolated(sim_state: SimState, api: FlaskClient) -> None:
 
 
 def test_error_status_codes_switch(api: FlaskClient) -> None:
-    assert (
-        api.get("/api/v4/get_orders", query_string={"supplier_id": "1", "token": "x"}).status_code
-        == 200
-    )
+    # Default (issue 12): credential failures 401, business refusals HTTP 200 + reason.
+    bad = {"supplier_id": "1", "token": "x"}
+    assert api.get("/api/v4/get_orders", query_string=bad).status_code == 401
+    missing = api.get("/api/v4/get_orders", query_string={"supplier_id": "1"})
+    assert missing.status_code == 200
+    assert body(missing)["success"] is False
+    assert api.post("/_sim/config", json={"auth_error_status": 200}).status_code == 200
+    old_style = api.get("/api/v4/get_orders", query_string=bad)
+    assert old_style.status_code == 200
+    assert body(old_style) == REFUSED
+    assert api.post("/_sim/config", json={}).status_code == 400
+    assert api.post("/_sim/config", json={"auth_error_status": 302}).status_code == 400
+    assert api.post("/_sim/config", json={"auth_error_status": 401}).status_code == 200
     assert api.post("/_sim/config", json={"error_status_codes": True}).status_code == 200
     bad_auth = api.get("/api/v4/get_orders", query_string={"supplier_id": "1", "token": "x"})
     assert bad_auth.status_code == 401
@@ -52,7 +63,7 @@ def test_error_status_codes_switch(api: FlaskClient) -> None:
         data={"supplier_id": SUPPLIER, "token": TOKEN, "ci_lineitem_ids": "[5]"},
     )
     assert unknown.status_code == 404
-    assert api.get("/_sim/config").json == {"error_status_codes": True}
+    assert api.get("/_sim/config").json == {"error_status_codes": True, "auth_error_status": 401}
 
 
 @pytest.mark.parametrize(
@@ -134,8 +145,9 @@ def test_garbage_never_500(
         response = api.get(path, query_string=params)
     else:
         response = api.post(path, data=params)
-    assert response.status_code == 200
     out = body(response)
+    # 401 only for credentials (issue 12 default); every other answer is HTTP 200.
+    assert response.status_code == (401 if out == REFUSED else 200)
     assert isinstance(out["success"], bool)
     if not out["success"]:
         assert out["reason"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import socket
@@ -64,20 +65,28 @@ def test_generated_token_shape() -> None:
         assert token.isalnum()
 
 
-def test_curl_example_never_echoes_a_user_token() -> None:
-    assert curl_example("http://h:1", "90001", None) == (
-        'curl "http://h:1/api/v4/get_orders?supplier_id=90001&token=$CI_TOKEN"'
+def test_curl_example_uses_the_actual_token_source() -> None:
+    # Issue 12: a token given with --token used to be printed as $CI_TOKEN, a variable the
+    # user never set. Now: a placeholder for a typed token, $VAR for one from the environment.
+    assert curl_example("http://h:1", "90001") == (
+        'curl "http://h:1/api/v4/get_orders?supplier_id=90001&token=YOUR_TOKEN"'
+    )
+    assert curl_example("http://h:1", "90001", token_env="MOCK_CI_TOKEN") == (
+        'curl "http://h:1/api/v4/get_orders?supplier_id=90001&token=$MOCK_CI_TOKEN"'
     )
     assert "tok123" in curl_example("http://h:1", "90001", "tok123")
 
 
 @contextmanager
-def running_cli(*args: str) -> Iterator[tuple[subprocess.Popen[str], list[str]]]:
+def running_cli(
+    *args: str, env: dict[str, str] | None = None
+) -> Iterator[tuple[subprocess.Popen[str], list[str]]]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "mock_ci_server.cli", "--port", "0", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env=env,
     )
     lines: list[str] = []
     try:
@@ -123,8 +132,12 @@ def test_serves_demo_account_until_sigint() -> None:
             params={"supplier_id": "90001", "token": "wrong"},
             timeout=5,
         )
-        assert bad.status_code == 200
+        assert bad.status_code == 401  # issue 12: credential failures are 4xx by default
         assert bad.json()["success"] is False
+        # The printed connector.toml block names this server and the token's variable.
+        assert f'base_url = "{url.group(1)}"' in text
+        assert 'supplier_id = "90001"' in text
+        assert f"# export CI_TOKEN_90001={token.group(1)}" in text
         out, err = _interrupt(proc)
     assert proc.returncode == 0, err
     assert "stopped" in out
@@ -156,4 +169,53 @@ def test_given_credentials_and_error_status_codes() -> None:
         assert bad.status_code == 401
         out, err = _interrupt(proc)
     assert proc.returncode == 0, err
+    assert secret not in out + err
+
+
+def test_version_and_range_options() -> None:
+    result = CliRunner().invoke(main, ["--version"])
+    assert result.exit_code == 0
+    assert result.output.startswith("mock-ci-server, version ")
+    for bad in ("0", "3-1", "x", "1-"):
+        out = CliRunner().invoke(main, ["--lines-per-order", bad])
+        assert out.exit_code == 2
+        assert "--lines-per-order" in out.output
+    out = CliRunner().invoke(main, ["--split-share", "1.5"])
+    assert out.exit_code == 2
+
+
+def test_token_from_env_lines_split_and_request_log_on_stderr() -> None:
+    secret = "EnvToken0123456789abcdefghijklm"
+    env = {**os.environ, "MOCK_CI_TOKEN": secret}
+    with running_cli(
+        "--seed-orders", "40", "--lines-per-order", "2-3", "--split-share", "1",
+        "--log-requests", env=env,
+    ) as (proc, lines):  # fmt: skip
+        text = "\n".join(lines)
+        assert secret not in text
+        assert "(from $MOCK_CI_TOKEN; not echoed)" in text
+        curl = next(line for line in lines if line.strip().startswith("curl "))
+        assert "token=$MOCK_CI_TOKEN" in curl
+        assert 'token_env = "MOCK_CI_TOKEN"' in text
+        url = re.search(r"serving on (\S+)", text)
+        assert url is not None
+        answer = requests.get(
+            f"{url.group(1)}/api/v4/get_orders",
+            params={"supplier_id": "90001", "token": secret},
+            timeout=5,
+        ).json()
+        # 40 orders of 2-3 lines each, every one split: the first order's other records sit
+        # after the first records of all 40 orders (the listing is shorter than a page).
+        orderids = [r["orderid"] for r in answer["data"]]
+        assert 80 <= answer["meta"]["no_of_items"] <= 120
+        assert len(set(orderids)) == 40
+        first = [i for i, oid in enumerate(orderids) if oid == orderids[0]]
+        assert first[0] == 0
+        assert min(first[1:]) >= 40
+        out, err = _interrupt(proc)
+    assert proc.returncode == 0, err
+    log_lines = [ln for ln in err.splitlines() if "/api/v4/get_orders" in ln]
+    assert len(log_lines) == 1, err
+    assert "token=********" in log_lines[0]
+    assert "-> 200 success=true" in log_lines[0]
     assert secret not in out + err

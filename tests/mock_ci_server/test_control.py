@@ -7,7 +7,7 @@ from datetime import datetime
 import pytest
 from flask.testing import FlaskClient
 
-from mock_ci_server.businessdays import add_business_days
+from mock_ci_server.businessdays import due_at
 from mock_ci_server.state import SimState
 
 from .conftest import SUPPLIER, TOKEN, get_orders
@@ -160,8 +160,8 @@ def test_state_dump_and_filter(sim_state: SimState, api: FlaskClient) -> None:
     assert line["exported"] is False
     assert line["record"]["line_items"][0]["ci_lineitemid"] == line["ci_lineitemid"]
     ordered = datetime.fromisoformat(line["order_date"])
-    due = add_business_days(ordered.date(), 7, "US")
-    assert line["auto_cancel_at"] == datetime.combine(due, ordered.timetz()).isoformat()
+    # The deadline rule of issue 12 (23:59 local, 7th business day after the start day).
+    assert line["auto_cancel_at"] == due_at(ordered, 7, "US").isoformat()
     assert api.get("/_sim/state?supplier_id=nobody").status_code == 404
 
 

@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+import re
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
 
+from mock_ci_server.schemas import ci_money
 from mock_ci_server.state import SimState
 
-from .conftest import NOW, SUPPLIER, TOKEN, body, get_orders, mark, track
+from .conftest import (
+    OTHER,
+    OTHER_TOKEN,
+    SUPPLIER,
+    TOKEN,
+    body,
+    get_orders,
+    mark,
+    track,
+)
 
 EXAMPLES = Path(__file__).parents[1] / "fixtures" / "ci-examples"
 
@@ -174,7 +185,8 @@ def test_v4_record_matches_real_shape_key_for_key(sim_state: SimState, api: Flas
             assert item["po_number"] is None
             assert record["parent_orderid"] is None
             assert record["date"].endswith(" UTC")
-            assert item["ship_by_date"].endswith("PM UTC")
+            # 23:59 local (issue 12): 05:59AM UTC next day for a US (Chicago) account.
+            assert re.fullmatch(r"\d\d/\d\d/\d{4} \d\d:59[AP]M UTC", item["ship_by_date"])
 
 
 def test_v2_record_matches_2017_shape(sim_state: SimState, api: FlaskClient) -> None:
@@ -192,17 +204,38 @@ def test_v2_record_matches_2017_shape(sim_state: SimState, api: FlaskClient) -> 
         assert "hts_code" in record["shipping"]
 
 
-def test_money_is_int_when_whole_and_dates_in_ci_format(
-    sim_state: SimState, api: FlaskClient
-) -> None:
+def test_money_written_as_in_the_capture(sim_state: SimState, api: FlaskClient) -> None:
+    # Issue 12: non-zero amounts with two decimals as JSON number literals (22.00, 37.50),
+    # zero as a plain 0 (was: the shortest form, 22 / 37.5).
     sim_state.seed(SUPPLIER, orders=60, seed=4, quantity=(1, 3))
-    for record in get_orders(api)["data"]:
+    raw = api.get(
+        "/api/v4/get_orders", query_string={"supplier_id": SUPPLIER, "token": TOKEN}
+    ).get_data(as_text=True)
+    keys = "total|shipping|unit_price|intrinsic_value|groupon_cost|discount"
+    literals = re.findall(rf'"({keys})": (-?[0-9][^,}}\]]*)', raw)
+    assert len(literals) == 60 * 6
+    for key, literal in literals:
+        assert literal == "0" or re.fullmatch(r"[1-9][0-9]*\.[0-9]{2}|0\.[0-9]{2}", literal), (
+            key,
+            literal,
+        )
+    assert '"shipping": 0}' in raw
+    assert re.search(r'"unit_price": [0-9]+\.00,', raw)  # a whole price keeps ".00"
+    for record in json.loads(raw)["data"]:
         total = record["amount"]["total"]
         item = record["line_items"][0]
-        assert isinstance(total, int) == (float(total) == int(total))
         assert round(item["unit_price"] * item["quantity"], 2) == total
-        assert record["amount"]["shipping"] == 0
         assert len(record["date"]) == len("03/04/2024 09:15AM UTC")
+
+
+def test_money_rule_keeps_non_numbers_and_v2_follows() -> None:
+    assert ci_money(0) == 0
+    assert isinstance(ci_money(0.0), int)
+    assert str(ci_money(22)) == "22.00"
+    assert str(ci_money(37.5)) == "37.50"
+    assert str(ci_money(0.005)) == "0.00"  # ties half-to-even: ASSUMED, no evidence
+    for odd in (None, "22.00", True, float("nan")):
+        assert ci_money(odd) is odd
 
 
 def test_line_status_reflects_state(sim_state: SimState, api: FlaskClient) -> None:
@@ -210,11 +243,43 @@ def test_line_status_reflects_state(sim_state: SimState, api: FlaskClient) -> No
     assert get_orders(api)["data"][0]["line_items"][0]["status"] == "open"
     track(api, [{"carrier": "ups", "ci_lineitem_id": ids[0], "tracking": "1Z1", "quantity": 1}])
     record = get_orders(api)["data"][0]
-    assert record["line_items"][0]["status"] == "partially_shipped"
+    # Issue 12: public evidence knows `open` and `ship` only; a partially tracked line stays
+    # `open` (was the invented `partially_shipped`).
+    assert record["line_items"][0]["status"] == "open"
+    track(api, [{"carrier": "ups", "ci_lineitem_id": ids[0], "tracking": "1Z2"}])
+    # Fully tracked: `ship`, the value ShipWorks' GrouponDownloader maps to "Shipped".
+    assert get_orders(api)["data"][0]["line_items"][0]["status"] == "ship"
 
 
-def test_ship_by_is_two_business_days_after_order(sim_state: SimState, api: FlaskClient) -> None:
-    sim_state.clock.set(NOW + timedelta(days=4))  # Friday 03/08/2024
-    sim_state.seed(SUPPLIER, orders=1, seed=1, spread_hours=0)
-    item = get_orders(api)["data"][0]["line_items"][0]
-    assert item["ship_by_date"] == "03/12/2024 10:59PM UTC"  # Tuesday, weekend skipped
+# Issue 12, the 2023 Italian capture's rule (was: 2 business days at 10:59PM UTC): an order
+# before 17:00 local on a business day is due 23:59 local on the next business day; later
+# and weekend orders one business day more; the UTC time follows daylight saving.
+@pytest.mark.parametrize(
+    ("order_utc", "ship_by"),
+    [
+        ("2023-10-02T08:00:00+00:00", "10/03/2023 09:59PM UTC"),  # Mon 10:00 CEST
+        ("2023-10-02T14:45:00+00:00", "10/03/2023 09:59PM UTC"),  # Mon 16:45, before 17:00
+        ("2023-10-02T15:00:00+00:00", "10/04/2023 09:59PM UTC"),  # Mon 17:00: one day more
+        ("2023-10-06T20:00:00+00:00", "10/10/2023 09:59PM UTC"),  # Fri 22:00 -> Mon -> Tue
+        ("2023-10-07T08:00:00+00:00", "10/10/2023 09:59PM UTC"),  # Saturday
+        ("2023-10-27T08:00:00+00:00", "10/30/2023 10:59PM UTC"),  # due after the DST change
+        ("2023-10-31T09:00:00+00:00", "11/02/2023 10:59PM UTC"),  # 1 Nov is a holiday in IT
+        ("2023-11-06T09:00:00+00:00", "11/07/2023 10:59PM UTC"),  # winter time
+    ],
+)
+def test_ship_by_follows_the_capture_rule(
+    sim_state: SimState, api: FlaskClient, order_utc: str, ship_by: str
+) -> None:
+    sim_state.clock.set(datetime.fromisoformat(order_utc))
+    sim_state.seed(OTHER, orders=1, seed=1, spread_hours=0)
+    item = get_orders(api, supplier=OTHER, token=OTHER_TOKEN)["data"][0]["line_items"][0]
+    assert item["ship_by_date"] == ship_by
+
+
+def test_generated_data_realism(sim_state: SimState, api: FlaskClient) -> None:
+    # Issue 12: real order dates fall on quarter hours; phone and bom_sku are always filled.
+    sim_state.seed(SUPPLIER, orders=200, seed=3, spread_hours=72)
+    for record in get_orders(api)["data"]:
+        assert int(record["date"][14:16]) % 15 == 0, record["date"]
+        assert record["customer"]["phone"]
+        assert record["line_items"][0]["bom_sku"]

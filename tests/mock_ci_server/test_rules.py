@@ -10,7 +10,10 @@ from mock_ci_server.state import SimState
 
 from .conftest import SUPPLIER, body, get_orders, track
 
-# Wednesday 12 June 2024, 10:00 UTC; Juneteenth (Wed 19 June) is a US holiday.
+# Wednesday 12 June 2024, 10:00 UTC (05:00 in Chicago: before the 17:00 cut-off, so the clock
+# starts that day); Juneteenth (Wed 19 June) is a US holiday. Deadlines fall at 23:59 Chicago
+# time (04:59 UTC next day in summer): the capture rule of issue 12, which replaced "same time
+# of day, N business days after the UTC date".
 ORDER_AT = datetime(2024, 6, 12, 10, 0, tzinfo=UTC)
 
 
@@ -26,10 +29,11 @@ def test_auto_cancel_after_7_business_days_skips_us_holiday(
 ) -> None:
     sim_state.clock.set(ORDER_AT)
     ids = sim_state.seed(SUPPLIER, orders=2, seed=1, spread_hours=0)["ci_lineitemids"]
-    # Without the holiday the 7th business day would be Fri 21 June.
-    out = _clock(api, set="2024-06-21T11:00:00+00:00")
+    # Without the holiday the 7th business day would be Fri 21 June (23:59 CDT).
+    out = _clock(api, set="2024-06-22T05:00:00+00:00")
     assert out["auto_cancelled"] == []
-    out = _clock(api, set="2024-06-24T09:59:00+00:00")
+    # 13,14,17,18,20,21,24 June: due Mon 24 June 23:59 CDT = Tue 25 June 04:59 UTC.
+    out = _clock(api, set="2024-06-25T04:58:00+00:00")
     assert out["auto_cancelled"] == []
     out = _clock(api, advance_seconds=60)
     assert sorted(out["auto_cancelled"]) == sorted(ids)  # type: ignore[type-var]
@@ -56,9 +60,9 @@ def test_partially_shipped_cancelled_after_14_business_days(
     assert track(api, [partial, full]) == {"success": True}
     assert _clock(api, set="2024-06-25T10:00:00+00:00")["auto_cancelled"] == []
     # 14 business days after Wed 12 June, Juneteenth skipped:
-    # 13,14,17,18,20,21,24,25,26,27,28 June, 1,2,3 July -> Wed 3 July, 10:00.
-    assert _clock(api, set="2024-07-03T09:59:00+00:00")["auto_cancelled"] == []
-    assert _clock(api, set="2024-07-03T10:00:00+00:00")["auto_cancelled"] == [ids[0]]
+    # 13,14,17,18,20,21,24,25,26,27,28 June, 1,2,3 July -> Wed 3 July 23:59 CDT (04:59 UTC).
+    assert _clock(api, set="2024-07-04T04:58:00+00:00")["auto_cancelled"] == []
+    assert _clock(api, set="2024-07-04T04:59:00+00:00")["auto_cancelled"] == [ids[0]]
     shipped = sim_state.line(ids[1])
     assert shipped is not None
     assert shipped.status == "shipped"

@@ -81,8 +81,8 @@ def test_unapproved_carrier_refused_case_insensitive_ok(
     sim_state: SimState, api: FlaskClient
 ) -> None:
     line_id = _one(sim_state)
-    out = track(api, [{"carrier": "dhl", "ci_lineitem_id": line_id, "tracking": "X"}])
-    _refused(out, "tracking_info[0]", str(line_id), "'dhl'", "region US")
+    out = track(api, [{"carrier": "DPDUK", "ci_lineitem_id": line_id, "tracking": "X"}])
+    _refused(out, "tracking_info[0]", str(line_id), "'DPDUK'", "region US")
     assert track(api, [{"carrier": "UsPs", "ci_lineitem_id": line_id, "tracking": "X"}]) == {
         "success": True
     }

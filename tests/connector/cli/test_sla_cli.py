@@ -39,8 +39,8 @@ def account(tmp_path: Path, name: str = "us1", **opts: Any) -> Account:
     )
 
 
-# Monday 2 March 2026. Line 1: ordered Mon 10:00 CT (due Tue 17:00 CT): on time at Mon noon.
-# Line 2: ordered Fri 27 Feb 10:00 CT (due Mon 17:00 CT): due today. Line 3: ordered Tue 24 Feb
+# Monday 2 March 2026. Line 1: ordered Mon 10:00 CT (due Tue 23:59 CT): on time at Mon noon.
+# Line 2: ordered Fri 27 Feb 10:00 CT (due Mon 23:59 CT): due today. Line 3: ordered Tue 24 Feb
 # (due Wed 25): overdue. Line 4: shipped and delivered after 4 days.
 ROWS: list[dict[str, Any]] = [
     {"orderid": "A", "ci_lineitemid": 1, "order_time": "2026-03-02T16:00:00Z", "quantity": 1},
@@ -85,7 +85,7 @@ def test_table_output_is_aligned_and_summarised(tmp_path: Path, patched: list[st
     body = lines[1:4]
     assert [ln[state_col:].split()[0] for ln in body] == ["on_time", "due_today", "overdue"]
     assert all(ln[deadline_col:].startswith(("Mon", "Tue", "Wed")) for ln in body)
-    assert "Tue 2026-03-03 17:00 CST" in body[0]
+    assert "Tue 2026-03-03 23:59 CST" in body[0]  # 23:59 local: the issue-12 ship-by rule
     assert "shipped" not in "\n".join(body)  # finished lines hidden without --all
     assert "us1: 1 on_time, 1 due_today, 1 overdue, 1 shipped; 2 at risk" in result.output
     assert "average 4.0 days over 1 delivered line(s), within" in result.output
@@ -100,7 +100,7 @@ def test_json_is_one_object(tmp_path: Path, patched: list[str]) -> None:
     assert acc["counts"]["overdue"] == 1
     assert acc["cycle_time"]["avg_days"] == 4.0
     assert [ln["state"] for ln in acc["lines"]] == ["on_time", "due_today", "overdue", "shipped"]
-    assert acc["lines"][2]["deadline"] == "2026-02-25T23:00:00+00:00"
+    assert acc["lines"][2]["deadline"] == "2026-02-26T05:59:00+00:00"  # Wed 25 Feb 23:59 CST
 
 
 def test_csv_has_header_and_at_risk_filter(tmp_path: Path, patched: list[str]) -> None:

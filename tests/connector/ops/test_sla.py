@@ -33,8 +33,9 @@ def ct(y: int, m: int, d: int, hh: int, mm: int = 0) -> datetime:
     return datetime(y, m, d, hh, mm, tzinfo=CT).astimezone(UTC)
 
 
-# Monday 2 March 2026, 10:00 CT: tracking due Tue 3 Mar 17:00 CT, movement by Thu 5 Mar,
-# auto-cancel (7 BD) Wed 11 Mar 17:00 CT.
+# Monday 2 March 2026, 10:00 CT: tracking due Tue 3 Mar 23:59 CT, movement by Thu 5 Mar,
+# auto-cancel (7 BD) Wed 11 Mar 23:59 CT. (Issue 12/9: deadlines at 23:59 local, the CI
+# capture's ship_by rule, not at the 17:00 cut-off; movement keeps the cut-off.)
 BASE = SlaLine(
     account="us1",
     orderid="ORD-1",
@@ -53,9 +54,9 @@ def judge(line: SlaLine, now: datetime, **kw: Any) -> SlaStatus:
 def test_on_time() -> None:
     s = judge(BASE, ct(2026, 3, 2, 12))
     assert s.state is SlaState.ON_TIME
-    assert s.deadline == ct(2026, 3, 3, 17)
+    assert s.deadline == ct(2026, 3, 3, 23, 59)
     assert s.deadline_source == "computed"
-    assert s.auto_cancel_at == ct(2026, 3, 11, 17)
+    assert s.auto_cancel_at == ct(2026, 3, 11, 23, 59)
     assert s.business_days_to_auto_cancel == 7
 
 
@@ -69,12 +70,12 @@ def test_overdue() -> None:
     s = judge(BASE, ct(2026, 3, 4, 9))
     assert s.state is SlaState.OVERDUE
     assert s.business_days_to_auto_cancel == 5
-    assert "was due Tue 2026-03-03 17:00 CST" in s.reason
+    assert "was due Tue 2026-03-03 23:59 CST" in s.reason
 
 
 def test_just_after_deadline_is_overdue_and_at_deadline_is_due() -> None:
-    assert judge(BASE, ct(2026, 3, 3, 17)).state is SlaState.DUE_TODAY
-    assert judge(BASE, ct(2026, 3, 3, 17, 1)).state is SlaState.OVERDUE
+    assert judge(BASE, ct(2026, 3, 3, 23, 59)).state is SlaState.DUE_TODAY
+    assert judge(BASE, ct(2026, 3, 4, 0, 0)).state is SlaState.OVERDUE
 
 
 def test_auto_cancel_soon_and_passed() -> None:
@@ -101,7 +102,7 @@ def test_partially_shipped_uses_14_business_days() -> None:
     s = judge(line, ct(2026, 3, 9, 9))
     assert line.effective_status is LineStatus.PARTIALLY_SHIPPED
     assert s.state is SlaState.OVERDUE
-    assert s.auto_cancel_at == ct(2026, 3, 20, 17)
+    assert s.auto_cancel_at == ct(2026, 3, 20, 23, 59)
     assert s.business_days_to_auto_cancel == 9
     assert "1 of 2 units" in s.reason
 
@@ -124,11 +125,11 @@ def test_auto_cancel_counts_skip_thanksgiving() -> None:
     line = replace(BASE, order_time=ct(2026, 11, 25, 10))
     s = judge(line, ct(2026, 11, 30, 9))
     # 7 BD after Wed 25 Nov skipping Thu 26 (Thanksgiving) and the weekend: Mon 7 Dec
-    assert s.auto_cancel_at == ct(2026, 12, 7, 17)
-    assert s.deadline == ct(2026, 11, 27, 17)
+    assert s.auto_cancel_at == ct(2026, 12, 7, 23, 59)
+    assert s.deadline == ct(2026, 11, 27, 23, 59)
     assert s.business_days_to_auto_cancel == 5
     partial = replace(line, qty_shipped=1)
-    assert judge(partial, ct(2026, 11, 30, 9)).auto_cancel_at == ct(2026, 12, 16, 17)
+    assert judge(partial, ct(2026, 11, 30, 9)).auto_cancel_at == ct(2026, 12, 16, 23, 59)
 
 
 def test_movement_late_only_where_scans_are_known() -> None:
@@ -148,7 +149,7 @@ def test_movement_late_only_where_scans_are_known() -> None:
 def test_closures_move_the_deadline() -> None:
     cal = BusinessCalendar("US", closures=[parse_datetime("2026-03-03").date()])
     (s,) = evaluate([BASE], cal, ct(2026, 3, 3, 18), FIVE_PM, CT)
-    assert s.deadline == ct(2026, 3, 4, 17)
+    assert s.deadline == ct(2026, 3, 4, 23, 59)
     assert s.state is SlaState.ON_TIME
 
 
@@ -174,9 +175,9 @@ def test_at_risk_orders_by_urgency_and_uses_auto_cancel_deadline() -> None:
         (3, "overdue"),
         (2, "due_today"),
     ]
-    assert risks[0].deadline == ct(2026, 3, 11, 17)
+    assert risks[0].deadline == ct(2026, 3, 11, 23, 59)
     assert risks[0].business_days_to_auto_cancel == 2
-    assert risks[1].deadline == ct(2026, 3, 5, 17)
+    assert risks[1].deadline == ct(2026, 3, 5, 23, 59)
     assert risks[0].account == "us1"
     assert risks[0].orderid == "ORD-1"
 
@@ -217,7 +218,7 @@ def test_cycle_time_report() -> None:
 def test_status_to_dict_is_json_ready() -> None:
     d = judge(BASE, ct(2026, 3, 4, 9)).to_dict()
     assert d["state"] == "overdue"
-    assert d["deadline"] == "2026-03-03T23:00:00+00:00"
+    assert d["deadline"] == "2026-03-04T05:59:00+00:00"  # 23:59 CST (issue 12 rule)
     assert d["status"] == "open"
     assert d["business_days_to_auto_cancel"] == 5
 
