@@ -74,7 +74,14 @@ def run(lines: int, repeats: int) -> dict[str, Any]:
     timings: dict[str, list[float]] = {}
     try:
         with requests.Session() as session:
-            for name, path in pages(state, lines).items():
+            # The first search after a seed builds the per-supplier search lists: timed once,
+            # cold, before any warm-up (the runs below reuse the lists).
+            cold = pages(state, lines)["customer search"]
+            started = time.perf_counter()
+            session.get(server.url + cold, timeout=60).raise_for_status()
+            timings["first search after seeding (cold)"] = [(time.perf_counter() - started) * 1000]
+            _progress(f"first search after seeding: {timings[next(iter(timings))][0]:.1f} ms")
+            for name, path in pages(state, lines).items():  # 1 warm-up + repeats each
                 session.get(server.url + path, timeout=60).raise_for_status()  # warm-up
                 runs = []
                 for _ in range(repeats):
@@ -98,6 +105,7 @@ def run(lines: int, repeats: int) -> dict[str, Any]:
         "worst_ms": round(worst, 1),
         "target_ms": TARGET_MS,
         "target_met": worst < TARGET_MS,
+        "load_average_1m": round(os.getloadavg()[0], 2),
         "cores": os.cpu_count(),
         "python": platform.python_version(),
     }
@@ -110,9 +118,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     result = run(args.lines, args.repeats)
     print(f"console pages at {result['lines']:,} lines ({result['repeats']} runs each)")
-    print(f"{'page':<24} {'median ms':>10} {'max ms':>10}")
+    print(f"{'page':<36} {'median ms':>10} {'max ms':>10}")
     for name, figures in result["pages_ms"].items():
-        print(f"{name:<24} {figures['median']:>10.1f} {figures['max']:>10.1f}")
+        print(f"{name:<36} {figures['median']:>10.1f} {figures['max']:>10.1f}")
     verdict = "met" if result["target_met"] else "MISSED"
     print(f"target: every page < {TARGET_MS:.0f} ms -> {verdict} (worst {result['worst_ms']} ms)")
     print(json.dumps(result))

@@ -256,6 +256,7 @@ class SimState:
         self._deadlines: SortedList = SortedList()  # (deadline, ci_lineitemid)
         self._next_seq = 0
         self._ids = IdCounters()
+        self._scan_cache: dict[str, _ScanCache] = {}  # the console's search lists per supplier
 
     def reset(self) -> None:
         """Forget everything: accounts, lines, clock offset, GPN data, the request log."""
@@ -969,8 +970,7 @@ class SimState:
             if q.line_id is not None or q.orderid:
                 ids = self._lookup_ids(suppliers, q)
                 chosen = sorted((self._lines[i] for i in ids), key=_newest_key, reverse=True)
-                keep = q.predicate()
-                matches = [ln for ln in chosen if keep(ln)]
+                matches = [ln for ln in chosen if q.matches(ln)]
                 return len(matches), [_summary(ln) for ln in matches[offset : offset + limit]]
             if q.is_empty():
                 total = sum(len(self._index[s].by_date) for s in suppliers)
@@ -983,7 +983,12 @@ class SimState:
                 return total, [_summary(ln) for ln in page]
             # A scan: one comprehension per supplier (newest first), merged when several.
             keep = q.predicate()
-            found = [[ln for ln in self._supplier_newest_first(s) if keep(ln)] for s in suppliers]
+            found = []
+            for supplier in suppliers:
+                scan = self._scan_lists(supplier)
+                found.append(
+                    [ln for ln, text in zip(scan.lines, scan.texts, strict=True) if keep(ln, text)]
+                )
             matches = (
                 found[0]
                 if len(found) == 1
@@ -1012,13 +1017,23 @@ class SimState:
 
     def _newest_first(self, suppliers: list[str]) -> Iterator[Line]:
         """Lines of ``suppliers`` by order date, newest first (lazy: a page reads a page)."""
-        streams = [iter(self._supplier_newest_first(s)) for s in suppliers]
+        streams = [iter(self._scan_lists(s).lines) for s in suppliers]
         return heapq.merge(*streams, key=_newest_key, reverse=True)
 
-    def _supplier_newest_first(self, supplier_id: str) -> list[Line]:
+    def _scan_lists(self, supplier_id: str) -> _ScanCache:
+        """A supplier's lines newest first with their lowered search texts, rebuilt only when
+        lines were added since (lines are never removed but by reset, and a line's SKU,
+        customer and order date never change; its status is read live from the Line)."""
         index = self._index[supplier_id]
+        key = (len(index.by_date), self._next_seq)
+        cached = self._scan_cache.get(supplier_id)
+        if cached is not None and cached.key == key:
+            return cached
         lines, by_seq = self._lines, index.by_seq
-        return [lines[by_seq[seq]] for _ts, seq in reversed(index.by_date)]
+        newest = [lines[by_seq[seq]] for _ts, seq in reversed(index.by_date)]
+        built = _ScanCache(key, newest, [(_sku_text(ln), _customer_text(ln)) for ln in newest])
+        self._scan_cache[supplier_id] = built
+        return built
 
     def status_counts(self) -> dict[str, dict[str, int]]:
         """Per supplier: lines per status, plus ``lines`` and ``exported`` totals."""
@@ -1059,31 +1074,39 @@ class LineQuery:
         )
 
     def matches(self, line: Line) -> bool:
-        return self.predicate()(line)
+        return self.predicate()(line, (_sku_text(line), _customer_text(line)))
 
-    def predicate(self) -> Callable[[Line], bool]:
-        """One function testing every non-empty filter (needles lowered once, not per line)."""
-        checks: list[Callable[[Line], bool]] = []
+    def predicate(self) -> Callable[[Line, tuple[str, str]], bool]:
+        """One function ``(line, (sku text, customer text)) -> bool`` testing every non-empty
+        filter; needles are lowered once, texts come lowered from the scan lists."""
+        checks: list[Callable[[Line, tuple[str, str]], bool]] = []
         if self.status:
             status = self.status
-            checks.append(lambda ln: ln.status == status)
+            checks.append(lambda ln, _t: ln.status == status)
         if self.sku:
             sku = self.sku.lower()
-            checks.append(lambda ln: sku in _sku_text(ln))
+            checks.append(lambda _ln, t: sku in t[0])
         if self.customer:
             customer = self.customer.lower()
-            checks.append(lambda ln: customer in _customer_text(ln))
+            checks.append(lambda _ln, t: customer in t[1])
         if self.orderid:
             orderid = self.orderid
-            checks.append(lambda ln: ln.orderid == orderid)
+            checks.append(lambda ln, _t: ln.orderid == orderid)
         if self.line_id is not None:
             line_id = self.line_id
-            checks.append(lambda ln: ln.ci_lineitemid == line_id)
+            checks.append(lambda ln, _t: ln.ci_lineitemid == line_id)
         if not checks:
-            return lambda ln: True
+            return lambda _ln, _t: True
         if len(checks) == 1:
             return checks[0]
-        return lambda ln: all(check(ln) for check in checks)
+        return lambda ln, t: all(check(ln, t) for check in checks)
+
+
+@dataclass
+class _ScanCache:
+    key: tuple[int, int]  # (lines of the supplier, next seq) when built
+    lines: list[Line]  # newest order first
+    texts: list[tuple[str, str]]  # lowered (sku + bom_sku, customer name), aligned with lines
 
 
 def _newest_key(line: Line) -> tuple[datetime, int]:
