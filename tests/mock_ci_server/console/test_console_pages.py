@@ -316,3 +316,21 @@ def test_import_refusal_names_the_row_and_applies_nothing(
     assert line.status == "open"
     none = client.post("/_sim/ui/import", data={"account": SUPPLIER})
     assert _flash(none) == "choose a .csv or .xlsx file to upload"
+
+
+def test_search_lists_follow_new_lines_and_reset(state: SimState) -> None:
+    def brute(customer: str) -> int:
+        _t, every = state.find_lines(SUPPLIER, limit=100_000)
+        return sum(customer in r["customer"].lower() for r in every)
+
+    _t, [row] = state.find_lines(SUPPLIER, limit=1)
+    name = row["customer"].split()[0].lower()
+    before, _ = state.find_lines(SUPPLIER, query=LineQuery(customer=name))
+    assert before == brute(name)
+    state.seed(SUPPLIER, orders=40, seed=99)
+    after, _ = state.find_lines(SUPPLIER, query=LineQuery(customer=name))
+    assert after == brute(name)
+    assert after > before
+    state.reset()
+    state.add_account(SUPPLIER, TOKEN)
+    assert state.find_lines(SUPPLIER, query=LineQuery(customer=name)) == (0, [])
