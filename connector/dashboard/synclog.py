@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -98,6 +98,22 @@ def record_sync(data_dir: Path, entry: Mapping[str, Any]) -> None:
     _trim(path)
 
 
+def record_run_or_warn(
+    data_dir: Path,
+    reports: Sequence[Mapping[str, Any]],
+    failures: Sequence[Mapping[str, str]],
+    warn: Callable[..., None],
+) -> None:
+    """:func:`record_run`, but a log that cannot be written only calls ``warn(text, err=True)``
+    (a sync never fails because of its log)."""
+    from connector.secrets import redact
+
+    try:
+        record_run(data_dir, reports, failures)
+    except OSError as exc:
+        warn(f"warning: sync log not written: {redact(str(exc))}", err=True)
+
+
 def _trim(path: Path) -> None:
     with path.open("rb") as handle:
         lines = handle.readlines()
@@ -145,6 +161,7 @@ __all__ = [
     "make_entry",
     "read_syncs",
     "record_run",
+    "record_run_or_warn",
     "record_sync",
     "sync_log_path",
 ]
