@@ -334,3 +334,21 @@ def test_search_lists_follow_new_lines_and_reset(state: SimState) -> None:
     state.reset()
     state.add_account(SUPPLIER, TOKEN)
     assert state.find_lines(SUPPLIER, query=LineQuery(customer=name)) == (0, [])
+
+
+def test_request_log_filters_and_clear(client: FlaskClient, state: SimState) -> None:
+    client.get(
+        "/api/v4/get_orders", query_string={"supplier_id": SUPPLIER, "token": TOKEN}
+    ).get_data()
+    client.post(
+        "/api/v4/mark_exported",
+        data={"supplier_id": OTHER, "token": OTHER_TOKEN, "ci_lineitem_ids": "[1]"},
+    ).get_data()
+    only_mark = _html(client.get("/_sim/ui/requests?path=mark_exported"))
+    assert "/api/v4/mark_exported" in only_mark
+    assert "/api/v4/get_orders</code>" not in only_mark
+    only_other = _html(client.get(f"/_sim/ui/requests?account={OTHER}"))
+    assert only_other.count('<tr data-id="') == 1
+    cleared = client.post("/_sim/ui/requests/clear")
+    assert _flash(cleared) == "request log cleared"
+    assert state.request_log() == []
