@@ -85,3 +85,4 @@ def test_data_json_matches_the_page(
     assert payload["at_risk_total"] == risk_on_page
     assert payload["accounts"][0]["name"] == "us"
     assert TOKEN not in json.dumps(payload)
+    assert browser.screenshot("data-json").stat().st_size > 0

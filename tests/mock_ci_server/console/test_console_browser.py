@@ -96,6 +96,7 @@ def test_cancel_without_reason_is_refused_by_the_page(browser: Browser, served: 
     )
     assert missing is True
     assert browser.all("#lines input[name=ids]")[0].is_selected()  # still the same page
+    browser.screenshot("cancel-needs-reason")
     line = served.state.line(line_id)
     assert line is not None
     assert line.status == "open"
@@ -200,6 +201,7 @@ def test_suspend_and_reinstate_from_accounts(browser: Browser, served: Served) -
     browser.submit(f"{row} button")
     assert "suspended" in browser.text(row)
     assert served.state.accounts()[1]["suspended"] is True
+    browser.screenshot("suspended")
     browser.submit(f"{row} button")
     assert served.state.accounts()[1]["suspended"] is False
 
