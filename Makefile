@@ -12,7 +12,7 @@ UV_VERSION := uv>=0.4
 UV := $(BIN)/uv
 INSTALL = $(BIN)/python -m pip install --quiet -c $(LOCK) -e '$(1)'
 
-.PHONY: help setup demo test lint typecheck pytest bench crash load clean hostile hostile-files hostile-simulator bench-dispatch-many
+.PHONY: help setup demo test lint typecheck pytest bench crash load clean hostile hostile-files hostile-simulator bench-dispatch-many browsers bench-ui
 
 help:
 	@echo "make demo    set up .venv, then run the end-to-end demo on the embedded simulator"
@@ -24,6 +24,7 @@ help:
 	@echo "make hostile the connector against a hostile CI (huge body, gzip bomb, lying counters, drips): RSS and deadlines"
 	@echo "make hostile-files  file bombs (dimension, shared strings, 1M rows) vs both readers"
 	@echo "make hostile-simulator  huge/chunked bodies, deep JSON, 300 idle sockets vs the simulator"
+	@echo "make bench-ui  simulator console: time to render a page of 100,000 lines"
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (Python >= 3.11) on PATH, or run: make PYTHON=python3"; exit 1; }
@@ -55,7 +56,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP)
+pytest: $(STAMP) browsers
 	$(BIN)/pytest
 
 test: lint typecheck pytest
@@ -81,6 +82,20 @@ hostile: $(STAMP)
 # Contract v2 (issue 10): one oms_dispatch per shipment vs oms_dispatch_many in waves.
 bench-dispatch-many: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_dispatch_many --lines 3000 --wave 500
+# Browser tests (simulator console, dashboard) drive Debian's chromium + chromium-driver.
+# Installed here when missing and we are root with apt-get (CI); otherwise those tests skip
+# and say how to install. Never fails the build by itself.
+browsers:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing chromium + chromium-driver for the browser tests (apt-get)"; \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	      apt-get install -y -qq chromium chromium-driver; } >/tmp/ci-connector-apt.log 2>&1 \
+	  || echo "could not install chromium (see /tmp/ci-connector-apt.log); browser tests will skip: apt-get install chromium chromium-driver"; \
+	else echo "no /usr/bin/chromium: browser tests will skip (install: sudo apt-get install chromium chromium-driver)"; fi
+
+bench-ui: $(STAMP)
+	$(BIN)/python -m benchmarks.console_page
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -10,6 +10,7 @@ from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException, InternalServerError, RequestEntityTooLarge
 
 from mock_ci_server import jsonlimits
+from mock_ci_server.console import register as register_console
 from mock_ci_server.errors import (
     BodyTooLarge,
     ControlError,
@@ -163,6 +164,7 @@ def create_app(
     app.register_blueprint(control_blueprint)
     app.register_blueprint(gpn_blueprint)
     app.register_blueprint(uploads_blueprint)
+    register_console(app)  # /_sim/ui/ web console and GET / -> it
     app.register_error_handler(Exception, _handle)
     faults = FaultInjector(app.wsgi_app)
     app.wsgi_app = faults  # type: ignore[method-assign]

@@ -8,9 +8,12 @@ sees that the simulated clock has passed the earliest one.
 
 from __future__ import annotations
 
+import heapq
 import hmac
+import itertools
 import math
 import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -253,6 +256,7 @@ class SimState:
         self._deadlines: SortedList = SortedList()  # (deadline, ci_lineitemid)
         self._next_seq = 0
         self._ids = IdCounters()
+        self._scan_cache: dict[str, _ScanCache] = {}  # the console's search lists per supplier
 
     def reset(self) -> None:
         """Forget everything: accounts, lines, clock offset, GPN data, the request log."""
@@ -668,8 +672,11 @@ class SimState:
             now = self.clock.advance(delta)
             return {"now": _iso(now), "auto_cancelled": self._sweep(now)}
 
-    def cancel_lines(self, supplier_id: str, line_ids: list[int]) -> dict[str, Any]:
-        """Groupon customer service cancels lines (all-or-nothing; ValueError names the ids)."""
+    def cancel_lines(
+        self, supplier_id: str, line_ids: list[int], reason: str | None = None
+    ) -> dict[str, Any]:
+        """Groupon customer service cancels lines (all-or-nothing; ValueError names the ids);
+        ``reason`` (e.g. typed in the web console) is kept on each line."""
         with self._lock:
             self._account(supplier_id)
             now = self.clock.now()
@@ -690,7 +697,8 @@ class SimState:
             cancelled = []
             for line in lines:
                 if line is not None and line.status != "cancelled":
-                    self._cancel(line, now, "cancelled by Groupon customer service")
+                    why = "cancelled by Groupon customer service"
+                    self._cancel(line, now, f"{why}: {reason}" if reason else why)
                     cancelled.append(line.ci_lineitemid)
             return {"now": _iso(now), "cancelled": cancelled}
 
@@ -934,12 +942,215 @@ class SimState:
         with self._lock:
             return self._lines.get(ci_lineitemid)
 
+    # --- web console (read-only queries, plus acting as the logged-in supplier) -----------
+
+    def find_lines(
+        self,
+        supplier_id: str | None = None,
+        *,
+        query: LineQuery | None = None,
+        offset: int = 0,
+        limit: int = 50,
+    ) -> tuple[int, list[dict[str, Any]]]:
+        """(total matches, one page of line summaries), newest order date first.
+
+        Without filters a page costs O(log n + offset/load + limit) through the ``by_date``
+        indexes; an order id or line id is a dict lookup; SKU/customer/status filters scan the
+        supplier's lines once (no copy), which stays well under the console's 1 s budget at
+        100,000 lines (``make bench-ui``).
+        """
+        q = query or LineQuery()
+        with self._lock:
+            self._sweep(self.clock.now())
+            if supplier_id is not None:
+                self._account(supplier_id)
+                suppliers = [supplier_id]
+            else:
+                suppliers = list(self._index)
+            if q.line_id is not None or q.orderid:
+                ids = self._lookup_ids(suppliers, q)
+                chosen = sorted((self._lines[i] for i in ids), key=_newest_key, reverse=True)
+                matches = [ln for ln in chosen if q.matches(ln)]
+                return len(matches), [_summary(ln) for ln in matches[offset : offset + limit]]
+            if q.is_empty():
+                total = sum(len(self._index[s].by_date) for s in suppliers)
+                if len(suppliers) == 1:
+                    page = self._supplier_page(suppliers[0], offset, limit)
+                else:
+                    page = list(
+                        itertools.islice(self._newest_first(suppliers), offset, offset + limit)
+                    )
+                return total, [_summary(ln) for ln in page]
+            # A scan: one comprehension per supplier (newest first), merged when several.
+            keep = q.predicate()
+            found = []
+            for supplier in suppliers:
+                scan = self._scan_lists(supplier)
+                found.append(
+                    [ln for ln, text in zip(scan.lines, scan.texts, strict=True) if keep(ln, text)]
+                )
+            matches = (
+                found[0]
+                if len(found) == 1
+                else list(heapq.merge(*found, key=_newest_key, reverse=True))
+            )
+            return len(matches), [_summary(ln) for ln in matches[offset : offset + limit]]
+
+    def _supplier_page(self, supplier_id: str, offset: int, limit: int) -> list[Line]:
+        """One page of a supplier's lines, newest first: O(log n + limit) on ``by_date``."""
+        index = self._index[supplier_id]
+        size = len(index.by_date)
+        start, stop = max(size - offset - limit, 0), max(size - offset, 0)
+        return [
+            self._lines[index.by_seq[seq]]
+            for _ts, seq in index.by_date.islice(start, stop, reverse=True)
+        ]
+
+    def _lookup_ids(self, suppliers: list[str], q: LineQuery) -> list[int]:
+        if q.line_id is not None:
+            line = self._lines.get(q.line_id)
+            found = (
+                [line.ci_lineitemid] if line is not None and line.supplier_id in suppliers else []
+            )
+            return [i for i in found if not q.orderid or self._lines[i].orderid == q.orderid]
+        return [i for s in suppliers for i in self._index[s].orders.get(q.orderid or "", [])]
+
+    def _newest_first(self, suppliers: list[str]) -> Iterator[Line]:
+        """Lines of ``suppliers`` by order date, newest first (lazy: a page reads a page)."""
+        streams = [iter(self._scan_lists(s).lines) for s in suppliers]
+        return heapq.merge(*streams, key=_newest_key, reverse=True)
+
+    def _scan_lists(self, supplier_id: str) -> _ScanCache:
+        """A supplier's lines newest first with their lowered search texts, rebuilt only when
+        lines were added since (lines are never removed but by reset, and a line's SKU,
+        customer and order date never change; its status is read live from the Line)."""
+        index = self._index[supplier_id]
+        key = (len(index.by_date), self._next_seq)
+        cached = self._scan_cache.get(supplier_id)
+        if cached is not None and cached.key == key:
+            return cached
+        lines, by_seq = self._lines, index.by_seq
+        newest = [lines[by_seq[seq]] for _ts, seq in reversed(index.by_date)]
+        built = _ScanCache(key, newest, [(_sku_text(ln), _customer_text(ln)) for ln in newest])
+        self._scan_cache[supplier_id] = built
+        return built
+
+    def status_counts(self) -> dict[str, dict[str, int]]:
+        """Per supplier: lines per status, plus ``lines`` and ``exported`` totals."""
+        with self._lock:
+            self._sweep(self.clock.now())
+            out: dict[str, dict[str, int]] = {}
+            for supplier_id, index in self._index.items():
+                counts = dict.fromkeys(LINE_STATUSES, 0)
+                exported = 0
+                for line_id in index.by_seq.values():
+                    line = self._lines[line_id]
+                    counts[line.status] += 1
+                    exported += line.exported
+                out[supplier_id] = {**counts, "lines": len(index.by_seq), "exported": exported}
+            return out
+
+    def supplier_token(self, supplier_id: str) -> str:
+        """The account's token, for in-process callers that act as the logged-in supplier (the
+        web console's upload and export). Never rendered: pages and logs show it masked."""
+        with self._lock:
+            return self._account(supplier_id).token
+
+
+@dataclass(frozen=True)
+class LineQuery:
+    """Console search: exact order id or line id; case-insensitive substrings for SKU (sku or
+    bom_sku) and customer name; exact status. Empty fields do not filter."""
+
+    orderid: str | None = None
+    line_id: int | None = None
+    sku: str | None = None
+    customer: str | None = None
+    status: str | None = None
+
+    def is_empty(self) -> bool:
+        return not (self.orderid or self.line_id is not None or self.sku or self.customer) and (
+            not self.status
+        )
+
+    def matches(self, line: Line) -> bool:
+        return self.predicate()(line, (_sku_text(line), _customer_text(line)))
+
+    def predicate(self) -> Callable[[Line, tuple[str, str]], bool]:
+        """One function ``(line, (sku text, customer text)) -> bool`` testing every non-empty
+        filter; needles are lowered once, texts come lowered from the scan lists."""
+        checks: list[Callable[[Line, tuple[str, str]], bool]] = []
+        if self.status:
+            status = self.status
+            checks.append(lambda ln, _t: ln.status == status)
+        if self.sku:
+            sku = self.sku.lower()
+            checks.append(lambda _ln, t: sku in t[0])
+        if self.customer:
+            customer = self.customer.lower()
+            checks.append(lambda _ln, t: customer in t[1])
+        if self.orderid:
+            orderid = self.orderid
+            checks.append(lambda ln, _t: ln.orderid == orderid)
+        if self.line_id is not None:
+            line_id = self.line_id
+            checks.append(lambda ln, _t: ln.ci_lineitemid == line_id)
+        if not checks:
+            return lambda _ln, _t: True
+        if len(checks) == 1:
+            return checks[0]
+        return lambda ln, t: all(check(ln, t) for check in checks)
+
+
+@dataclass
+class _ScanCache:
+    key: tuple[int, int]  # (lines of the supplier, next seq) when built
+    lines: list[Line]  # newest order first
+    texts: list[tuple[str, str]]  # lowered (sku + bom_sku, customer name), aligned with lines
+
+
+def _newest_key(line: Line) -> tuple[datetime, int]:
+    return line.order_date, line.seq
+
+
+def _sku_text(line: Line) -> str:
+    item = line.record["line_items"][0]
+    return f"{item.get('sku') or ''}\x00{item.get('bom_sku') or ''}".lower()
+
+
+def _customer_text(line: Line) -> str:
+    return str((line.record.get("customer") or {}).get("name") or "").lower()
+
+
+def _summary(line: Line) -> dict[str, Any]:
+    """What a console table row shows of a line (no record copy, no calls)."""
+    item = line.record["line_items"][0]
+    return {
+        "ci_lineitemid": line.ci_lineitemid,
+        "supplier_id": line.supplier_id,
+        "orderid": line.orderid,
+        "order_date": line.order_date,
+        "sku": item.get("sku"),
+        "bom_sku": item.get("bom_sku"),
+        "name": item.get("name"),
+        "quantity": line.quantity,
+        "shipped_quantity": line.shipped_quantity,
+        "status": line.status,
+        "exported": line.exported,
+        "customer": (line.record.get("customer") or {}).get("name"),
+        "ship_by_date": item.get("ship_by_date"),
+        "auto_cancel_at": line.deadline,
+        "tracking": [t.tracking for t in line.tracking],
+        "cancel_reason": line.cancel_reason,
+    }
+
 
 __all__ = [
     "LINE_STATUSES",
     "MERCHANT_CAPS",
     "Account",
     "Line",
+    "LineQuery",
     "OrdersPage",
     "SimState",
     "TrackingRequest",

@@ -39,7 +39,9 @@ __all__ = [
     "UPLOAD_COLUMNS",
     "UploadError",
     "blueprint",
+    "export_orders_file",
     "export_rows",
+    "import_tracking_file",
     "parse_tracking_upload",
     "render_export",
 ]
@@ -158,23 +160,34 @@ def import_tracking() -> Response:
         if upload is None or not upload.filename:
             raise UploadError("a file field named 'file' (.csv or .xlsx) is required")
         data = upload.stream.read(MAX_UPLOAD_BYTES + 1)
-        if len(data) > MAX_UPLOAD_BYTES:
-            raise UploadError(f"the file is larger than {MAX_UPLOAD_BYTES} bytes")
-        state = _state()
-        state.authenticate(supplier_id, token)
-        items, rows = parse_tracking_upload(upload.filename, data)
-        _check_orderids(state, supplier_id, items, rows)
-        try:
-            state.tracking_notification(supplier_id, token, items, call="ui/import_tracking")
-        except InvalidCredentials:
-            raise
-        except SimAPIError as exc:
-            raise UploadError(_relabel(exc.reason, rows)) from None
+        rows = import_tracking_file(_state(), supplier_id, token, upload.filename, data)
     except InvalidCredentials as exc:
         return _refuse(exc.reason, 401)
     except UploadError as exc:
         return _refuse(exc.reason, exc.status)
-    return jsonify({"success": True, "rows": len(items)})
+    return jsonify({"success": True, "rows": rows})
+
+
+def import_tracking_file(
+    state: SimState, supplier_id: str, token: str, filename: str, data: bytes
+) -> int:
+    """Import one tracking file for a supplier (all-or-nothing); returns the rows applied.
+
+    Shared by the upload endpoint and the web console. :raises InvalidCredentials: bad
+    credentials. :raises UploadError: anything wrong with the file, naming the row.
+    """
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise UploadError(f"the file is larger than {MAX_UPLOAD_BYTES} bytes")
+    state.authenticate(supplier_id, token)
+    items, rows = parse_tracking_upload(filename, data)
+    _check_orderids(state, supplier_id, items, rows)
+    try:
+        state.tracking_notification(supplier_id, token, items, call="ui/import_tracking")
+    except InvalidCredentials:
+        raise
+    except SimAPIError as exc:
+        raise UploadError(_relabel(exc.reason, rows)) from None
+    return len(items)
 
 
 def parse_tracking_upload(
@@ -353,25 +366,40 @@ def export_orders() -> Response:
         return _refuse(f"format must be csv or xlsx, got {fmt!r}", 400)
     if status is not None and status not in LINE_STATUSES:
         return _refuse(f"status must be one of {', '.join(LINE_STATUSES)}, got {status!r}", 400)
-    state = _state()
     try:
-        state.authenticate(supplier_id, token)
+        body, mimetype, filename = export_orders_file(
+            _state(), supplier_id, token, fmt, status, args.get("mark_exported") in ("1", "true")
+        )
     except InvalidCredentials as exc:
         return _refuse(exc.reason, 401)
+    return Response(
+        body,
+        mimetype=mimetype,
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+def export_orders_file(
+    state: SimState,
+    supplier_id: str,
+    token: str,
+    fmt: str,
+    status: str | None = None,
+    mark_exported: bool = False,
+) -> tuple[bytes, str, str]:
+    """A supplier's order export: (file bytes, MIME type, file name). Shared by the export
+    endpoint and the web console. :raises InvalidCredentials: bad credentials."""
+    state.authenticate(supplier_id, token)
     lines = state.get_state(supplier_id, include_records=True)["lines"]
     chosen = [ln for ln in lines if status is None or ln["status"] == status]
-    if args.get("mark_exported") in ("1", "true") and chosen:
+    if mark_exported and chosen:
         state.mark_exported(
             supplier_id, token, [ln["ci_lineitemid"] for ln in chosen], call="ui/export_orders"
         )
     table = export_rows(chosen)
     body, mimetype = render_export(table, fmt)
     stamp = state.clock.now().strftime("%Y%m%d%H%M")
-    return Response(
-        body,
-        mimetype=mimetype,
-        headers={"Content-Disposition": f'attachment; filename="orders-{stamp}.{fmt}"'},
-    )
+    return body, mimetype, f"orders-{stamp}.{fmt}"
 
 
 def export_rows(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -57,6 +57,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("init", "connector.cli.init_cmd", "init"),
     ("orders", "connector.cli.lookup", "orders"),
     ("lines", "connector.cli.lookup", "lines"),
+    ("dashboard", "connector.cli.dashboard", "dashboard"),
 )
 
 

@@ -111,6 +111,9 @@ def sync(obj: CliContext, account_name: str, as_json: bool, quiet: bool = False)
             reports.append(report)
 
     ok = not failures and all(r.ok for r in reports)
+    from connector.dashboard.synclog import record_run_or_warn  # the dashboard's "last syncs"
+
+    record_run_or_warn(config.data_dir, [r.to_dict() for r in reports], failures, warn=say)
     if as_json:
         emit_json({"ok": ok, "accounts": [r.to_dict() for r in reports], "failures": failures})
     else:
