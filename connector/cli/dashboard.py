@@ -9,9 +9,11 @@ import click
 
 from connector.cli import open_facade, select_accounts
 from connector.cli.context import CliContext, say
+from connector.cli.output import prints_no_data
 from connector.cli.sla import parse_now
 
 
+@prints_no_data  # a server: its data is at /data.json
 @click.command()
 @click.option(
     "--account",

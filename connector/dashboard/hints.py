@@ -31,6 +31,12 @@ HINTS: dict[str, tuple[str, str]] = {
         "again, or upload it by hand in Groupon's supplier UI.",
         "ci-connector files tracking-upload --account NAME --out tracking.csv",
     ),
+    HoldKind.AWAITING_HOST.value: (
+        "The shipment came before the host confirmed storing the line (a crash between "
+        "storing and acknowledging, or the line not imported yet). Nothing to fix: the next "
+        "sync acknowledges the line and the outbox flush sends the tracking.",
+        "ci-connector sync",
+    ),
 }
 DEFAULT_HINT = ("Read the reason, fix the cause, then sync again.", "ci-connector status")
 
