@@ -8,13 +8,11 @@ The host talks to plugins only through :class:`ChannelFacade`.
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar, cast
 
 from connector.crashpoints import crashpoint
 from connector.errors import ChannelError
@@ -29,7 +27,6 @@ from connector.models import (
 )
 from connector.reference_host.facade import ChannelFacade, NoChannelPlugin
 from connector.reference_host.store import AcceptPolicy, HostStore, ShipmentConflict
-from connector.runtime.identity import REFERENCE_HOST, acting_as
 from connector.secrets import redact
 
 __all__ = ["HOST_DB_NAME", "SYNC_STAGES", "ReferenceHost", "SyncReport"]
@@ -47,21 +44,6 @@ def _utcnow() -> datetime:
 
 def _count(results: list[LineResult], outcome: LineOutcome) -> int:
     return sum(1 for r in results if r.outcome is outcome)
-
-
-_F = TypeVar("_F", bound=Callable[..., Any])
-
-
-def _as_reference_host(method: _F) -> _F:
-    """Hook calls of the reference host act for :data:`REFERENCE_HOST`: a ledger another host
-    OMS works refuses them (and this host's ledger refuses the others)."""
-
-    @functools.wraps(method)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        with acting_as(REFERENCE_HOST):
-            return method(*args, **kwargs)
-
-    return cast(_F, wrapper)
 
 
 @dataclass
@@ -158,7 +140,6 @@ class ReferenceHost:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @_as_reference_host
     def sync(
         self, account: Account, *, progress: Callable[[str], None] | None = None
     ) -> SyncReport:
@@ -282,7 +263,6 @@ class ReferenceHost:
             except ChannelError as exc:
                 report.errors.append(f"confirm_cancellations: {redact(str(exc))}")
 
-    @_as_reference_host
     def ship(self, account: Account, shipment: Shipment) -> list[LineResult]:
         """Record ``shipment`` in the host (committed), then send it through the plugin.
 
@@ -302,7 +282,6 @@ class ReferenceHost:
         self.store.mark_dispatched(account.name, shipment.shipment_id)
         return results
 
-    @_as_reference_host
     def ship_many(self, account: Account, shipments: Sequence[Shipment]) -> list[LineResult]:
         """Record many shipments, then send them through ``oms_dispatch_many`` in one call
         (one outbox transaction, tracking packed into as few CI calls as allowed). A shipment
@@ -328,7 +307,6 @@ class ReferenceHost:
                 raise
         return [r for s in shipments for r in self.facade.dispatch(account=account, shipment=s)]
 
-    @_as_reference_host
     def void(self, account: Account, shipment_id: str, reason: str) -> VoidResult:
         """Withdraw a shipment from the channel (``oms_void_shipment``).
 
@@ -346,7 +324,6 @@ class ReferenceHost:
                     ci_lineitemid=r.ci_lineitemid,
                 )
 
-    @_as_reference_host
     def report_carrier_events(
         self, account: Account, events: Sequence[CarrierEvent]
     ) -> list[LineResult]:
