@@ -55,7 +55,7 @@ DEFAULT_BASE_URL = "https://scm.commerceinterface.com"
 DEFAULT_GPN_BASE_URL = "https://partner-api.groupon.com"
 
 TOP_KEYS = ("connector", "accounts", "gpn")
-CONNECTOR_KEYS = ("data_dir", "mappings_dir")
+CONNECTOR_KEYS = ("data_dir", "mappings_dir", "ledger_url", "ledger_password_env")
 ACCOUNT_KEYS = (
     "name",
     "channel",
@@ -65,6 +65,8 @@ ACCOUNT_KEYS = (
     "base_url",
     "token_env",
     "options",
+    "ledger_url",
+    "ledger_password_env",
 )
 GPN_KEYS = ("client_id", "token_env", "base_url", "auth")
 GROUPON = "groupon"
@@ -106,6 +108,11 @@ class ConnectorConfig:
     :ivar gpn: GPN settings, or ``None`` without a ``[gpn]`` table.
     :ivar missing_tokens: account name (or :data:`GPN_TOKEN_KEY`) -> what to set, for each
         token whose environment variable is unset (its ``token`` is an empty Secret).
+    :ivar ledger_url: ``[connector] ledger_url``: the PostgreSQL database of every account's
+        ledger (an account's own ``ledger_url`` wins), and of the worker's job queue; ``None``
+        = SQLite files in ``data_dir``.
+    :ivar ledger_password: its password, from ``ledger_password_env`` (``None``: libpq's
+        ``PGPASSWORD`` / ``~/.pgpass``).
     """
 
     path: Path | None
@@ -114,6 +121,8 @@ class ConnectorConfig:
     accounts: tuple[Account, ...]
     gpn: GpnSettings | None = None
     missing_tokens: Mapping[str, str] = field(default_factory=dict)
+    ledger_url: str | None = None
+    ledger_password: Secret | None = None
 
     def require_token(self, name: str) -> None:
         """Raise if the token of account ``name`` (or of ``[gpn]`` for
@@ -268,6 +277,7 @@ class _Loader:
         self.unknown_keys(connector, CONNECTOR_KEYS, "[connector]")
         data_dir = self.folder(connector, "data_dir", "[connector]") or self.base / "data"
         mappings_dir = self.folder(connector, "mappings_dir", "[connector]")
+        ledger_url, ledger_password = self.ledger(connector, "[connector]")
         if mappings_dir is not None and not mappings_dir.is_dir():
             self.problem("[connector] key 'mappings_dir'", f"folder {mappings_dir} not found")
             mappings_dir = None
@@ -283,6 +293,10 @@ class _Loader:
         for index, raw in enumerate(raw_accounts, start=1):
             account = self.account(index, raw, data_dir, mappings_dir, first_index)
             if account is not None:
+                if account.ledger_url is None and ledger_url is not None:
+                    account = dataclasses.replace(
+                        account, ledger_url=ledger_url, ledger_password=ledger_password
+                    )
                 accounts.append(account)
 
         gpn = None
@@ -290,8 +304,47 @@ class _Loader:
             gpn = self.gpn(data["gpn"])
         self.raise_if_any()
         return ConnectorConfig(
-            self.path, data_dir, mappings_dir, tuple(accounts), gpn, dict(self.missing_tokens)
+            self.path,
+            data_dir,
+            mappings_dir,
+            tuple(accounts),
+            gpn,
+            dict(self.missing_tokens),
+            ledger_url,
+            ledger_password,
         )
+
+    def ledger(self, table: Mapping[str, Any], where: str) -> tuple[str | None, Secret | None]:
+        """``ledger_url`` (PostgreSQL, no password in it) and the password from the
+        environment variable named by ``ledger_password_env``."""
+        url = self.string(table, "ledger_url", where)
+        password: Secret | None = None
+        env = self.string(table, "ledger_password_env", where)
+        if url is None:
+            if env is not None:
+                self.problem(f"{where} key 'ledger_password_env'", "needs a ledger_url")
+            return None, None
+        problem = _ledger_url_problem(url)
+        if problem:
+            # Never echo the value: it may hold a password.
+            self.problem(f"{where} key 'ledger_url'", problem)
+            return None, None
+        if env is not None:
+            if not _ENV_NAME.match(env) or _looks_like_token(env):
+                self.problem(
+                    f"{where} key 'ledger_password_env'",
+                    "must be the NAME of an environment variable (letters, digits and _), "
+                    "not the password itself",
+                )
+            elif self.environ.get(env, ""):
+                password = Secret(self.environ[env])
+                register_secret(self.environ[env])
+            else:
+                self.problem(
+                    f"{where} key 'ledger_password_env'",
+                    f"environment variable {env} is not set; set it to the database password",
+                )
+        return url, password
 
     def account(
         self,
@@ -343,6 +396,7 @@ class _Loader:
                 )
         token = self.secret_from_env(raw, label, name or label)
         options = self.options(raw.get("options", {}), label, validate_values=channel == GROUPON)
+        ledger_url, ledger_password = self.ledger(raw, label)
 
         if (
             len(self.problems) > before
@@ -363,6 +417,8 @@ class _Loader:
             data_dir=data_dir,
             mappings_dir=mappings_dir,
             options=options,
+            ledger_url=ledger_url,
+            ledger_password=ledger_password,
         )
 
     def supplier_id(self, raw: Mapping[str, Any], label: str) -> str | None:
@@ -543,6 +599,28 @@ def _type(value: Any) -> str:
         dict: "a table",
     }
     return names.get(type(value), type(value).__name__)
+
+
+def _ledger_url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be a ledger URL, or ``None``. The message never repeats the URL."""
+    from urllib.parse import parse_qs, urlsplit
+
+    if not url.lower().startswith(("postgresql://", "postgres://")):
+        return "must be a PostgreSQL URL such as postgresql://connector@db.example/ledger"
+    try:
+        parts = urlsplit(url)
+        has_password = parts.password is not None
+    except ValueError:
+        return "is not a valid URL"
+    if has_password or "password" in parse_qs(parts.query):
+        register_secret(parts.password or "")
+        for value in parse_qs(parts.query).get("password", []):
+            register_secret(value)
+        return (
+            "must not contain a password; put it in an environment variable and name it in "
+            "ledger_password_env (or use PGPASSWORD / ~/.pgpass)"
+        )
+    return None
 
 
 def _looks_like_token(name: str) -> bool:
