@@ -586,6 +586,12 @@ _OPTION_CHECKS: dict[str, Callable[[Any], str | None]] = {
     "cutoff": _check_cutoff,
     "timezone": _check_timezone,
     "closures": _check_dates,
+    "lock_timeout_seconds": _at_least(0),
+    "lease_seconds": _at_least(30),
+    "retention_days": _at_least(1),
+    "import_interval_minutes": _at_least(1),
+    "flush_interval_minutes": _at_least(1),
+    "sla_interval_minutes": _at_least(1),
 }
 
 

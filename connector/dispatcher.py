@@ -102,10 +102,21 @@ class Dispatcher:
             else:
                 results[(lid, tracking)] = _known_result(row)
         verdicts = self.preflight.check(shipment.courier, shipment.service, to_check)
-        to_send = self._store(shipment, verdicts, existing, results, now)
+        with self.ledger.transaction():  # one commit: rows stored and claimed together
+            stored = self._store(shipment, verdicts, existing, results, now)
+            # Claimed before the call (lease in the ledger): no other process sends them.
+            to_send = self.ledger.claim_outbox(stored, now, self.account.options.lease_seconds)
+        for row in stored:
+            if row not in to_send:
+                results[(row.ci_lineitemid, row.tracking)] = _in_flight(row)
         crashpoint("after_outbox")
-        for result in self._send(to_send, now, premarked=True):
-            results[(result.ci_lineitemid, result.tracking_number or "")] = result
+        try:
+            for result in self._send(to_send, now, premarked=True):
+                results[(result.ci_lineitemid, result.tracking_number or "")] = result
+        except BaseException:
+            # Every settled row ended its claim with its outcome; free the rest for a retry.
+            self.ledger.release_outbox(r.id for r in to_send)
+            raise
         return [results[key] for key in wanted]
 
     def _store(
@@ -194,8 +205,14 @@ class Dispatcher:
             now,
         )
         results = self._release_courier_holds(now, due)
+        # A row another live process claimed is in flight there: it is not sent again here.
+        claimed = self.ledger.claim_outbox(due, now, self.account.options.lease_seconds)
         crashpoint("flush")
-        return results + self._send(due, now)
+        try:
+            return results + self._send(claimed, now)
+        except BaseException:
+            self.ledger.release_outbox(r.id for r in claimed)
+            raise
 
     def _repair_line_ids(self, rows: list[OutboxRow], now: datetime) -> list[OutboxRow]:
         """Rows written before their line was known (held, then re-checked by an older
@@ -391,6 +408,16 @@ def _line_ids(verdict: Verdict) -> dict[str, str | None]:
         "orderid": verdict.line.orderid,
         "fulfillment_lineitem_id": verdict.line.fulfillment_lineitem_id,
     }
+
+
+def _in_flight(row: OutboxRow) -> LineResult:
+    """A row another process claimed: it sends it (or its lease runs out and it is re-sent)."""
+    return LineResult(
+        row.ci_lineitemid,
+        LineOutcome.QUEUED,
+        "queued: being sent by another process",
+        row.tracking,
+    )
 
 
 def _known_result(row: OutboxRow) -> LineResult:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
+    "AccountBusy",
     "CIAuthError",
     "CIBusinessError",
     "CIError",
@@ -17,6 +18,7 @@ __all__ = [
     "GPNAuthError",
     "GPNError",
     "LedgerError",
+    "LedgerIdentityError",
     "MappingError",
     "MappingProblem",
 ]
@@ -73,6 +75,25 @@ class GPNAuthError(GPNError):
 
 class LedgerError(ChannelError):
     """The plugin's ledger could not be read or written."""
+
+
+class LedgerIdentityError(LedgerError):
+    """The ledger is not the one this account and host should work on: missing or replaced
+    while the account has history, another supplier's, or owned by a different host. The
+    message says what happened and how to recover."""
+
+
+class AccountBusy(ChannelError):
+    """Another process (or machine) is working the account and did not finish within the
+    configured wait (``lock_timeout_seconds``). Nothing was done; call again later.
+
+    :ivar holder: who holds the account, e.g. ``pid 4242 on host-a since 2026-01-01T10:00Z``.
+    """
+
+    def __init__(self, message: str, *, account: str, holder: str) -> None:
+        super().__init__(message)
+        self.account = account
+        self.holder = holder
 
 
 class ConfigError(Exception):

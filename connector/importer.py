@@ -656,8 +656,36 @@ class Importer:
         return results
 
     def _send_ack(self, batch: list[int], now: datetime) -> list[LineResult] | str:
-        """Acknowledge one batch. Returns the results, or a reason string when CI could not
-        be reached (the caller queues this batch and the rest)."""
+        """Claim one batch in the ledger, then acknowledge what was claimed. A line acked
+        already, or in flight in another process, is not sent again."""
+        claimed = self.ledger.claim_acks(batch, now, self.options.lease_seconds)
+        mine = set(claimed)
+        others = [lid for lid in batch if lid not in mine]
+        acked = {
+            lid
+            for lid, row in self.ledger.get_lines(others, light=True).items()
+            if row.state == "acked"
+        }
+        results = [
+            LineResult(lid, LineOutcome.ALREADY_DONE, "already marked exported in CI")
+            if lid in acked
+            else LineResult(lid, LineOutcome.QUEUED, "queued: being acknowledged elsewhere")
+            for lid in others
+        ]
+        if not claimed:
+            return results
+        try:
+            outcome = self._send_claimed_ack(claimed, now)
+        except BaseException:
+            self.ledger.release_acks(claimed)
+            raise
+        if isinstance(outcome, str) or any(r.outcome is not LineOutcome.ACCEPTED for r in outcome):
+            self.ledger.release_acks(claimed)  # queued or refused: free for the next attempt
+        return outcome if isinstance(outcome, str) else results + outcome
+
+    def _send_claimed_ack(self, batch: list[int], now: datetime) -> list[LineResult] | str:
+        """Acknowledge one claimed batch. Returns the results, or a reason string when CI
+        could not be reached (the caller queues this batch and the rest)."""
         try:
             self.client.mark_exported(batch)
         except CIAuthError as exc:

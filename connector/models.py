@@ -73,6 +73,16 @@ class AccountOptions:
     :ivar cutoff: local cut-off time ``HH:MM`` for the 1-business-day tracking deadline.
     :ivar timezone: IANA zone of the cut-off (Groupon's vendor article uses US Central).
     :ivar closures: extra non-business dates (ISO ``YYYY-MM-DD``), e.g. warehouse closures.
+    :ivar lock_timeout_seconds: how long a hook call waits for another process working the
+        same account before it gives up with ``AccountBusy``.
+    :ivar lease_seconds: how long a claimed outbound call (ack batch, tracking batch) stays
+        reserved to the process that claimed it; a lease of a process on another machine that
+        died is taken over after this.
+    :ivar retention_days: raw CI records and customer details of lines shipped or cancelled
+        longer ago than this are removed from the ledger (ids, states, audit stay).
+    :ivar import_interval_minutes: ``ci-connector run`` / ``worker``: minutes between imports.
+    :ivar flush_interval_minutes: minutes between outbox flushes.
+    :ivar sla_interval_minutes: minutes between SLA risk refreshes.
     """
 
     import_delay_minutes: int = 0
@@ -95,6 +105,12 @@ class AccountOptions:
     cutoff: str = "17:00"
     timezone: str = "America/Chicago"
     closures: tuple[str, ...] = ()
+    lock_timeout_seconds: float = 60.0
+    lease_seconds: int = 600
+    retention_days: int = 90
+    import_interval_minutes: int = 15
+    flush_interval_minutes: int = 5
+    sla_interval_minutes: int = 60
 
 
 @dataclass(frozen=True, slots=True)

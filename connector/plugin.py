@@ -12,6 +12,7 @@ Accounts never share state: each has its own ledger file, client and token.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -21,9 +22,10 @@ from typing import Any, Protocol
 
 from connector import __version__, hookimpl
 from connector.dispatcher import Dispatcher
-from connector.errors import ChannelError, MappingError
+from connector.errors import AccountBusy, ChannelError, LedgerIdentityError, MappingError
 from connector.importer import Importer
 from connector.ledger import HOST_STATES, Ledger, LineRow, open_ledger
+from connector.ledger.identity import claim_host
 from connector.mappings import Mappings, MappingsCache
 from connector.models import (
     Account,
@@ -42,6 +44,8 @@ from connector.models import (
 from connector.ops.ledger_rows import rows_from_ledger
 from connector.ops.sla import risks_for_account, scans_reported_in
 from connector.preflight import TrackingChecker
+from connector.runtime.identity import current_host
+from connector.runtime.locks import AccountLock, FileAccountLock, lock_path
 
 __all__ = ["CHANNEL", "CIPort", "GrouponPlugin", "MappingsUnavailable", "plugin"]
 
@@ -82,6 +86,15 @@ def _default_client(account: Account) -> CIPort:
     return CIClient.for_account(account)
 
 
+def _default_lock(account: Account) -> AccountLock:
+    if account.ledger_url:
+        # PostgreSQL ledger: an advisory lock in its database (seen by every machine).
+        from connector.runtime.pglock import PgAccountLock
+
+        return PgAccountLock(account.ledger_url, account.name, password=account.ledger_password)
+    return FileAccountLock(lock_path(account.data_dir, account.name), account.name)
+
+
 _NO_MAPPINGS = Mappings.from_tables({})
 """Empty tables for the acknowledgement paths, which never consult them."""
 
@@ -102,6 +115,8 @@ class GrouponPlugin:
     :param ledger_factory: opens an account's ledger (default :func:`open_ledger`).
     :param tracking_checker: tracking-number format check (default
         ``connector.tracking_formats.check_tracking_number``).
+    :param lock_factory: the cross-process exclusion of an account (default: an OS file lock
+        beside the ledger, :class:`~connector.runtime.locks.FileAccountLock`).
     """
 
     def __init__(
@@ -111,7 +126,10 @@ class GrouponPlugin:
         mappings_loader: Callable[[Account], Mappings] | None = None,
         ledger_factory: Callable[[Account], Ledger] | None = None,
         tracking_checker: TrackingChecker | None = None,
+        lock_factory: Callable[[Account], AccountLock] | None = None,
     ) -> None:
+        self._lock_factory = lock_factory or _default_lock
+        self._exclusions: dict[str, tuple[Account, AccountLock]] = {}
         self._client_factory = client_factory or _default_client
         self._clock = clock or _utcnow
         self._mappings_cache = MappingsCache()
@@ -130,29 +148,87 @@ class GrouponPlugin:
     def _using(self, account: Account) -> Iterator[_Runtime]:
         """The account's runtime, held exclusively for one hook call.
 
-        One lock per account *name* serialises every call on that account's ledger, including
-        a rebuild when the account's settings changed: the new client and ledger are opened
-        first (a failure leaves the old runtime in place), then swapped in and the old ones
-        closed, while no other call on the account is running.
+        Exclusion is two-level: one lock per account *name* serialises the threads of this
+        process, and the account's :class:`~connector.runtime.locks.AccountLock` (an OS file
+        lock beside the ledger by default) the processes and machines. Both are held for the
+        whole call and waited for at most ``lock_timeout_seconds``; then
+        :class:`~connector.errors.AccountBusy` names the holder. A rebuild when the account's
+        settings changed happens inside: the new client and ledger are opened first (a
+        failure leaves the old runtime in place), then swapped in and the old ones closed.
+
+        The ledger must still be the file it was opened on, before and after the call (one
+        deleted mid-run must not end in silent success), and the ledger's host must be the
+        host this process acts for (:func:`connector.runtime.identity.current_host`).
         """
+        timeout = account.options.lock_timeout_seconds
         with self._lock:
             lock = self._account_locks.setdefault(account.name, threading.RLock())
-        with lock:
-            rt = self._runtimes.get(account.name)
-            if rt is None or rt.account != account:
-                client = self._client_factory(account)
-                try:
-                    ledger = self._ledger_factory(account)
-                except BaseException:
-                    client.close()
-                    raise
-                if rt is not None:
-                    rt.client.close()
-                    rt.ledger.close()
-                rt = _Runtime(account, client, ledger, lock)
-                with self._lock:
-                    self._runtimes[account.name] = rt
-            yield rt
+        if not lock.acquire(timeout=timeout):
+            raise AccountBusy(
+                f"account {account.name} is busy: another thread of this process (pid "
+                f"{os.getpid()}) is working it (waited {timeout:g} s; lock_timeout_seconds "
+                "sets the wait). Nothing was done; try again when it is done.",
+                account=account.name,
+                holder=f"pid {os.getpid()} (another thread)",
+            )
+        try:
+            exclusion = self._exclusion(account)
+            exclusion.acquire(timeout)
+            try:
+                rt = self._runtime(account, lock)
+                yield rt
+                self._check_intact(rt)
+            finally:
+                exclusion.release()
+        finally:
+            lock.release()
+
+    def _exclusion(self, account: Account) -> AccountLock:
+        """The account's cross-process lock (made again when its data_dir changed)."""
+        known = self._exclusions.get(account.name)
+        if (
+            known is not None
+            and known[0].data_dir == account.data_dir
+            and known[0].ledger_url == account.ledger_url
+        ):
+            return known[1]
+        if known is not None:
+            known[1].close()
+        made = self._lock_factory(account)
+        self._exclusions[account.name] = (account, made)
+        return made
+
+    def _runtime(self, account: Account, lock: threading.RLock) -> _Runtime:
+        rt = self._runtimes.get(account.name)
+        if rt is not None and rt.account == account:
+            self._check_intact(rt)
+        else:
+            client = self._client_factory(account)
+            try:
+                ledger = self._ledger_factory(account)
+            except BaseException:
+                client.close()
+                raise
+            if rt is not None:
+                rt.client.close()
+                rt.ledger.close()
+            rt = _Runtime(account, client, ledger, lock)
+            with self._lock:
+                self._runtimes[account.name] = rt
+        claim_host(rt.ledger, current_host())
+        return rt
+
+    def _check_intact(self, rt: _Runtime) -> None:
+        """Raise when the ledger file went away under the open runtime; the runtime is
+        dropped so the next call opens the ledger again (and is refused by its marker)."""
+        try:
+            rt.ledger.verify_intact()
+        except LedgerIdentityError:
+            with self._lock:
+                self._runtimes.pop(rt.account.name, None)
+            rt.client.close()
+            rt.ledger.close()
+            raise
 
     def _mappings(self, account: Account) -> Mappings:
         try:
@@ -192,6 +268,9 @@ class GrouponPlugin:
                 if rt is not None:
                     rt.client.close()
                     rt.ledger.close()
+                known = self._exclusions.pop(name, None)
+                if known is not None:
+                    known[1].close()
 
     # -- hooks --------------------------------------------------------------------------------
 

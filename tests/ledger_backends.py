@@ -176,7 +176,7 @@ class LedgerBackend:
     def open(self, account: Account, migrations: Sequence[tuple[int, str]] = MIGRATIONS) -> Ledger:
         from connector.ledger import open_ledger
 
-        return open_ledger(self.account(account), migrations)
+        return open_ledger(self.account(account), migrations=migrations)
 
     def patch(self, monkeypatch: pytest.MonkeyPatch, *modules: Any) -> None:
         """Make ``open_ledger`` (in :mod:`connector.ledger`, the plugin and ``modules``) and
@@ -187,14 +187,17 @@ class LedgerBackend:
         import connector.plugin
 
         original = connector.ledger.open_ledger
+        original_lock = connector.plugin._default_lock
 
-        def open_ledger(
-            account: Account, migrations: Sequence[tuple[int, str]] = MIGRATIONS
-        ) -> Ledger:
-            return original(self.account(account), migrations)
+        def open_ledger(account: Account, **kwargs: Any) -> Ledger:
+            return original(self.account(account), **kwargs)
+
+        def default_lock(account: Account) -> Any:
+            return original_lock(self.account(account))
 
         monkeypatch.setattr(connector.ledger, "open_ledger", open_ledger)
         monkeypatch.setattr(connector.plugin, "open_ledger", open_ledger)
+        monkeypatch.setattr(connector.plugin, "_default_lock", default_lock)
         for module in modules:
             if hasattr(module, "open_ledger"):
                 monkeypatch.setattr(module, "open_ledger", open_ledger)

@@ -18,6 +18,7 @@ from connector.ledger.sqlite import (
     UNCONFIRMED_STATES,
     KnownLine,
     Ledger,
+    LedgerIdentity,
     LedgerVersionError,
     LineRow,
     OutboxRow,
@@ -33,6 +34,7 @@ __all__ = [
     "UNCONFIRMED_STATES",
     "KnownLine",
     "Ledger",
+    "LedgerIdentity",
     "LedgerVersionError",
     "LineRow",
     "OutboxRow",
@@ -50,20 +52,51 @@ def is_postgres_url(url: str | None) -> bool:
     return bool(url) and str(url).lower().startswith(_PG_SCHEMES)
 
 
-def open_ledger(account: Account, migrations: Sequence[tuple[int, str]] = MIGRATIONS) -> Ledger:
-    """Open the ledger of ``account``: in PostgreSQL when ``account.ledger_url`` is set (the
+def open_ledger(
+    account: Account,
+    *,
+    recover: bool = False,
+    migrations: Sequence[tuple[int, str]] = MIGRATIONS,
+) -> Ledger:
+    """Open the ledger of ``account`` and check that it is the account's (see
+    :mod:`connector.ledger.identity`): in PostgreSQL when ``account.ledger_url`` is set (the
     schema ``ledger_<account>``), else the SQLite file
-    ``<account.data_dir>/ledger-<account.name>.sqlite3``.
+    ``<account.data_dir>/ledger-<account.name>.sqlite3`` (files created 0600). Either way the
+    identity marker is a file in ``data_dir`` (``ledger-<account>.id.json``, or
+    ``ledger-<account>.postgres.id.json``).
 
+    :param recover: accept a missing or replaced ledger and mark the one found as the
+        account's (``ci-connector reconcile --fix``, which then rebuilds its lines).
+    :raises connector.errors.LedgerIdentityError: missing or replaced ledger of an account
+        with history, or another supplier's ledger.
     :raises connector.errors.LedgerError: the ledger cannot be opened (file, server, or the
         psycopg extra missing), or was written by a newer connector
         (:class:`LedgerVersionError`).
     """
+    from connector.ledger.identity import check_before_open, read_marker, settle_identity
+
+    ledger: Ledger
     if account.ledger_url:
         # Imported here: the plugin must run on SQLite without psycopg installed.
-        from connector.ledger.postgres import PostgresLedger
+        from connector.ledger.postgres import PostgresLedger, marker_stem
 
-        return PostgresLedger(
-            account.ledger_url, account.name, migrations, password=account.ledger_password
+        stem = marker_stem(account.data_dir, account.name)
+        ledger = PostgresLedger(
+            account.ledger_url,
+            account.name,
+            migrations,
+            password=account.ledger_password,
+            marker_stem=stem,
+            may_create=recover or read_marker(stem) is None,
         )
-    return open_ledger_file(ledger_path(account.data_dir, account.name), account.name, migrations)
+    else:
+        path = ledger_path(account.data_dir, account.name)
+        if not recover:
+            check_before_open(path, account.name)
+        ledger = open_ledger_file(path, account.name, migrations)
+    try:
+        settle_identity(ledger, account.name, account.supplier_id, recover=recover)
+    except BaseException:
+        ledger.close()
+        raise
+    return ledger

@@ -147,10 +147,38 @@ CREATE TABLE carrier_events (
 primary key makes a re-sent event a no-op. ``at`` is stored at fixed width so that text order
 is time order (the SLA reads the first scan and the first delivery with ``MIN``)."""
 
+SCHEMA_V5 = """
+ALTER TABLE outbox ADD COLUMN lease_owner TEXT;
+ALTER TABLE outbox ADD COLUMN lease_until TEXT;
+ALTER TABLE lines ADD COLUMN ack_owner TEXT;
+ALTER TABLE lines ADD COLUMN ack_lease_until TEXT;
+"""
+"""v5 (exactly-once effects across processes): an outbound call is claimed before it is sent.
+``outbox.lease_owner``/``lease_until`` reserve a tracking row, ``lines.ack_owner``/
+``ack_lease_until`` a line's ``mark_exported``, to one process (``<machine>:<pid>:<token>``)
+until the lease ends; a row in flight is sent by nobody else, an expired lease (or one of a
+dead process on this machine) is taken over."""
+
+SCHEMA_V6 = """
+CREATE TABLE ledger_identity (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    ledger_id TEXT NOT NULL,          -- random, also written to the marker beside the ledger
+    account TEXT NOT NULL,
+    supplier_id TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    host TEXT                         -- the host OMS that works this ledger
+);
+ALTER TABLE lines ADD COLUMN pruned_at TEXT;
+"""
+"""v6: what the ledger belongs to (one row: account, supplier id, creation time, owning host),
+and retention (``lines.pruned_at``: when the raw record and customer details were removed)."""
+
 MIGRATIONS: tuple[tuple[int, str], ...] = (
     (1, SCHEMA_V1),
     (2, SCHEMA_V2),
     (3, SCHEMA_V3),
     (4, SCHEMA_V4),
+    (5, SCHEMA_V5),
+    (6, SCHEMA_V6),
 )
 """Every migration this version of the connector knows, in order."""

@@ -35,10 +35,11 @@ from collections.abc import Iterator, Sequence
 from contextlib import suppress
 from decimal import Decimal
 from functools import lru_cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
-from connector.errors import LedgerError
+from connector.errors import LedgerError, LedgerIdentityError
 from connector.ledger.migrations import MIGRATIONS
 from connector.ledger.sqlite import Ledger, LedgerVersionError, _split_sql
 from connector.secrets import Secret, redact, register_secret
@@ -54,6 +55,7 @@ __all__ = [
     "advisory_key",
     "connect",
     "display_url",
+    "marker_stem",
     "schema_name",
     "translate",
     "translate_ddl",
@@ -369,6 +371,13 @@ class _PgConnection:
 # -- the ledger ------------------------------------------------------------------------------
 
 
+def marker_stem(data_dir: Path, account_name: str) -> Path:
+    """The local name of a PostgreSQL ledger, ``<data_dir>/ledger-<account>.postgres``: never
+    a file itself, it places the identity marker (``ledger-<account>.postgres.id.json``) the
+    way a SQLite ledger file places its own (see :mod:`connector.ledger.identity`)."""
+    return Path(data_dir) / f"ledger-{account_name}.postgres"
+
+
 class PostgresLedger(Ledger):
     """An account's ledger in a PostgreSQL schema. Same API and semantics as the SQLite
     :class:`Ledger`; see the module docstring for what differs underneath.
@@ -376,6 +385,10 @@ class PostgresLedger(Ledger):
     :param url: ``postgresql://user@host:port/database`` (no password).
     :param password: from the environment variable the config names (or ``None``: libpq's own
         ``PGPASSWORD``/``.pgpass``).
+    :param marker_stem: :attr:`path` (see :func:`marker_stem`); default
+        ``ledger-<account>.postgres`` in the working folder.
+    :param may_create: ``False`` refuses to create a missing schema (the account has history:
+        its marker exists) with :class:`LedgerIdentityError`.
     """
 
     def __init__(
@@ -386,24 +399,30 @@ class PostgresLedger(Ledger):
         *,
         password: Secret | None = None,
         schema: str | None = None,
+        marker_stem: Path | None = None,
+        may_create: bool = True,
     ) -> None:
         self.url = display_url(url)
         self.schema = schema or schema_name(account_name)
-        # Where the ledger is, as the SQLite ledger's path is shown in messages.
-        self.path = _Location(f"{self.url} schema {self.schema}")  # type: ignore[assignment]
+        self.location = f"{self.url} schema {self.schema}"
+        """Where the ledger is, for messages (``path`` only places the marker)."""
+        self.path = marker_stem or Path(f"ledger-{account_name}.postgres")
         self.account = account_name
         self._lock = threading.RLock()
         self._depth = 0
-        adapter = _PgConnection(url, password, self.schema, str(self.path))
+        self.created = False
+        self._leases = True
+        self._schema_oid: int | None = None
+        adapter = _PgConnection(url, password, self.schema, self.location)
         # Duck-typed: the Ledger's SQL runs through the adapter's execute/executemany.
         self._conn = cast("sqlite3.Connection", adapter)
         try:
-            self._migrate(migrations)
+            self._migrate(migrations, may_create=may_create)
         except BaseException:
             adapter.close()
             raise
 
-    def _migrate(self, migrations: Sequence[tuple[int, str]]) -> None:
+    def _migrate(self, migrations: Sequence[tuple[int, str]], *, may_create: bool = True) -> None:
         """Create the schema and apply missing migrations in ONE transaction under the ledger's
         lock (PostgreSQL DDL is transactional): two processes opening a new ledger at once
         cannot both apply version 1."""
@@ -412,16 +431,21 @@ class PostgresLedger(Ledger):
         with self._lock:
             conn.execute("BEGIN IMMEDIATE")
             try:
+                oid = self._namespace_oid()
+                if oid is None and not may_create:
+                    raise self._missing("is missing")
+                self.created = oid is None
                 conn.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote_ident(self.schema)}")
                 conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
                 row = conn.execute("SELECT MAX(version) AS v FROM schema_version").fetchone()
                 current = int(row["v"] or 0) if row is not None else 0
                 if current > latest:
                     raise LedgerVersionError(
-                        f"ledger {self.path} has schema version {current}, newer than this "
-                        f"connector supports ({latest}); upgrade groupon-ci-connector or "
+                        f"ledger {self.location} has schema version {current}, newer than "
+                        f"this connector supports ({latest}); upgrade groupon-ci-connector or "
                         "restore an older ledger"
                     )
+                self._leases = max(latest, current) >= 5
                 for version, statements in pg_migrations(migrations):
                     if version <= current:
                         continue
@@ -430,15 +454,49 @@ class PostgresLedger(Ledger):
                             conn.execute(statement)
                     except LedgerError as exc:
                         raise LedgerError(
-                            f"ledger {self.path}: migration to version {version} failed: {exc}"
+                            f"ledger {self.location}: migration to version {version} failed: {exc}"
                         ) from None
                     conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+                self._schema_oid = self._namespace_oid()
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
                     with suppress(LedgerError):  # the error being raised says what went wrong
                         conn.execute("ROLLBACK")
                 raise
+
+    def _namespace_oid(self) -> int | None:
+        rows = self._query("SELECT oid FROM pg_namespace WHERE nspname = ?", (self.schema,))
+        return int(rows[0][0]) if rows else None
+
+    def _missing(self, what: str) -> LedgerIdentityError:
+        from connector.ledger.identity import marker_path
+
+        return LedgerIdentityError(
+            f"ledger {self.location} of account {self.account} {what}, but "
+            f"{marker_path(self.path)} shows the account has history. Starting an empty one "
+            "would hand the host every open order again and forget what was shipped. Restore "
+            "the schema from a backup, or if it is gone for good run `ci-connector reconcile "
+            f"--fix --account {self.account}` (it rebuilds the ledger from CI and the host)"
+        )
+
+    def verify_intact(self) -> None:
+        """Raise if the account's schema was dropped (or dropped and made again) since the
+        ledger was opened.
+
+        :raises LedgerIdentityError: saying what happened and how to recover.
+        """
+        oid = self._namespace_oid()
+        if oid == self._schema_oid:
+            return
+        what = "was dropped" if oid is None else "was dropped and made again"
+        raise LedgerIdentityError(
+            f"ledger {self.location} of account {self.account} {what} while the connector was "
+            "working on it; whatever this call recorded is lost. Stop every process of this "
+            "account, restore the schema from a backup if you have one, else run "
+            f"`ci-connector reconcile --fix --account {self.account}` to rebuild it from CI "
+            "and the host"
+        )
 
     def _rollback(self) -> None:
         conn = cast(_PgConnection, self._conn)
@@ -453,19 +511,8 @@ class PostgresLedger(Ledger):
             cast(_PgConnection, self._conn).close()
 
     def drop(self) -> None:
-        """Remove this account's schema and everything in it (tests and ``reconcile``
-        tooling; never called by the plugin)."""
+        """Remove this account's schema and everything in it (tests and tooling; never called
+        by the plugin)."""
         conn = cast(_PgConnection, self._conn)
         with self._lock:
             conn.execute(f"DROP SCHEMA IF EXISTS {_quote_ident(self.schema)} CASCADE")
-
-
-class _Location(str):
-    """The ledger's place, printable like the SQLite ledger's path (``.name`` for messages
-    that show a file name)."""
-
-    __slots__ = ()
-
-    @property
-    def name(self) -> str:
-        return str(self)

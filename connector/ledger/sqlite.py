@@ -12,18 +12,21 @@ its own. One connection per ledger, guarded by a re-entrant lock, so threads may
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from connector.errors import LedgerError
+from connector.errors import LedgerError, LedgerIdentityError
 from connector.ledger.migrations import MIGRATIONS
 from connector.models import CarrierEvent, HeldLine, HoldKind
+from connector.runtime.files import ensure_private
+from connector.runtime.identity import owner_is_dead, process_owner
 from connector.secrets import redact
 
 __all__ = [
@@ -33,6 +36,7 @@ __all__ = [
     "UNCONFIRMED_STATES",
     "KnownLine",
     "Ledger",
+    "LedgerIdentity",
     "LedgerVersionError",
     "LineRow",
     "OutboxRow",
@@ -138,6 +142,54 @@ _SET_STATE = (
     " WHEN hold_kind = ? AND held_since IS NOT NULL THEN held_since ELSE ? END,"
     " pending_eval = 0 WHERE ci_lineitemid = ?"
 )
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerIdentity:
+    """What a ledger belongs to (schema v6): a random id (also in the marker file beside it),
+    the account name and supplier id, when it was created, and the host OMS that works it
+    (``None`` until a host first called a hook on it)."""
+
+    ledger_id: str
+    account: str
+    supplier_id: str
+    created_at: datetime
+    host: str | None
+
+
+def _lease_free(owner: str | None, until: str | None, me: str, now: datetime) -> bool:
+    """Whether a claim held by ``owner`` until ``until`` may be taken by ``me`` at ``now``:
+    nobody holds it, ``me`` does, it expired, or its owner was a process of this machine
+    that no longer runs (killed: nothing will ever finish its call)."""
+    if owner is None or owner == me:
+        return True
+    if until is None or datetime.fromisoformat(until) <= now:
+        return True
+    return owner_is_dead(owner)
+
+
+_PERSONAL_KEYS = ("customer", "billing", "billing_address", "shipping_address")
+"""Keys of a raw CI record that hold a person's name, address or phone (removed on prune)."""
+
+
+def _pruned_record(text: str | None) -> str | None:
+    """The raw record without customer details (ids, dates, SKUs and prices stay: the
+    sales-threshold guard reads unit prices); ``None`` when it is not a JSON object."""
+    if not text:
+        return None
+    try:
+        record = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(record, dict):
+        return None
+    for key in _PERSONAL_KEYS:
+        record.pop(key, None)
+    for item in record.get("line_items") or ():
+        if isinstance(item, dict) and item.get("gift_message"):
+            item["gift_message"] = ""
+    record["pruned"] = True
+    return json.dumps(record, sort_keys=True, default=str)
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,7 +380,9 @@ class Ledger:
         self._lock = threading.RLock()
         self._depth = 0
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # Created 0600 before SQLite opens it (its -wal/-shm files take the same mode).
+            self.created = ensure_private(self.path)
+            self._file_id = _file_id(self.path)
             # isolation_level=None: we issue BEGIN/COMMIT ourselves, one per batch.
             self._conn = sqlite3.connect(
                 str(self.path), isolation_level=None, check_same_thread=False, timeout=30.0
@@ -365,6 +419,8 @@ class Ledger:
             raise LedgerError(
                 redact(f"ledger {self.path} is not a readable SQLite file: {exc}")
             ) from None
+        # Outbox leases exist from v5 (a ledger opened with fewer migrations, in tests).
+        self._leases = max(latest, current) >= 5
         if current > latest:
             raise LedgerVersionError(
                 f"ledger {self.path} has schema version {current}, newer than this connector "
@@ -449,6 +505,27 @@ class Ledger:
                 return list(self._conn.execute(sql, params).fetchall())
             except sqlite3.Error as exc:
                 raise self._error(exc) from None
+
+    def verify_intact(self) -> None:
+        """Raise if the ledger file was deleted or replaced since it was opened (the open
+        connection would go on writing into a file nobody will ever read again).
+
+        :raises LedgerIdentityError: saying what happened and how to recover.
+        """
+        try:
+            now_id = _file_id(self.path)
+        except FileNotFoundError:
+            now_id = None
+        if now_id == self._file_id:
+            return
+        what = "was deleted" if now_id is None else "was replaced by another file"
+        raise LedgerIdentityError(
+            f"ledger {self.path} of account {self.account} {what} while the connector was "
+            "working on it; whatever this call recorded went into the lost file. Stop every "
+            "process of this account, restore the ledger from a backup if you have one, else "
+            f"run `ci-connector reconcile --fix --account {self.account}` to rebuild it from "
+            "CI and the host"
+        )
 
     def close(self) -> None:
         """Close the connection."""
@@ -752,24 +829,95 @@ class Ledger:
         )
         return [r[0] for r in rows]
 
-    def record_acks(self, ids: Sequence[int], now: datetime) -> None:
-        """CI accepted ``mark_exported`` for ``ids``: state ``acked``, attempts + 1, logged."""
-        stamp = _iso(now)
+    def claim_acks(
+        self,
+        ids: Sequence[int],
+        now: datetime,
+        lease_seconds: float,
+        owner: str | None = None,
+    ) -> list[int]:
+        """Reserve the ``mark_exported`` of lines ``ids`` for ``owner`` (default: this
+        process) until ``now + lease_seconds``. Returns the ids claimed, in order: lines still
+        ``stored`` whose previous claim is free. A line acked already, or in flight in
+        another live process, is not claimed."""
+        me = owner or process_owner()
+        until = _iso(now + timedelta(seconds=lease_seconds))
+        claimed: list[int] = []
+        if not ids:
+            return claimed
+        with self._lock:
+            try:
+                with self.transaction():
+                    current: dict[int, sqlite3.Row] = {}
+                    for chunk, marks in _in_chunks(list(dict.fromkeys(ids))):
+                        for r in self._conn.execute(
+                            "SELECT ci_lineitemid, state, ack_owner, ack_lease_until"  # noqa: S608
+                            f" FROM lines WHERE ci_lineitemid IN ({marks})",
+                            chunk,
+                        ):
+                            current[r[0]] = r
+                    for lid in dict.fromkeys(ids):
+                        cur = current.get(lid)
+                        if cur is None or cur["state"] != "stored":
+                            continue
+                        if _lease_free(cur["ack_owner"], cur["ack_lease_until"], me, now):
+                            claimed.append(lid)
+                    self._conn.executemany(
+                        "UPDATE lines SET ack_owner = ?, ack_lease_until = ?"
+                        " WHERE ci_lineitemid = ?",
+                        [(me, until, lid) for lid in claimed],
+                    )
+            except sqlite3.Error as exc:
+                raise self._error(exc) from None
+        return claimed
+
+    def release_acks(self, ids: Iterable[int], owner: str | None = None) -> None:
+        """End ``owner``'s ``mark_exported`` claims on lines ``ids``."""
+        me = owner or process_owner()
         with self._lock:
             try:
                 with self.transaction():
                     self._conn.executemany(
+                        "UPDATE lines SET ack_owner = NULL, ack_lease_until = NULL"
+                        " WHERE ci_lineitemid = ? AND ack_owner = ?",
+                        [(lid, me) for lid in ids],
+                    )
+            except sqlite3.Error as exc:
+                raise self._error(exc) from None
+
+    def record_acks(self, ids: Sequence[int], now: datetime) -> list[int]:
+        """CI accepted ``mark_exported`` for ``ids``: state ``acked``, attempts + 1, logged,
+        claim ended. Idempotent by line: a line already ``acked`` changes nothing and is not
+        logged again. Returns the ids recorded now."""
+        stamp = _iso(now)
+        with self._lock:
+            try:
+                with self.transaction():
+                    done: set[int] = set()
+                    for chunk, marks in _in_chunks(list(dict.fromkeys(ids))):
+                        done.update(
+                            r[0]
+                            for r in self._conn.execute(
+                                "SELECT ci_lineitemid FROM lines"  # noqa: S608
+                                f" WHERE ci_lineitemid IN ({marks}) AND state = 'acked'",
+                                chunk,
+                            )
+                        )
+                    fresh = [lid for lid in dict.fromkeys(ids) if lid not in done]
+                    self._conn.executemany(
                         "UPDATE lines SET state = 'acked', ack_attempts = ack_attempts + 1,"
-                        " updated_at = ? WHERE ci_lineitemid = ?",
-                        [(stamp, lid) for lid in ids],
+                        " ack_owner = NULL, ack_lease_until = NULL, updated_at = ?"
+                        " WHERE ci_lineitemid = ?",
+                        [(stamp, lid) for lid in fresh],
                     )
                     self._conn.executemany(
                         "INSERT INTO acks (ci_lineitemid, at, outcome, reason)"
                         " VALUES (?, ?, 'accepted', '')",
-                        [(lid, stamp) for lid in ids],
+                        [(lid, stamp) for lid in fresh],
                     )
             except sqlite3.Error as exc:
                 raise self._error(exc) from None
+        return fresh
 
     def bind_stored(self, bindings: Sequence[tuple[int, str]], now: datetime) -> None:
         """The host stored these lines: ``(id, host_order_id)`` -> state ``stored``."""
@@ -894,10 +1042,76 @@ class Ledger:
             raise ValueError(f"unknown outbox columns: {sorted(unknown)}")
         assignments = ", ".join(f"{name} = ?" for name in fields)
         params = [_to_sql(v) for v in fields.values()]
+        if "state" in fields and fields["state"] != "sending" and self._leases:
+            # The call is settled (or parked): its claim ends with it.
+            assignments += ", lease_owner = NULL, lease_until = NULL"
         self._exec(
             f"UPDATE outbox SET {assignments}, updated_at = ? WHERE id = ?",  # noqa: S608
             [*params, _iso(now), row_id],
         )
+
+    def claim_outbox(
+        self,
+        rows: Sequence[OutboxRow],
+        now: datetime,
+        lease_seconds: float,
+        owner: str | None = None,
+    ) -> list[OutboxRow]:
+        """Reserve ``rows`` for sending by ``owner`` (default: this process) until
+        ``now + lease_seconds``, in one transaction. Returns the rows claimed, in order: those
+        still pending/sending/retry whose previous claim is free (see :func:`_lease_free`).
+        A row another live process holds is left alone: it is in flight there."""
+        me = owner or process_owner()
+        until = _iso(now + timedelta(seconds=lease_seconds))
+        claimed: list[OutboxRow] = []
+        if not rows:
+            return claimed
+        with self._lock:
+            try:
+                with self.transaction():
+                    current: dict[int, sqlite3.Row] = {}
+                    for chunk, marks in _in_chunks([r.id for r in rows]):
+                        for r in self._conn.execute(
+                            "SELECT id, state, lease_owner, lease_until FROM outbox"  # noqa: S608
+                            f" WHERE id IN ({marks})",
+                            chunk,
+                        ):
+                            current[r["id"]] = r
+                    for row in rows:
+                        cur = current.get(row.id)
+                        if cur is None or cur["state"] not in ("pending", "sending", "retry"):
+                            continue
+                        if not _lease_free(cur["lease_owner"], cur["lease_until"], me, now):
+                            continue
+                        claimed.append(row)
+                    self._conn.executemany(
+                        "UPDATE outbox SET lease_owner = ?, lease_until = ? WHERE id = ?",
+                        [(me, until, r.id) for r in claimed],
+                    )
+            except sqlite3.Error as exc:
+                raise self._error(exc) from None
+        return claimed
+
+    def release_outbox(self, ids: Iterable[int], owner: str | None = None) -> None:
+        """End ``owner``'s claims on rows ``ids`` (rows others hold stay theirs)."""
+        me = owner or process_owner()
+        with self._lock:
+            try:
+                with self.transaction():
+                    self._conn.executemany(
+                        "UPDATE outbox SET lease_owner = NULL, lease_until = NULL"
+                        " WHERE id = ? AND lease_owner = ?",
+                        [(i, me) for i in ids],
+                    )
+            except sqlite3.Error as exc:
+                raise self._error(exc) from None
+
+    def outbox_leases(self) -> dict[int, tuple[str, datetime]]:
+        """``{row id: (owner, lease until)}`` of every claimed outbox row (for the CLI)."""
+        rows = self._query(
+            "SELECT id, lease_owner, lease_until FROM outbox WHERE lease_owner IS NOT NULL"
+        )
+        return {r[0]: (r[1], datetime.fromisoformat(r[2])) for r in rows if r[2]}
 
     def outbox_rows(
         self,
@@ -933,25 +1147,47 @@ class Ledger:
             sql += " WHERE " + " AND ".join(where)
         return [_outbox_from(r) for r in self._query(sql + " ORDER BY id", params)]
 
-    def record_tracking_accepted(self, rows: Sequence[tuple[int, int, int]], now: datetime) -> None:
+    def record_tracking_accepted(
+        self, rows: Sequence[tuple[int, int, int]], now: datetime
+    ) -> list[int]:
         """CI accepted outbox rows ``(row id, ci_lineitemid, quantity)``: rows ``accepted``
-        and each line's shipped quantity grows (one transaction, batched)."""
+        and each line's shipped quantity grows (one transaction, batched).
+
+        Idempotent by row: a row already ``accepted`` (recorded by a retry, or by another
+        process that took its lease over) adds nothing. Returns the row ids recorded now."""
         stamp = _iso(now)
+        fresh: list[tuple[int, int, int]] = []
         with self._lock:
             try:
                 with self.transaction():
+                    done: set[int] = set()
+                    for chunk, marks in _in_chunks([row_id for row_id, _, _ in rows]):
+                        done.update(
+                            r[0]
+                            for r in self._conn.execute(
+                                f"SELECT id FROM outbox WHERE id IN ({marks})"  # noqa: S608
+                                " AND state = 'accepted'",
+                                chunk,
+                            )
+                        )
+                    for row in rows:
+                        if row[0] not in done:
+                            done.add(row[0])  # the same row twice in one call: once
+                            fresh.append(row)
                     self._conn.executemany(
                         "UPDATE outbox SET state = 'accepted', hold_kind = NULL,"
-                        " next_attempt_at = NULL, updated_at = ? WHERE id = ?",
-                        [(stamp, row_id) for row_id, _, _ in rows],
+                        " next_attempt_at = NULL, lease_owner = NULL, lease_until = NULL,"
+                        " updated_at = ? WHERE id = ?",
+                        [(stamp, row_id) for row_id, _, _ in fresh],
                     )
                     self._conn.executemany(
                         "UPDATE lines SET qty_shipped = qty_shipped + ?, updated_at = ?"
                         " WHERE ci_lineitemid = ?",
-                        [(qty, stamp, lid) for _, lid, qty in rows],
+                        [(qty, stamp, lid) for _, lid, qty in fresh],
                     )
             except sqlite3.Error as exc:
                 raise self._error(exc) from None
+        return [row_id for row_id, _, _ in fresh]
 
     def line_quantities(self, ids: Iterable[int]) -> dict[int, int]:
         """Ordered quantity of each known line among ``ids`` (no JSON decoded)."""
@@ -1033,6 +1269,65 @@ class Ledger:
         )
         return {r[0]: (_dt(r["scan"]), _dt(r["delivered"])) for r in rows}
 
+    # -- identity and retention (schema v6) --------------------------------------------------
+
+    def identity(self) -> LedgerIdentity | None:
+        """What this ledger belongs to, or ``None`` for a ledger that never recorded it."""
+        rows = self._query("SELECT * FROM ledger_identity WHERE id = 1")
+        if not rows:
+            return None
+        r = rows[0]
+        return LedgerIdentity(
+            r["ledger_id"],
+            r["account"],
+            r["supplier_id"],
+            _dt(r["created_at"]) or _EPOCH,
+            r["host"],
+        )
+
+    def set_identity(self, identity: LedgerIdentity) -> None:
+        """Record (or replace) what this ledger belongs to."""
+        self._exec(
+            "INSERT INTO ledger_identity (id, ledger_id, account, supplier_id, created_at, host)"
+            " VALUES (1, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
+            " ledger_id = excluded.ledger_id, account = excluded.account,"
+            " supplier_id = excluded.supplier_id, created_at = excluded.created_at,"
+            " host = excluded.host",
+            (
+                identity.ledger_id,
+                identity.account,
+                identity.supplier_id,
+                _iso(identity.created_at),
+                identity.host,
+            ),
+        )
+
+    def prune(self, before: datetime, now: datetime) -> int:
+        """Retention: for lines finished (fully shipped, or cancelled) and unchanged since
+        before ``before``, remove the customer details from the raw record and drop the
+        parsed form; ids, states, quantities, bindings, the outbox and the ack log stay.
+        Lines still to be evaluated are never touched. Returns how many lines were pruned."""
+        marks = ",".join("?" * len(UNCONFIRMED_STATES))
+        rows = self._query(
+            "SELECT ci_lineitemid, record FROM lines WHERE pruned_at IS NULL"  # noqa: S608
+            f" AND state NOT IN ({marks}) AND updated_at < ?"
+            " AND (state = 'cancelled' OR ci_status IN ('cancelled', 'canceled')"
+            " OR qty_shipped >= quantity)",
+            [*UNCONFIRMED_STATES, _iso(before)],
+        )
+        stamp = _iso(now)
+        with self._lock:
+            try:
+                with self.transaction():
+                    self._conn.executemany(
+                        "UPDATE lines SET record = ?, parsed = NULL, pruned_at = ?"
+                        " WHERE ci_lineitemid = ?",
+                        [(_pruned_record(r["record"]), stamp, r[0]) for r in rows],
+                    )
+            except sqlite3.Error as exc:
+                raise self._error(exc) from None
+        return len(rows)
+
     # -- operator views -----------------------------------------------------------------------
 
     def held_lines(
@@ -1112,6 +1407,15 @@ def _event_time(event: CarrierEvent) -> str:
             "time zone"
         )
     return event.at.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _file_id(path: Path) -> tuple[int, int]:
+    """(device, inode) of ``path``: changes when the file is deleted and made again."""
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
 
 
 def _split_sql(script: str) -> list[str]:

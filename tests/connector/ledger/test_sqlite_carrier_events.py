@@ -70,7 +70,7 @@ def test_v4_migration_adds_the_table_to_a_v3_ledger(tmp_path: Path) -> None:
     assert old.schema_version() == 3
     old.stage_line(ci_lineitemid=5, orderid="A", now=T0, order_date=T0, quantity=1)
     old.close()
-    ledger = open_ledger_file(path, "us")
+    ledger = open_ledger_file(path, "us", MIGRATIONS[:4])
     assert ledger.schema_version() == 4
     assert ledger.get_line(5) is not None
     assert ledger.record_carrier_events([CarrierEvent(5, SCAN, T0)], T0) == [True]

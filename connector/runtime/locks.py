@@ -1,0 +1,157 @@
+"""Exclusion per account across threads, processes and (with a shared database) machines.
+
+One account is worked by one caller at a time, for the whole hook call. :class:`AccountLock`
+is the interface; :class:`FileAccountLock` implements it for the SQLite ledger with an OS
+file lock (``flock``) on ``<data_dir>/ledger-<account>.lock``: the kernel releases it when the
+holder dies, even by SIGKILL, so a crash never leaves an account locked. A backend with a
+server (PostgreSQL) implements the same protocol with an advisory lock.
+
+The holder writes who it is (pid, machine, since) into the lock file, so a caller that gives
+up after ``timeout`` seconds raises :class:`~connector.errors.AccountBusy` naming it.
+
+``fcntl.flock`` rather than the ``filelock`` package: the same system call without a further
+dependency; holder details and re-entrancy need code of ours either way.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol
+
+from connector.errors import AccountBusy, LedgerError
+from connector.runtime.files import PRIVATE_MODE
+from connector.runtime.identity import machine_name
+
+__all__ = ["AccountLock", "FileAccountLock", "Holder", "lock_path"]
+
+_POLL_SECONDS = 0.05
+
+
+class Holder(dict[str, object]):
+    """What a lock file says about its holder: ``pid``, ``host`` (machine), ``since``."""
+
+    def describe(self) -> str:
+        if not self:
+            return "an unknown process"
+        pid, host, since = (self.get(k, "?") for k in ("pid", "host", "since"))
+        return f"pid {pid} on {host} since {since}"
+
+
+class AccountLock(Protocol):
+    """Re-entrant, cross-process exclusion for one account."""
+
+    def acquire(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds; raise :class:`AccountBusy` naming the holder."""
+
+    def release(self) -> None:
+        """Undo one :meth:`acquire` (the lock is free once every acquire was released)."""
+
+    def close(self) -> None:
+        """Release everything held and free the resources."""
+
+
+def lock_path(data_dir: Path, account_name: str) -> Path:
+    """The lock file of ``account_name`` (beside its ledger)."""
+    return Path(data_dir) / f"ledger-{account_name}.lock"
+
+
+class FileAccountLock:
+    """:class:`AccountLock` over ``flock`` on a file. Re-entrant within one thread; other
+    threads of the process wait on an in-process lock first, so they see the same timeout.
+
+    Two instances on one file exclude each other even inside one process (``flock`` locks
+    belong to the open file, not to the process).
+    """
+
+    def __init__(self, path: Path, account: str, *, clock: type[datetime] = datetime) -> None:
+        self.path = Path(path)
+        self.account = account
+        self._clock = clock
+        self._thread_lock = threading.RLock()
+        self._depth = 0
+        self._fd: int | None = None
+
+    def acquire(self, timeout: float) -> None:
+        deadline = time.monotonic() + max(timeout, 0.0)
+        if not self._thread_lock.acquire(timeout=max(timeout, 0.0)):
+            raise self._busy(timeout, Holder(pid=os.getpid(), host=machine_name(), since="?"))
+        try:
+            if self._depth == 0:
+                self._lock_file(deadline, timeout)
+            self._depth += 1
+        except BaseException:
+            self._thread_lock.release()
+            raise
+
+    def _lock_file(self, deadline: float, timeout: float) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, PRIVATE_MODE)
+        except OSError as exc:
+            raise LedgerError(
+                f"account {self.account}: cannot open the lock file {self.path}: {exc.strerror}"
+            ) from None
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except OSError as exc:
+                    if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                        raise
+                if time.monotonic() >= deadline:
+                    raise self._busy(timeout, self.holder())
+                time.sleep(_POLL_SECONDS)
+            since = self._clock.now(UTC).isoformat(timespec="seconds")
+            text = json.dumps({"pid": os.getpid(), "host": machine_name(), "since": since})
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, text.encode(), 0)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+
+    def holder(self) -> Holder:
+        """Who holds (or last held) the lock, from the lock file; empty when unknown."""
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8") or "{}")
+        except (OSError, ValueError):
+            return Holder()
+        return Holder(data) if isinstance(data, dict) else Holder()
+
+    def _busy(self, timeout: float, holder: Holder) -> AccountBusy:
+        who = holder.describe()
+        return AccountBusy(
+            f"account {self.account} is busy: {who} is working it (waited {timeout:g} s; "
+            "lock_timeout_seconds sets the wait). Nothing was done; try again when it is done.",
+            account=self.account,
+            holder=who,
+        )
+
+    def release(self) -> None:
+        if self._depth <= 0:
+            raise RuntimeError(f"account lock {self.path} released more often than acquired")
+        self._depth -= 1
+        try:
+            if self._depth == 0 and self._fd is not None:
+                fd, self._fd = self._fd, None
+                try:
+                    os.ftruncate(fd, 0)  # no stale holder for the next reader
+                finally:
+                    os.close(fd)  # closing the last descriptor releases the flock
+        finally:
+            self._thread_lock.release()
+
+    def close(self) -> None:
+        with self._thread_lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+            self._depth = 0
