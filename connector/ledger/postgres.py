@@ -175,7 +175,10 @@ def translate(sql: str) -> str:
         return "BEGIN"
     out: list[str] = []
     for piece in _TOKEN.findall(sql):
-        out.append(_PLACEHOLDERS.get(piece, piece))
+        if piece.startswith(("'", '"')):
+            out.append(piece.replace("%", "%%"))  # psycopg formats the whole text
+        else:
+            out.append(_PLACEHOLDERS.get(piece, piece))
     text = "".join(out)
     match = _INSERT_OR.match(text)
     if match:
@@ -345,9 +348,9 @@ class _PgConnection:
         text = translate(sql)
         if text == "BEGIN":
             self._reconnect_if_broken()
-            self._run("BEGIN")
-            # The write lock of this ledger, released by COMMIT/ROLLBACK (see module doc).
-            self._run("SELECT pg_advisory_xact_lock(%s)", (self._txn_key,))
+            # With the write lock of this ledger, released by COMMIT/ROLLBACK (see the module
+            # doc); one round trip (client-side binding allows two statements).
+            self._run("BEGIN; SELECT pg_advisory_xact_lock(%s)", (self._txn_key,))
             return _Result([], -1)
         return self._run(text, params)
 
