@@ -44,6 +44,9 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("demo", "connector.cli.demo", "demo"),
     ("reconcile", "connector.cli.reconcile", "reconcile"),
     ("files", "connector.cli.files", "files"),
+    ("run", "connector.cli.run", "run"),
+    ("prune", "connector.cli.prune", "prune"),
+    ("hand-over", "connector.cli.hand_over", "hand_over"),
 )
 
 

@@ -11,6 +11,7 @@ from connector.cli.context import CliContext, emit_json, say
 from connector.errors import ChannelError, ConfigError
 from connector.reference_host.host import HOST_DB_NAME, SYNC_STAGES, ReferenceHost, SyncReport
 from connector.reference_host.store import HostStoreError
+from connector.runtime.identity import REFERENCE_HOST, acting_as
 from connector.secrets import redact
 
 _COLUMNS = (
@@ -63,7 +64,8 @@ def sync(obj: CliContext, account_name: str, as_json: bool) -> None:
         host = ReferenceHost(config.data_dir / HOST_DB_NAME, facade)
     except HostStoreError as exc:
         raise click.ClickException(redact(str(exc))) from None
-    with host:
+    # Acting as the reference host: a ledger a real host OMS works refuses this command.
+    with host, acting_as(REFERENCE_HOST):
         for account in accounts:
             try:
                 config.require_token(account.name)

@@ -1269,6 +1269,14 @@ class Ledger:
         )
         return {r[0]: (_dt(r["scan"]), _dt(r["delivered"])) for r in rows}
 
+    def earliest_waiting_order_date(self) -> datetime | None:
+        """Order date of the oldest line still staged without a hold (held back by
+        ``import_delay_minutes`` until old enough), or ``None``."""
+        rows = self._query(
+            "SELECT MIN(order_date) FROM lines WHERE state = 'staged' AND hold_kind IS NULL"
+        )
+        return _dt(rows[0][0]) if rows else None
+
     # -- identity and retention (schema v6) --------------------------------------------------
 
     def identity(self) -> LedgerIdentity | None:

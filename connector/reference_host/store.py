@@ -29,6 +29,7 @@ from connector.models import (
     ShipmentLine,
     StoredOrder,
 )
+from connector.runtime.files import ensure_private
 
 __all__ = [
     "AcceptPolicy",
@@ -148,7 +149,8 @@ class HostStore:
         self.path = Path(path)
         self._clock = clock or (lambda: datetime.now(UTC))
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # 0600 before SQLite opens it (customer addresses; its -wal/-shm take the mode).
+            ensure_private(self.path)
             # Autocommit mode: transactions are explicit (BEGIN IMMEDIATE ... COMMIT).
             self._db = sqlite3.connect(str(self.path), isolation_level=None, timeout=30.0)
             self._db.row_factory = sqlite3.Row

@@ -1,0 +1,101 @@
+"""Cross-process exclusion per account: the file lock, its holder, AccountBusy, SIGKILL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from connector.errors import AccountBusy, ChannelError, LedgerError
+from connector.runtime.identity import machine_name
+from connector.runtime.locks import FileAccountLock, lock_path
+
+HOLD_SCRIPT = """
+import sys, time
+from pathlib import Path
+from connector.runtime.locks import FileAccountLock
+lock = FileAccountLock(Path(sys.argv[1]), "us")
+lock.acquire(5)
+print("held", flush=True)
+time.sleep(60)
+"""
+
+
+def _holder_process(path: Path) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD_SCRIPT, str(path)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_busy_names_the_holder_pid_host_and_since(tmp_path: Path) -> None:
+    path = lock_path(tmp_path, "us")
+    proc = _holder_process(path)
+    try:
+        lock = FileAccountLock(path, "us")
+        started = time.monotonic()
+        with pytest.raises(AccountBusy) as caught:
+            lock.acquire(0.3)
+        waited = time.monotonic() - started
+        assert 0.25 <= waited < 5
+        assert isinstance(caught.value, ChannelError)  # hosts catch ChannelError
+        message = str(caught.value)
+        assert f"pid {proc.pid} on {machine_name()} since 20" in message
+        assert "lock_timeout_seconds" in message
+        assert caught.value.account == "us"
+        assert str(proc.pid) in caught.value.holder
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_sigkill_of_the_holder_frees_the_account_at_once(tmp_path: Path) -> None:
+    path = lock_path(tmp_path, "us")
+    proc = _holder_process(path)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    lock = FileAccountLock(path, "us")
+    lock.acquire(2)  # the kernel dropped the dead holder's flock
+    assert lock.holder()["pid"] == os.getpid()
+    lock.release()
+    assert lock.holder() == {}  # no stale holder left behind
+
+
+def test_reentrant_in_one_thread_and_exclusive_between_instances(tmp_path: Path) -> None:
+    path = lock_path(tmp_path, "us")
+    first, second = FileAccountLock(path, "us"), FileAccountLock(path, "us")
+    first.acquire(1)
+    first.acquire(1)  # nested hook call of the same caller
+    first.release()
+    with pytest.raises(AccountBusy):
+        second.acquire(0.1)  # still held once
+    first.release()
+    second.acquire(1)
+    second.release()
+    with pytest.raises(RuntimeError, match="released more often"):
+        second.release()
+
+
+def test_lock_file_is_private(tmp_path: Path) -> None:
+    path = lock_path(tmp_path, "us")
+    lock = FileAccountLock(path, "us")
+    lock.acquire(1)
+    lock.release()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_unusable_folder_is_a_ledger_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    lock = FileAccountLock(tmp_path / "file" / "x.lock", "us")
+    with pytest.raises(LedgerError, match="cannot open the lock file"):
+        lock.acquire(0.1)
