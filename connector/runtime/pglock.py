@@ -2,10 +2,10 @@
 session advisory lock keyed by the account's ledger schema.
 
 Every process (on any machine) that works the account through the same database takes the
-same key, so one works it at a time. The lock lives on a connection of its own, opened at the
-outermost :meth:`PgAccountLock.acquire` and closed at the matching :meth:`release`: closing
-it releases the lock, and so does the server when the holder dies (even by SIGKILL the
-connection goes, and with it the lock) — a crash never leaves an account locked.
+same key, so one works it at a time. The lock lives on a connection of its own (opened at the
+first :meth:`PgAccountLock.acquire`, kept for the next ones, closed by :meth:`close`); the
+server releases it when that session ends, so a holder that dies (even by SIGKILL) never
+leaves the account locked.
 
 A caller that gives up after ``timeout`` seconds (``lock_timeout`` on the server, no polling)
 raises :class:`~connector.errors.AccountBusy` naming the holder from ``pg_locks`` and
@@ -21,12 +21,15 @@ from typing import TYPE_CHECKING, Any
 
 from connector.errors import AccountBusy, LedgerError
 from connector.ledger.postgres import advisory_key, connect, display_url, schema_name
+from connector.models import Account
 from connector.secrets import Secret, redact
 
 if TYPE_CHECKING:
     import psycopg
 
-__all__ = ["PgAccountLock"]
+    from connector.runtime.locks import AccountLock
+
+__all__ = ["PgAccountLock", "account_lock"]
 
 _HOLDER_SQL = (
     "SELECT a.pid, a.application_name, a.client_addr, a.state_change"
@@ -35,6 +38,16 @@ _HOLDER_SQL = (
     " AND l.classid = %s::bigint::oid AND l.objid = %s::bigint::oid"
     " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
 )
+
+
+def account_lock(account: Account) -> AccountLock:
+    """The exclusion of ``account`` on its ledger's backend: an advisory lock in the ledger
+    database with ``ledger_url``, else the file lock beside the SQLite ledger."""
+    if account.ledger_url:
+        return PgAccountLock(account.ledger_url, account.name, password=account.ledger_password)
+    from connector.runtime.locks import FileAccountLock, lock_path
+
+    return FileAccountLock(lock_path(account.data_dir, account.name), account.name)
 
 
 class PgAccountLock:
@@ -77,7 +90,9 @@ class PgAccountLock:
     def _lock(self, timeout: float) -> None:
         import psycopg
 
-        conn = connect(self.url, self._password, role="lock")
+        conn = self._conn
+        if conn is None or conn.closed or conn.broken:
+            conn = self._conn = connect(self.url, self._password, role="lock")
         try:
             # lock_timeout 0 means "wait forever" to PostgreSQL: never send 0.
             millis = max(int(timeout * 1000), 1)
@@ -91,9 +106,14 @@ class PgAccountLock:
                     redact(f"account {self.account}: cannot lock {display_url(self.url)}: {exc}")
                 ) from None
         except BaseException:
-            conn.close()
+            self._drop()
             raise
-        self._conn = conn
+
+    def _drop(self) -> None:
+        """Close the lock's connection (which also releases the lock on the server)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
 
     def holder(self, conn: psycopg.Connection[Any] | None = None) -> str:
         """Who holds the account now (``pid 42 on host-a since ...``), or a plain phrase
@@ -127,16 +147,17 @@ class PgAccountLock:
         self._depth -= 1
         try:
             if self._depth == 0 and self._conn is not None:
-                conn, self._conn = self._conn, None
-                conn.close()  # ends the session, and with it the advisory lock
+                try:
+                    # The connection stays for the next acquire (no connect per hook call).
+                    self._conn.execute("SELECT pg_advisory_unlock(%s)", (self.key,))
+                except Exception:
+                    self._drop()  # ending the session releases the lock as surely
         finally:
             self._thread_lock.release()
 
     def close(self) -> None:
         with self._thread_lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+            self._drop()
             self._depth = 0
 
 
