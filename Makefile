@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup demo test lint typecheck pytest bench crash load clean
+.PHONY: help setup demo test lint typecheck pytest bench crash load scale clean
 
 help:
 	@echo "make demo    set up .venv, then run the end-to-end demo on the embedded simulator"
@@ -12,6 +12,7 @@ help:
 	@echo "make bench   benchmarks (import/dispatch vs floor, memory, simulator page time)"
 	@echo "make crash   crash-consistency run with 50+ SIGKILLs"
 	@echo "make load    8 workers on 8 accounts against one simulator for 60 s"
+	@echo "make scale   200 accounts, 50 ms per CI call, 1/2/4 worker processes over PostgreSQL"
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (Python >= 3.11) on PATH, or run: make PYTHON=python3"; exit 1; }
@@ -47,6 +48,9 @@ crash: $(STAMP)
 
 load: $(STAMP)
 	$(BIN)/python -m benchmarks.load --workers 8 --seconds 60
+
+scale: $(STAMP)
+	$(BIN)/python -m benchmarks.scale --accounts 200 --workers 1,2,4 --latency-ms 50
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
