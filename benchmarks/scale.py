@@ -341,6 +341,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-ms", type=int, default=50)
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per round")
     args = parser.parse_args(argv)
+    # SIGTERM: unwind (stop the workers and the database server) instead of dying on the spot.
+    signal.signal(signal.SIGTERM, lambda _s, _f: sys.exit(143))
     counts = [int(x) for x in args.workers.split(",") if x.strip()]
     summary = run(args.accounts, counts, args.orders, args.latency_ms, args.timeout)
     print(json.dumps(summary), flush=True)

@@ -354,6 +354,11 @@ class _PgConnection:
             return _Result([], -1)
         return self._run(text, params)
 
+    def execute_script(self, statements: Sequence[str]) -> None:
+        """Several statements without parameters in one round trip (already PostgreSQL)."""
+        if statements:
+            self._run(";\n".join(statements))  # translated already (% doubled)
+
     def executemany(self, sql: str, seq: Sequence[Sequence[Any]]) -> _Result:
         import psycopg
 
@@ -453,8 +458,8 @@ class PostgresLedger(Ledger):
                     if version <= current:
                         continue
                     try:
-                        for statement in statements:
-                            conn.execute(statement)
+                        # One round trip per version (client-side binding allows a script).
+                        conn.execute_script(statements)
                     except LedgerError as exc:
                         raise LedgerError(
                             f"ledger {self.location}: migration to version {version} failed: {exc}"
@@ -500,6 +505,13 @@ class PostgresLedger(Ledger):
             f"`ci-connector reconcile --fix --account {self.account}` to rebuild it from CI "
             "and the host"
         )
+
+    def _exec(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+        """One statement; outside a transaction it commits on its own (PostgreSQL's
+        autocommit: one round trip instead of BEGIN/statement/COMMIT — a single statement is
+        atomic, and the ledger's transaction lock only orders multi-statement batches)."""
+        with self._lock:
+            return self._conn.execute(sql, params)
 
     def _rollback(self) -> None:
         conn = cast(_PgConnection, self._conn)

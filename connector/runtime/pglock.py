@@ -96,9 +96,11 @@ class PgAccountLock:
         try:
             # lock_timeout 0 means "wait forever" to PostgreSQL: never send 0.
             millis = max(int(timeout * 1000), 1)
-            conn.execute(f"SET lock_timeout = {millis}")
             try:
-                conn.execute("SELECT pg_advisory_lock(%s)", (self.key,))
+                # One round trip (client-side binding allows two statements).
+                conn.execute(
+                    f"SET lock_timeout = {millis}; SELECT pg_advisory_lock(%s)", (self.key,)
+                )
             except psycopg.errors.LockNotAvailable:
                 raise self._busy(timeout, self.holder(conn)) from None
             except psycopg.Error as exc:

@@ -30,6 +30,7 @@ import asyncio
 import json
 import logging
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -112,9 +113,24 @@ class JobRunner:
 
     def __init__(self, config_path: Path) -> None:
         self.config_path = config_path
+        self._cached: tuple[tuple[int, int], ConnectorConfig] | None = None
+        self._lock = threading.Lock()
 
     def config(self) -> ConnectorConfig:
-        return load_config(self.config_path)
+        """The configuration, read again only when the file changed (a worker picks up an
+        edited config without a restart; with hundreds of accounts a read is not free)."""
+        try:
+            st = self.config_path.stat()
+            stamp = (st.st_mtime_ns, st.st_size)
+        except OSError:
+            stamp = (0, 0)  # load_config raises the clear error
+        with self._lock:
+            if self._cached is not None and self._cached[0] == stamp:
+                return self._cached[1]
+        loaded = load_config(self.config_path)
+        with self._lock:
+            self._cached = (stamp, loaded)
+        return loaded
 
     def run(self, account_name: str, job: str) -> JobResult:
         from connector.cli import open_facade
