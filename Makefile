@@ -10,7 +10,7 @@ help:
 	@echo "make demo    set up .venv, then run the end-to-end demo on the embedded simulator"
 	@echo "make test    set up .venv, then run ruff, mypy and the test suite"
 	@echo "make bench   benchmarks (import/dispatch vs floor, memory, simulator page time)"
-	@echo "make crash   crash-consistency run with 50+ SIGKILLs"
+	@echo "make crash   crash-consistency runs with 60 SIGKILLs: sequential, then 3 processes per account"
 	@echo "make load    8 workers on 8 accounts against one simulator for 60 s"
 	@echo "make scale   200 accounts, 50 ms per CI call, 1/2/4 worker processes over PostgreSQL"
 
@@ -45,6 +45,7 @@ bench: $(STAMP)
 
 crash: $(STAMP)
 	$(BIN)/python -m benchmarks.crash --kills 60
+	$(BIN)/python -m benchmarks.crash --kills 60 --concurrent 3
 
 load: $(STAMP)
 	$(BIN)/python -m benchmarks.load --workers 8 --seconds 60

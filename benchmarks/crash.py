@@ -11,8 +11,19 @@ pipeline in phase order, killing the child at each crash point of
 random delay mixed in, then re-runs the child without kills until a run finds nothing left.
 Everything random comes from ``random.Random(seed)``.
 
+Concurrent mode (``--concurrent N``, N = 2..4): each round starts N children at once on the one
+account, with roles ``sync``, ``dispatch``, ``flush`` (then ``sync`` again), some armed with a
+crash point and some killed after a random delay; Groupon cancels a few lines the host already
+has (and that are not shipped). Besides the invariants below it checks, against the
+simulator's own per-line call log: no tracking number sent to a line twice and no line
+acknowledged twice *unless a kill fell between the two sends* (a process killed after CI took
+a call and before the ledger recorded it must be re-sent: that is at-least-once at a crash);
+ledger shipped quantities equal CI's; every cancellation reached the host.
+
 Progress goes to stderr; the LAST stdout line is a JSON object with ``kills``, ``lost``,
-``duplicates``, ``pending_without_reason`` and the run's figures. Exit 1 if an invariant is
+``duplicates``, ``pending_without_reason``, ``concurrent_procs``, ``tracking_sent_twice``,
+``acked_twice``, ``qty_mismatch``, ``cancellations_missed``, ``backends`` and the run's
+figures. Exit 1 if an invariant is
 broken, 2 if the harness could not reach the requested kills or a clean finish.
 """
 
@@ -32,7 +43,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,6 +63,23 @@ __all__ = ["CrashConfig", "CrashResult", "KillSpec", "check_invariants", "main",
 REPO = Path(__file__).resolve().parents[1]
 SUPPLIER_ID = "77001"
 TOKEN_ENV = "CRASH_CI_TOKEN"  # noqa: S105 - the variable's name, not a token
+
+_ROLE_POINTS = {
+    "sync": (
+        "fetch_page",
+        "after_stage",
+        "after_deliver",
+        "after_store",
+        "ack_sent",
+        "ack_recorded",
+    ),
+    "dispatch": ("host_shipment", "after_outbox", "tracking_sent", "tracking_recorded"),
+    "flush": ("flush", "tracking_sent", "tracking_recorded"),
+}
+"""The crash points each role of the concurrent mode reaches."""
+
+_SETTLE_SECONDS = 0.3
+"""After a kill: time for the simulator to finish a request the killed child had in flight."""
 
 # Upper bound of the occurrence drawn per point: how often a point is reached in one run.
 _MAX_OCCURRENCE = {
@@ -93,6 +121,9 @@ class CrashConfig:
     clean_runs: int = 6
     child_timeout: float = 120.0
     work_dir: Path | None = None
+    concurrent: int = 0
+    """Children per account at once (2..4); 0 = the sequential mode."""
+    cancels_per_round: int = 2
 
 
 @dataclass(frozen=True)
@@ -117,6 +148,10 @@ class Invariants:
     duplicates: int = 0
     pending_without_reason: int = 0
     held_with_reason: int = 0
+    tracking_sent_twice: int = 0
+    acked_twice: int = 0
+    qty_mismatch: int = 0
+    cancellations_missed: int = 0
     problems: list[str] = field(default_factory=list)
 
 
@@ -136,11 +171,22 @@ class CrashResult:
     clean_finish: bool = True
     invariants: Invariants = field(default_factory=Invariants)
     errors: list[str] = field(default_factory=list)
+    concurrent_procs: int = 1
+    cancellations: int = 0
+    busy_exits: int = 0
 
     @property
     def ok(self) -> bool:
         inv = self.invariants
-        return inv.lost == 0 and inv.duplicates == 0 and inv.pending_without_reason == 0
+        return (
+            inv.lost == 0
+            and inv.duplicates == 0
+            and inv.pending_without_reason == 0
+            and inv.tracking_sent_twice == 0
+            and inv.acked_twice == 0
+            and inv.qty_mismatch == 0
+            and inv.cancellations_missed == 0
+        )
 
     def to_dict(self) -> dict[str, Any]:
         inv = self.invariants
@@ -150,6 +196,14 @@ class CrashResult:
             "duplicates": inv.duplicates,
             "pending_without_reason": inv.pending_without_reason,
             "held_with_reason": inv.held_with_reason,
+            "concurrent_procs": self.concurrent_procs,
+            "tracking_sent_twice": inv.tracking_sent_twice,
+            "acked_twice": inv.acked_twice,
+            "qty_mismatch": inv.qty_mismatch,
+            "cancellations": self.cancellations,
+            "cancellations_missed": inv.cancellations_missed,
+            "busy_exits": self.busy_exits,
+            "backends": ["sqlite"],
             "points_covered": dict(sorted(self.point_kills.items())),
             "points_missing": [p for p in POINTS if not self.point_kills.get(p)],
             "random_kills": self.random_kills,
@@ -193,15 +247,35 @@ class _Harness:
         self.startup = 0.0
         self.orderids: list[str] = []
         self.line_ids: list[int] = []
+        self.windows: list[tuple[dict[int, int], dict[int, int]]] = []
+        self.cancelled: set[int] = set()
+        self.result.concurrent_procs = max(config.concurrent, 1)
 
     # -- children ------------------------------------------------------------------------------
 
-    def child(self, url: str, spec: KillSpec | None) -> _ChildOutcome:
+    def snapshot(self) -> dict[int, int]:
+        """How many calls the simulator logged per seeded line, now."""
+        counts: dict[int, int] = {}
+        for lid in self.line_ids:
+            line = self.state.line(lid)
+            counts[lid] = len(line.calls) if line is not None else 0
+        return counts
+
+    def kill_window(self, before: dict[int, int]) -> None:
+        """Remember a kill: calls logged before ``before`` preceded it; the calls still in
+        flight at the simulator finish within the settle time, then ``after`` is taken."""
+        time.sleep(_SETTLE_SECONDS)
+        self.windows.append((before, self.snapshot()))
+
+    def _env(self, spec: KillSpec | None) -> dict[str, str]:
         env = dict(os.environ)
         env[TOKEN_ENV] = self.token
         env.pop(ENV_VAR, None)
         if spec is not None and spec.point is not None:
             env[ENV_VAR] = f"{spec.point}:{spec.occurrence}"
+        return env
+
+    def _command(self, url: str, role: str = "all") -> list[str]:
         cmd = [
             sys.executable,
             "-m",
@@ -216,7 +290,17 @@ class _Harness:
             TOKEN_ENV,
             "--batch-size",
             str(self.config.batch_size),
+            "--role",
+            role,
         ]
+        if self.config.concurrent:
+            cmd.append("--watch-cancellations")
+        return cmd
+
+    def child(self, url: str, spec: KillSpec | None, role: str = "all") -> _ChildOutcome:
+        env = self._env(spec)
+        cmd = self._command(url, role)
+        before = self.snapshot()
         self.result.runs += 1
         log_path = self.logs / f"run-{self.result.runs:04d}.log"
         started = time.monotonic()
@@ -239,7 +323,144 @@ class _Harness:
             err.seek(0)
             tail = err.read()[-2000:]
         seconds = time.monotonic() - started
+        if proc.returncode == -signal.SIGKILL:
+            self.kill_window(before)
         return _ChildOutcome(proc.returncode == -signal.SIGKILL, proc.returncode, seconds, tail)
+
+    # -- concurrent mode ---------------------------------------------------------------------
+
+    def concurrent_children(
+        self, url: str, plan: Sequence[tuple[str, KillSpec | None]], cancel_after: float
+    ) -> list[_ChildOutcome]:
+        """Start every child of ``plan`` at once; kill the delayed ones on time; cancel a few
+        lines in CI after ``cancel_after`` seconds; return when all have ended."""
+        running: list[tuple[subprocess.Popen[bytes], Any, float, KillSpec | None]] = []
+        for role, spec in plan:
+            self.result.runs += 1
+            log = (self.logs / f"run-{self.result.runs:04d}-{role}.log").open(
+                "w+", encoding="utf-8"
+            )
+            proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+                self._command(url, role),
+                cwd=REPO,
+                env=self._env(spec),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+            running.append((proc, log, time.monotonic(), spec))
+        outcomes: dict[int, _ChildOutcome] = {}
+        started = time.monotonic()
+        cancelled = False
+        next_try = started + cancel_after
+        last = self.snapshot()
+        while len(outcomes) < len(running):
+            now = time.monotonic()
+            if not cancelled and now >= next_try:
+                # Lines stored by this round's sync and not yet shipped: retried until some.
+                cancelled = self.cancel_some() > 0
+                next_try = now + 0.5
+            for index, (proc, log, began, spec) in enumerate(running):
+                if index in outcomes:
+                    continue
+                due = spec is not None and spec.delay is not None and now - began >= spec.delay
+                if proc.poll() is None and due:
+                    proc.send_signal(signal.SIGKILL)
+                    proc.wait()
+                if proc.poll() is None and now - began > self.config.child_timeout:
+                    proc.kill()
+                    proc.wait()
+                    self.result.errors.append(f"a {spec} child timed out")
+                code = proc.poll()
+                if code is None:
+                    continue
+                if code == -signal.SIGKILL:
+                    self.kill_window(last)
+                log.seek(0)
+                tail = log.read()[-2000:]
+                log.close()
+                outcomes[index] = _ChildOutcome(
+                    code == -signal.SIGKILL, code, time.monotonic() - began, tail
+                )
+            last = self.snapshot()
+            time.sleep(0.02)
+        if not cancelled:
+            self.cancel_some()
+        return [outcomes[i] for i in range(len(running))]
+
+    def cancel_some(self) -> int:
+        """Groupon cancels a few lines the host already has and nobody shipped yet; returns
+        how many."""
+        host = self.data_dir / HOST_DB
+        if not host.exists() or self.config.cancels_per_round <= 0:
+            return 0
+        db = sqlite3.connect(f"file:{host}?mode=ro", uri=True, timeout=30.0)
+        try:
+            candidates = [
+                r[0]
+                for r in db.execute(
+                    "SELECT ci_lineitemid FROM order_lines WHERE status = 'open'"
+                    " AND shipped_quantity = 0"
+                )
+            ]
+        except sqlite3.Error:
+            return 0
+        finally:
+            db.close()
+        self.rng.shuffle(candidates)
+        done = 0
+        for lid in candidates:
+            line = self.state.line(lid)
+            if line is None or line.status != "open" or line.shipped_quantity:
+                continue
+            try:
+                self.state.cancel_lines(SUPPLIER_ID, [lid])
+            except ValueError:
+                continue
+            self.cancelled.add(lid)
+            self.result.cancellations += 1
+            done += 1
+            if done >= self.config.cancels_per_round:
+                break
+        return done
+
+    def concurrent_round(self, url: str, wave: int) -> None:
+        """One round of the concurrent mode (see the module docstring)."""
+        self.result.rounds += 1
+        if wave:
+            self.seed_wave(wave)
+        roles = ["sync", "dispatch", "flush", "sync"][: self.config.concurrent]
+        plan: list[tuple[str, KillSpec | None]] = []
+        for role in roles:
+            draw = self.rng.random()
+            if draw < 0.45:
+                point = self.rng.choice(_ROLE_POINTS[role])
+                plan.append((role, KillSpec(point, 1)))
+            elif draw < 0.85:
+                plan.append((role, KillSpec(delay=self.rng.uniform(0.6, 2.5))))
+            else:
+                plan.append((role, None))
+        labels = ", ".join(f"{r}:{s.label() if s else '-'}" for r, s in plan)
+        self.echo(
+            f"round {self.result.rounds}: +{wave} orders, {len(plan)} processes ({labels}), "
+            f"{self.result.kills}/{self.config.kills} kills so far"
+        )
+        for (_role, spec), out in zip(
+            plan, self.concurrent_children(url, plan, self.rng.uniform(0.3, 1.5)), strict=True
+        ):
+            if out.killed:
+                self.result.kills += 1
+                if spec is not None and spec.point is not None:
+                    self.result.point_kills[spec.point] += 1
+                else:
+                    self.result.random_kills += 1
+            elif out.returncode not in (EXIT_IDLE, EXIT_WORKED):
+                if "AccountBusy" in out.stderr_tail:
+                    self.result.busy_exits += 1  # waited lock_timeout_seconds: said so, did nothing
+                else:
+                    self.fail_run(out)
+        # Between rounds only the sync cycle is finished, so the next round's dispatch has
+        # shipments to make; the caller finishes everything at the end.
+        self.clean_up(url, "sync")
 
     def needs_more(self) -> bool:
         if self.result.kills < self.config.kills:
@@ -341,10 +562,10 @@ class _Harness:
             break
         self.clean_up(url)
 
-    def clean_up(self, url: str) -> None:
+    def clean_up(self, url: str, role: str = "all") -> None:
         """Run without kills until a run reports nothing left."""
         for _ in range(self.config.clean_runs):
-            out = self.child(url, None)
+            out = self.child(url, None, role)
             if out.returncode == EXIT_IDLE:
                 return
             if out.returncode == EXIT_WORKED:
@@ -383,7 +604,20 @@ def run_crash(config: CrashConfig, echo: Callable[[str], None] | None = None) ->
         server = serve_in_thread(create_app(harness.state))
         try:
             max_rounds = rounds * 3 + 4
-            while harness.result.rounds < max_rounds and harness.needs_more():
+            if config.concurrent:
+                # About one kill per child in two: rounds enough for the kills asked for.
+                rounds = max(1, math.ceil(config.kills / max(config.concurrent * 0.6, 1)))
+                max_rounds = rounds * 3 + 4
+                wave = max(config.orders // rounds, 5)
+                while harness.result.rounds < max_rounds and harness.result.kills < config.kills:
+                    size = max(config.orders // 3, 10) if harness.result.rounds == 0 else wave
+                    harness.concurrent_round(server.url, size)
+                harness.clean_up(server.url)  # ship and flush everything before the checks
+            while (
+                not config.concurrent
+                and harness.result.rounds < max_rounds
+                and harness.needs_more()
+            ):
                 size = plan[harness.result.rounds] if harness.result.rounds < len(plan) else wave
                 # Extra rounds (beyond the plan) get a wave big enough to reach every phase.
                 if harness.result.rounds >= len(plan):
@@ -391,7 +625,12 @@ def run_crash(config: CrashConfig, echo: Callable[[str], None] | None = None) ->
                 harness.run_round(server.url, size)
             try:
                 harness.result.invariants = check_invariants(
-                    harness.state, SUPPLIER_ID, harness.data_dir, harness.line_ids
+                    harness.state,
+                    SUPPLIER_ID,
+                    harness.data_dir,
+                    harness.line_ids,
+                    windows=harness.windows,
+                    cancelled=harness.cancelled,
                 )
             except (LedgerError, sqlite3.Error) as exc:
                 harness.result.clean_finish = False
@@ -408,7 +647,13 @@ def run_crash(config: CrashConfig, echo: Callable[[str], None] | None = None) ->
 
 
 def check_invariants(
-    state: SimState, supplier_id: str, data_dir: Path, seeded: Sequence[int]
+    state: SimState,
+    supplier_id: str,
+    data_dir: Path,
+    seeded: Sequence[int],
+    *,
+    windows: Sequence[tuple[dict[int, int], dict[int, int]]] = (),
+    cancelled: Collection[int] = (),
 ) -> Invariants:
     """Compare the simulator's per-line record, the host database and the ledger.
 
@@ -418,7 +663,13 @@ def check_invariants(
       quantity; a tracking number applied (non-no-op) more than once to a line; a line whose
       non-no-op tracking applications differ from the parcels the host shipped it in;
     * pending_without_reason: an outbox row still pending/sending/retry, a line the ledger has
-      not finished (staged/delivered/stored) without a hold reason, a hold without a reason.
+      not finished (staged/delivered/stored) without a hold reason, a hold without a reason;
+    * tracking_sent_twice / acked_twice: the simulator logged the same tracking number for a
+      line (or a line's mark_exported) twice with no kill between the two (``windows``: per
+      kill, the per-line call counts just before it and once it settled);
+    * qty_mismatch: the ledger's shipped quantity of a line differs from CI's;
+    * cancellations_missed: a line Groupon cancelled (``cancelled``) after the host had it,
+      of which the host has neither a cancellation nor a cancel-conflict notice.
     """
     inv = Invariants()
 
@@ -496,6 +747,27 @@ def check_invariants(
             if row is not None and row.qty_shipped > row.quantity:
                 inv.duplicates += 1
                 problem("duplicate", f"line {lid}: ledger shipped {row.qty_shipped}")
+        for lid in seeded:
+            row = ledger_lines.get(lid)
+            if row is not None and row.qty_shipped != sim[lid]["shipped_quantity"]:
+                inv.qty_mismatch += 1
+                problem(
+                    "quantity",
+                    f"line {lid}: ledger shipped {row.qty_shipped}, CI "
+                    f"{sim[lid]['shipped_quantity']}",
+                )
+        _count_resends(state, seeded, windows, inv)
+        told = {
+            r[0]
+            for r in db.execute(
+                "SELECT ci_lineitemid FROM notices"
+                " WHERE kind IN ('cancellation', 'cancel_conflict')"
+            )
+        }
+        for lid in sorted(cancelled):
+            if lid not in told:
+                inv.cancellations_missed += 1
+                problem("cancellation", f"line {lid} cancelled in CI never reached the host")
         for o in ledger.outbox_rows(states=("pending", "sending", "retry")):
             inv.pending_without_reason += 1
             problem(
@@ -516,6 +788,44 @@ def check_invariants(
     return inv
 
 
+def _count_resends(
+    state: SimState,
+    seeded: Sequence[int],
+    windows: Sequence[tuple[dict[int, int], dict[int, int]]],
+    inv: Invariants,
+) -> None:
+    """Count sends of the same effect to a line that no kill explains (see check_invariants).
+
+    Send ``p`` and re-send ``i`` (indexes in the line's call log) are explained by a kill
+    whose window has ``p < after`` and ``i >= before``: the first send may have been the
+    killed process's, and the re-send came after it died."""
+    for lid in seeded:
+        line = state.line(lid)
+        if line is None:
+            continue
+        last: dict[tuple[str, str], int] = {}
+        for i, call in enumerate(list(line.calls)):
+            name = str(call.get("call", ""))
+            if name == "mark_exported":
+                key = ("ack", "")
+            elif name.endswith("tracking_notification"):
+                key = ("tracking", str(call.get("tracking", "")))
+            else:
+                continue
+            p = last.get(key)
+            last[key] = i
+            if p is None:
+                continue
+            if any(p < after.get(lid, 0) and i >= before.get(lid, 0) for before, after in windows):
+                continue
+            if key[0] == "ack":
+                inv.acked_twice += 1
+                inv.problems.append(f"acked twice: line {lid} (calls {p} and {i})")
+            else:
+                inv.tracking_sent_twice += 1
+                inv.problems.append(f"sent twice: line {lid} tracking {key[1]} (calls {p} and {i})")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m benchmarks.crash``; see the module docstring."""
     parser = argparse.ArgumentParser(prog="benchmarks.crash", description=__doc__.split("\n")[0])
@@ -525,9 +835,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--random-per-round", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=25)
     parser.add_argument("--work-dir", type=Path, help="keep ledgers, host DB and logs here")
+    parser.add_argument(
+        "--concurrent",
+        type=int,
+        default=0,
+        metavar="N",
+        help="concurrent mode: N processes (2-4) per account at once (sync, dispatch, flush)",
+    )
     args = parser.parse_args(argv)
     if args.kills < 1 or args.orders < 1:
         parser.error("--kills and --orders must be >= 1")
+    if args.concurrent and not 2 <= args.concurrent <= 4:
+        parser.error("--concurrent must be 2, 3 or 4")
     config = CrashConfig(
         kills=args.kills,
         orders=args.orders,
@@ -535,6 +854,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         random_per_round=args.random_per_round,
         batch_size=args.batch_size,
         work_dir=args.work_dir,
+        concurrent=args.concurrent,
     )
     result = run_crash(config, echo=lambda line: print(line, file=sys.stderr, flush=True))
     for text in result.invariants.problems[:20] + result.errors[:20]:

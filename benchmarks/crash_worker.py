@@ -3,7 +3,9 @@
 ``python -m benchmarks.crash_worker --url URL --supplier-id ID --data-dir DIR --token-env VAR``
 
 One run = ``ReferenceHost.sync`` (import, store, mark_exported, notices, flush), then one
-shipment per stored order that still has open lines, then ``oms_flush_outbox``. Shipment ids
+shipment per stored order that still has open lines, then ``oms_flush_outbox``. ``--role``
+runs one part only (the concurrent mode runs several roles at once on one account):
+``sync`` (the sync cycle), ``dispatch`` (the shipments), ``flush`` (the outbox). Shipment ids
 and tracking numbers are derived from the order's line ids, so a re-run after a crash builds
 exactly the same shipment. The parent may SIGKILL this process anywhere (see
 :mod:`connector.crashpoints`); everything it needs to resume is on disk.
@@ -28,10 +30,18 @@ from pathlib import Path
 from connector.ci.client import CIClient, OrdersPage
 from connector.crashpoints import crashpoint
 from connector.errors import ChannelError
-from connector.models import Account, AccountOptions, LineOutcome, Parcel, Shipment, ShipmentLine
+from connector.models import (
+    Account,
+    AccountOptions,
+    LineOutcome,
+    LineResult,
+    Parcel,
+    Shipment,
+    ShipmentLine,
+)
 from connector.plugin import CIPort, GrouponPlugin
 from connector.reference_host.facade import ChannelFacade
-from connector.reference_host.host import ReferenceHost
+from connector.reference_host.host import ReferenceHost, SyncReport
 from connector.reference_host.plugins import get_plugin_manager
 from connector.reference_host.store import HostStoreError
 from connector.secrets import Secret
@@ -141,7 +151,7 @@ def build_account(args: argparse.Namespace, token: str) -> Account:
         base_url=args.url,
         data_dir=Path(args.data_dir),
         options=AccountOptions(
-            watch_cancellations=False,
+            watch_cancellations=args.watch_cancellations,
             ack_batch_size=args.batch_size,
             tracking_batch_size=args.batch_size,
             max_retries=3,
@@ -158,14 +168,21 @@ def run(args: argparse.Namespace, token: str) -> dict[str, object]:
     plugin = GrouponPlugin(client_factory=_client_factory)
     pm.register(plugin, name="groupon")
     host = ReferenceHost(Path(args.data_dir) / HOST_DB, ChannelFacade(pm))
+    role = args.role
+    report = SyncReport(account=account.name)
+    shipments: list[Shipment] = []
+    outcomes: dict[str, int] = {}
+    flushed: list[LineResult] = []
     try:
-        report = host.sync(account)
-        shipments = plan_shipments(host.store.open_lines(account.name))
-        outcomes: dict[str, int] = {}
-        for shipment in shipments:
-            for result in host.ship(account, shipment):
-                outcomes[result.outcome.value] = outcomes.get(result.outcome.value, 0) + 1
-        flushed = host.facade.flush_outbox(account=account)
+        if role in ("all", "sync"):
+            report = host.sync(account)
+        if role in ("all", "dispatch"):
+            shipments = plan_shipments(host.store.open_lines(account.name))
+            for shipment in shipments:
+                for result in host.ship(account, shipment):
+                    outcomes[result.outcome.value] = outcomes.get(result.outcome.value, 0) + 1
+        if role in ("all", "flush"):
+            flushed = host.facade.flush_outbox(account=account)
     finally:
         host.close()
         plugin.close()
@@ -197,6 +214,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data-dir", required=True, help="ledger + host database folder")
     parser.add_argument("--token-env", required=True, help="env var holding the CI token")
     parser.add_argument("--batch-size", type=int, default=25, help="ack/tracking batch size")
+    parser.add_argument(
+        "--role", choices=("all", "sync", "dispatch", "flush"), default="all", help="part to run"
+    )
+    parser.add_argument(
+        "--watch-cancellations",
+        action="store_true",
+        help="re-read the windows of open lines (Groupon-side cancellations reach the host)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     token = os.environ.get(args.token_env, "")

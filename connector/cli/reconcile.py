@@ -113,7 +113,7 @@ def reconcile(
                 continue  # other channels keep no Groupon ledger
             try:
                 config.require_token(account.name)
-                ledger = open_ledger(account)
+                ledger = open_ledger(account, recover=fix)  # --fix rebuilds a lost ledger
             except (ChannelError, ConfigError) as exc:
                 failures.append({"account": account.name, "error": redact(str(exc))})
                 continue
