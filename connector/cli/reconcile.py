@@ -94,6 +94,7 @@ def reconcile(
 
     from connector.ci.client import CIClient
     from connector.ledger import open_ledger
+    from connector.runtime.locks import FileAccountLock, lock_path
 
     reports: list[ReconcileReport] = []
     failures: list[dict[str, str]] = []
@@ -111,9 +112,17 @@ def reconcile(
                         }
                     )
                 continue  # other channels keep no Groupon ledger
+            # --fix changes the ledger and calls CI: it holds the account like a hook call.
+            lock = FileAccountLock(lock_path(account.data_dir, account.name), account.name)
             try:
                 config.require_token(account.name)
-                ledger = open_ledger(account, recover=fix)  # --fix rebuilds a lost ledger
+                if fix:
+                    lock.acquire(account.options.lock_timeout_seconds)
+                try:
+                    ledger = open_ledger(account, recover=fix)  # --fix rebuilds a lost ledger
+                except BaseException:
+                    lock.close()
+                    raise
             except (ChannelError, ConfigError) as exc:
                 failures.append({"account": account.name, "error": redact(str(exc))})
                 continue
@@ -135,6 +144,7 @@ def reconcile(
             finally:
                 client.close()
                 ledger.close()
+                lock.close()
     except HostViewError as exc:
         raise click.ClickException(redact(str(exc))) from None
     finally:

@@ -53,3 +53,14 @@ def test_recent_finished_lines_are_kept(tmp_path: Path) -> None:
     ledger = open_ledger_file(ledger_path(tmp_path, "us"), "us")
     _line(ledger, 1, state="acked", qty_shipped=2)
     assert ledger.prune(T0 - timedelta(days=1), T0 + timedelta(days=89)) == 0
+
+
+def test_earliest_waiting_order_date_is_the_oldest_unheld_staged_line(tmp_path: Path) -> None:
+    """What `ci-connector run` reads to import again when delayed orders become old enough."""
+    ledger = open_ledger_file(ledger_path(tmp_path, "us"), "us")
+    assert ledger.earliest_waiting_order_date() is None
+    ledger.stage_line(ci_lineitemid=1, orderid="A", now=T0, order_date=T0 + timedelta(hours=2))
+    ledger.stage_line(ci_lineitemid=2, orderid="B", now=T0, order_date=T0 + timedelta(hours=1))
+    ledger.stage_line(ci_lineitemid=3, orderid="C", now=T0, order_date=T0)
+    ledger.update_line(3, T0, state="acked")
+    assert ledger.earliest_waiting_order_date() == T0 + timedelta(hours=1)

@@ -93,7 +93,8 @@ def test_run_finishes_the_job_in_progress_then_stops(setup: Setup, signum: int) 
     faults.set_rules([{"path": "/api/*/mark_exported", "latency_ms": 2500}])
     proc = _run_process(setup)
     deadline = time.monotonic() + 60
-    while not (setup.account.data_dir / HOST_DB_NAME).exists():  # the import is under way
+    # The ledger appears with the first hook call: the import job is under way.
+    while not ledger_path(setup.account.data_dir, "us").exists():
         assert time.monotonic() < deadline, "run never started"
         time.sleep(0.05)
     time.sleep(1.5)  # inside the slow mark_exported call
@@ -163,3 +164,20 @@ def test_hand_over_moves_the_account_to_another_host(setup: Setup) -> None:
     refused = cli(setup, "sync")
     assert refused.exit_code == 1
     assert "worked by host 'odoo-prod'" in refused.output
+
+
+def test_commands_that_change_an_account_wait_for_its_holder(setup: Setup) -> None:
+    from connector.runtime.locks import FileAccountLock, lock_path
+
+    text = setup.config_path.read_text(encoding="utf-8")
+    setup.config_path.write_text(text + "lock_timeout_seconds = 0.3\n", encoding="utf-8")
+    holder = FileAccountLock(lock_path(setup.account.data_dir, "us"), "us")
+    holder.acquire(1)  # another process works the account (flock: per open file)
+    try:
+        for args in (["sync"], ["reconcile", "--fix"], ["prune"]):
+            result = cli(setup, *args)
+            assert result.exit_code == 1, (args, result.output)
+            assert "account us is busy: pid" in result.output, (args, result.output)
+    finally:
+        holder.release()
+    assert cli(setup, "sync").exit_code == 0
