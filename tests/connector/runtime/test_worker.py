@@ -18,6 +18,9 @@ from click.testing import CliRunner
 from benchmarks.scale import Scenario, scenario
 from connector.cli import main
 from connector.testing.postgres import PostgresServer
+from mock_ci_server.app import create_app
+from mock_ci_server.serve import serve_in_thread
+from mock_ci_server.state import SimState
 
 pytestmark = [pytest.mark.socket, pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -168,3 +171,42 @@ def test_worker_without_a_database_says_what_to_set(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "needs a PostgreSQL database: set [connector] ledger_url" in result.output
     assert "ci-connector run" in result.output
+
+
+def test_commands_that_change_a_postgres_account_wait_for_the_advisory_lock(
+    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL every command that works an account takes the same advisory lock as the
+    hooks (a file lock would not exclude a worker on another machine)."""
+    from connector.config import load_config
+    from connector.runtime.pglock import PgAccountLock, account_lock
+
+    state = SimState()
+    state.add_account("68001", "pg-cli-SECRET-0123456789abcdefgh", region="US")
+    state.seed("68001", orders=3, seed=2)
+    server = serve_in_thread(create_app(state))
+    monkeypatch.setenv("PG_CLI_TOKEN", "pg-cli-SECRET-0123456789abcdefgh")
+    config = tmp_path / "connector.toml"
+    config.write_text(
+        f'[connector]\ndata_dir = "data"\nledger_url = "{postgres_url}"\n\n'
+        f'[[accounts]]\nname = "us"\nsupplier_id = "68001"\nbase_url = "{server.url}"\n'
+        'token_env = "PG_CLI_TOKEN"\n\n[accounts.options]\nsku_fallback = "sku"\n'
+        "lock_timeout_seconds = 0.3\n",
+        encoding="utf-8",
+    )
+    try:
+        account = load_config(config).account("us")
+        holder = account_lock(account)
+        assert isinstance(holder, PgAccountLock)
+        holder.acquire(5)  # a worker elsewhere works the account
+        try:
+            for args in (["sync"], ["reconcile", "--fix"], ["prune"]):
+                result = CliRunner().invoke(main, ["--config", str(config), *args])
+                assert result.exit_code == 1, (args, result.output)
+                assert "account us is busy: pid" in result.output, (args, result.output)
+        finally:
+            holder.close()
+        done = CliRunner().invoke(main, ["--config", str(config), "sync"])
+        assert done.exit_code == 0, done.output
+    finally:
+        server.stop()
