@@ -46,6 +46,7 @@ bench: $(STAMP)
 crash: $(STAMP)
 	$(BIN)/python -m benchmarks.crash --kills 60
 	$(BIN)/python -m benchmarks.crash --kills 60 --concurrent 3
+	$(BIN)/python -m benchmarks.crash --kills 60 --concurrent 3 --backend postgres
 
 load: $(STAMP)
 	$(BIN)/python -m benchmarks.load --workers 8 --seconds 60

@@ -210,3 +210,31 @@ def test_commands_that_change_a_postgres_account_wait_for_the_advisory_lock(
         assert done.exit_code == 0, done.output
     finally:
         server.stop()
+
+
+def test_crash_concurrent_mode_on_postgres_keeps_every_invariant(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """`make crash --concurrent 3 --backend postgres`, short: three processes per account on
+    the PostgreSQL ledger with SIGKILLs; nothing lost, sent or acknowledged twice."""
+    from benchmarks.crash import CrashConfig, run_crash
+
+    config = CrashConfig(
+        kills=6, orders=40, seed=7, concurrent=3, work_dir=tmp_path, ledger_url=postgres_url
+    )
+    result = run_crash(config)
+    figures = result.to_dict()
+    assert result.errors == [], figures
+    assert result.clean_finish, figures
+    assert result.kills >= 6, figures
+    assert figures["backends"] == ["postgres"]
+    zeros = (
+        "lost",
+        "duplicates",
+        "pending_without_reason",
+        "tracking_sent_twice",
+        "acked_twice",
+        "qty_mismatch",
+        "cancellations_missed",
+    )
+    assert {k: figures[k] for k in zeros} == dict.fromkeys(zeros, 0), figures["problems"]
