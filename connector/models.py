@@ -154,6 +154,10 @@ class Account:
     :ivar mappings_dir: folder with ``carriers/<region>.csv``, ``couriers.csv``,
         ``sku_aliases.csv``; ``None`` means the mappings shipped with the package.
     :ivar options: behaviour switches.
+    :ivar ledger_url: ``postgresql://user@host/db`` to keep the ledger in PostgreSQL (one
+        schema per account); ``None`` = a SQLite file in ``data_dir``. Never holds a password.
+    :ivar ledger_password: the PostgreSQL password (from the environment variable the config
+        names), or ``None`` to let libpq find it (``PGPASSWORD``, ``~/.pgpass``).
     """
 
     name: str
@@ -166,6 +170,8 @@ class Account:
     data_dir: Path = Path("data")
     mappings_dir: Path | None = None
     options: AccountOptions = field(default_factory=AccountOptions)
+    ledger_url: str | None = None
+    ledger_password: Secret | None = None
 
     @classmethod
     def from_values(

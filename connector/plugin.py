@@ -100,6 +100,11 @@ def _default_client(account: Account) -> CIPort:
 
 
 def _default_lock(account: Account) -> AccountLock:
+    if account.ledger_url:
+        # PostgreSQL ledger: an advisory lock in its database (seen by every machine).
+        from connector.runtime.pglock import account_lock
+
+        return account_lock(account)
     return FileAccountLock(lock_path(account.data_dir, account.name), account.name)
 
 
@@ -226,7 +231,11 @@ class GrouponPlugin:
     def _exclusion(self, account: Account) -> AccountLock:
         """The account's cross-process lock (made again when its data_dir changed)."""
         known = self._exclusions.get(account.name)
-        if known is not None and known[0].data_dir == account.data_dir:
+        if (
+            known is not None
+            and known[0].data_dir == account.data_dir
+            and known[0].ledger_url == account.ledger_url
+        ):
             return known[1]
         if known is not None:
             known[1].close()

@@ -1,4 +1,5 @@
-"""Fixtures shared by every test folder: the headless browser for the web UIs."""
+"""Fixtures shared by every test folder: the headless browser for the web UIs, the PostgreSQL
+server and the ``ledger_backend`` parametrization (defined in :mod:`tests.ledger_backends`)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,14 @@ from pathlib import Path
 import pytest
 
 from tests.browser import Browser, chromium, unavailable_reason
+from tests.ledger_backends import (
+    _postgres_databases,
+    ledger_backend,
+    postgres_server,
+    postgres_url,
+)
+
+__all__ = ["_postgres_databases", "browser", "ledger_backend", "postgres_server", "postgres_url"]
 
 
 @pytest.fixture

@@ -58,6 +58,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("orders", "connector.cli.lookup", "orders"),
     ("lines", "connector.cli.lookup", "lines"),
     ("dashboard", "connector.cli.dashboard", "dashboard"),
+    ("worker", "connector.cli.worker", "worker"),
 )
 
 

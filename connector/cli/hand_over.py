@@ -36,13 +36,13 @@ def hand_over(obj: CliContext, account_name: str, host: str, as_json: bool) -> N
     """
     from connector.ledger import open_ledger
     from connector.ledger.identity import hand_over as record_host
-    from connector.runtime.locks import FileAccountLock, lock_path
+    from connector.runtime.pglock import account_lock
 
     host = host.strip()
     if not host:
         raise click.BadParameter("must not be empty", param_hint="--to")
     account = select_accounts(obj.config(), account_name)[0]
-    lock = FileAccountLock(lock_path(account.data_dir, account.name), account.name)
+    lock = account_lock(account)  # the backend's lock: file, or PostgreSQL advisory
     try:
         lock.acquire(account.options.lock_timeout_seconds)
         try:

@@ -7,7 +7,7 @@ import click
 from connector.cli import render_table, select_accounts
 from connector.cli.context import CliContext, emit_json, say
 from connector.errors import ChannelError
-from connector.runtime.locks import FileAccountLock, lock_path
+from connector.runtime.pglock import account_lock
 from connector.secrets import redact
 
 
@@ -53,7 +53,7 @@ def prune(obj: CliContext, account_name: str, days: int | None, as_json: bool) -
     failures: list[dict[str, str]] = []
     for account in accounts:
         keep = days or account.options.retention_days
-        lock = FileAccountLock(lock_path(account.data_dir, account.name), account.name)
+        lock = account_lock(account)  # the backend's lock: file, or PostgreSQL advisory
         try:
             lock.acquire(account.options.lock_timeout_seconds)
             try:

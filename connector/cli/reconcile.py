@@ -98,7 +98,7 @@ def reconcile(
 
     from connector.ci.client import CIClient
     from connector.ledger import open_ledger
-    from connector.runtime.locks import FileAccountLock, lock_path
+    from connector.runtime.pglock import account_lock
 
     reports: list[ReconcileReport] = []
     failures: list[dict[str, str]] = []
@@ -117,7 +117,7 @@ def reconcile(
                     )
                 continue  # other channels keep no Groupon ledger
             # --fix changes the ledger and calls CI: it holds the account like a hook call.
-            lock = FileAccountLock(lock_path(account.data_dir, account.name), account.name)
+            lock = account_lock(account)  # the backend's lock: file, or PostgreSQL advisory
             try:
                 config.require_token(account.name)
                 if fix:

@@ -29,7 +29,8 @@ from connector.models import Account, LineOutcome
 from connector.reference_host.facade import ChannelFacade
 from connector.reference_host.host import HOST_DB_NAME, ReferenceHost
 from connector.runtime.identity import REFERENCE_HOST, acting_as
-from connector.runtime.locks import AccountLock, FileAccountLock, lock_path
+from connector.runtime.locks import AccountLock
+from connector.runtime.pglock import account_lock
 from connector.secrets import redact
 
 __all__ = [
@@ -83,7 +84,7 @@ class JobRuntime:
     :param facade: the loaded channel plugins.
     :param clock: aware UTC now.
     :param lock_factory: the account exclusion for jobs that open the ledger themselves
-        (prune); the default is the file lock the plugin takes.
+        (prune); the default is the lock the plugin takes (file or PostgreSQL advisory).
     """
 
     def __init__(
@@ -97,9 +98,8 @@ class JobRuntime:
         self.facade = facade
         self.clock = clock
         self.host = ReferenceHost(Path(data_dir) / HOST_DB_NAME, facade, clock=clock)
-        self.lock_factory = lock_factory or (
-            lambda a: FileAccountLock(lock_path(a.data_dir, a.name), a.name)
-        )
+        # Default: the backend's lock (file beside a SQLite ledger, advisory in PostgreSQL).
+        self.lock_factory = lock_factory or account_lock
 
     def close(self) -> None:
         self.host.close()

@@ -17,7 +17,8 @@ from connector.ledger.sqlite import ledger_path, open_ledger_file
 from connector.reference_host.store import HostStore
 from mock_ci_server.state import SimState
 
-pytestmark = [pytest.mark.socket, pytest.mark.slow]
+# sqlite_only: the SIGKILL harness drives the SQLite ledger file itself.
+pytestmark = [pytest.mark.socket, pytest.mark.slow, pytest.mark.sqlite_only]
 
 
 def test_sigkills_at_every_point_lose_and_duplicate_nothing(tmp_path: Path) -> None:

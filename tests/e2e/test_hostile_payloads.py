@@ -390,6 +390,7 @@ CASES: list[Case] = [
 ]
 
 
+@pytest.mark.sqlite_only  # counts the corpus: no ledger
 def test_corpus_is_big_enough() -> None:
     assert len(CASES) >= 40
     assert len({c.name for c in CASES}) == len(CASES)
@@ -537,6 +538,7 @@ def mutated_records(draw: st.DrawFn) -> Any:
     return record
 
 
+@pytest.mark.sqlite_only  # parses records only: no ledger
 @settings(max_examples=300, deadline=None)
 @given(raw=mutated_records())
 def test_parse_record_never_raises(raw: Any) -> None:
@@ -578,6 +580,7 @@ class _ListClient:
         pass
 
 
+@pytest.mark.sqlite_only  # per example a new data_dir; on PostgreSQL one schema per name
 @settings(
     max_examples=60,
     deadline=None,

@@ -44,6 +44,7 @@ def test_a_new_ledger_records_its_identity_and_a_marker(tmp_path: Path) -> None:
     again.close()
 
 
+@pytest.mark.sqlite_only  # the ledger file itself (PostgreSQL: test_postgres.py)
 def test_a_missing_ledger_of_an_account_with_history_is_refused(tmp_path: Path) -> None:
     open_ledger(_account(tmp_path)).close()
     path = ledger_path(tmp_path, "us")
@@ -59,6 +60,7 @@ def test_a_missing_ledger_of_an_account_with_history_is_refused(tmp_path: Path) 
     open_ledger(_account(tmp_path)).close()  # and from then on it is the account's ledger
 
 
+@pytest.mark.sqlite_only  # the ledger file itself (PostgreSQL: test_postgres.py)
 def test_a_replaced_ledger_is_refused(tmp_path: Path) -> None:
     open_ledger(_account(tmp_path)).close()
     other = tmp_path / "other"
@@ -74,6 +76,7 @@ def test_another_suppliers_ledger_is_refused(tmp_path: Path) -> None:
         open_ledger(_account(tmp_path, supplier="55555"))
 
 
+@pytest.mark.sqlite_only  # the ledger file itself (PostgreSQL: test_postgres.py)
 def test_a_lost_marker_is_written_again(tmp_path: Path) -> None:
     ledger = open_ledger(_account(tmp_path))
     marker_path(ledger.path).unlink()
@@ -100,6 +103,7 @@ def test_a_second_host_on_the_same_ledger_is_refused(tmp_path: Path) -> None:
     host.pm.hook.oms_held_lines(account=acct)
 
 
+@pytest.mark.sqlite_only  # the ledger file itself (PostgreSQL: test_postgres.py)
 def test_ledger_deleted_mid_run_is_never_a_silent_success(tmp_path: Path) -> None:
     """Regression: the ledger deleted while a sync ran: that sync exited 0, the next one
     silently started an empty ledger."""
@@ -117,6 +121,7 @@ def test_ledger_deleted_mid_run_is_never_a_silent_success(tmp_path: Path) -> Non
     assert not path.exists()
 
 
+@pytest.mark.sqlite_only  # the ledger file itself (PostgreSQL: test_postgres.py)
 def test_deletion_during_a_call_fails_that_call(tmp_path: Path) -> None:
     host = make_host()
     acct = host.account(tmp_path)
@@ -133,6 +138,7 @@ def test_deletion_during_a_call_fails_that_call(tmp_path: Path) -> None:
         host.pm.hook.oms_import_orders(account=acct)
 
 
+@pytest.mark.sqlite_only  # the ledger file itself (PostgreSQL: test_postgres.py)
 def test_every_file_is_created_0600(tmp_path: Path) -> None:
     host = make_host()
     acct = host.account(tmp_path)
@@ -152,6 +158,7 @@ def test_every_file_is_created_0600(tmp_path: Path) -> None:
         assert stat.S_IMODE(file.stat().st_mode) == 0o600, file
 
 
+@pytest.mark.sqlite_only  # the ledger file itself (PostgreSQL: test_postgres.py)
 def test_an_existing_world_readable_ledger_is_tightened(tmp_path: Path) -> None:
     open_ledger(_account(tmp_path)).close()
     path = ledger_path(tmp_path, "us")

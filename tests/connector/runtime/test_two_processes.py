@@ -29,6 +29,7 @@ from connector.runtime.identity import REFERENCE_HOST, acting_as
 from mock_ci_server.app import create_app
 from mock_ci_server.serve import serve_in_thread
 from mock_ci_server.state import SimState
+from tests.ledger_backends import LedgerBackend
 
 pytestmark = [pytest.mark.socket, pytest.mark.slow]
 
@@ -46,7 +47,11 @@ class Setup:
 
 
 @pytest.fixture
-def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Setup]:
+def setup(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ledger_backend: LedgerBackend
+) -> Iterator[Setup]:
+    """Runs on both ledger backends: on PostgreSQL the config names the test's database
+    (the processes then exclude each other with the advisory lock)."""
     state = SimState()
     state.add_account(SUPPLIER, TOKEN, region="US", merchant_level=5)
     state.seed(SUPPLIER, orders=40, seed=11, lines_per_order=(1, 3), quantity=(1, 3))
@@ -55,7 +60,9 @@ def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Setup]:
     monkeypatch.setenv("TWO_PROCS_TOKEN", TOKEN)
     path = tmp_path / "connector.toml"
     path.write_text(
-        '[connector]\ndata_dir = "data"\n\n'
+        '[connector]\ndata_dir = "data"\n'
+        + (f'ledger_url = "{ledger_backend.url}"\n' if ledger_backend.url else "")
+        + "\n"
         f'[[accounts]]\nname = "us"\nchannel = "groupon"\nsupplier_id = "{SUPPLIER}"\n'
         f'region = "US"\nbase_url = "{server.url}"\ntoken_env = "TWO_PROCS_TOKEN"\n\n'
         '[accounts.options]\nsku_fallback = "sku"\nmax_retries = 0\nbackoff_seconds = 0.0\n'
