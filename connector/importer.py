@@ -512,11 +512,13 @@ class Importer:
         for row in rows:
             if row.state not in UNCONFIRMED_STATES:
                 continue
-            if row.ci_status in CANCELLED_STATUSES:
-                if row.state != "delivered":
-                    # Never handed over: nothing to tell the host, just stop tracking it.
-                    updates.append((row.ci_lineitemid, "cancelled", None, ""))
+            if row.ci_status in CANCELLED_STATUSES and row.state != "delivered":
+                # Never handed over: nothing to tell the host, just stop tracking it.
+                updates.append((row.ci_lineitemid, "cancelled", None, ""))
                 continue
+            # A cancelled line already handed over stays in the order (status ``cancelled``):
+            # the host may have stored it without its mark_exported landing, and only a
+            # re-delivery brings that ack; dropping it left it ``delivered`` forever.
             live.append(row)
         if not live:
             return None
@@ -832,7 +834,11 @@ def _binding_refusal(account: str, so: StoredOrder, lid: int, row: LineRow | Non
         return f"line {lid} was never imported for account {account}: not acknowledged"
     if row.orderid != so.orderid:
         return f"line {lid} belongs to order {row.orderid}, not {so.orderid}: not acknowledged"
-    if row.state == "cancelled" or row.ci_status in CANCELLED_STATUSES:
+    if row.state == "cancelled" or (
+        row.ci_status in CANCELLED_STATUSES and row.state not in HOST_STATES
+    ):
+        # Cancelled before it was handed over: the host cannot have it. One cancelled after
+        # (state delivered) may well be stored: its binding and ack go through.
         return f"line {lid} was cancelled in CI: not acknowledged"
     if row.state in ("staged", "held"):
         why = f" ({row.hold_reason})" if row.hold_reason else ""
