@@ -6,11 +6,13 @@ from __future__ import annotations
 import click
 
 from connector.cli.context import CliContext, say
+from connector.cli.output import prints_no_data
 from connector.errors import ConfigError, LedgerError
 from connector.runtime.jobs import JOBS
 from connector.secrets import redact
 
 
+@prints_no_data  # a queue worker: it prints no data
 @click.command()
 @click.option(
     "--account",

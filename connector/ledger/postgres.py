@@ -80,6 +80,7 @@ _PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
     "meta": ("name",),
     "notices": ("ci_lineitemid", "kind"),
     "carrier_events": ("ci_lineitemid", "kind", "at"),
+    "outbox_closed": ("id",),
 }
 """Conflict targets for ``INSERT OR REPLACE`` (PostgreSQL needs them named)."""
 
