@@ -27,6 +27,8 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from connector.ops.manual_files import ORDER_EXPORT_COLUMNS
+
 __all__ = [
     "csv_rows_file",
     "dimension_bomb",
@@ -37,44 +39,8 @@ __all__ = [
     "shared_strings_bomb",
 ]
 
-_HEADER = [
-    "orderid",
-    "parent_orderid",
-    "date",
-    "ci_lineitemid",
-    "fulfillment_lineitem_id",
-    "sku",
-    "bom_sku",
-    "name",
-    "quantity",
-    "unit_price",
-    "groupon_cost",
-    "discount",
-    "amount_total",
-    "ship_by_date",
-    "status",
-    "customer_name",
-    "address1",
-    "address2",
-    "city",
-    "state",
-    "zip",
-    "country",
-    "phone",
-    "billing_name",
-    "billing_address1",
-    "billing_address2",
-    "billing_city",
-    "billing_state",
-    "billing_zip",
-    "billing_country",
-    "billing_phone",
-    "shipping_method",
-    "supplier",
-    "voucher_code",
-    "gift_message",
-    "order_line_item_uuid",
-]
+# The export's header is the same on both sides (the simulator keeps its own copy of it).
+_HEADER = list(ORDER_EXPORT_COLUMNS)
 
 
 def _row(i: int) -> list[str]:
