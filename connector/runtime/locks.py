@@ -29,9 +29,19 @@ from connector.errors import AccountBusy, LedgerError
 from connector.runtime.files import PRIVATE_MODE
 from connector.runtime.identity import machine_name
 
-__all__ = ["AccountLock", "FileAccountLock", "Holder", "lock_path"]
+__all__ = ["AccountLock", "FileAccountLock", "Holder", "account_busy", "lock_path"]
 
 _POLL_SECONDS = 0.05
+
+
+def account_busy(account: str, who: str, timeout: float) -> AccountBusy:
+    """The error of every lock implementation when ``who`` kept ``account`` past ``timeout``."""
+    return AccountBusy(
+        f"account {account} is busy: {who} is working it (waited {timeout:g} s; "
+        "lock_timeout_seconds sets the wait). Nothing was done; try again when it is done.",
+        account=account,
+        holder=who,
+    )
 
 
 class Holder(dict[str, object]):
@@ -127,13 +137,7 @@ class FileAccountLock:
         return Holder(data) if isinstance(data, dict) else Holder()
 
     def _busy(self, timeout: float, holder: Holder) -> AccountBusy:
-        who = holder.describe()
-        return AccountBusy(
-            f"account {self.account} is busy: {who} is working it (waited {timeout:g} s; "
-            "lock_timeout_seconds sets the wait). Nothing was done; try again when it is done.",
-            account=self.account,
-            holder=who,
-        )
+        return account_busy(self.account, holder.describe(), timeout)
 
     def release(self) -> None:
         if self._depth <= 0:

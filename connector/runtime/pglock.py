@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from connector.errors import AccountBusy, LedgerError
 from connector.ledger.postgres import advisory_key, connect, display_url, schema_name
 from connector.models import Account
+from connector.runtime.locks import account_busy
 from connector.secrets import Secret, redact
 
 if TYPE_CHECKING:
@@ -136,12 +137,7 @@ class PgAccountLock:
         return _describe(row[0], row[1], row[2], row[3])
 
     def _busy(self, timeout: float, who: str) -> AccountBusy:
-        return AccountBusy(
-            f"account {self.account} is busy: {who} is working it (waited {timeout:g} s; "
-            "lock_timeout_seconds sets the wait). Nothing was done; try again when it is done.",
-            account=self.account,
-            holder=who,
-        )
+        return account_busy(self.account, who, timeout)
 
     def release(self) -> None:
         if self._depth <= 0:
