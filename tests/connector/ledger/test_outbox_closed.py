@@ -55,7 +55,8 @@ def test_settled_holds_are_closed_once_and_kept_for_the_shipment_identity(tmp_pa
 
         later = NOW + timedelta(hours=1)
         ledger.close_outbox([settled], "superseded", "line fully shipped", later)
-        ledger.close_outbox([settled], "superseded", "again", later)  # a replay neither fails nor duplicates
+        # A replay neither fails nor duplicates the closed row.
+        ledger.close_outbox([settled], "superseded", "again", later)
 
         assert [r.id for r in ledger.outbox_rows(states=("held",))] == [still.id]
         [closed] = ledger.closed_outbox(["S-held"])
