@@ -74,6 +74,9 @@ CREATE TABLE IF NOT EXISTS order_lines (
                             CHECK (status IN ('open', 'cancelled', 'shipped')),
     UNIQUE (account, ci_lineitemid)
 );
+-- The order-status refresh after each shipment reads an order's lines by host_order_id: without
+-- this index every shipment scanned the whole table (dispatch grew with the square of lines).
+CREATE INDEX IF NOT EXISTS order_lines_host_order ON order_lines (host_order_id);
 CREATE TABLE IF NOT EXISTS shipments (
     account     TEXT NOT NULL,
     shipment_id TEXT NOT NULL,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -131,3 +132,22 @@ def test_unwritable_path_is_a_clean_error(tmp_path: Path) -> None:
     blocker.write_text("x")
     with pytest.raises(HostStoreError, match=r"cannot open host database .*file"):
         HostStore(blocker / "host.sqlite3")
+
+
+def test_per_shipment_lookups_use_an_index(store: HostStore) -> None:
+    """Issue 11: the order-status refresh after each shipment read an order's lines with a full
+    scan of ``order_lines`` (dispatch time grew with the square of the lines stored)."""
+    lookups = {
+        "order lines of an order": (
+            "SELECT status FROM order_lines WHERE host_order_id = ?",
+            ("HO-0000001",),
+        ),
+        "a line by its CI id": (
+            "SELECT * FROM order_lines WHERE account = ? AND ci_lineitemid = ?",
+            ("us", 1),
+        ),
+    }
+    for what, (sql, params) in lookups.items():
+        rows = store._db.execute(f"EXPLAIN QUERY PLAN {sql}", params).fetchall()
+        plan = " ".join(str(row[3]) for row in rows)
+        assert re.search(r"USING (COVERING )?INDEX", plan), f"{what}: {plan}"
