@@ -15,7 +15,7 @@ from connector.cli.context import CliContext, say
 from connector.cli.output import prints_no_data
 from connector.errors import ConfigError
 from connector.reference_host.store import HostStoreError
-from connector.runtime.jobs import JOBS, JobResult, JobRuntime
+from connector.runtime.jobs import JOBS, JobResult, JobRuntime, parse_job_names
 from connector.runtime.scheduler import Scheduler
 from connector.secrets import redact
 
@@ -62,13 +62,10 @@ def run(obj: CliContext, account_name: str, job_names: str, max_runs: int | None
     """
     config = obj.config()
     accounts = select_accounts(config, account_name)
-    wanted = [j.strip() for j in job_names.split(",") if j.strip()]
-    unknown = sorted(set(wanted) - set(JOBS))
-    if unknown or not wanted:
-        raise click.BadParameter(
-            f"unknown job(s) {', '.join(unknown) or '(none given)'}; known: {', '.join(JOBS)}",
-            param_hint="--jobs",
-        )
+    try:
+        wanted = parse_job_names(job_names)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--jobs") from None
     for account in accounts:
         try:
             config.require_token(account.name)

@@ -8,7 +8,7 @@ import click
 from connector.cli.context import CliContext, say
 from connector.cli.output import prints_no_data
 from connector.errors import ConfigError, LedgerError
-from connector.runtime.jobs import JOBS
+from connector.runtime.jobs import JOBS, parse_job_names
 from connector.secrets import redact
 
 
@@ -103,9 +103,6 @@ def worker(
     from connector.runtime.worker import (
         account_names as parse_accounts,
     )
-    from connector.runtime.worker import (
-        job_names as parse_jobs,
-    )
 
     config = obj.config()
     if not config.ledger_url:
@@ -117,7 +114,7 @@ def worker(
         )
     try:
         accounts = parse_accounts(account_names, config)
-        jobs = parse_jobs(job_names)
+        jobs = parse_job_names(job_names)
     except ConfigError as exc:
         raise click.ClickException(redact(str(exc))) from None
     except ValueError as exc:

@@ -41,6 +41,7 @@ __all__ = [
     "flush_job",
     "import_job",
     "next_import_due",
+    "parse_job_names",
     "prune_job",
     "sla_job",
 ]
@@ -224,3 +225,18 @@ JOBS: dict[str, Callable[[JobRuntime, Account], JobResult]] = {
     "prune": prune_job,
 }
 """Every job by name (the worker registers one task per entry)."""
+
+
+def parse_job_names(value: str) -> tuple[str, ...]:
+    """Comma-separated job names (``--jobs`` of ``run`` and ``worker``), checked against
+    :data:`JOBS`.
+
+    :raises ValueError: a name is unknown, or none is given.
+    """
+    wanted = tuple(j.strip() for j in value.split(",") if j.strip())
+    unknown = sorted(set(wanted) - set(JOBS))
+    if unknown or not wanted:
+        raise ValueError(
+            f"unknown job(s) {', '.join(unknown) or '(none given)'}; known: {', '.join(JOBS)}"
+        )
+    return wanted

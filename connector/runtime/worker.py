@@ -324,14 +324,3 @@ def account_names(value: str, config: ConnectorConfig) -> tuple[str, ...] | None
     for name in names:
         config.account(name)
     return names
-
-
-def job_names(value: str) -> tuple[str, ...]:
-    """Comma-separated job names, checked against :data:`JOBS`."""
-    wanted = tuple(j.strip() for j in value.split(",") if j.strip())
-    unknown = sorted(set(wanted) - set(JOBS))
-    if unknown or not wanted:
-        raise ValueError(
-            f"unknown job(s) {', '.join(unknown) or '(none given)'}; known: {', '.join(JOBS)}"
-        )
-    return wanted
