@@ -24,7 +24,14 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol, cast
 
-from connector.ci.schemas import ParsedRecord, RecordProblem, parse_record
+from connector.ci.fast import ledger_fields as fast_ledger_fields
+from connector.ci.fast import record_text as fast_record_text
+from connector.ci.schemas import (
+    ParsedRecord,
+    RecordProblem,
+    parse_record,
+    parse_record_tolerant,
+)
 from connector.crashpoints import crashpoint
 from connector.errors import CIAuthError, CIBusinessError, CIError
 from connector.ledger import HOST_STATES, UNCONFIRMED_STATES, Ledger, LineRow
@@ -346,14 +353,29 @@ class Importer:
         ``clean`` collects the order ids among ``broken`` of records that parsed cleanly."""
         items: list[tuple[int, list[Any] | None, str, str | None, str]] = []
         for raw in records:
-            result = parse_record(raw)
-            text = _record_text(raw)
+            # Hot path: compact JSON text and the positional fields straight from the fast
+            # strict parser (connector.ci.fast); anything it defers takes the full parser.
+            text = fast_record_text(raw)
+            staged = None if text is None else fast_ledger_fields(raw)
+            if text is not None and staged is not None:
+                orderid, rows = staged
+                if clean is not None and orderid in broken:
+                    clean.add(orderid)
+                for line_fields in rows:
+                    items.append((line_fields[_F_LID], line_fields, text, None, ""))
+                continue
+            # The fast path refused it: when it has a text, parse_record's own fast attempt
+            # would refuse it too, so go straight to the tolerant parser.
+            result = parse_record(raw) if text is None else parse_record_tolerant(raw)
             if isinstance(result, RecordProblem):
+                text = _record_text(raw)  # sorted: a broken record's key is stable across rounds
                 if not result.ci_lineitemids:
                     problems.append((_record_key(text), result.orderid, result.reason))
                 for lid in result.ci_lineitemids:
                     items.append((lid, None, text, result.orderid, result.reason))
                 continue
+            if text is None:
+                text = _record_text(raw)
             if clean is not None and result.orderid in broken:
                 clean.add(result.orderid)
             head = _record_head(result)
