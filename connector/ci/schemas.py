@@ -441,10 +441,10 @@ def _cap(reason: str) -> str:
 def _safe_orderid(raw: Any) -> str | None:
     try:
         value = raw.get("orderid") if isinstance(raw, Mapping) else None
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)  # ValueError beyond sys.get_int_max_str_digits()
     except Exception:
         return None
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = str(value)
     if isinstance(value, str) and value and len(value) <= MAX_TEXT:
         try:
             value.encode("utf-8")

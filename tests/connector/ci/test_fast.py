@@ -338,6 +338,17 @@ def test_rule(mutate: Callable[[dict[str, Any]], None], expected: str) -> None:
         assert isinstance(slow, RecordProblem)
 
 
+def test_an_order_id_beyond_the_int_digit_limit_is_a_problem_not_a_crash() -> None:
+    # Found by the property test: reporting the problem converted the id with str() and
+    # raised ValueError out of parse_record (whose contract is "never raises").
+    raw = copy.deepcopy(V4)
+    raw["orderid"] = 10**5000
+    result = parse_record(raw)
+    assert isinstance(result, RecordProblem)
+    assert result.orderid is None
+    assert "orderid" in result.reason
+
+
 @pytest.mark.parametrize("raw", [[], "x", None, 7, [V4]], ids=repr)
 def test_non_objects_are_problems_with_the_usual_reason(raw: Any) -> None:
     assert parse_fast(raw) is None
