@@ -132,3 +132,33 @@ def test_every_per_shipment_statement_uses_an_index(tmp_path: Path, kit: Any) ->
             scans = [d for d in details if d.startswith("SCAN ") and "CONSTANT" not in d]
             assert scans == [], f"{sql}: {details}"
         assert explained >= 10
+
+
+def test_only_the_dispatched_marker_skips_fsync(tmp_path: Path, kit: Any) -> None:
+    """The shipment itself is committed durably (synchronous FULL) before anything is sent;
+    clearing the 'undispatched' marker afterwards is not fsync'd (a lost clear only repeats an
+    idempotent hand-over) and the connection is back at its own level after it."""
+    with HostStore(tmp_path / "host.sqlite3", clock=lambda: kit.T0) as store:
+        store.store_batch("us", [kit.order("O1", [11, 12])])
+        before = store.line("us", 11)
+        assert before is not None
+        quantity = int(before["quantity"])  # type: ignore[call-overload]
+        level = store._db.execute("PRAGMA synchronous").fetchone()[0]
+        assert level >= 2  # FULL (or EXTRA): a commit is on disk when COMMIT returns
+        statements: list[str] = []
+        store._db.set_trace_callback(statements.append)
+        store.create_shipment("us", Shipment.single("S1", "UPS", "1Z1", {11: quantity}))
+        recorded = list(statements)
+        statements.clear()
+        store.mark_dispatched("us", "S1")
+        store._db.set_trace_callback(None)
+        assert not any("synchronous" in sql for sql in recorded)
+        assert statements[0] == "PRAGMA synchronous=NORMAL"
+        assert statements[-1] == f"PRAGMA synchronous={level}"
+        assert store._db.execute("PRAGMA synchronous").fetchone()[0] == level
+        assert store.undispatched_shipments("us") == []
+        line = store.line("us", 11)
+        assert line is not None
+        assert (line["shipped_quantity"], line["status"]) == (quantity, "shipped")
+        status = store._db.execute("SELECT status FROM orders WHERE orderid = 'O1'").fetchone()
+        assert status[0] == "open"  # line 12 is still open
