@@ -12,7 +12,7 @@ UV_VERSION := uv>=0.4
 UV := $(BIN)/uv
 INSTALL = $(BIN)/python -m pip install --quiet -c $(LOCK) -e '$(1)'
 
-.PHONY: help setup demo test lint typecheck pytest bench bench-quick crash load scale clean hostile hostile-files hostile-simulator bench-dispatch-many browsers bench-ui
+.PHONY: help setup demo test lint typecheck pytest bench crash load scale clean hostile hostile-files hostile-simulator bench-dispatch-many browsers bench-ui
 
 help:
 	@echo "make demo    set up .venv, then run the end-to-end demo on the embedded simulator"
@@ -66,6 +66,7 @@ test: lint typecheck pytest
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
 
+.PHONY: bench-quick
 bench-quick: $(STAMP)
 	$(BIN)/python -m benchmarks.run --quick
 
