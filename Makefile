@@ -18,7 +18,8 @@ help:
 	@echo "make demo    set up .venv, then run the end-to-end demo on the embedded simulator"
 	@echo "make test    set up .venv, then run ruff, mypy and the test suite"
 	@echo "make lock    re-pin $(LOCK) after a dependency change in pyproject.toml"
-	@echo "make bench   benchmarks (import/dispatch vs floor, memory, simulator page time)"
+	@echo "make bench   benchmarks (import/dispatch vs floor, CPU per line, 80 ms latency, memory, simulator)"
+	@echo "make bench-quick  the same with smaller runs (about a minute; not the published figures)"
 	@echo "make crash   crash-consistency runs with 60 SIGKILLs: sequential, then 3 processes per account"
 	@echo "make load    8 workers on 8 accounts against one simulator for 60 s"
 	@echo "make hostile the connector against a hostile CI (huge body, gzip bomb, lying counters, drips): RSS and deadlines"
@@ -64,6 +65,10 @@ test: lint typecheck pytest
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
+
+.PHONY: bench-quick
+bench-quick: $(STAMP)
+	$(BIN)/python -m benchmarks.run --quick
 
 hostile-files: $(STAMP)
 	$(BIN)/python -m benchmarks.hostile_files

@@ -6,8 +6,13 @@ child brings the simulator to the same state (connector: one sync; floor: the im
 the timed part is the tracking only:
 
 * connector: ``ReferenceHost.ship`` per shipment (host commit, pre-flight, outbox, one
-  ``tracking_notification`` call per shipment);
-* floor: the same ``tracking_notification`` calls with plain ``requests``.
+  ``tracking_notification`` call per shipment); with ``wave`` > 0, ``ReferenceHost.ship_many``
+  per wave of ``wave`` shipments (the batch hook ``oms_dispatch_many``: one host transaction,
+  one outbox transaction, tracking packed ``tracking_batch_size`` items a call);
+* floor: the same ``tracking_notification`` calls with plain ``requests`` (packed the same
+  way for waves, :func:`benchmarks.floor.packed_batches`).
+
+Both children report the CPU time of their timed part and the tracking calls they made.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import Any
 
 from benchmarks.bench_import import (
     ChildError,
+    cpu_seconds,
     listing_pages,
     make_host,
     max_rss_mb,
@@ -65,10 +71,16 @@ def shipment_plan(pages: Sequence[Sequence[dict[str, Any]]]) -> list[dict[str, A
 
 
 def connector_dispatch(
-    url: str, supplier_id: str, token: str, workdir: Path, plan: list[dict[str, Any]]
+    url: str,
+    supplier_id: str,
+    token: str,
+    workdir: Path,
+    plan: list[dict[str, Any]],
+    wave: int = 0,
 ) -> dict[str, Any]:
-    """Child side: sync (untimed), then ship every planned shipment through the host (timed)."""
-    from connector.models import LineOutcome, Shipment
+    """Child side: sync (untimed), then ship every planned shipment through the host (timed):
+    one ``ship`` per shipment, or ``ship_many`` per ``wave`` shipments when ``wave`` > 0."""
+    from connector.models import LineOutcome, LineResult, Shipment
 
     host, account = make_host(url, supplier_id, token, workdir)
     try:
@@ -94,14 +106,37 @@ def connector_dispatch(
             finally:
                 plugin_seconds += time.perf_counter() - t0
 
+        facade_many = host.facade.dispatch_many
+
+        def timed_many(**kwargs: Any) -> Any:
+            nonlocal plugin_seconds
+            t0 = time.perf_counter()
+            try:
+                return facade_many(**kwargs)
+            finally:
+                plugin_seconds += time.perf_counter() - t0
+
         host.facade.dispatch = timed_dispatch
+        host.facade.dispatch_many = timed_many
+        calls_key = "calls:tracking_notification"
+        calls_before = host.facade.channel_stats(account=account).get(calls_key, 0)
+        cpu_before = cpu_seconds()
         started = time.perf_counter()
-        for shipment in shipments:
-            for result in host.ship(account, shipment):
-                outcomes[result.outcome.value] = outcomes.get(result.outcome.value, 0) + 1
+        if wave > 0:
+            results: list[LineResult] = []
+            for start in range(0, len(shipments), wave):
+                results += host.ship_many(account, shipments[start : start + wave])
+        else:
+            results = [r for shipment in shipments for r in host.ship(account, shipment)]
         seconds = time.perf_counter() - started
+        cpu = cpu_seconds() - cpu_before
+        calls = host.facade.channel_stats(account=account).get(calls_key, 0) - calls_before
+        for result in results:
+            outcomes[result.outcome.value] = outcomes.get(result.outcome.value, 0) + 1
         return {
             "seconds": seconds,
+            "cpu_seconds": cpu,
+            "tracking_calls": calls,
             "plugin_seconds": plugin_seconds,
             "lines": expected,
             "accepted": outcomes.get(LineOutcome.ACCEPTED.value, 0),
@@ -113,17 +148,20 @@ def connector_dispatch(
 
 
 def dispatch_floor_child(
-    url: str, supplier_id: str, token: str, plan: list[dict[str, Any]]
+    url: str, supplier_id: str, token: str, plan: list[dict[str, Any]], wave: int = 0
 ) -> dict[str, Any]:
-    """Child side of the dispatch floor: import floor (untimed), then the tracking calls."""
+    """Child side of the dispatch floor: import floor (untimed), then the tracking calls (one
+    per shipment, or packed per wave as ``oms_dispatch_many`` packs them)."""
     import requests
 
-    from benchmarks.floor import dispatch_floor, import_floor, tracking_batches
+    from benchmarks.floor import dispatch_floor, import_floor, packed_batches, tracking_batches
 
     with requests.Session() as session:
         import_floor(session, url, supplier_id, token)
-        calls = tracking_batches(plan, CARRIER)
+        calls = packed_batches(plan, CARRIER, wave) if wave > 0 else tracking_batches(plan, CARRIER)
+        cpu_before = cpu_seconds()
         result = dispatch_floor(session, url, supplier_id, token, calls)
+        result["cpu_seconds"] = cpu_seconds() - cpu_before
     result["peak_rss_mb"] = max_rss_mb()
     return result
 
@@ -142,6 +180,10 @@ class DispatchRun:
     shipped_in_sim: int
     floor_shipped_in_sim: int
     tracking_calls: int
+    connector_tracking_calls: int = -1
+    wave: int = 0
+    connector_cpu_seconds: float = float("nan")
+    floor_cpu_seconds: float = float("nan")
 
     @property
     def ratio(self) -> float:
@@ -150,8 +192,12 @@ class DispatchRun:
 
     @property
     def complete(self) -> bool:
-        """Every line accepted by CI and shipped in the simulator, on both sides."""
-        return self.accepted == self.lines == self.shipped_in_sim == self.floor_shipped_in_sim
+        """Every line accepted by CI and shipped in the simulator, on both sides, with the
+        same number of tracking calls on both sides."""
+        return (
+            self.accepted == self.lines == self.shipped_in_sim == self.floor_shipped_in_sim
+            and self.connector_tracking_calls == self.tracking_calls
+        )
 
 
 def _shipped(sim: Any, plan: list[dict[str, Any]]) -> int:
@@ -163,13 +209,15 @@ def _shipped(sim: Any, plan: list[dict[str, Any]]) -> int:
     return count
 
 
-def measure_dispatch(lines: int, *, progress: Progress = _quiet) -> DispatchRun:
-    """Dispatch ``lines`` lines with the connector, then the floor on a fresh simulator."""
+def measure_dispatch(lines: int, *, progress: Progress = _quiet, wave: int = 0) -> DispatchRun:
+    """Dispatch ``lines`` lines with the connector, then the floor on a fresh simulator; one
+    ``oms_dispatch`` per shipment, or ``oms_dispatch_many`` per ``wave`` shipments."""
+    label = f"dispatch {lines:,}" + (f" in waves of {wave}" if wave > 0 else " one by one")
     with tempfile.TemporaryDirectory(prefix="bench-dispatch-") as tmp:
-        progress(f"dispatch {lines:,}: seeding the simulator, planning shipments")
+        progress(f"{label}: seeding the simulator, planning shipments")
         with running_simulator(lines) as sim:
             plan = shipment_plan(listing_pages(sim))
-            progress(f"dispatch {lines:,}: connector child ({len(plan):,} shipments)")
+            progress(f"{label}: connector child ({len(plan):,} shipments)")
             child = run_child(
                 connector_dispatch,
                 url=sim.url,
@@ -177,9 +225,10 @@ def measure_dispatch(lines: int, *, progress: Progress = _quiet) -> DispatchRun:
                 token=sim.token,
                 workdir=Path(tmp),
                 plan=plan,
+                wave=wave,
             )
             shipped = _shipped(sim, plan)
-    progress(f"dispatch {lines:,}: floor child (fresh, identically seeded simulator)")
+    progress(f"{label}: floor child (fresh, identically seeded simulator)")
     with running_simulator(lines) as sim:
         floor = run_child(
             dispatch_floor_child,
@@ -187,6 +236,7 @@ def measure_dispatch(lines: int, *, progress: Progress = _quiet) -> DispatchRun:
             supplier_id=sim.supplier_id,
             token=sim.token,
             plan=plan,
+            wave=wave,
         )
         floor_shipped = _shipped(sim, plan)
     if int(floor["lines"]) != lines:
@@ -202,4 +252,8 @@ def measure_dispatch(lines: int, *, progress: Progress = _quiet) -> DispatchRun:
         shipped_in_sim=shipped,
         floor_shipped_in_sim=floor_shipped,
         tracking_calls=int(floor["calls"]["tracking_notification"]),
+        connector_tracking_calls=int(child["tracking_calls"]),
+        wave=wave,
+        connector_cpu_seconds=float(child["cpu_seconds"]),
+        floor_cpu_seconds=float(floor["cpu_seconds"]),
     )

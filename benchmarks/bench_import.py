@@ -4,6 +4,11 @@ The simulator runs in the calling (parent) process on a real socket (``serve_in_
 the connector side runs in a child process, so its wall time and peak RSS (``ru_maxrss``) are
 its own. The floor (:mod:`benchmarks.floor`) runs the same way, in a child, against an
 identically seeded fresh simulator.
+
+Each child also reports the CPU time (user + system, ``getrusage(RUSAGE_SELF)``, every thread)
+of its timed part: the simulator runs in the parent, so a child's CPU is the connector and the
+reference host (or the floor's plain HTTP client) only. ``latency_ms`` injects that delay on
+every CI call of both sides through the simulator's latency fault (``POST /_sim/faults``).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ __all__ = [
     "ImportRun",
     "SeededSim",
     "connector_import",
+    "cpu_seconds",
     "listing_pages",
     "make_host",
     "max_rss_mb",
@@ -58,6 +64,12 @@ def max_rss_mb() -> float:
     """Peak resident set size of this process in MB (Linux reports ``ru_maxrss`` in KiB)."""
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
+
+
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process so far (all its threads)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 # -- the simulator (parent side) ----------------------------------------------------------------
@@ -100,12 +112,24 @@ def _seed_exact(state: Any, supplier_id: str, lines: int, seed: int) -> int:
     return made_orders
 
 
+def inject_latency(url: str, latency_ms: int) -> None:
+    """Delay every CI API call (``/api/*``, any method) by ``latency_ms`` through the
+    simulator's control plane (docs/simulator.md, fault injection); ``/_sim/`` is never
+    delayed."""
+    import requests
+
+    rules = [{"method": "*", "path": "/api/*", "latency_ms": latency_ms}] if latency_ms else []
+    response = requests.post(f"{url}/_sim/faults", json=rules, timeout=30)
+    if response.status_code != 200:
+        raise ChildError(f"could not set the latency fault: HTTP {response.status_code}")
+
+
 @contextmanager
-def running_simulator(lines: int, seed: int = SEED) -> Iterator[SeededSim]:
+def running_simulator(lines: int, seed: int = SEED, latency_ms: int = 0) -> Iterator[SeededSim]:
     """A fresh simulator with exactly ``lines`` lines for one account, served on 127.0.0.1:0.
 
     The same ``lines`` and ``seed`` give the same listing (the generator is deterministic
-    and the clock is frozen before seeding)."""
+    and the clock is frozen before seeding). ``latency_ms`` > 0 delays every CI call."""
     from mock_ci_server.app import create_app
     from mock_ci_server.serve import serve_in_thread
     from mock_ci_server.state import SimState
@@ -119,6 +143,8 @@ def running_simulator(lines: int, seed: int = SEED) -> Iterator[SeededSim]:
     seeded = time.perf_counter() - started
     server = serve_in_thread(create_app(state))
     try:
+        if latency_ms:
+            inject_latency(server.url, latency_ms)
         yield SeededSim(server.url, SUPPLIER_ID, token, lines, orders, seeded, state)
     finally:
         server.stop()
@@ -240,11 +266,14 @@ def connector_import(url: str, supplier_id: str, token: str, workdir: Path) -> d
     """Child side: one reference-host sync (import, store, mark_exported); time and memory."""
     host, account = make_host(url, supplier_id, token, workdir)
     try:
+        cpu_before = cpu_seconds()
         started = time.perf_counter()
         report = host.sync(account)
         seconds = time.perf_counter() - started
+        cpu = cpu_seconds() - cpu_before
         return {
             "seconds": seconds,
+            "cpu_seconds": cpu,
             "lines_stored": host.store.count_lines(account.name),
             "orders_stored": host.store.count_orders(account.name),
             "lines_marked_exported": report.lines_marked_exported,
@@ -264,7 +293,9 @@ def import_floor_child(url: str, supplier_id: str, token: str) -> dict[str, Any]
     from benchmarks.floor import import_floor
 
     with requests.Session() as session:
+        cpu_before = cpu_seconds()
         result = import_floor(session, url, supplier_id, token)
+        result["cpu_seconds"] = cpu_seconds() - cpu_before
     result["peak_rss_mb"] = max_rss_mb()
     return result
 
@@ -291,11 +322,29 @@ class ImportRun:
     multi_line_share: float
     floor_calls: dict[str, int]
     errors: list[str]
+    connector_cpu_seconds: float = float("nan")
+    floor_cpu_seconds: float = float("nan")
+    latency_ms: int = 0
 
     @property
     def ratio(self) -> float:
         """Connector wall time / floor wall time."""
         return self.connector_seconds / self.floor_seconds
+
+    @property
+    def cpu_us_per_line(self) -> float:
+        """Connector child CPU (connector + reference host) per line, in microseconds."""
+        return self.connector_cpu_seconds / self.lines * 1e6
+
+    @property
+    def floor_cpu_us_per_line(self) -> float:
+        """Floor child CPU per line, in microseconds."""
+        return self.floor_cpu_seconds / self.lines * 1e6
+
+    @property
+    def cpu_over_floor_us_per_line(self) -> float:
+        """(connector child CPU - floor child CPU) / lines, in microseconds."""
+        return (self.connector_cpu_seconds - self.floor_cpu_seconds) / self.lines * 1e6
 
     @property
     def lines_per_s(self) -> float:
@@ -314,20 +363,21 @@ class ImportRun:
 
 
 def measure_import(
-    lines: int, *, with_floor: bool = True, progress: Progress = _quiet
+    lines: int, *, with_floor: bool = True, progress: Progress = _quiet, latency_ms: int = 0
 ) -> ImportRun:
     """Import ``lines`` lines with the connector (child), then run the floor (child) against a
-    fresh, identically seeded simulator."""
+    fresh, identically seeded simulator; ``latency_ms`` is injected on every CI call of both."""
     nan = float("nan")
-    floor: dict[str, Any] = {"seconds": nan, "peak_rss_mb": nan, "calls": {}}
+    floor: dict[str, Any] = {"seconds": nan, "peak_rss_mb": nan, "calls": {}, "cpu_seconds": nan}
     floor_left = -1
+    label = f"import {lines:,}" + (f" at {latency_ms} ms a call" if latency_ms else "")
     with tempfile.TemporaryDirectory(prefix="bench-import-") as tmp:
-        progress(f"import {lines:,}: seeding the simulator")
-        with running_simulator(lines) as sim:
+        progress(f"{label}: seeding the simulator")
+        with running_simulator(lines, latency_ms=latency_ms) as sim:
             orders = sim.orders
             stats = page_stats(listing_pages(sim))
             progress(
-                f"import {lines:,}: connector child ({orders:,} orders, "
+                f"{label}: connector child ({orders:,} orders, "
                 f"{stats['split_share']:.1%} split across pages)"
             )
             child = run_child(
@@ -339,8 +389,8 @@ def measure_import(
             )
             left = unexported_count(sim.state, sim.supplier_id, sim.token)
     if with_floor:
-        progress(f"import {lines:,}: floor child (fresh, identically seeded simulator)")
-        with running_simulator(lines) as sim:
+        progress(f"{label}: floor child (fresh, identically seeded simulator)")
+        with running_simulator(lines, latency_ms=latency_ms) as sim:
             floor = run_child(
                 import_floor_child, url=sim.url, supplier_id=sim.supplier_id, token=sim.token
             )
@@ -363,4 +413,7 @@ def measure_import(
         multi_line_share=stats["multi_line_share"],
         floor_calls={str(k): int(v) for k, v in floor["calls"].items()},
         errors=[str(e) for e in child["errors"]],
+        connector_cpu_seconds=float(child["cpu_seconds"]),
+        floor_cpu_seconds=float(floor["cpu_seconds"]),
+        latency_ms=latency_ms,
     )

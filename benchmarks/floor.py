@@ -5,7 +5,10 @@
   ``ack_batch_size``. Every page is read before the first mark, as the connector must do:
   marking shifts the un-exported listing.
 * dispatch floor: the ``tracking_notification`` calls of a shipment plan, one call per
-  shipment (split at the connector's ``tracking_batch_size``), as the connector sends them.
+  shipment (split at the connector's ``tracking_batch_size``), as the connector sends them
+  through ``oms_dispatch``; for the batch hook (``oms_dispatch_many``, one call per wave of
+  shipments) the same calls packed as the connector packs them: every item of the wave in
+  order, ``tracking_batch_size`` items a call (:func:`packed_batches`).
 
 The benchmarks run these in a child process, like the connector side.
 """
@@ -19,7 +22,14 @@ from typing import Any
 
 import requests
 
-__all__ = ["ACK_BATCH", "TRACKING_BATCH", "dispatch_floor", "import_floor", "tracking_batches"]
+__all__ = [
+    "ACK_BATCH",
+    "TRACKING_BATCH",
+    "dispatch_floor",
+    "import_floor",
+    "packed_batches",
+    "tracking_batches",
+]
 
 ACK_BATCH = 100  # AccountOptions.ack_batch_size default
 TRACKING_BATCH = 100  # AccountOptions.tracking_batch_size default
@@ -73,6 +83,20 @@ def tracking_batches(
         items = [
             {"carrier": carrier, "ci_lineitem_id": int(lid), "tracking": shipment["tracking"]}
             for lid, _qty in shipment["lines"]
+        ]
+        calls.extend(items[i : i + batch] for i in range(0, len(items), batch))
+    return calls
+
+
+def packed_batches(
+    plan: Sequence[dict[str, Any]], carrier: str, wave: int, batch: int = TRACKING_BATCH
+) -> list[list[dict[str, Any]]]:
+    """The ``tracking_info`` arrays of ``oms_dispatch_many`` over ``plan`` in waves of
+    ``wave`` shipments: per wave, every item in shipment order, ``batch`` items a call."""
+    calls: list[list[dict[str, Any]]] = []
+    for start in range(0, len(plan), max(1, wave)):
+        items = [
+            item for call in tracking_batches(plan[start : start + wave], carrier) for item in call
         ]
         calls.extend(items[i : i + batch] for i in range(0, len(items), batch))
     return calls

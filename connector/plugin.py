@@ -285,7 +285,7 @@ class GrouponPlugin:
         return GrouponPlugin(
             client_factory=self._client_factory,
             clock=self._clock,
-            mappings_loader=CsvMappingsProvider()
+            mappings_loader=CsvMappingsProvider(check_seconds=loader.check_seconds)
             if isinstance(loader, CsvMappingsProvider)
             else loader,
             ledger_factory=self._ledger_factory,
@@ -293,9 +293,13 @@ class GrouponPlugin:
             lock_factory=self._lock_factory,
         )
 
-    def _mappings(self, account: Account) -> Mappings:
+    def _mappings(self, account: Account, *, recent: bool = False) -> Mappings:
+        """The account's mappings; ``recent``: the CSV provider may answer from files checked
+        within its ``check_seconds`` (the one-shipment dispatch hook, called in a loop)."""
         try:
             loader = self._mappings_loader
+            if recent and isinstance(loader, CsvMappingsProvider):
+                return loader.recent_mappings_for(account)
             if isinstance(loader, MappingsProvider):
                 return loader.mappings_for(account)
             return loader(account)
@@ -442,7 +446,8 @@ class GrouponPlugin:
         if account.channel != CHANNEL:
             return None
         with self._using(account) as rt:
-            return self._dispatcher(rt).dispatch(shipment)
+            mappings = self._mappings(rt.account, recent=True)
+            return self._dispatcher(rt, mappings=mappings).dispatch(shipment)
 
     @hookimpl
     def oms_dispatch_many(

@@ -10,13 +10,17 @@ import pytest
 from benchmarks import run
 from benchmarks.bench_dispatch import CARRIER, shipment_plan, ups_number
 from benchmarks.bench_import import page_stats
-from benchmarks.floor import tracking_batches
+from benchmarks.floor import packed_batches, tracking_batches
 from connector.tracking_formats import check_tracking_number
 
 REQUIRED = {
     "import_lines_per_s",
     "import_ratio_to_floor",
     "dispatch_ratio_to_floor",
+    "dispatch_batched_ratio_to_floor",
+    "import_cpu_us_per_line",
+    "import_cpu_over_floor_us_per_line",
+    "import_ratio_to_floor_latency80",
     "peak_rss_mb_10k",
     "peak_rss_mb_100k",
     "sim_seed_100k_s",
@@ -42,11 +46,30 @@ def test_tiny_run_prints_complete_json_last(capsys: pytest.CaptureFixture[str]) 
     assert figures["import_complete"] is True
     assert figures["dispatch_complete"] is True
     assert figures["dispatch_outcomes"] == {"accepted": 200}
+    assert figures["dispatch_batched_outcomes"] == {"accepted": 200}
+    # The batch hook packed 200 lines into the floor's two calls of 100 (one wave).
+    assert figures["dispatch_batched_tracking_calls"] == 2
+    assert figures["dispatch_batched_floor_tracking_calls"] == 2
     assert figures["import_floor_calls"] == {"get_orders": 4, "mark_exported": 10}
+    assert figures["import_floor_calls_latency80"] == {"get_orders": 1, "mark_exported": 2}
+    # 80 ms on each of the floor's 3 calls: the fault really delayed them.
+    assert figures["import_floor_seconds_latency80"] >= 0.24
     assert figures["import_split_order_share"] >= 0.10
-    for key in ("import_ratio_to_floor", "dispatch_ratio_to_floor", "import_lines_per_s"):
+    for key in (
+        "import_ratio_to_floor",
+        "dispatch_ratio_to_floor",
+        "dispatch_batched_ratio_to_floor",
+        "import_ratio_to_floor_latency80",
+        "import_lines_per_s",
+        "import_cpu_us_per_line",
+        "import_floor_cpu_us_per_line",
+    ):
         assert math.isfinite(figures[key]), key
         assert figures[key] > 0, key
+    assert figures["import_cpu_over_floor_us_per_line"] == pytest.approx(
+        figures["import_cpu_us_per_line"] - figures["import_floor_cpu_us_per_line"], abs=0.2
+    )
+    assert figures["mode"] == "full"
     # A child's RSS is its own (forkserver): a Python process, far below the parent's.
     assert 10 < figures["peak_rss_mb_10k"] < 2000
     assert 10 < figures["peak_rss_mb_100k"] < 2000
@@ -55,6 +78,9 @@ def test_tiny_run_prints_complete_json_last(capsys: pytest.CaptureFixture[str]) 
     # Targets are judged from the figures, never hard-coded.
     assert figures["targets_met"]["import_ratio_to_floor"] is (
         figures["import_ratio_to_floor"] <= 1.5
+    )
+    assert figures["targets_met"]["import_cpu_over_floor_us_per_line"] is (
+        figures["import_cpu_over_floor_us_per_line"] <= 150
     )
     assert "import 1,000 lines: connector / floor" in out.out
 
@@ -65,17 +91,23 @@ def test_targets_follow_the_figures() -> None:
             "import_ratio_to_floor": 1.4,
             "peak_rss_mb_10k": 100.0,
             "peak_rss_mb_100k": 130.0,
+            "import_ratio_to_floor_latency80": 1.01,
+            "import_cpu_over_floor_us_per_line": 150.0,
             "dispatch_ratio_to_floor": 2.0,
+            "dispatch_batched_ratio_to_floor": 2.2,
             "sim_seed_100k_s": 12.0,
             "sim_page_ratio_100k_vs_1k": None,
         }
     )
     assert met == {
         "import_ratio_to_floor": True,
+        "import_ratio_to_floor_latency80": False,
+        "import_cpu_over_floor_us_per_line": True,
         "peak_rss_mb_10k": True,
         "peak_rss_mb_100k": True,
         "peak_rss_growth": False,
-        "dispatch_ratio_to_floor": False,
+        "dispatch_ratio_to_floor": True,
+        "dispatch_batched_ratio_to_floor": False,
         "sim_seed_100k_s": False,
         "sim_page_ratio": None,
     }
@@ -96,6 +128,14 @@ def test_plan_and_floor_send_the_connector_calls() -> None:
     assert len({s["tracking"] for s in plan}) == 2
     calls = tracking_batches(plan, CARRIER, batch=1)
     assert [[i["ci_lineitem_id"] for i in c] for c in calls] == [[1], [3], [2]]
+    # The batch hook's floor: per wave, every item in shipment order, ``batch`` a call.
+    packed = packed_batches(plan, CARRIER, wave=2, batch=2)
+    assert [[i["ci_lineitem_id"] for i in c] for c in packed] == [[1, 3], [2]]
+    packed = packed_batches(plan, CARRIER, wave=1, batch=100)
+    assert [[i["ci_lineitem_id"] for i in c] for c in packed] == [[1, 3], [2]]
+    assert [[i["ci_lineitem_id"] for i in c] for c in packed_batches(plan, CARRIER, 2, 100)] == [
+        [1, 3, 2]
+    ]
     stats = page_stats(pages)
     assert (stats["split_orders"], stats["orders"], stats["lines"]) == (1, 2, 3)
     assert ups_number(5) != ups_number(6)

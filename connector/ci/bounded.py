@@ -5,8 +5,9 @@ every few seconds never trips it) and ``response.content`` holds whatever the se
 decompressed without limit. Here:
 
 * :class:`CallGuard` is the deadline of one call (all its attempts, retries and backoff
-  sleeps). A timer shuts down every socket the call uses when the deadline passes, so a blocked
-  read returns at once, whichever phase (headers, body, TLS) it was in.
+  sleeps). A watchdog shuts down every socket the call uses when the deadline passes, so a
+  blocked read returns at once, whichever phase (headers, body, TLS) it was in. One watchdog
+  thread serves every guard of the process (a thread per call cost ~1 ms a call to start).
 * :class:`BoundedAdapter` is an ``HTTPAdapter`` whose connections report their sockets to the
   current thread's guard.
 * :func:`read_body` reads the raw wire bytes itself (``decode_content=False``), counts them,
@@ -21,6 +22,9 @@ import socket
 import threading
 import time
 import zlib
+from heapq import heapify, heappop, heappush
+from itertools import count
+from os import getpid, register_at_fork
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -74,6 +78,97 @@ class BodyBroken(Exception):
     """The connection broke while the body was read."""
 
 
+class _WatchdogTimer:
+    """What ``threading.Timer(seconds, guard._fire)`` did for a guard, served by the process's
+    one watchdog thread: :meth:`start` watches the guard's deadline, :meth:`cancel` ends it."""
+
+    def __init__(self, guard: CallGuard) -> None:
+        self.guard = guard
+        self.active = False
+        self.daemon = True  # the watchdog thread is a daemon (kept for Timer's interface)
+
+    def start(self) -> None:
+        self.active = True
+        _watchdog().watch(self)
+
+    def cancel(self) -> None:
+        self.active = False  # dropped lazily by the watchdog, never fired now
+        _watchdog().forget()
+
+
+class _Watchdog:
+    """One daemon thread firing the guards whose deadline passed, earliest first.
+
+    Timers cancelled before their deadline are dropped lazily; the heap is compacted when they
+    are the majority."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._heap: list[tuple[float, int, _WatchdogTimer]] = []
+        self._order = count()
+        self._ended = 0
+        self._thread = threading.Thread(target=self._run, name="ci-call-watchdog", daemon=True)
+        self._thread.start()
+
+    def watch(self, timer: _WatchdogTimer) -> None:
+        with self._cond:
+            heappush(self._heap, (timer.guard.deadline, next(self._order), timer))
+            if self._heap[0][2] is timer:
+                self._cond.notify()
+
+    def forget(self) -> None:
+        with self._cond:
+            self._ended += 1
+            if self._ended > 1024 and self._ended * 2 > len(self._heap):
+                self._heap = [entry for entry in self._heap if entry[2].active]
+                heapify(self._heap)
+                self._ended = 0
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                due: list[CallGuard] = []
+                now = time.monotonic()
+                while self._heap and self._heap[0][0] <= now:
+                    timer = heappop(self._heap)[2]
+                    if timer.active:
+                        due.append(timer.guard)
+                if not due:
+                    wait = self._heap[0][0] - now if self._heap else None
+                    self._cond.wait(wait)
+                    continue
+            for guard in due:  # outside the lock: shutting sockets down may block briefly
+                guard._fire()
+
+
+_WATCHDOG: _Watchdog | None = None
+_WATCHDOG_PID = 0
+_WATCHDOG_LOCK = threading.Lock()
+
+
+def _watchdog() -> _Watchdog:
+    """The process's watchdog, started on first use (again in a forked child)."""
+    global _WATCHDOG, _WATCHDOG_PID
+    dog = _WATCHDOG
+    if dog is not None and getpid() == _WATCHDOG_PID:
+        return dog
+    with _WATCHDOG_LOCK:
+        if _WATCHDOG is None or getpid() != _WATCHDOG_PID:
+            _WATCHDOG = _Watchdog()
+            _WATCHDOG_PID = getpid()
+        return _WATCHDOG
+
+
+def _after_fork_in_child() -> None:
+    # The parent's watchdog thread does not exist here, and its lock may have been held.
+    global _WATCHDOG, _WATCHDOG_LOCK
+    _WATCHDOG = None
+    _WATCHDOG_LOCK = threading.Lock()
+
+
+register_at_fork(after_in_child=_after_fork_in_child)
+
+
 class CallGuard:
     """The overall deadline of one call; use as a context manager on the calling thread.
 
@@ -88,7 +183,7 @@ class CallGuard:
         self.fired = False
         self._lock = threading.Lock()
         self._dups: list[socket.socket] = []
-        self._timer = threading.Timer(self.seconds, self._fire)
+        self._timer = _WatchdogTimer(self)
         self._timer.daemon = True
         self._previous: CallGuard | None = None
 

@@ -14,19 +14,23 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 
 from connector.models import (
+    Address,
     Cancellation,
     HeldLine,
     Order,
     Parcel,
     Shipment,
     ShipmentLine,
+    SkuComponent,
     StoredOrder,
 )
 from connector.runtime.files import ensure_private
@@ -105,6 +109,33 @@ CREATE TABLE IF NOT EXISTS notices (
 """
 
 
+OPEN_TIMEOUT_SECONDS = 30.0
+"""How long opening the database waits for other processes (busy timeout and open retries)."""
+
+_ADDRESS_FIELDS = tuple(f.name for f in fields(Address))
+_IN_CHUNK = 500  # host parameters per ``IN (...)`` query, well under SQLite's limit
+
+
+def _address_json(address: Address) -> str:
+    """``json.dumps(dataclasses.asdict(address))`` without asdict's recursive deep copy."""
+    return json.dumps({name: getattr(address, name) for name in _ADDRESS_FIELDS})
+
+
+@lru_cache(maxsize=4096)
+def _components_json(components: tuple[SkuComponent, ...]) -> str:
+    """The ``components`` column; many lines share a mapping, so the text is cached."""
+    return json.dumps(
+        [{"host_sku": c.host_sku, "quantity_per_unit": c.quantity_per_unit} for c in components]
+    )
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is None:  # no code: judge by SQLite's message
+        return "locked" in str(exc) or "busy" in str(exc)
+    return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
 class HostStoreError(Exception):
     """The host database could not be opened or written; the message names the file."""
 
@@ -157,20 +188,52 @@ def _iso(moment: datetime | None) -> str | None:
 class HostStore:
     """The reference host's SQLite database (one file, WAL mode)."""
 
-    def __init__(self, path: Path | str, *, clock: Callable[[], datetime] | None = None) -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        clock: Callable[[], datetime] | None = None,
+        timeout: float = OPEN_TIMEOUT_SECONDS,
+    ) -> None:
         self.path = Path(path)
         self._clock = clock or (lambda: datetime.now(UTC))
         try:
             # 0600 before SQLite opens it (customer addresses; its -wal/-shm take the mode).
             ensure_private(self.path)
-            # Autocommit mode: transactions are explicit (BEGIN IMMEDIATE ... COMMIT).
-            self._db = sqlite3.connect(str(self.path), isolation_level=None, timeout=30.0)
-            self._db.row_factory = sqlite3.Row
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            self._db.executescript(_SCHEMA)
+            self._db = self._open(timeout)
+            # The connection's own level (FULL unless SQLite was built otherwise), restored
+            # after each non-durable commit.
+            self._synchronous = int(self._db.execute("PRAGMA synchronous").fetchone()[0])
         except (OSError, sqlite3.Error) as exc:
             raise HostStoreError(f"cannot open host database {self.path}: {exc}") from None
+
+    def _open(self, timeout: float) -> sqlite3.Connection:
+        """Connect, switch to WAL and create the schema, retrying while another process
+        holds the file (up to ``timeout`` seconds in all).
+
+        The busy timeout alone is not enough: ``PRAGMA journal_mode=WAL`` upgrades a read
+        transaction to a write one, and SQLite answers SQLITE_BUSY at once (no busy handler,
+        to avoid a deadlock) when another connection is writing the file at that moment,
+        e.g. a second process converting the same fresh file to WAL. So the whole opening is
+        retried with a backoff until the deadline."""
+        deadline = time.monotonic() + timeout
+        delay = 0.005
+        while True:
+            # Autocommit mode: transactions are explicit (BEGIN IMMEDIATE ... COMMIT).
+            db = sqlite3.connect(str(self.path), isolation_level=None, timeout=timeout)
+            try:
+                db.row_factory = sqlite3.Row
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA foreign_keys=ON")
+                db.executescript(_SCHEMA)
+            except sqlite3.Error as exc:
+                db.close()
+                if not _is_busy(exc) or time.monotonic() + delay > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.25)
+                continue
+            return db
 
     def close(self) -> None:
         """Close the database connection."""
@@ -183,7 +246,20 @@ class HostStore:
         self.close()
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def _transaction(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE ... COMMIT``. ``durable=False``: the commit is not fsync'd
+        (``synchronous=NORMAL`` under WAL): it survives the process being killed, only a power
+        loss may undo it, and the next durable commit syncs it too. Only for bookkeeping whose
+        loss is repaired by repeating idempotent work (see :meth:`mark_dispatched`)."""
+        if not durable:
+            self._db.execute("PRAGMA synchronous=NORMAL")
+        try:
+            yield from self._transaction_body()
+        finally:
+            if not durable:
+                self._db.execute(f"PRAGMA synchronous={self._synchronous}")
+
+    def _transaction_body(self) -> Iterator[sqlite3.Connection]:
         try:
             self._db.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
@@ -217,12 +293,15 @@ class HostStore:
     def store_batch(
         self, account: str, orders: Sequence[Order], *, accept: AcceptPolicy | None = None
     ) -> StoreOutcome:
-        """Like :meth:`store_orders`, with counts of what was new, replayed and refused."""
+        """Like :meth:`store_orders`, with counts of what was new, replayed and refused.
+
+        One transaction and a handful of statements per batch: the orders already stored are
+        looked up together, new orders and lines are inserted with ``executemany``."""
         receipts: list[StoredOrder] = []
         refused: list[tuple[str, str]] = []
-        new_orders = existing = new_lines = 0
         now = self._clock().isoformat()
         with self._transaction() as db:
+            taken: list[Order] = []
             for order in orders:
                 verdict: bool | str = True if accept is None else accept(order)
                 if verdict is not True:
@@ -230,17 +309,34 @@ class HostStore:
                     refused.append((order.orderid, reason))
                     self._notice(db, account, "refused", None, order.orderid, reason, now)
                     continue
-                row = db.execute(
-                    "SELECT host_order_id FROM orders WHERE account = ? AND orderid = ?",
-                    (account, order.orderid),
-                ).fetchone()
-                if row is None:
-                    host_order_id = self._insert_order(db, account, order, now)
-                    new_orders += 1
+                taken.append(order)
+            known = self._host_order_ids(db, account, {o.orderid for o in taken})
+            seq = int(db.execute("SELECT COALESCE(MAX(seq), 0) FROM orders").fetchone()[0])
+            new_rows: list[tuple[object, ...]] = []
+            line_rows: list[tuple[object, ...]] = []
+            existing = 0
+            for order in taken:
+                host_order_id = known.get(order.orderid)
+                if host_order_id is None:
+                    seq += 1
+                    host_order_id = f"HO-{seq:07d}"
+                    known[order.orderid] = host_order_id
+                    new_rows.append(
+                        (
+                            seq,
+                            host_order_id,
+                            account,
+                            order.orderid,
+                            order.order_date.isoformat(),
+                            order.ship_by.isoformat(),
+                            _address_json(order.ship_to),
+                            str(order.total),
+                            now,
+                        )
+                    )
                 else:
-                    host_order_id = row["host_order_id"]
                     existing += 1
-                new_lines += self._insert_lines(db, account, host_order_id, order)
+                line_rows.extend(_line_rows(account, host_order_id, order))
                 receipts.append(
                     StoredOrder(
                         orderid=order.orderid,
@@ -248,63 +344,44 @@ class HostStore:
                         ci_lineitemids=order.ci_lineitemids,
                     )
                 )
+            db.executemany(
+                "INSERT INTO orders (seq, host_order_id, account, orderid, order_date, ship_by, "
+                "ship_to, total, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                new_rows,
+            )
+            # rowcount of executemany sums the rows each INSERT OR IGNORE really inserted.
+            new_lines = max(
+                db.executemany(
+                    "INSERT OR IGNORE INTO order_lines (host_line_id, host_order_id, account, "
+                    "ci_lineitemid, fulfillment_lineitem_id, sku, host_sku, components, "
+                    "quantity, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    line_rows,
+                ).rowcount,
+                0,
+            )
         return StoreOutcome(
             stored=tuple(receipts),
-            new_orders=new_orders,
+            new_orders=len(new_rows),
             existing_orders=existing,
             new_lines=new_lines,
             refused=tuple(refused),
         )
 
     @staticmethod
-    def _insert_order(db: sqlite3.Connection, account: str, order: Order, now: str) -> str:
-        seq = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM orders").fetchone()[0]
-        host_order_id = f"HO-{seq:07d}"
-        db.execute(
-            "INSERT INTO orders (seq, host_order_id, account, orderid, order_date, ship_by, "
-            "ship_to, total, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                seq,
-                host_order_id,
-                account,
-                order.orderid,
-                order.order_date.isoformat(),
-                order.ship_by.isoformat(),
-                json.dumps(asdict(order.ship_to)),
-                str(order.total),
-                now,
-            ),
-        )
-        return host_order_id
-
-    @staticmethod
-    def _insert_lines(
-        db: sqlite3.Connection, account: str, host_order_id: str, order: Order
-    ) -> int:
-        inserted = 0
-        for line in order.lines:
-            components = [asdict(c) for c in line.components]
-            # A line with no resolved components is stocked under its Groupon SKU.
-            host_sku = line.components[0].host_sku if len(line.components) == 1 else line.sku
-            cursor = db.execute(
-                "INSERT OR IGNORE INTO order_lines (host_line_id, host_order_id, account, "
-                "ci_lineitemid, fulfillment_lineitem_id, sku, host_sku, components, quantity, "
-                "status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    f"{host_order_id}/{line.ci_lineitemid}",
-                    host_order_id,
-                    account,
-                    line.ci_lineitemid,
-                    line.fulfillment_lineitem_id,
-                    line.sku,
-                    host_sku,
-                    json.dumps(components),
-                    line.quantity,
-                    "cancelled" if line.status == "cancelled" else "open",
-                ),
-            )
-            inserted += cursor.rowcount
-        return inserted
+    def _host_order_ids(db: sqlite3.Connection, account: str, orderids: set[str]) -> dict[str, str]:
+        """``orderid -> host_order_id`` of the given orders already stored."""
+        found: dict[str, str] = {}
+        ids = sorted(orderids)
+        for start in range(0, len(ids), _IN_CHUNK):
+            chunk = ids[start : start + _IN_CHUNK]
+            marks = ", ".join("?" * len(chunk))
+            for row in db.execute(
+                "SELECT orderid, host_order_id FROM orders "  # noqa: S608 (only placeholders)
+                f"WHERE account = ? AND orderid IN ({marks})",
+                (account, *chunk),
+            ):
+                found[row[0]] = row[1]
+        return found
 
     def host_order_id(self, account: str, orderid: str) -> str | None:
         """The host's id for a Groupon order, ``None`` if it is not stored."""
@@ -442,19 +519,16 @@ class HostStore:
 
     @staticmethod
     def _refresh_order_status(db: sqlite3.Connection, host_order_id: str) -> None:
-        statuses = {
-            r[0]
-            for r in db.execute(
-                "SELECT status FROM order_lines WHERE host_order_id = ?", (host_order_id,)
-            )
-        }
-        if "open" in statuses:
-            status = "open"
-        elif "shipped" in statuses:
-            status = "shipped"
-        else:
-            status = "cancelled"
-        db.execute("UPDATE orders SET status = ? WHERE host_order_id = ?", (status, host_order_id))
+        # open while any line is open, else shipped if any line shipped, else cancelled.
+        db.execute(
+            "UPDATE orders SET status = CASE "
+            "WHEN EXISTS (SELECT 1 FROM order_lines WHERE host_order_id = ?1 "
+            "AND status = 'open') THEN 'open' "
+            "WHEN EXISTS (SELECT 1 FROM order_lines WHERE host_order_id = ?1 "
+            "AND status = 'shipped') THEN 'shipped' "
+            "ELSE 'cancelled' END WHERE host_order_id = ?1",
+            (host_order_id,),
+        )
 
     # -- shipments ---------------------------------------------------------------------------
 
@@ -495,8 +569,8 @@ class HostStore:
         return ok, refused
 
     def mark_many_dispatched(self, account: str, shipment_ids: Sequence[str]) -> None:
-        """:meth:`mark_dispatched` for many shipments in one transaction."""
-        with self._transaction() as db:
+        """:meth:`mark_dispatched` for many shipments in one transaction (not fsync'd either)."""
+        with self._transaction(durable=False) as db:
             db.executemany(
                 "DELETE FROM undispatched WHERE account = ? AND shipment_id = ?",
                 [(account, sid) for sid in shipment_ids],
@@ -553,27 +627,27 @@ class HostStore:
         touched: set[str] = set()
         for parcel in shipment.parcels:
             for item in parcel.lines:
-                row = db.execute(
-                    "SELECT host_order_id FROM order_lines "
-                    "WHERE account = ? AND ci_lineitemid = ? AND status != 'cancelled'",
-                    (account, item.ci_lineitemid),
-                ).fetchone()
-                if row is None:
-                    continue
-                db.execute(
+                # One statement per line: a cancelled or unknown line updates (and returns)
+                # nothing.
+                rows = db.execute(
                     "UPDATE order_lines SET shipped_quantity = shipped_quantity + ?, "
                     "status = CASE WHEN shipped_quantity + ? >= quantity THEN 'shipped' "
-                    "ELSE status END WHERE account = ? AND ci_lineitemid = ?",
+                    "ELSE status END WHERE account = ? AND ci_lineitemid = ? "
+                    "AND status != 'cancelled' RETURNING host_order_id",
                     (item.quantity, item.quantity, account, item.ci_lineitemid),
-                )
-                touched.add(row["host_order_id"])
+                ).fetchall()  # read to the end: the statement is finished before COMMIT
+                touched.update(row["host_order_id"] for row in rows)
         for host_order_id in touched:
             self._refresh_order_status(db, host_order_id)
         return True
 
     def mark_dispatched(self, account: str, shipment_id: str) -> None:
-        """The channel plugin has taken the shipment (into its outbox): stop re-sending it."""
-        with self._transaction() as db:
+        """The channel plugin has taken the shipment (into its outbox): stop re-sending it.
+
+        Not fsync'd (one of the four commits of each shipment): losing it, which only a power
+        loss can do, means the next sync hands the shipment to the plugin again, and
+        ``shipment_id`` makes that a no-op there and in CI."""
+        with self._transaction(durable=False) as db:
             db.execute(
                 "DELETE FROM undispatched WHERE account = ? AND shipment_id = ?",
                 (account, shipment_id),
@@ -643,6 +717,29 @@ class HostStore:
             "GROUP BY account, ci_lineitemid HAVING COUNT(*) > 1"
         ).fetchall()
         return [(str(r[0]), str(r[1]), int(r[2])) for r in rows]
+
+
+def _line_rows(account: str, host_order_id: str, order: Order) -> list[tuple[object, ...]]:
+    """The ``order_lines`` rows of one order (``INSERT OR IGNORE``: a replay adds none)."""
+    rows: list[tuple[object, ...]] = []
+    for line in order.lines:
+        # A line with no resolved components is stocked under its Groupon SKU.
+        host_sku = line.components[0].host_sku if len(line.components) == 1 else line.sku
+        rows.append(
+            (
+                f"{host_order_id}/{line.ci_lineitemid}",
+                host_order_id,
+                account,
+                line.ci_lineitemid,
+                line.fulfillment_lineitem_id,
+                line.sku,
+                host_sku,
+                _components_json(line.components),
+                line.quantity,
+                "cancelled" if line.status == "cancelled" else "open",
+            )
+        )
+    return rows
 
 
 def _shipment_difference(before: tuple[str, str, object], now: tuple[str, str, object]) -> str:

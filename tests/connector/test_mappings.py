@@ -399,3 +399,71 @@ def test_cache_serves_unchanged_folder_and_reloads_after_an_edit(tmp_path: Path)
     lines = (folder / "couriers.csv").read_text(encoding="utf-8").splitlines()[:-1]
     (folder / "couriers.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     assert cache.load(folder).resolve_sku("NEW-SKU", None) is not None
+
+
+def test_cache_checks_the_files_at_most_once_per_max_age(tmp_path: Path) -> None:
+    """Issue 11: the one-shipment dispatch hook re-scanned every CSV (rglob + stat, ~0.5 ms)
+    on every call. With ``max_age`` the files are looked at once per window; an operator's
+    edit is used once the window has passed, and a call without ``max_age`` always looks."""
+    import shutil
+
+    from connector.mappings import MappingsCache, default_mappings_dir
+
+    folder = tmp_path / "m"
+    shutil.copytree(default_mappings_dir(), folder)
+    now = [100.0]
+    cache = MappingsCache(clock=lambda: now[0])
+    first = cache.load(folder, max_age=2.0)
+    with (folder / "sku_aliases.csv").open("a", encoding="utf-8") as fh:
+        fh.write("NEW-SKU,HOST-NEW,1\n")
+    now[0] += 1.5
+    assert cache.load(folder, max_age=2.0) is first  # inside the window: files not looked at
+    now[0] += 0.6  # 2.1 s after the last check
+    fresh = cache.load(folder, max_age=2.0)
+    assert fresh is not first
+    assert fresh.resolve_sku("NEW-SKU", None) is not None
+    # A batch (no max_age) always looks: an edit is used at once.
+    with (folder / "sku_aliases.csv").open("a", encoding="utf-8") as fh:
+        fh.write("NEWER-SKU,HOST-NEW,1\n")
+    assert cache.load(folder).resolve_sku("NEWER-SKU", None) is not None
+
+
+def test_csv_provider_recent_mappings_follow_check_seconds(tmp_path: Path) -> None:
+    import shutil
+
+    from connector.mappings import CsvMappingsProvider, MappingsCache, default_mappings_dir
+    from connector.models import Account
+    from connector.secrets import Secret
+
+    folder = tmp_path / "m"
+    shutil.copytree(default_mappings_dir(), folder)
+    account = Account(
+        name="us",
+        channel="groupon",
+        supplier_id="1",
+        token=Secret("t"),
+        region="US",
+        api_version="v4",
+        base_url="http://127.0.0.1:9",
+        data_dir=tmp_path,
+        mappings_dir=folder,
+    )
+    now = [0.0]
+    provider = CsvMappingsProvider(check_seconds=3.0)
+    provider._cache = MappingsCache(clock=lambda: now[0])
+    before = provider.recent_mappings_for(account)
+    with (folder / "sku_aliases.csv").open("a", encoding="utf-8") as fh:
+        fh.write("NEW-SKU,HOST-NEW,1\n")
+    now[0] = 2.9
+    assert provider.recent_mappings_for(account) is before
+    assert provider.mappings_for(account).resolve_sku("NEW-SKU", None) is not None  # a batch
+    with (folder / "sku_aliases.csv").open("a", encoding="utf-8") as fh:
+        fh.write("NEWER-SKU,HOST-NEW,1\n")
+    now[0] = 6.0  # 3.1 s after mappings_for looked
+    assert provider.recent_mappings_for(account).resolve_sku("NEWER-SKU", None) is not None
+    always = CsvMappingsProvider(check_seconds=0)
+    with (folder / "sku_aliases.csv").open("a", encoding="utf-8") as fh:
+        fh.write("LAST-SKU,HOST-NEW,1\n")
+    assert always.recent_mappings_for(account).resolve_sku("LAST-SKU", None) is not None
+    with pytest.raises(ValueError, match="check_seconds"):
+        CsvMappingsProvider(check_seconds=-1)

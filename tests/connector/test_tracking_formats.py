@@ -135,3 +135,18 @@ def test_garbage_is_always_invalid(code: str, number: str, fragment: str) -> Non
     result = check_tracking_number(code, number)
     assert not result.valid
     assert fragment in result.reason
+
+
+def test_repeated_checks_are_served_from_the_cache() -> None:
+    """Issue 11: every line of a shipment checked the same number against every format
+    definition (~70 us each); the answer of a (carrier, number) pair is now remembered."""
+    from connector.tracking_formats import _check_cached, check_tracking_number
+
+    number = "1Z 999 AA1 01 2345 6784"
+    first = check_tracking_number("ups", number)
+    before = _check_cached.cache_info().hits
+    again = check_tracking_number("ups", number)
+    assert again == first
+    assert _check_cached.cache_info().hits == before + 1
+    assert first.valid
+    assert not check_tracking_number("fedex", number).valid  # keyed on the carrier too
