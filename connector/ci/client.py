@@ -249,12 +249,14 @@ class _CountingRetry(Retry):
     sleeps through an injectable function (tests assert the wait instead of waiting)."""
 
     on_retry: Callable[[str], None] | None = None
+    on_retry_after: Callable[[float], None] | None = None
     retry_after_cap: float = RETRY_AFTER_CAP
     sleeper: Callable[[float], None] = staticmethod(time.sleep)
 
     def new(self, **kw: Any) -> Self:
         fresh = super().new(**kw)
         fresh.on_retry = self.on_retry
+        fresh.on_retry_after = self.on_retry_after
         fresh.retry_after_cap = self.retry_after_cap
         fresh.sleeper = self.sleeper
         return fresh
@@ -284,6 +286,8 @@ class _CountingRetry(Retry):
     def sleep_for_retry(self, response: BaseHTTPResponse) -> bool:
         retry_after = self.get_retry_after(response)
         if retry_after:
+            if self.on_retry_after is not None:
+                self.on_retry_after(retry_after)  # the client's other threads wait too
             self.sleeper(retry_after)
             return True
         return False
@@ -431,6 +435,7 @@ class CIClient:
             raise_on_status=False,
         )
         retry.on_retry = self._stats.retry
+        retry.on_retry_after = self._throttle.hold
         retry.retry_after_cap = retry_after_cap
         retry.sleeper = self._retry_sleep
         self._retry = retry
