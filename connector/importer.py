@@ -780,6 +780,7 @@ class Importer:
         ahead = 0  # next batch to hand to a worker
         results: list[LineResult] = []
         stop_reason: str | None = None
+        failed = False
         try:
             for k, batch in enumerate(batches):
                 if stop_reason is not None:
@@ -816,11 +817,14 @@ class Importer:
                     results += self._queue(batch, outcome, now)
                 else:
                     results += head + outcome
+        except BaseException:
+            failed = True
+            raise
         finally:
             if pool is not None:
-                # After a stop or an exception, calls still queued or running are cut short;
-                # every worker thread is joined before going on.
-                pool.close(abort=stop_reason is not None or bool(calls))
+                # After a stop or an exception (Ctrl-C too), calls still queued or running are
+                # cut short; every worker thread is joined before going on.
+                pool.close(abort=failed or stop_reason is not None)
             if held:
                 self.ledger.release_acks(held)  # claimed but never settled here
         return results
