@@ -92,20 +92,29 @@ class CallPool:
         return future
 
     def _work(self) -> None:
-        with self._setup():
-            while True:
-                job = self._jobs.get()
-                if job is _STOP:
-                    return
-                future, context, fn, args = job
-                if not future.set_running_or_notify_cancel():
-                    continue
-                try:
-                    result = context.run(self._in_scope, fn, args)
-                except BaseException as exc:  # handed to the caller, who re-raises it
-                    future.set_exception(exc)
-                else:
-                    future.set_result(result)
+        try:
+            with self._setup():
+                self._serve(None)
+        except BaseException as exc:  # the setup itself failed: every job gets its error
+            self._serve(exc)
+
+    def _serve(self, broken: BaseException | None) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is _STOP:
+                return
+            future, context, fn, args = job
+            if not future.set_running_or_notify_cancel():
+                continue
+            if broken is not None:
+                future.set_exception(broken)
+                continue
+            try:
+                result = context.run(self._in_scope, fn, args)
+            except BaseException as exc:  # handed to the caller, who re-raises it
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
 
     def _in_scope(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
         with self.scope.active():

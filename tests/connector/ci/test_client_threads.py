@@ -4,6 +4,7 @@ budget follows work handed to a worker; a cancelled scope cuts a hung call short
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -246,3 +247,16 @@ def test_a_cancelled_scope_ends_a_backoff_wait_early(server: Any) -> None:
         interrupt_while_waiting()
     assert time.monotonic() - started < 10  # not the 20 s Retry-After
     assert client.stats.calls == {"mark_exported": 1}
+
+
+def test_a_worker_whose_setup_fails_hands_the_error_to_every_call() -> None:
+    @contextlib.contextmanager
+    def broken() -> Iterator[None]:
+        raise OSError("no session")
+        yield  # pragma: no cover
+
+    with CallPool(2, broken) as pool:
+        calls = [pool.submit(lambda: 1) for _ in range(4)]
+        for call in calls:
+            with pytest.raises(OSError, match="no session"):
+                call.result(timeout=5)
