@@ -103,3 +103,8 @@ scale: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+
+# Issue 11 point 3: import with 80 ms injected on every CI call, connector vs the serial floor.
+.PHONY: bench-overlap
+bench-overlap: $(STAMP)
+	$(BIN)/python -m benchmarks.overlap_latency --lines 20000 --latency-ms 80
