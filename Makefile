@@ -113,3 +113,8 @@ clean:
 .PHONY: bench-validation
 bench-validation: $(STAMP)
 	$(BIN)/python -m benchmarks.validation --records 5000 --repeats 5
+
+# Issue 11 point 3: import with 80 ms injected on every CI call, connector vs the serial floor.
+.PHONY: bench-overlap
+bench-overlap: $(STAMP)
+	$(BIN)/python -m benchmarks.overlap_latency --lines 20000 --latency-ms 80

@@ -786,6 +786,7 @@ _OPTION_CHECKS: dict[str, Callable[[Any], str | None]] = {
     "import_interval_minutes": _at_least(1),
     "flush_interval_minutes": _at_least(1),
     "sla_interval_minutes": _at_least(1),
+    "ack_concurrency": _range(1, 16),
 }
 
 

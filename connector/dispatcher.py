@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -28,6 +29,7 @@ from connector.ledger import Ledger, OutboxRow
 from connector.ledger.sqlite import ClosedOutboxRow
 from connector.mappings import Mappings
 from connector.models import Account, HoldKind, LineOutcome, LineResult, Shipment, VoidResult
+from connector.overlap import CallPool, runs_concurrently, thread_setup
 from connector.preflight import Candidate, Preflight, TrackingChecker, Verdict
 from connector.secrets import redact
 
@@ -438,16 +440,45 @@ class Dispatcher:
         results: list[LineResult] = []
         accepted: list[OutboxRow] = []
         size = max(1, self.account.options.tracking_batch_size)
+        batches: list[tuple[str, list[OutboxRow]]] = []
         for endpoint in (FULL_LINE_ENDPOINT, PARTIAL_ENDPOINT):
             group = [r for r in rows if (r.endpoint or FULL_LINE_ENDPOINT) == endpoint]
-            for start in range(0, len(group), size):
-                batch = group[start : start + size]
+            batches += [(endpoint, group[i : i + size]) for i in range(0, len(group), size)]
+        workers = self.account.options.ack_concurrency
+        if premarked and workers > 1 and len(batches) > 1 and runs_concurrently(self.client):
+            results = self._send_in_flight(batches, now, accepted, workers)
+        else:
+            for endpoint, batch in batches:
                 results += self._send_batch(endpoint, batch, now, accepted, premarked=premarked)
         if accepted:
             self.ledger.record_tracking_accepted(
                 [(r.id, r.ci_lineitemid, r.quantity) for r in accepted], now
             )
             crashpoint("tracking_recorded")
+        return results
+
+    def _send_in_flight(
+        self,
+        batches: list[tuple[str, list[OutboxRow]]],
+        now: datetime,
+        accepted: list[OutboxRow],
+        workers: int,
+    ) -> list[LineResult]:
+        """Premarked batches with up to ``workers`` calls in flight (``ack_concurrency``):
+        requests are built here, worker threads only make the HTTP call, outcomes are taken
+        (and written) here in batch order, so results match one call after the other."""
+        results: list[LineResult] = []
+        calls: dict[int, Future[None]] = {}
+        ahead = 0
+        with CallPool(workers, thread_setup(self.client), "ci-tracking") as pool:
+            for k, (endpoint, batch) in enumerate(batches):
+                while ahead < len(batches) and len(calls) < workers:
+                    calls[ahead] = pool.submit(self._request(*batches[ahead]))
+                    ahead += 1
+                call = calls.pop(k)
+                results += self._send_batch(
+                    endpoint, batch, now, accepted, premarked=True, call=call
+                )
         return results
 
     def _send_batch(
@@ -458,6 +489,7 @@ class Dispatcher:
         accepted: list[OutboxRow],
         *,
         premarked: bool = False,
+        call: Future[None] | None = None,
     ) -> list[LineResult]:
         if premarked:
             # Attempts already counted: _retry adds one to the count *before* this attempt.
@@ -467,7 +499,10 @@ class Dispatcher:
                 for r in rows:
                     self.ledger.update_outbox(r.id, now, state="sending", attempts=r.attempts + 1)
         try:
-            self._call(endpoint, rows)
+            if call is None:
+                self._call(endpoint, rows)
+            else:
+                call.result()  # made on a worker thread; its exception is raised here
         except CIAuthError as exc:
             return self._retry(rows, f"CI refused the credentials: {exc.reason}", now)
         except (CIBusinessError, ValueError) as exc:
@@ -495,19 +530,21 @@ class Dispatcher:
         ]
 
     def _call(self, endpoint: str, rows: list[OutboxRow]) -> None:
+        self._request(endpoint, rows)()
+
+    def _request(self, endpoint: str, rows: list[OutboxRow]) -> Callable[[], None]:
+        """The call for ``rows``, built here (it reads the ledger), made when called."""
         if endpoint == PARTIAL_ENDPOINT:
-            self.client.lineitem_tracking_notification(
-                [
-                    LineitemTrackingItem(
-                        fulfillment_lineitem_id=r.fulfillment_lineitem_id or "",
-                        carrier=r.carrier_code or "",
-                        tracking=r.tracking,
-                        quantity=r.quantity,
-                    )
-                    for r in rows
-                ]
-            )
-            return
+            elements = [
+                LineitemTrackingItem(
+                    fulfillment_lineitem_id=r.fulfillment_lineitem_id or "",
+                    carrier=r.carrier_code or "",
+                    tracking=r.tracking,
+                    quantity=r.quantity,
+                )
+                for r in rows
+            ]
+            return lambda: self.client.lineitem_tracking_notification(elements)
         ordered = self.ledger.line_quantities(r.ci_lineitemid for r in rows)
         items = []
         for r in rows:
@@ -521,7 +558,7 @@ class Dispatcher:
                     quantity=r.quantity if partial else None,
                 )
             )
-        self.client.tracking_notification(items)
+        return lambda: self.client.tracking_notification(items)
 
     def _reject(self, row: OutboxRow, reason: str, now: datetime) -> LineResult:
         text = f"CI refused the tracking: {reason}"

@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -50,6 +51,7 @@ from connector.models import (
     StoredOrder,
     WaitingLine,
 )
+from connector.overlap import CallPool, closing_iter, prefetch, runs_concurrently, thread_setup
 from connector.progress import announce_pages
 
 __all__ = [
@@ -207,8 +209,13 @@ class Importer:
 
     def _pages(self, window: tuple[datetime, datetime] | None) -> Iterable[OrdersPageLike]:
         pages = getattr(self.client, "iter_pages", None)
+        read: Iterable[OrdersPageLike]
         if pages is not None:
-            read = cast("Iterable[OrdersPageLike]", pages(window))
+            # Page N+1 is read on a worker thread while page N is staged here: one page
+            # ahead at most, errors raised at that page's turn, the thread joined on exit.
+            read = prefetch(
+                cast("Iterable[OrdersPageLike]", pages(window)), thread_setup(self.client)
+            )
         else:
             read = self.client.fetch_all(window)
         return announce_pages(read, self.account.name, window)  # progress for a front end
@@ -277,9 +284,10 @@ class Importer:
         )
         with limit:
             for window in windows:
-                for page in self._pages(window):
-                    read += len(page.records)
-                    self._stage_page(page.records, now, round_no, problems, clean, broken)
+                with closing_iter(self._pages(window)) as pages:
+                    for page in pages:
+                        read += len(page.records)
+                        self._stage_page(page.records, now, round_no, problems, clean, broken)
         with self.ledger.transaction():
             if opts.window_mode:
                 # An order re-read clean had its broken record fixed by CI: forget the old
@@ -762,20 +770,85 @@ class Importer:
         return self._ack(self.ledger.stored_unacked(), self.clock())
 
     def _ack(self, ids: Sequence[int], now: datetime) -> list[LineResult]:
-        results: list[LineResult] = []
+        """Acknowledge ``ids`` in batches of ``ack_batch_size``.
+
+        The whole call is claimed in one transaction (committed before any CI call); up to
+        ``ack_concurrency`` batches are in flight on worker threads, which only make the HTTP
+        call: every ledger write (``record_acks``, refusals, queueing, releases) stays on this
+        thread, and outcomes are taken in batch order, so the results are those of one batch
+        after the other. Once a batch finds CI unreachable, every later batch is queued and
+        its claims released, also a batch already in flight (CI takes a repeated
+        ``mark_exported`` as a no-op at the next flush)."""
         size = max(1, self.options.ack_batch_size)
+        batches = [list(ids[start : start + size]) for start in range(0, len(ids), size)]
+        if not batches:
+            return []
+        claimed = set(self.ledger.claim_acks(list(ids), now, self.options.lease_seconds))
+        held = set(claimed)  # claims not yet ended by record_acks or release_acks
+        others = [lid for lid in ids if lid not in claimed]
+        acked = (
+            {
+                lid
+                for lid, row in self.ledger.get_lines(others, light=True).items()
+                if row.state == "acked"
+            }
+            if others
+            else set()
+        )
+        mine = [[lid for lid in batch if lid in claimed] for batch in batches]
+        workers = self.options.ack_concurrency if runs_concurrently(self.client) else 1
+        pool = CallPool(workers, thread_setup(self.client), "ci-ack") if workers > 1 else None
+        calls: dict[int, Future[None]] = {}
+        ahead = 0  # next batch to hand to a worker
+        results: list[LineResult] = []
         stop_reason: str | None = None
-        for start in range(0, len(ids), size):
-            batch = list(ids[start : start + size])
-            if stop_reason is not None:
-                results += self._queue(batch, stop_reason, now)
-                continue
-            outcome = self._send_ack(batch, now)
-            if isinstance(outcome, str):
-                stop_reason = outcome
-                results += self._queue(batch, outcome, now)
-            else:
-                results += outcome
+        failed = False
+        try:
+            for k, batch in enumerate(batches):
+                if stop_reason is not None:
+                    results += self._queue(batch, stop_reason, now)
+                    continue
+                # A line acked already, or in flight in another process, is not sent again.
+                head = [
+                    LineResult(lid, LineOutcome.ALREADY_DONE, "already marked exported in CI")
+                    if lid in acked
+                    else LineResult(lid, LineOutcome.QUEUED, "queued: being acknowledged elsewhere")
+                    for lid in batch
+                    if lid not in claimed
+                ]
+                own = mine[k]
+                if not own:
+                    results += head
+                    continue
+                call: Future[None] | None = None
+                if pool is not None:
+                    ahead = max(ahead, k)
+                    while ahead < len(batches) and len(calls) < workers:
+                        if mine[ahead]:
+                            calls[ahead] = pool.submit(self.client.mark_exported, mine[ahead])
+                        ahead += 1
+                    call = calls.pop(k)
+                outcome = self._send_claimed_ack(own, now, call)
+                if isinstance(outcome, str) or any(
+                    r.outcome is not LineOutcome.ACCEPTED for r in outcome
+                ):
+                    self.ledger.release_acks(own)  # queued or refused: free for the next attempt
+                held.difference_update(own)
+                if isinstance(outcome, str):
+                    stop_reason = outcome
+                    results += self._queue(batch, outcome, now)
+                else:
+                    results += head + outcome
+        except BaseException:
+            failed = True
+            raise
+        finally:
+            if pool is not None:
+                # After a stop or an exception (Ctrl-C too), calls still queued or running are
+                # cut short; every worker thread is joined before going on.
+                pool.close(abort=failed or stop_reason is not None)
+            if held:
+                self.ledger.release_acks(held)  # claimed but never settled here
         return results
 
     def _send_ack(self, batch: list[int], now: datetime) -> list[LineResult] | str:
@@ -806,11 +879,17 @@ class Importer:
             self.ledger.release_acks(claimed)  # queued or refused: free for the next attempt
         return outcome if isinstance(outcome, str) else results + outcome
 
-    def _send_claimed_ack(self, batch: list[int], now: datetime) -> list[LineResult] | str:
-        """Acknowledge one claimed batch. Returns the results, or a reason string when CI
-        could not be reached (the caller queues this batch and the rest)."""
+    def _send_claimed_ack(
+        self, batch: list[int], now: datetime, call: Future[None] | None = None
+    ) -> list[LineResult] | str:
+        """Acknowledge one claimed batch (``call``: its ``mark_exported`` already running on a
+        worker thread). Returns the results, or a reason string when CI could not be reached
+        (the caller queues this batch and the rest)."""
         try:
-            self.client.mark_exported(batch)
+            if call is None:
+                self.client.mark_exported(batch)
+            else:
+                call.result()  # the worker's exception, if any, is raised here
         except CIAuthError as exc:
             return f"CI refused the credentials: {exc.reason}"
         except CIBusinessError as exc:

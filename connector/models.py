@@ -72,6 +72,9 @@ class AccountOptions:
     :ivar max_orders_per_import: most orders one ``oms_import_orders`` call hands over; when
         more are ready the batch says ``more`` and the host calls again (bounded memory).
     :ivar tracking_batch_size: elements per tracking call.
+    :ivar ack_concurrency: most ``mark_exported`` (and packed tracking) calls in flight at
+        once, each on a thread with its own HTTP session (1 = one after the other); the
+        throttle and ``Retry-After`` still hold across them.
     :ivar requests_per_second: client-side throttle for this account (0 = unthrottled).
     :ivar timeout_seconds: connect/read timeout of one HTTP call.
     :ivar max_retries: transport retries per call (429, 5xx, connection errors).
@@ -136,6 +139,7 @@ class AccountOptions:
     import_interval_minutes: int = 15
     flush_interval_minutes: int = 5
     sla_interval_minutes: int = 60
+    ack_concurrency: int = 3
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ decompressed without limit. Here:
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import socket
 import threading
 import time
@@ -43,9 +44,11 @@ __all__ = [
     "BoundedAdapter",
     "BoundedRetry",
     "CallGuard",
+    "CallScope",
     "DeadlineExceeded",
     "UnsupportedEncoding",
     "current_guard",
+    "current_scope",
     "host_port",
     "location_host",
     "read_body",
@@ -186,6 +189,8 @@ class CallGuard:
         self._timer = _WatchdogTimer(self)
         self._timer.daemon = True
         self._previous: CallGuard | None = None
+        self._woken = threading.Event()  # set when the deadline fires: ends pause() early
+        self._scope: CallScope | None = None
 
     def remaining(self) -> float:
         """Seconds left (never negative)."""
@@ -209,6 +214,15 @@ class CallGuard:
             raise DeadlineExceeded(f"deadline of {self.seconds:g} s passed")
         time.sleep(seconds)
 
+    def pause(self, seconds: float) -> None:
+        """Wait ``seconds``, or less when the guard fires (deadline or cancelled scope).
+
+        :raises DeadlineExceeded: when it fired.
+        """
+        if seconds > 0:
+            self._woken.wait(seconds)
+        self.check()
+
     def attach(self, sock: Any) -> None:
         """Shut ``sock`` down when the deadline passes (at once if it already has)."""
         try:
@@ -225,6 +239,7 @@ class CallGuard:
         with self._lock:
             self.fired = True
             dups = list(self._dups)
+        self._woken.set()
         for dup in dups:
             _shutdown(dup)
 
@@ -232,16 +247,71 @@ class CallGuard:
         self._previous = getattr(_local, "guard", None)
         _local.guard = self
         self._timer.start()
+        self._scope = _scope.get()
+        if self._scope is not None:
+            self._scope.enter(self)
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._timer.cancel()
+        if self._scope is not None:
+            self._scope.leave(self)
         _local.guard = self._previous
         with self._lock:
             dups, self._dups = self._dups, []
         for dup in dups:
             with contextlib.suppress(OSError):
                 dup.close()
+
+
+class CallScope:
+    """A set of calls that can be cut short together: :meth:`cancel` fires the guard of every
+    call running inside the scope (its sockets are shut down, its backoff wait ends) and every
+    later call in it fails at once. Worker threads run their calls inside one, so a stop or an
+    error on the thread that owns them does not wait for a slow server before the workers end.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._guards: set[CallGuard] = set()
+        self.cancelled = False
+
+    def enter(self, guard: CallGuard) -> None:
+        with self._lock:
+            self._guards.add(guard)
+            cancelled = self.cancelled
+        if cancelled:
+            guard._fire()
+
+    def leave(self, guard: CallGuard) -> None:
+        with self._lock:
+            self._guards.discard(guard)
+
+    def cancel(self) -> None:
+        with self._lock:
+            self.cancelled = True
+            guards = list(self._guards)
+        for guard in guards:
+            guard._fire()
+
+    @contextlib.contextmanager
+    def active(self) -> Any:
+        """Make this the scope of the calls made inside the block (this context only)."""
+        token = _scope.set(self)
+        try:
+            yield self
+        finally:
+            _scope.reset(token)
+
+
+_scope: contextvars.ContextVar[CallScope | None] = contextvars.ContextVar(
+    "connector_call_scope", default=None
+)
+
+
+def current_scope() -> CallScope | None:
+    """The scope calls made here belong to, if any."""
+    return _scope.get()
 
 
 def _shutdown(sock: socket.socket) -> None:

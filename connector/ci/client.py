@@ -20,6 +20,7 @@ gives a whole read one more; a listing stops with :class:`CILimitError` past ``m
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import logging
 import math
@@ -83,6 +84,13 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+# The sync budget of each client (by id) in force in this context. A context variable, not a
+# thread-local: work handed to a worker thread in a copy of the caller's context (the page
+# prefetch) stays inside the caller's budget.
+_budgets: contextvars.ContextVar[dict[int, tuple[float, str]] | None] = contextvars.ContextVar(
+    "ci_client_budgets", default=None
+)
 
 PAGE_SIZE = 250
 """CI's fixed page size (ci-api.md §3)."""
@@ -241,12 +249,14 @@ class _CountingRetry(Retry):
     sleeps through an injectable function (tests assert the wait instead of waiting)."""
 
     on_retry: Callable[[str], None] | None = None
+    on_retry_after: Callable[[float], None] | None = None
     retry_after_cap: float = RETRY_AFTER_CAP
     sleeper: Callable[[float], None] = staticmethod(time.sleep)
 
     def new(self, **kw: Any) -> Self:
         fresh = super().new(**kw)
         fresh.on_retry = self.on_retry
+        fresh.on_retry_after = self.on_retry_after
         fresh.retry_after_cap = self.retry_after_cap
         fresh.sleeper = self.sleeper
         return fresh
@@ -276,6 +286,8 @@ class _CountingRetry(Retry):
     def sleep_for_retry(self, response: BaseHTTPResponse) -> bool:
         retry_after = self.get_retry_after(response)
         if retry_after:
+            if self.on_retry_after is not None:
+                self.on_retry_after(retry_after)  # the client's other threads wait too
             self.sleeper(retry_after)
             return True
         return False
@@ -311,6 +323,12 @@ class _BrokenAnswer(Exception):
 class CIClient:
     """One CI supplier account.
 
+    Thread-safe (:attr:`concurrent_calls`): every thread makes its calls through an HTTP
+    session of its own (``requests.Session`` is not thread-safe). The thread that built the
+    client uses the session it was given or made; a worker thread gets one inside
+    :meth:`worker_session` (or a lazily made one), with the same retrying, bounded adapter.
+    Calls, retries and the throttle are shared across threads.
+
     :param base_url: CI host, e.g. ``https://scm.commerceinterface.com``.
     :param supplier_id: the account's supplier id.
     :param token: the account's token (a plain ``str`` is wrapped in a :class:`Secret`).
@@ -333,6 +351,9 @@ class CIClient:
     :param sleep: sleep function for backoffs (tests inject a recorder).
     :param throttle: an explicit throttle (overrides ``requests_per_second``).
     """
+
+    concurrent_calls = True
+    """Calls may run on several threads at once (the importer and dispatcher check this)."""
 
     def __init__(
         self,
@@ -388,7 +409,7 @@ class CIClient:
         self.call_deadline = float(call_deadline)
         self.max_pages = max_pages
         self.max_items = max_items
-        self._budget = threading.local()
+        self._local = threading.local()  # per-thread session of worker threads
         self._token = token
         self._sleep = sleep
         self._stats = _StatsRecorder()
@@ -414,8 +435,10 @@ class CIClient:
             raise_on_status=False,
         )
         retry.on_retry = self._stats.retry
+        retry.on_retry_after = self._throttle.hold
         retry.retry_after_cap = retry_after_cap
         retry.sleeper = self._retry_sleep
+        self._retry = retry
         adapter = BoundedAdapter(max_retries=retry)
         self._owns_session = session is None
         if session is None:
@@ -430,6 +453,9 @@ class CIClient:
             ):
                 session.mount(self.base_url + "/", adapter)
         self._session = session
+        self._home = threading.get_ident()
+        self._sessions_lock = threading.Lock()
+        self._thread_sessions: list[requests.Session] = []
 
     @classmethod
     def for_account(cls, account: Account) -> CIClient:
@@ -456,13 +482,60 @@ class CIClient:
         """Give every call inside the block (on this thread) one shared deadline as well: each
         call ends by ``min(its own deadline, the budget's end)``. An expired budget raises
         :class:`CILimitError` at the next call."""
-        previous = getattr(self._budget, "end", None), getattr(self._budget, "what", "")
-        self._budget.end = time.monotonic() + seconds
-        self._budget.what = f"{what} deadline of {seconds:g} s"
+        budgets = dict(_budgets.get() or {})
+        budgets[id(self)] = (time.monotonic() + seconds, f"{what} deadline of {seconds:g} s")
+        token = _budgets.set(budgets)
         try:
             yield
         finally:
-            self._budget.end, self._budget.what = previous
+            _budgets.reset(token)
+
+    @contextlib.contextmanager
+    def worker_session(self) -> Iterator[None]:
+        """Give the calling (worker) thread an HTTP session of its own for the block, with the
+        same retrying, bounded adapter, closed at the end. Calls on this thread outside such a
+        block use a session made on first use (closed by :meth:`close`)."""
+        session = self._new_session()
+        previous = getattr(self._local, "session", None)
+        self._local.session = session
+        try:
+            yield
+        finally:
+            self._local.session = previous
+            session.close()
+
+    def _new_session(self) -> requests.Session:
+        """A fresh session for a worker thread. A client that made its own session mounts a
+        fresh bounded adapter (same ``Retry``); one given a session shares that session's
+        adapters (urllib3's pools are thread-safe) and copies its settings."""
+        session = requests.Session()
+        if self._owns_session:
+            adapter = BoundedAdapter(max_retries=self._retry)
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+            return session
+        given = self._session
+        session.headers.update(given.headers)
+        session.auth = given.auth
+        session.proxies.update(given.proxies)
+        session.verify = given.verify
+        session.cert = given.cert
+        session.trust_env = given.trust_env
+        session.adapters.clear()
+        for prefix, shared in given.adapters.items():
+            session.mount(prefix, shared)
+        return session
+
+    def _session_here(self) -> requests.Session:
+        """This thread's session (see the class docstring)."""
+        if threading.get_ident() == self._home:
+            return self._session
+        session: requests.Session | None = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = self._new_session()
+            with self._sessions_lock:
+                self._thread_sessions.append(session)
+        return session
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -661,7 +734,11 @@ class CIClient:
         return self._stats.snapshot()
 
     def close(self) -> None:
-        """Close the HTTP session if the client created it."""
+        """Close the HTTP session if the client created it, and worker threads' sessions."""
+        with self._sessions_lock:
+            extra, self._thread_sessions = self._thread_sessions, []
+        for session in extra:
+            session.close()
         if self._owns_session:
             self._session.close()
 
@@ -686,11 +763,11 @@ class CIClient:
     def _call_seconds(self) -> tuple[float, str]:
         """This call's deadline in seconds, and what sets it (the call's own or the budget)."""
         seconds, what = self.call_deadline, f"call deadline of {self.call_deadline:g} s"
-        end = getattr(self._budget, "end", None)
-        if end is not None:
-            left = end - time.monotonic()
+        budget = (_budgets.get() or {}).get(id(self))
+        if budget is not None:
+            left = budget[0] - time.monotonic()
             if left < seconds:
-                seconds, what = left, str(self._budget.what)
+                seconds, what = left, budget[1]
         return seconds, what
 
     def _retry_sleep(self, seconds: float) -> None:
@@ -698,7 +775,13 @@ class CIClient:
         guard = current_guard()
         if guard is not None and seconds >= guard.remaining():
             raise DeadlineExceeded("the backoff would end past the deadline")
-        self._sleep(seconds)
+        self._pause(seconds, guard)
+
+    def _pause(self, seconds: float, guard: CallGuard | None) -> None:
+        if guard is not None and self._sleep is time.sleep:
+            guard.pause(seconds)  # ends early when the call's scope is cancelled
+        else:
+            self._sleep(seconds)  # an injected sleep (tests record the waits)
 
     def _call(
         self,
@@ -745,7 +828,7 @@ class CIClient:
                 pause = min(BACKOFF_MAX, self.backoff * 2**attempt)
                 if pause >= guard.remaining():
                     raise DeadlineExceeded("the backoff would end past the deadline")
-                self._sleep(pause)
+                self._pause(pause, guard)
             guard.check()
             self._throttle.acquire()
             self._stats.call(endpoint)
@@ -810,7 +893,7 @@ class CIClient:
         try:
             # Never follow a redirect: the token is in the query string and the POST body.
             if method == "GET":
-                response = self._session.get(
+                response = self._session_here().get(
                     url,
                     params=payload,
                     timeout=timeouts,
@@ -819,7 +902,7 @@ class CIClient:
                     headers=headers,
                 )
             else:
-                response = self._session.post(
+                response = self._session_here().post(
                     url,
                     data=payload,
                     timeout=timeouts,
