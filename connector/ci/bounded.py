@@ -110,7 +110,7 @@ class _Watchdog:
         self._heap: list[tuple[float, int, _WatchdogTimer]] = []
         self._order = count()
         self._ended = 0
-        self._thread = threading.Thread(target=self._run, name="ci-call-watchdog", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="ci-deadline-watchdog", daemon=True)
         self._thread.start()
 
     def watch(self, timer: _WatchdogTimer) -> None:
