@@ -27,7 +27,7 @@ from typing import Any, Protocol, cast
 from connector.ci.schemas import ParsedRecord, RecordProblem, parse_record
 from connector.crashpoints import crashpoint
 from connector.errors import CIAuthError, CIBusinessError, CIError
-from connector.ledger import HOST_STATES, UNCONFIRMED_STATES, Ledger, LineRow
+from connector.ledger import HOST_STATES, UNCONFIRMED_STATES, Ledger, LineRow, record_key
 from connector.mappings import Mappings
 from connector.models import (
     Account,
@@ -367,6 +367,8 @@ class Importer:
         refreshes: list[tuple[Any, ...]] = []
         bad_refreshes: list[tuple[Any, ...]] = []
         statuses: list[tuple[Any, ...]] = []
+        # The raw records the written lines name (text -> key), stored once each.
+        keys: dict[str, str] = {}
         seen: set[int] = set()
         for lid, fields, text, bad_orderid, reason in items:
             if lid in seen:
@@ -375,6 +377,11 @@ class Importer:
             row = known.get(lid)
             if row is not None and row.seen_round == round_no:
                 continue  # already staged from an earlier page of this round
+            if row is None or row.state in UNCONFIRMED_STATES:
+                key = keys.get(text)
+                if key is None:
+                    key = keys[text] = record_key(text)
+                text = key  # the line names its record; the text goes to ``records``
             if fields is None:
                 problem = json.dumps({"problem": reason})
                 if row is None:
@@ -461,7 +468,11 @@ class Importer:
             else:
                 statuses.append((status, detected, round_no, status, stamp, lid))
         self.ledger.stage_rows(
-            inserts=inserts, refreshes=refreshes, bad_refreshes=bad_refreshes, statuses=statuses
+            records=[(key, text) for text, key in keys.items()],
+            inserts=inserts,
+            refreshes=refreshes,
+            bad_refreshes=bad_refreshes,
+            statuses=statuses,
         )
 
     # -- evaluation ---------------------------------------------------------------------------
