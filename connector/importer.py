@@ -380,7 +380,9 @@ class Importer:
             if row is None or row.state in UNCONFIRMED_STATES:
                 key = keys.get(text)
                 if key is None:
-                    key = keys[text] = record_key(text)
+                    # Anchored on the record's first line id (the same for all its lines).
+                    anchor = lid if fields is None else fields[_F_RECORD]
+                    key = keys[text] = record_key(text, anchor)
                 text = key  # the line names its record; the text goes to ``records``
             if fields is None:
                 problem = json.dumps({"problem": reason})
@@ -738,9 +740,24 @@ class Importer:
                     queued.add(lid)
                 else:
                     results[lid] = LineResult(lid, LineOutcome.ACCEPTED)
-            self.ledger.bind_stored(bindings, now)
-        for result in self._ack(to_ack, now):
-            results[result.ci_lineitemid] = result
+            # The lines acknowledged next are claimed in the same row write as their binding
+            # (claim_acks then finds them held: one rewrite and one commit less per batch).
+            self.ledger.bind_stored(
+                bindings, now, claim=to_ack, lease_seconds=self.options.lease_seconds
+            )
+        try:
+            for result in self._ack(to_ack, now):
+                results[result.ci_lineitemid] = result
+        finally:
+            # Claims not used up (queued: CI unreachable, refused, or an error) end here, so
+            # another process need not wait for the lease; acked lines hold none any more.
+            unsent = [
+                lid
+                for lid in to_ack
+                if lid not in results or results[lid].outcome is not LineOutcome.ACCEPTED
+            ]
+            if unsent:
+                self.ledger.release_acks(unsent)
         ordered = list(dict.fromkeys(lid for _, lid in wanted))
         return [results[lid] for lid in ordered]
 

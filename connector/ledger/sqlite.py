@@ -157,11 +157,33 @@ _SET_STATE = (
 )
 
 
-def record_key(text: str) -> str:
-    """The key of a raw record's stored text in ``records`` (schema v8): its SHA-256, first
-    128 bits in hex. Content-addressed, so the lines of one record share one row and a record
-    staged again unchanged writes nothing."""
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+def record_key(text: str, anchor: int) -> str:
+    """The key of a raw record's stored text in ``records`` (schema v8):
+    ``<anchor>:<SHA-256 of the text, 96 bits in hex>``. Content-addressed, so the lines of one
+    record share one row and a record staged again unchanged writes nothing. ``anchor`` is
+    the record's first line id: keys of new records then sort near the end of the key index,
+    as their ids do (a bare hash would scatter the inserts of one page over every page of
+    the index, and each of those pages is written again at commit)."""
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{anchor}:{digest[:24]}"
+
+
+def _anchor_of_key(key: str) -> int:
+    """The anchor of a key made by :func:`record_key` or by migration v8 (``line:<id>``)."""
+    head, _, rest = key.partition(":")
+    with suppress(ValueError):
+        return int(rest if head == "line" else head)
+    return 0
+
+
+def _anchor_of_record(record: dict[str, Any], ci_lineitemid: int) -> int:
+    """The first line id of a raw record (the line's own id if the record names none)."""
+    items = record.get("line_items")
+    if isinstance(items, list) and items and isinstance(items[0], dict):
+        first = items[0].get("ci_lineitemid")
+        if isinstance(first, int) and not isinstance(first, bool):
+            return first
+    return ci_lineitemid
 
 
 @dataclass(frozen=True, slots=True)
@@ -610,7 +632,7 @@ class Ledger:
                 orderid,
                 now,
                 fulfillment_lineitem_id,
-                self._store_record(record),
+                self._store_record(record, ci_lineitemid),
                 order_date,
                 ship_by,
                 quantity,
@@ -667,7 +689,7 @@ class Ledger:
         )
         return cur.rowcount == 1
 
-    def _store_record(self, record: dict[str, Any] | None) -> str | None:
+    def _store_record(self, record: dict[str, Any] | None, ci_lineitemid: int) -> str | None:
         """Write a raw record where this schema keeps it; returns the value of the line's
         column: the key in ``records`` (v8), else the text itself (the inline column)."""
         if record is None:
@@ -675,7 +697,7 @@ class Ledger:
         text = _to_sql(record)
         if not self._side_records:
             return str(text)
-        key = record_key(text)
+        key = record_key(text, _anchor_of_record(record, ci_lineitemid))
         self._exec(_STAGE_RECORD, (key, text))
         return key
 
@@ -690,7 +712,7 @@ class Ledger:
         with self.transaction():
             params = {name: _to_sql(v) for name, v in fields.items()}
             if "record" in params and self._side_records:
-                params["record_key"] = self._store_record(fields["record"])
+                params["record_key"] = self._store_record(fields["record"], ci_lineitemid)
                 del params["record"]
             assignments = ", ".join(f"{name} = ?" for name in params)
             self._exec(
@@ -832,7 +854,7 @@ class Ledger:
         statuses: Sequence[Sequence[Any]] = (),
     ) -> None:
         """Stage one page in one transaction with ``executemany`` (positional rows in the
-        order of the ``_STAGE_*`` statements). ``records``: ``(record_key(text), text)`` of
+        order of the ``_STAGE_*`` statements). ``records``: ``(record_key(...), text)`` of
         the raw records the inserted and refreshed lines name in their ``record_key``
         column (one per record, written once: a record stored before is left alone)."""
         with self._lock:
@@ -977,33 +999,31 @@ class Ledger:
         me = owner or process_owner()
         until = _iso(now + timedelta(seconds=lease_seconds))
         claimed: list[int] = []
-        if not ids:
+        wanted = list(dict.fromkeys(ids))
+        if not wanted:
             return claimed
+
+        def held(cur: Any) -> bool:
+            return bool(cur is not None and cur[1] == "stored" and cur[2] == me and cur[3] == until)
+
         with self._lock:
             try:
+                # Claimed already by this process until then (with their binding, see
+                # bind_stored): one read settles it, without a write transaction. Nobody
+                # takes a live claim over, so what the read shows stays true.
+                current = self._ack_claims(wanted)
+                if all(held(current.get(lid)) for lid in wanted):
+                    return wanted
                 with self.transaction():
-                    current: dict[int, sqlite3.Row] = {}
-                    for chunk, marks in _in_chunks(list(dict.fromkeys(ids))):
-                        for r in self._conn.execute(
-                            "SELECT ci_lineitemid, state, ack_owner, ack_lease_until"  # noqa: S608
-                            f" FROM lines WHERE ci_lineitemid IN ({marks})",
-                            chunk,
-                        ):
-                            current[r[0]] = r
-                    for lid in dict.fromkeys(ids):
+                    current = self._ack_claims(wanted)
+                    for lid in wanted:
                         cur = current.get(lid)
-                        if cur is None or cur["state"] != "stored":
+                        if cur is None or cur[1] != "stored":
                             continue
-                        if _lease_free(cur["ack_owner"], cur["ack_lease_until"], me, now):
+                        if _lease_free(cur[2], cur[3], me, now):
                             claimed.append(lid)
-                    # Rows this process holds until then already (claimed with their binding,
-                    # see bind_stored) are not written again.
-                    stale = [
-                        lid
-                        for lid in claimed
-                        if current[lid]["ack_owner"] != me
-                        or current[lid]["ack_lease_until"] != until
-                    ]
+                    # Rows held already until then are not written again.
+                    stale = [lid for lid in claimed if not held(current[lid])]
                     for chunk, marks in _in_chunks(stale):
                         self._conn.execute(
                             "UPDATE lines SET ack_owner = ?, ack_lease_until = ?"  # noqa: S608
@@ -1013,6 +1033,18 @@ class Ledger:
             except sqlite3.Error as exc:
                 raise self._error(exc) from None
         return claimed
+
+    def _ack_claims(self, ids: Sequence[int]) -> dict[int, sqlite3.Row]:
+        """``(ci_lineitemid, state, ack_owner, ack_lease_until)`` of the known lines ``ids``."""
+        current: dict[int, sqlite3.Row] = {}
+        for chunk, marks in _in_chunks(ids):
+            for r in self._conn.execute(
+                "SELECT ci_lineitemid, state, ack_owner, ack_lease_until"  # noqa: S608
+                f" FROM lines WHERE ci_lineitemid IN ({marks})",
+                chunk,
+            ):
+                current[r[0]] = r
+        return current
 
     def release_acks(self, ids: Iterable[int], owner: str | None = None) -> None:
         """End ``owner``'s ``mark_exported`` claims on lines ``ids``."""
@@ -1054,26 +1086,57 @@ class Ledger:
                             f" WHERE ci_lineitemid IN ({marks})",
                             (stamp, *chunk),
                         )
-                    self._conn.executemany(
-                        "INSERT INTO acks (ci_lineitemid, at, outcome, reason)"
-                        " VALUES (?, ?, 'accepted', '')",
-                        [(lid, stamp) for lid in fresh],
-                    )
+                    for chunk, _ in _in_chunks(fresh):
+                        self._conn.execute(
+                            "INSERT INTO acks (ci_lineitemid, at, outcome, reason) VALUES "  # noqa: S608
+                            + ",".join(["(?, ?, 'accepted', '')"] * len(chunk)),
+                            [v for lid in chunk for v in (lid, stamp)],
+                        )
             except sqlite3.Error as exc:
                 raise self._error(exc) from None
         return fresh
 
-    def bind_stored(self, bindings: Sequence[tuple[int, str]], now: datetime) -> None:
-        """The host stored these lines: ``(id, host_order_id)`` -> state ``stored``."""
+    def bind_stored(
+        self,
+        bindings: Sequence[tuple[int, str]],
+        now: datetime,
+        *,
+        claim: Iterable[int] = (),
+        lease_seconds: float = 0.0,
+        owner: str | None = None,
+    ) -> None:
+        """The host stored these lines: ``(id, host_order_id)`` -> state ``stored``.
+
+        ``claim``: lines among them this process acknowledges next: their ``mark_exported``
+        claim (see :meth:`claim_acks`) is taken in the same row write, where nobody else
+        holds it; :meth:`claim_acks` then finds it held and writes nothing. A claim that is
+        not used must be released (:meth:`release_acks`)."""
         stamp = _iso(now)
+        claiming = set(claim) if self._leases else set()
+        plain = [(host, stamp, lid) for lid, host in bindings if lid not in claiming]
         with self._lock:
             try:
                 with self.transaction():
                     self._conn.executemany(
                         "UPDATE lines SET state = 'stored', host_order_id = ?, updated_at = ?"
                         " WHERE ci_lineitemid = ?",
-                        [(host, stamp, lid) for lid, host in bindings],
+                        plain,
                     )
+                    if claiming:
+                        me = owner or process_owner()
+                        until = _iso(now + timedelta(seconds=lease_seconds))
+                        self._conn.executemany(
+                            "UPDATE lines SET state = 'stored', host_order_id = ?,"
+                            " updated_at = ?, ack_owner = CASE WHEN ack_owner IS NULL"
+                            " OR ack_owner = ? THEN ? ELSE ack_owner END,"
+                            " ack_lease_until = CASE WHEN ack_owner IS NULL OR ack_owner = ?"
+                            " THEN ? ELSE ack_lease_until END WHERE ci_lineitemid = ?",
+                            [
+                                (host, stamp, me, me, me, until, lid)
+                                for lid, host in bindings
+                                if lid in claiming
+                            ],
+                        )
             except sqlite3.Error as exc:
                 raise self._error(exc) from None
 
@@ -1504,7 +1567,10 @@ class Ledger:
                 chunk,
             ):
                 clean = _pruned_record(text)
-                stripped[key] = None if clean is None else (record_key(clean), clean)
+                if clean is None:
+                    stripped[key] = None
+                else:
+                    stripped[key] = (record_key(clean, _anchor_of_key(key)), clean)
         updates: list[tuple[str | None, str | None, int]] = []
         for lid, key in rows:
             kept = stripped.get(key) if key is not None else None

@@ -50,7 +50,8 @@ def test_lines_of_one_record_share_one_stored_copy(tmp_path: Path) -> None:
     assert _raw(ledger, "SELECT COUNT(*) FROM lines WHERE record IS NOT NULL") == [(0,)]
     keys = _raw(ledger, "SELECT record_key FROM lines ORDER BY ci_lineitemid")
     assert keys[0] == keys[1] != keys[2]
-    assert keys[0][0] == record_key(json.dumps(record, sort_keys=True, default=str))
+    assert keys[0][0] == record_key(json.dumps(record, sort_keys=True, default=str), 1)
+    assert keys[2][0].startswith("3:")  # anchored on the record's first line id
     lines = ledger.get_lines([1, 2, 3])
     assert lines[1].record == record
     assert lines[2].record == record
