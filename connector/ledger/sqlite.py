@@ -157,6 +157,19 @@ _SET_STATE = (
 )
 
 
+_BIND = (
+    "UPDATE lines SET state = 'stored', host_order_id = ?, updated_at = ?"
+    " WHERE ci_lineitemid IN ({marks})"
+)
+# The binding with this process's ack claim, where nobody else holds one (see bind_stored).
+_BIND_CLAIM = (
+    "UPDATE lines SET state = 'stored', host_order_id = ?, updated_at = ?,"
+    " ack_owner = CASE WHEN ack_owner IS NULL OR ack_owner = ? THEN ? ELSE ack_owner END,"
+    " ack_lease_until = CASE WHEN ack_owner IS NULL OR ack_owner = ? THEN ? ELSE ack_lease_until"
+    " END WHERE ci_lineitemid IN ({marks})"
+)
+
+
 def record_key(text: str, anchor: int) -> str:
     """The key of a raw record's stored text in ``records`` (schema v8):
     ``<anchor>:<SHA-256 of the text, 96 bits in hex>``. Content-addressed, so the lines of one
@@ -1113,30 +1126,24 @@ class Ledger:
         not used must be released (:meth:`release_acks`)."""
         stamp = _iso(now)
         claiming = set(claim) if self._leases else set()
-        plain = [(host, stamp, lid) for lid, host in bindings if lid not in claiming]
+        me = owner or process_owner()
+        until = _iso(now + timedelta(seconds=lease_seconds))
+        # One statement per host order (and 500 lines), not one per line.
+        groups: dict[tuple[str, bool], list[int]] = {}
+        for lid, host in bindings:
+            groups.setdefault((host, lid in claiming), []).append(lid)
         with self._lock:
             try:
                 with self.transaction():
-                    self._conn.executemany(
-                        "UPDATE lines SET state = 'stored', host_order_id = ?, updated_at = ?"
-                        " WHERE ci_lineitemid = ?",
-                        plain,
-                    )
-                    if claiming:
-                        me = owner or process_owner()
-                        until = _iso(now + timedelta(seconds=lease_seconds))
-                        self._conn.executemany(
-                            "UPDATE lines SET state = 'stored', host_order_id = ?,"
-                            " updated_at = ?, ack_owner = CASE WHEN ack_owner IS NULL"
-                            " OR ack_owner = ? THEN ? ELSE ack_owner END,"
-                            " ack_lease_until = CASE WHEN ack_owner IS NULL OR ack_owner = ?"
-                            " THEN ? ELSE ack_lease_until END WHERE ci_lineitemid = ?",
-                            [
-                                (host, stamp, me, me, me, until, lid)
-                                for lid, host in bindings
-                                if lid in claiming
-                            ],
-                        )
+                    for (host, claimed), ids in groups.items():
+                        for chunk, marks in _in_chunks(ids):
+                            if claimed:
+                                self._conn.execute(
+                                    _BIND_CLAIM.format(marks=marks),
+                                    (host, stamp, me, me, me, until, *chunk),
+                                )
+                            else:
+                                self._conn.execute(_BIND.format(marks=marks), (host, stamp, *chunk))
             except sqlite3.Error as exc:
                 raise self._error(exc) from None
 
