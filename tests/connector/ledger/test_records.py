@@ -172,3 +172,28 @@ def test_unreported_cancellations_use_their_index(tmp_path: Path) -> None:
     (row,) = ledger.unreported_cancellations()
     assert row.ci_lineitemid == 1
     assert row.record is None  # a light row: the cancellation needs ids only
+
+
+def test_a_page_is_staged_in_multi_row_inserts_of_any_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import connector.ledger.sqlite as ledger_module
+
+    monkeypatch.setattr(ledger_module, "_VALUES_ROWS", 7)  # 20 lines: chunks of 7, 7 and 6
+    ledger = open_ledger_file(ledger_path(tmp_path, "us"), "us")
+    stamp = T0.isoformat()
+    records = []
+    inserts = []
+    for lid in range(1, 21):
+        text = json.dumps(_record(f"O{lid}", lid), sort_keys=True)
+        key = record_key(text, lid)
+        records.append((key, text))
+        line = (lid, "us", f"O{lid}", None, key, '["x"]', stamp, None, 1, "SKU", None)
+        inserts.append((*line, "staged", None, "", None, "open", stamp, stamp, 1))
+    ledger.stage_rows(records=records, inserts=inserts)
+    ledger.stage_rows(records=records[:3], inserts=inserts[:3])  # known: ignored
+    lines = ledger.get_lines(range(1, 21))
+    assert sorted(lines) == list(range(1, 21))
+    assert all(line.record == _record(f"O{lid}", lid) for lid, line in lines.items())
+    assert _raw(ledger, "SELECT COUNT(*) FROM records") == [(20,)]
+    assert _raw(ledger, "SELECT COUNT(*) FROM lines WHERE pending_eval = 1") == [(20,)]
