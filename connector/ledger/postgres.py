@@ -477,6 +477,13 @@ class PostgresLedger(Ledger):
                         conn.execute("ROLLBACK")
                 raise
 
+    _ORPHAN_RECORDS = (
+        "DELETE FROM records WHERE NOT EXISTS"
+        " (SELECT 1 FROM lines WHERE lines.record_key = records.key)"
+    )
+    """PostgreSQL plans ``NOT EXISTS`` as a hash anti-join (``NOT IN`` over a large subquery
+    can fall back to a scan per row once it outgrows ``work_mem``)."""
+
     def _namespace_oid(self) -> int | None:
         rows = self._query("SELECT oid FROM pg_namespace WHERE nspname = ?", (self.schema,))
         return int(rows[0][0]) if rows else None

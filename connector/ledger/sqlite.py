@@ -1607,20 +1607,17 @@ class Ledger:
             "UPDATE lines SET record_key = ?, parsed = NULL, pruned_at = ? WHERE ci_lineitemid = ?",
             updates,
         )
-        # Records no line names any more (the raw ones just replaced, and any left behind by
-        # a refresh with a changed payload): two scans, once per retention run.
-        named = {
-            r[0]
-            for r in self._conn.execute(
-                "SELECT DISTINCT record_key FROM lines WHERE record_key IS NOT NULL"
-            )
-        }
-        orphans = [r[0] for r in self._conn.execute("SELECT key FROM records") if r[0] not in named]
-        for chunk, marks in _in_chunks(orphans):
-            self._conn.execute(
-                f"DELETE FROM records WHERE key IN ({marks})",  # noqa: S608
-                chunk,
-            )
+        # Records no line names any more: the raw ones just replaced, and any left behind by
+        # a refresh with a changed payload (one pass per retention run).
+        self._conn.execute(self._ORPHAN_RECORDS)
+
+    _ORPHAN_RECORDS = (
+        "DELETE FROM records WHERE key NOT IN"
+        " (SELECT record_key FROM lines WHERE record_key IS NOT NULL)"
+    )
+    """SQLite reads the subquery once into a temporary index (``NOT EXISTS`` would scan
+    ``lines`` once per record: there is no index on ``record_key``, staging need not pay
+    for one)."""
 
     # -- operator views -----------------------------------------------------------------------
 
