@@ -12,7 +12,7 @@ UV_VERSION := uv>=0.4
 UV := $(BIN)/uv
 INSTALL = $(BIN)/python -m pip install --quiet -c $(LOCK) -e '$(1)'
 
-.PHONY: help setup demo test lint typecheck pytest bench crash load scale clean hostile hostile-files hostile-simulator bench-dispatch-many browsers bench-ui
+.PHONY: help setup demo test lint typecheck pytest bench crash load scale clean hostile hostile-files hostile-simulator bench-dispatch-many browsers bench-ui bench-ledger
 
 help:
 	@echo "make demo    set up .venv, then run the end-to-end demo on the embedded simulator"
@@ -27,6 +27,7 @@ help:
 	@echo "make hostile-simulator  huge/chunked bodies, deep JSON, 300 idle sockets vs the simulator"
 	@echo "make bench-ui  simulator console: time to render a page of 100,000 lines"
 	@echo "make scale   200 accounts, 50 ms per CI call, 1/2/4 worker processes over PostgreSQL"
+	@echo "make bench-ledger  ledger CPU, statements, commits and file size per 20,000 imported lines"
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (Python >= 3.11) on PATH, or run: make PYTHON=python3"; exit 1; }
@@ -105,6 +106,9 @@ bench-ui: $(STAMP)
 	$(BIN)/python -m benchmarks.console_page
 scale: $(STAMP)
 	$(BIN)/python -m benchmarks.scale --accounts 200 --workers 1,2,4 --latency-ms 50
+# Issue 11 point 2: ledger CPU, statements, commits and file size of a 20,000-line sync.
+bench-ledger: $(STAMP)
+	$(BIN)/python -m benchmarks.ledger_cost --lines 20000
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -35,7 +35,7 @@ from connector.ci.schemas import (
 )
 from connector.crashpoints import crashpoint
 from connector.errors import CIAuthError, CIBusinessError, CIError
-from connector.ledger import HOST_STATES, UNCONFIRMED_STATES, Ledger, LineRow
+from connector.ledger import HOST_STATES, UNCONFIRMED_STATES, Ledger, LineRow, record_key
 from connector.mappings import Mappings
 from connector.models import (
     Account,
@@ -397,6 +397,8 @@ class Importer:
         refreshes: list[tuple[Any, ...]] = []
         bad_refreshes: list[tuple[Any, ...]] = []
         statuses: list[tuple[Any, ...]] = []
+        # The raw records the written lines name (text -> key), stored once each.
+        keys: dict[str, str] = {}
         seen: set[int] = set()
         for lid, fields, text, bad_orderid, reason in items:
             if lid in seen:
@@ -405,6 +407,13 @@ class Importer:
             row = known.get(lid)
             if row is not None and row.seen_round == round_no:
                 continue  # already staged from an earlier page of this round
+            if row is None or row.state in UNCONFIRMED_STATES:
+                key = keys.get(text)
+                if key is None:
+                    # Anchored on the record's first line id (the same for all its lines).
+                    anchor = lid if fields is None else fields[_F_RECORD]
+                    key = keys[text] = record_key(text, anchor)
+                text = key  # the line names its record; the text goes to ``records``
             if fields is None:
                 problem = json.dumps({"problem": reason})
                 if row is None:
@@ -491,7 +500,11 @@ class Importer:
             else:
                 statuses.append((status, detected, round_no, status, stamp, lid))
         self.ledger.stage_rows(
-            inserts=inserts, refreshes=refreshes, bad_refreshes=bad_refreshes, statuses=statuses
+            records=[(key, text) for text, key in keys.items()],
+            inserts=inserts,
+            refreshes=refreshes,
+            bad_refreshes=bad_refreshes,
+            statuses=statuses,
         )
 
     # -- evaluation ---------------------------------------------------------------------------
@@ -757,9 +770,24 @@ class Importer:
                     queued.add(lid)
                 else:
                     results[lid] = LineResult(lid, LineOutcome.ACCEPTED)
-            self.ledger.bind_stored(bindings, now)
-        for result in self._ack(to_ack, now):
-            results[result.ci_lineitemid] = result
+            # The lines acknowledged next are claimed in the same row write as their binding
+            # (claim_acks then finds them held: one rewrite and one commit less per batch).
+            self.ledger.bind_stored(
+                bindings, now, claim=to_ack, lease_seconds=self.options.lease_seconds
+            )
+        try:
+            for result in self._ack(to_ack, now):
+                results[result.ci_lineitemid] = result
+        finally:
+            # Claims not used up (queued: CI unreachable, refused, or an error) end here, so
+            # another process need not wait for the lease; acked lines hold none any more.
+            unsent = [
+                lid
+                for lid in to_ack
+                if lid not in results or results[lid].outcome is not LineOutcome.ACCEPTED
+            ]
+            if unsent:
+                self.ledger.release_acks(unsent)
         ordered = list(dict.fromkeys(lid for _, lid in wanted))
         return [results[lid] for lid in ordered]
 

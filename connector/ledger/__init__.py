@@ -24,6 +24,7 @@ from connector.ledger.sqlite import (
     OutboxRow,
     ledger_path,
     open_ledger_file,
+    record_key,
 )
 from connector.models import Account
 
@@ -42,6 +43,7 @@ __all__ = [
     "ledger_path",
     "open_ledger",
     "open_ledger_file",
+    "record_key",
 ]
 
 _PG_SCHEMES = ("postgresql://", "postgres://")

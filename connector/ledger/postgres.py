@@ -75,6 +75,7 @@ the same version (same resulting schema)."""
 
 _PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
     "lines": ("ci_lineitemid",),
+    "records": ("key",),
     "problems": ("key",),
     "watermarks": ("name",),
     "meta": ("name",),
@@ -421,6 +422,7 @@ class PostgresLedger(Ledger):
         self._depth = 0
         self.created = False
         self._leases = True
+        self._side_records = True
         self._schema_oid: int | None = None
         adapter = _PgConnection(url, password, self.schema, self.location)
         # Duck-typed: the Ledger's SQL runs through the adapter's execute/executemany.
@@ -455,6 +457,7 @@ class PostgresLedger(Ledger):
                         "restore an older ledger"
                     )
                 self._leases = max(latest, current) >= 5
+                self._side_records = max(latest, current) >= 8
                 for version, statements in pg_migrations(migrations):
                     if version <= current:
                         continue
@@ -473,6 +476,13 @@ class PostgresLedger(Ledger):
                     with suppress(LedgerError):  # the error being raised says what went wrong
                         conn.execute("ROLLBACK")
                 raise
+
+    _ORPHAN_RECORDS = (
+        "DELETE FROM records WHERE NOT EXISTS"
+        " (SELECT 1 FROM lines WHERE lines.record_key = records.key)"
+    )
+    """PostgreSQL plans ``NOT EXISTS`` as a hash anti-join (``NOT IN`` over a large subquery
+    can fall back to a scan per row once it outgrows ``work_mem``)."""
 
     def _namespace_oid(self) -> int | None:
         rows = self._query("SELECT oid FROM pg_namespace WHERE nspname = ?", (self.schema,))

@@ -226,13 +226,17 @@ class _FullDisk:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._c, name)
 
-    def execute(self, sql: str, *args: Any) -> Any:
-        return self._c.execute(sql, *args)
-
-    def executemany(self, sql: str, rows: Any) -> Any:
+    def _fail_state_write(self, sql: str) -> None:
         if sql.startswith("UPDATE lines SET state = ?"):
             self._c.execute("ROLLBACK")
             raise sqlite3.OperationalError("database or disk is full")
+
+    def execute(self, sql: str, *args: Any) -> Any:
+        self._fail_state_write(sql)  # set_line_states: one statement per state and 500 ids
+        return self._c.execute(sql, *args)
+
+    def executemany(self, sql: str, rows: Any) -> Any:
+        self._fail_state_write(sql)
         return self._c.executemany(sql, rows)
 
 

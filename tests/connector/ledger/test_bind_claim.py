@@ -1,0 +1,74 @@
+"""A line's ``mark_exported`` claim taken in the same row write as its binding (bind_stored
+``claim=``): the claim then costs no second write and no commit of its own, and keeps every
+rule of claim_acks (runs on both backends)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from connector.ledger import Ledger, ledger_path, open_ledger_file
+
+NOW = datetime(2024, 3, 4, 12, 0, tzinfo=UTC)
+ELSEWHERE = "other-machine:4242:abcd"  # a live process on another machine
+
+
+def _ledger(tmp_path: Path) -> Ledger:
+    ledger = open_ledger_file(ledger_path(tmp_path, "us"), "us")
+    for lid in (1, 2, 3):
+        ledger.stage_line(ci_lineitemid=lid, orderid="A", now=NOW, quantity=1)
+        ledger.update_line(lid, NOW, state="delivered")
+    return ledger
+
+
+def _claims(ledger: Ledger) -> dict[int, tuple[Any, ...]]:
+    rows = ledger._query(
+        "SELECT ci_lineitemid, state, host_order_id, ack_owner, ack_lease_until FROM lines"
+    )
+    return {r[0]: tuple(r[1:]) for r in rows}
+
+
+def test_binding_takes_the_claim_and_claim_acks_writes_nothing(tmp_path: Path) -> None:
+    ledger = _ledger(tmp_path)
+    ledger.bind_stored([(1, "H1"), (2, "H1"), (3, "H3")], NOW, claim=[1, 2], lease_seconds=600)
+    claims = _claims(ledger)
+    until = (NOW + timedelta(seconds=600)).isoformat()
+    assert claims[1][:2] == ("stored", "H1")
+    assert claims[1][3] == until
+    assert claims[2][2] == claims[1][2] is not None  # this process
+    assert claims[3] == ("stored", "H3", None, None)  # not acknowledged next: no claim
+    writes: list[str] = []
+    conn = ledger._conn
+    if hasattr(conn, "set_trace_callback"):
+        conn.set_trace_callback(writes.append)
+    assert ledger.claim_acks([1, 2], NOW, 600) == [1, 2]
+    if hasattr(conn, "set_trace_callback"):
+        conn.set_trace_callback(None)
+        assert not [w for w in writes if not w.lstrip().upper().startswith("SELECT")], writes
+    assert _claims(ledger) == claims
+    # Another process finds them in flight; once recorded, nobody claims them again.
+    assert ledger.claim_acks([1, 2], NOW, 600, owner=ELSEWHERE) == []
+    assert ledger.record_acks([1, 2], NOW) == [1, 2]
+    assert _claims(ledger)[1] == ("acked", "H1", None, None)
+    assert ledger.claim_acks([1, 2], NOW, 600) == []
+
+
+def test_binding_leaves_a_claim_held_elsewhere_alone(tmp_path: Path) -> None:
+    ledger = _ledger(tmp_path)
+    ledger.bind_stored([(1, "H1")], NOW)
+    assert ledger.claim_acks([1], NOW, 600, owner=ELSEWHERE) == [1]
+    ledger.bind_stored([(1, "H1")], NOW, claim=[1], lease_seconds=600)  # stored again
+    assert _claims(ledger)[1][2] == ELSEWHERE
+    assert ledger.claim_acks([1], NOW, 600) == []  # still in flight there
+    # A later claim with another lease end is written as before.
+    ledger.release_acks([1], owner=ELSEWHERE)
+    assert ledger.claim_acks([1], NOW + timedelta(seconds=5), 600) == [1]
+    assert _claims(ledger)[1][3] == (NOW + timedelta(seconds=605)).isoformat()
+
+
+def test_an_unused_claim_is_released(tmp_path: Path) -> None:
+    ledger = _ledger(tmp_path)
+    ledger.bind_stored([(1, "H1")], NOW, claim=[1], lease_seconds=600)
+    ledger.release_acks([1])
+    assert ledger.claim_acks([1], NOW, 600, owner=ELSEWHERE) == [1]
