@@ -20,7 +20,6 @@ import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol, cast
@@ -603,23 +602,25 @@ class Importer:
                     updates.append((row.ci_lineitemid, "staged", None, ""))
             return None
 
-        lines_by_id = {lid: _order_line(f) for lid, f in parsed.items()}
+        # Components first (from the SKU fields), so each OrderLine is built once with them.
         resolved: dict[int, tuple[SkuComponent, ...]] = {}
-        unmapped: list[OrderLine] = []
-        for lid, line in lines_by_id.items():
-            components = self._components(line)
+        unmapped: list[int] = []
+        for lid, f in parsed.items():
+            components = self._components(f[_F_SKU], f[_F_BOM])
             if components is None:
-                unmapped.append(line)
+                unmapped.append(lid)
             else:
                 resolved[lid] = components
         if unmapped:
             where = self._aliases_file()
-            names = ", ".join(_sku_label(ln) for ln in unmapped)
+            names = ", ".join(
+                _sku_label(parsed[lid][_F_SKU], parsed[lid][_F_BOM]) for lid in unmapped
+            )
             for row in live:
-                line = lines_by_id[row.ci_lineitemid]
-                if line in unmapped:
+                f = parsed[row.ci_lineitemid]
+                if row.ci_lineitemid in unmapped:
                     reason = (
-                        f"SKU {_sku_label(line)} has no alias: add a row "
+                        f"SKU {_sku_label(f[_F_SKU], f[_F_BOM])} has no alias: add a row "
                         f"'groupon_sku,host_sku,quantity' for it to {where}"
                     )
                 else:
@@ -632,9 +633,7 @@ class Importer:
         for row in sorted(live, key=lambda r: r.ci_lineitemid):
             fields = parsed[row.ci_lineitemid]
             heads.setdefault(fields[_F_RECORD], fields)
-            lines.append(
-                _with_components(lines_by_id[row.ci_lineitemid], resolved[row.ci_lineitemid])
-            )
+            lines.append(_order_line(fields, resolved[row.ci_lineitemid]))
             if row.state != "delivered" or row.hold_kind is not None:
                 updates.append((row.ci_lineitemid, "delivered", None, ""))
         first = min(heads.values(), key=lambda f: str(f[_F_DATE]))
@@ -653,15 +652,15 @@ class Importer:
             supplier_name=first[_F_SUPPLIER],
         )
 
-    def _components(self, line: OrderLine) -> tuple[SkuComponent, ...] | None:
-        found = self.mappings.resolve_sku(line.sku, line.bom_sku)
+    def _components(self, sku: str, bom_sku: str | None) -> tuple[SkuComponent, ...] | None:
+        found = self.mappings.resolve_sku(sku, bom_sku)
         if found is not None:
             return found
         fallback = self.options.sku_fallback
         if fallback == "bom_sku":
-            return (SkuComponent(line.bom_sku or line.sku, 1),)
+            return (SkuComponent(bom_sku or sku, 1),)
         if fallback == "sku":
-            return (SkuComponent(line.sku, 1),)
+            return (SkuComponent(sku, 1),)
         return None
 
     def _aliases_file(self) -> str:
@@ -806,7 +805,12 @@ class Importer:
         thread, and outcomes are taken in batch order, so the results are those of one batch
         after the other. Once a batch finds CI unreachable, every later batch is queued and
         its claims released, also a batch already in flight (CI takes a repeated
-        ``mark_exported`` as a no-op at the next flush)."""
+        ``mark_exported`` as a no-op at the next flush).
+
+        Accepted batches are recorded together, up to ``_RECORD_EVERY`` batches per ledger
+        transaction (before a batch's claims are released or lines are queued, and at the
+        end, also on an exception): recording after CI's answer is always safe, and a crash
+        before the record only re-acknowledges those lines at the next flush."""
         size = max(1, self.options.ack_batch_size)
         batches = [list(ids[start : start + size]) for start in range(0, len(ids), size)]
         if not batches:
@@ -831,9 +835,18 @@ class Importer:
         results: list[LineResult] = []
         stop_reason: str | None = None
         failed = False
+        accepted: list[list[int]] = []  # batches CI accepted, not recorded yet
+
+        def record() -> None:
+            if accepted:
+                self.ledger.record_acks([lid for b in accepted for lid in b], now)
+                accepted.clear()
+                crashpoint("ack_recorded")
+
         try:
             for k, batch in enumerate(batches):
                 if stop_reason is not None:
+                    record()
                     results += self._queue(batch, stop_reason, now)
                     continue
                 # A line acked already, or in flight in another process, is not sent again.
@@ -856,17 +869,21 @@ class Importer:
                             calls[ahead] = pool.submit(self.client.mark_exported, mine[ahead])
                         ahead += 1
                     call = calls.pop(k)
-                outcome = self._send_claimed_ack(own, now, call)
+                outcome = self._send_claimed_ack(own, now, call, accepted)
                 if isinstance(outcome, str) or any(
                     r.outcome is not LineOutcome.ACCEPTED for r in outcome
                 ):
+                    record()
                     self.ledger.release_acks(own)  # queued or refused: free for the next attempt
+                elif len(accepted) >= _RECORD_EVERY:
+                    record()
                 held.difference_update(own)
                 if isinstance(outcome, str):
                     stop_reason = outcome
                     results += self._queue(batch, outcome, now)
                 else:
                     results += head + outcome
+            record()
         except BaseException:
             failed = True
             raise
@@ -875,6 +892,10 @@ class Importer:
                 # After a stop or an exception (Ctrl-C too), calls still queued or running are
                 # cut short; every worker thread is joined before going on.
                 pool.close(abort=failed or stop_reason is not None)
+            if failed:
+                # CI took these: record them (a ledger failure here must not hide the first).
+                with contextlib.suppress(Exception):
+                    record()
             if held:
                 self.ledger.release_acks(held)  # claimed but never settled here
         return results
@@ -908,11 +929,16 @@ class Importer:
         return outcome if isinstance(outcome, str) else results + outcome
 
     def _send_claimed_ack(
-        self, batch: list[int], now: datetime, call: Future[None] | None = None
+        self,
+        batch: list[int],
+        now: datetime,
+        call: Future[None] | None = None,
+        accepted: list[list[int]] | None = None,
     ) -> list[LineResult] | str:
         """Acknowledge one claimed batch (``call``: its ``mark_exported`` already running on a
         worker thread). Returns the results, or a reason string when CI could not be reached
-        (the caller queues this batch and the rest)."""
+        (the caller queues this batch and the rest). Accepted in one call: recorded here, or
+        appended to ``accepted`` for the caller to record (see :meth:`_ack`)."""
         try:
             if call is None:
                 self.client.mark_exported(batch)
@@ -934,8 +960,11 @@ class Importer:
         except CIError as exc:
             return f"CI unreachable, will retry: {exc}"
         crashpoint("ack_sent")
-        self.ledger.record_acks(batch, now)  # one transaction, batched writes
-        crashpoint("ack_recorded")
+        if accepted is not None:
+            accepted.append(batch)
+        else:
+            self.ledger.record_acks(batch, now)  # one transaction, batched writes
+            crashpoint("ack_recorded")
         return [LineResult(lid, LineOutcome.ACCEPTED) for lid in batch]
 
     def _reject_ack(self, lid: int, reason: str, now: datetime) -> LineResult:
@@ -958,6 +987,11 @@ class Importer:
         return out
 
 
+# Accepted ack batches recorded per ledger transaction at most (bounds the re-acks a crash
+# before the record causes; CI takes them as no-ops).
+_RECORD_EVERY = 8
+
+
 def _binding_refusal(account: str, so: StoredOrder, lid: int, row: LineRow | None) -> str | None:
     if row is None:
         return f"line {lid} was never imported for account {account}: not acknowledged"
@@ -975,14 +1009,10 @@ def _binding_refusal(account: str, so: StoredOrder, lid: int, row: LineRow | Non
     return None
 
 
-def _sku_label(line: OrderLine) -> str:
-    if line.bom_sku:
-        return f"{line.sku!r} (bom_sku {line.bom_sku!r})"
-    return repr(line.sku)
-
-
-def _with_components(line: OrderLine, components: tuple[SkuComponent, ...]) -> OrderLine:
-    return replace(line, components=components)
+def _sku_label(sku: str, bom_sku: str | None) -> str:
+    if bom_sku:
+        return f"{sku!r} (bom_sku {bom_sku!r})"
+    return repr(sku)
 
 
 # -- the parsed form stored per line (ledger ``lines.parsed``, compact positional JSON) -------
@@ -1075,7 +1105,7 @@ def _line_fields(line: OrderLine) -> list[Any]:
     ]
 
 
-def _order_line(f: list[Any]) -> OrderLine:
+def _order_line(f: list[Any], components: tuple[SkuComponent, ...] = ()) -> OrderLine:
     return OrderLine(
         ci_lineitemid=f[_F_LID],
         fulfillment_lineitem_id=f[_F_FLI],
@@ -1084,6 +1114,7 @@ def _order_line(f: list[Any]) -> OrderLine:
         name=f[_F_NAME],
         quantity=f[_F_QTY],
         unit_price=Decimal(f[_F_PRICE]),
+        components=components,
         groupon_cost=None if f[_F_COST] is None else Decimal(f[_F_COST]),
         discount=Decimal(f[_F_DISCOUNT]),
         status=f[_F_STATUS],

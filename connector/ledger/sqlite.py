@@ -23,6 +23,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from connector.errors import LedgerError, LedgerIdentityError
 from connector.ledger.migrations import MIGRATIONS
 from connector.models import CarrierEvent, HeldLine, HoldKind
@@ -363,7 +365,7 @@ def _line_from(row: Sequence[Any], tracking: tuple[str, ...] = ()) -> LineRow:
         account,
         orderid,
         fli,
-        json.loads(record) if record else None,
+        _json_value(record) if record else None,
         None if order_date is None else datetime.fromisoformat(order_date),
         None if ship_by is None else datetime.fromisoformat(ship_by),
         quantity,
@@ -382,8 +384,21 @@ def _line_from(row: Sequence[Any], tracking: tuple[str, ...] = ()) -> LineRow:
         None if cancel_detected_at is None else datetime.fromisoformat(cancel_detected_at),
         bool(cancel_reported),
         tracking,
-        json.loads(parsed) if parsed else None,
+        _json_value(parsed) if parsed else None,
     )
+
+
+_decode_json = msgspec.json.Decoder().decode
+
+
+def _json_value(text: str) -> Any:
+    """``json.loads(text)``, through msgspec's decoder (~4x faster per ledger row). Text it
+    refuses (lone surrogates, NaN/Infinity, numbers beyond float range: all accepted by
+    ``json.loads``) goes to ``json.loads``, so the value is the same either way."""
+    try:
+        return _decode_json(text)
+    except msgspec.DecodeError:
+        return json.loads(text)
 
 
 def _outbox_from(row: sqlite3.Row) -> OutboxRow:
