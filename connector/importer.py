@@ -24,6 +24,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol, cast
 
+import msgspec
+
 from connector.ci.fast import ledger_fields as fast_ledger_fields
 from connector.ci.fast import record_text as fast_record_text
 from connector.ci.schemas import (
@@ -358,7 +360,8 @@ class Importer:
     ) -> None:
         """Parse each record once and stage its lines: one transaction, batched writes.
         ``clean`` collects the order ids among ``broken`` of records that parsed cleanly."""
-        items: list[tuple[int, list[Any] | None, str, str | None, str]] = []
+        # (line id, parsed fields, their JSON text, record text, bad order id, problem)
+        items: list[tuple[int, list[Any] | None, str, str, str | None, str]] = []
         for raw in records:
             # Hot path: compact JSON text and the positional fields straight from the fast
             # strict parser (connector.ci.fast); anything it defers takes the full parser.
@@ -369,7 +372,8 @@ class Importer:
                 if clean is not None and orderid in broken:
                     clean.add(orderid)
                 for line_fields in rows:
-                    items.append((line_fields[_F_LID], line_fields, text, None, ""))
+                    parsed = _fields_text(line_fields)
+                    items.append((line_fields[_F_LID], line_fields, parsed, text, None, ""))
                 continue
             # The fast path refused it: when it has a text, parse_record's own fast attempt
             # would refuse it too, so go straight to the tolerant parser.
@@ -379,7 +383,7 @@ class Importer:
                 if not result.ci_lineitemids:
                     problems.append((_record_key(text), result.orderid, result.reason))
                 for lid in result.ci_lineitemids:
-                    items.append((lid, None, text, result.orderid, result.reason))
+                    items.append((lid, None, "", text, result.orderid, result.reason))
                 continue
             if text is None:
                 text = _record_text(raw)
@@ -387,7 +391,9 @@ class Importer:
                 clean.add(result.orderid)
             head = _record_head(result)
             for line in result.lines:
-                items.append((line.ci_lineitemid, head + _line_fields(line), text, None, ""))
+                line_fields = head + _line_fields(line)
+                parsed = json.dumps(line_fields, separators=(",", ":"))
+                items.append((line.ci_lineitemid, line_fields, parsed, text, None, ""))
         if not items:
             return
         known = self.ledger.known_lines(item[0] for item in items)
@@ -399,7 +405,7 @@ class Importer:
         # The raw records the written lines name (text -> key), stored once each.
         keys: dict[str, str] = {}
         seen: set[int] = set()
-        for lid, fields, text, bad_orderid, reason in items:
+        for lid, fields, parsed, text, bad_orderid, reason in items:
             if lid in seen:
                 continue  # the same line twice on one page is staged once
             seen.add(lid)
@@ -447,7 +453,6 @@ class Importer:
                     )
                 continue
             status = fields[_F_STATUS]
-            parsed = json.dumps(fields, separators=(",", ":"))
             if row is None:
                 inserts.append(
                     (
@@ -591,9 +596,9 @@ class Importer:
                 self._hold(row, HoldKind.INVALID_PAYLOAD, reason, updates)
             return None
 
-        order_date = min(datetime.fromisoformat(f[_F_DATE]) for f in parsed.values())
-        first_seen = min(row.first_seen for row in live)
-        if delay and delay_until(order_date, first_seen, delay)[0] > now:
+        # The lines of one record share its date text: each distinct text parsed once.
+        order_date = min(map(datetime.fromisoformat, {f[_F_DATE] for f in parsed.values()}))
+        if delay and delay_until(order_date, min(row.first_seen for row in live), delay)[0] > now:
             # Too young: stays staged (import_delay_minutes gives Groupon's checks time); a
             # future-dated order counts from first sight (see waiting_lines for the reason
             # shown). Without a delay nothing waits, even an order dated ahead of our clock.
@@ -985,6 +990,19 @@ class Importer:
                 self.ledger.log_ack(lid, "queued", now, reason)
                 out.append(LineResult(lid, LineOutcome.QUEUED, reason))
         return out
+
+
+_encode_json = msgspec.json.Encoder().encode
+
+
+def _fields_text(fields: list[Any]) -> str:
+    """The fast path's parsed fields as JSON text: msgspec writes it ~10x faster than
+    ``json.dumps`` (valid unicode is assured there: see ``connector.ci.fast.record_text``;
+    no floats); anything it refuses goes to ``json.dumps``. Both read back equal."""
+    try:
+        return _encode_json(fields).decode("utf-8")
+    except (TypeError, ValueError, OverflowError, msgspec.EncodeError):
+        return json.dumps(fields, separators=(",", ":"))
 
 
 # Accepted ack batches recorded per ledger transaction at most (bounds the re-acks a crash
