@@ -54,6 +54,7 @@ from connector.models import (
 )
 from connector.overlap import CallPool, closing_iter, prefetch, runs_concurrently, thread_setup
 from connector.progress import announce_pages
+from connector.runtime.collector import fewer_collections
 
 __all__ = [
     "CANCELLED_STATUSES",
@@ -189,6 +190,10 @@ class Importer:
         evaluation, the next chunk comes from the ledger and CI is not read. Only when nothing
         deliverable is left (or the last read never completed) CI is read again.
         """
+        with fewer_collections():  # see connector.runtime.collector
+            return self._import_orders()
+
+    def _import_orders(self) -> ImportBatch:
         now = self.clock()
         current, done = self.ledger.import_rounds()
         if not (current > 0 and current == done and self.ledger.has_pending_evaluation()):
@@ -742,6 +747,10 @@ class Importer:
 
     def mark_exported(self, stored: Sequence[StoredOrder]) -> list[LineResult]:
         """Step 5: record bindings in one transaction, then acknowledge in CI in batches."""
+        with fewer_collections():  # see connector.runtime.collector
+            return self._mark_exported(stored)
+
+    def _mark_exported(self, stored: Sequence[StoredOrder]) -> list[LineResult]:
         now = self.clock()
         wanted = [(so, lid) for so in stored for lid in so.ci_lineitemids]
         known = self.ledger.get_lines((lid for _, lid in wanted), light=True)

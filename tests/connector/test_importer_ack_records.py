@@ -52,3 +52,33 @@ def test_batches_taken_before_an_unreachable_one_are_recorded_before_it_is_queue
     states = {lid: row.state for lid, row in ledger.get_lines(list(range(1, 7))).items()}
     assert states == {1: "acked", 2: "acked", 3: "acked", 4: "stored", 5: "stored", 6: "stored"}
     assert ci.exported == {1, 2, 3}
+
+
+def test_import_and_mark_exported_run_with_fewer_collections(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gc
+
+    from connector.importer import Importer
+    from connector.runtime.collector import GEN0_THRESHOLD
+
+    ci = SlowCI(delay=0.0)
+    host, acct = _rig(tmp_path, ci, 3)
+    seen: list[int] = []
+    for name in ("_deliver_chunk", "_ack"):
+        original = getattr(Importer, name)
+
+        def spy(self: Any, *args: Any, _original: Any = original) -> Any:
+            seen.append(gc.get_threshold()[0])
+            return _original(self, *args)
+
+        monkeypatch.setattr(Importer, name, spy)
+    before = gc.get_threshold()
+    gc.set_threshold(700, 10, 10)
+    try:
+        _store_all(host, acct)
+        assert gc.get_threshold() == (700, 10, 10)
+    finally:
+        gc.set_threshold(*before)
+    assert seen
+    assert set(seen) == {GEN0_THRESHOLD}
