@@ -1016,7 +1016,7 @@ def _fields_text(fields: list[Any]) -> str:
 
 # Accepted ack batches recorded per ledger transaction at most (bounds the re-acks a crash
 # before the record causes; CI takes them as no-ops).
-_RECORD_EVERY = 8
+_RECORD_EVERY = 16
 
 
 def _binding_refusal(account: str, so: StoredOrder, lid: int, row: LineRow | None) -> str | None:

@@ -31,8 +31,8 @@ def test_accepted_batches_share_record_transactions(
     assert [(r.ci_lineitemid, r.outcome) for r in results] == [
         (lid, LineOutcome.ACCEPTED) for lid in range(1, 21)
     ]
-    # 20 batches of one line: 8 + 8 + 4 per transaction, not 20 transactions.
-    assert [len(ids) for ids in calls] == [8, 8, 4]
+    # 20 batches of one line: 16 + 4 per transaction, not 20 transactions.
+    assert [len(ids) for ids in calls] == [16, 4]
     assert [lid for ids in calls for lid in ids] == list(range(1, 21))
     assert ledger.summary()["lines"]["acked"] == 20
     assert sorted(lid for lid, outcome, _ in ledger.ack_log() if outcome == "accepted") == list(
