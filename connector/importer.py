@@ -20,10 +20,11 @@ import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol, cast
+
+import msgspec
 
 from connector.ci.fast import ledger_fields as fast_ledger_fields
 from connector.ci.fast import record_text as fast_record_text
@@ -53,6 +54,7 @@ from connector.models import (
 )
 from connector.overlap import CallPool, closing_iter, prefetch, runs_concurrently, thread_setup
 from connector.progress import announce_pages
+from connector.runtime.collector import fewer_collections
 
 __all__ = [
     "CANCELLED_STATUSES",
@@ -188,6 +190,10 @@ class Importer:
         evaluation, the next chunk comes from the ledger and CI is not read. Only when nothing
         deliverable is left (or the last read never completed) CI is read again.
         """
+        with fewer_collections():  # see connector.runtime.collector
+            return self._import_orders()
+
+    def _import_orders(self) -> ImportBatch:
         now = self.clock()
         current, done = self.ledger.import_rounds()
         if not (current > 0 and current == done and self.ledger.has_pending_evaluation()):
@@ -359,7 +365,8 @@ class Importer:
     ) -> None:
         """Parse each record once and stage its lines: one transaction, batched writes.
         ``clean`` collects the order ids among ``broken`` of records that parsed cleanly."""
-        items: list[tuple[int, list[Any] | None, str, str | None, str]] = []
+        # (line id, parsed fields, their JSON text, record text, bad order id, problem)
+        items: list[tuple[int, list[Any] | None, str, str, str | None, str]] = []
         for raw in records:
             # Hot path: compact JSON text and the positional fields straight from the fast
             # strict parser (connector.ci.fast); anything it defers takes the full parser.
@@ -370,7 +377,8 @@ class Importer:
                 if clean is not None and orderid in broken:
                     clean.add(orderid)
                 for line_fields in rows:
-                    items.append((line_fields[_F_LID], line_fields, text, None, ""))
+                    parsed = _fields_text(line_fields)
+                    items.append((line_fields[_F_LID], line_fields, parsed, text, None, ""))
                 continue
             # The fast path refused it: when it has a text, parse_record's own fast attempt
             # would refuse it too, so go straight to the tolerant parser.
@@ -380,7 +388,7 @@ class Importer:
                 if not result.ci_lineitemids:
                     problems.append((_record_key(text), result.orderid, result.reason))
                 for lid in result.ci_lineitemids:
-                    items.append((lid, None, text, result.orderid, result.reason))
+                    items.append((lid, None, "", text, result.orderid, result.reason))
                 continue
             if text is None:
                 text = _record_text(raw)
@@ -388,7 +396,9 @@ class Importer:
                 clean.add(result.orderid)
             head = _record_head(result)
             for line in result.lines:
-                items.append((line.ci_lineitemid, head + _line_fields(line), text, None, ""))
+                line_fields = head + _line_fields(line)
+                parsed = json.dumps(line_fields, separators=(",", ":"))
+                items.append((line.ci_lineitemid, line_fields, parsed, text, None, ""))
         if not items:
             return
         known = self.ledger.known_lines(item[0] for item in items)
@@ -400,7 +410,7 @@ class Importer:
         # The raw records the written lines name (text -> key), stored once each.
         keys: dict[str, str] = {}
         seen: set[int] = set()
-        for lid, fields, text, bad_orderid, reason in items:
+        for lid, fields, parsed, text, bad_orderid, reason in items:
             if lid in seen:
                 continue  # the same line twice on one page is staged once
             seen.add(lid)
@@ -448,7 +458,6 @@ class Importer:
                     )
                 continue
             status = fields[_F_STATUS]
-            parsed = json.dumps(fields, separators=(",", ":"))
             if row is None:
                 inserts.append(
                     (
@@ -592,9 +601,9 @@ class Importer:
                 self._hold(row, HoldKind.INVALID_PAYLOAD, reason, updates)
             return None
 
-        order_date = min(datetime.fromisoformat(f[_F_DATE]) for f in parsed.values())
-        first_seen = min(row.first_seen for row in live)
-        if delay and delay_until(order_date, first_seen, delay)[0] > now:
+        # The lines of one record share its date text: each distinct text parsed once.
+        order_date = min(map(datetime.fromisoformat, {f[_F_DATE] for f in parsed.values()}))
+        if delay and delay_until(order_date, min(row.first_seen for row in live), delay)[0] > now:
             # Too young: stays staged (import_delay_minutes gives Groupon's checks time); a
             # future-dated order counts from first sight (see waiting_lines for the reason
             # shown). Without a delay nothing waits, even an order dated ahead of our clock.
@@ -603,23 +612,25 @@ class Importer:
                     updates.append((row.ci_lineitemid, "staged", None, ""))
             return None
 
-        lines_by_id = {lid: _order_line(f) for lid, f in parsed.items()}
+        # Components first (from the SKU fields), so each OrderLine is built once with them.
         resolved: dict[int, tuple[SkuComponent, ...]] = {}
-        unmapped: list[OrderLine] = []
-        for lid, line in lines_by_id.items():
-            components = self._components(line)
+        unmapped: list[int] = []
+        for lid, f in parsed.items():
+            components = self._components(f[_F_SKU], f[_F_BOM])
             if components is None:
-                unmapped.append(line)
+                unmapped.append(lid)
             else:
                 resolved[lid] = components
         if unmapped:
             where = self._aliases_file()
-            names = ", ".join(_sku_label(ln) for ln in unmapped)
+            names = ", ".join(
+                _sku_label(parsed[lid][_F_SKU], parsed[lid][_F_BOM]) for lid in unmapped
+            )
             for row in live:
-                line = lines_by_id[row.ci_lineitemid]
-                if line in unmapped:
+                f = parsed[row.ci_lineitemid]
+                if row.ci_lineitemid in unmapped:
                     reason = (
-                        f"SKU {_sku_label(line)} has no alias: add a row "
+                        f"SKU {_sku_label(f[_F_SKU], f[_F_BOM])} has no alias: add a row "
                         f"'groupon_sku,host_sku,quantity' for it to {where}"
                     )
                 else:
@@ -632,9 +643,7 @@ class Importer:
         for row in sorted(live, key=lambda r: r.ci_lineitemid):
             fields = parsed[row.ci_lineitemid]
             heads.setdefault(fields[_F_RECORD], fields)
-            lines.append(
-                _with_components(lines_by_id[row.ci_lineitemid], resolved[row.ci_lineitemid])
-            )
+            lines.append(_order_line(fields, resolved[row.ci_lineitemid]))
             if row.state != "delivered" or row.hold_kind is not None:
                 updates.append((row.ci_lineitemid, "delivered", None, ""))
         first = min(heads.values(), key=lambda f: str(f[_F_DATE]))
@@ -653,15 +662,15 @@ class Importer:
             supplier_name=first[_F_SUPPLIER],
         )
 
-    def _components(self, line: OrderLine) -> tuple[SkuComponent, ...] | None:
-        found = self.mappings.resolve_sku(line.sku, line.bom_sku)
+    def _components(self, sku: str, bom_sku: str | None) -> tuple[SkuComponent, ...] | None:
+        found = self.mappings.resolve_sku(sku, bom_sku)
         if found is not None:
             return found
         fallback = self.options.sku_fallback
         if fallback == "bom_sku":
-            return (SkuComponent(line.bom_sku or line.sku, 1),)
+            return (SkuComponent(bom_sku or sku, 1),)
         if fallback == "sku":
-            return (SkuComponent(line.sku, 1),)
+            return (SkuComponent(sku, 1),)
         return None
 
     def _aliases_file(self) -> str:
@@ -738,6 +747,10 @@ class Importer:
 
     def mark_exported(self, stored: Sequence[StoredOrder]) -> list[LineResult]:
         """Step 5: record bindings in one transaction, then acknowledge in CI in batches."""
+        with fewer_collections():  # see connector.runtime.collector
+            return self._mark_exported(stored)
+
+    def _mark_exported(self, stored: Sequence[StoredOrder]) -> list[LineResult]:
         now = self.clock()
         wanted = [(so, lid) for so in stored for lid in so.ci_lineitemids]
         known = self.ledger.get_lines((lid for _, lid in wanted), light=True)
@@ -806,7 +819,12 @@ class Importer:
         thread, and outcomes are taken in batch order, so the results are those of one batch
         after the other. Once a batch finds CI unreachable, every later batch is queued and
         its claims released, also a batch already in flight (CI takes a repeated
-        ``mark_exported`` as a no-op at the next flush)."""
+        ``mark_exported`` as a no-op at the next flush).
+
+        Accepted batches are recorded together, up to ``_RECORD_EVERY`` batches per ledger
+        transaction (before a batch's claims are released or lines are queued, and at the
+        end, also on an exception): recording after CI's answer is always safe, and a crash
+        before the record only re-acknowledges those lines at the next flush."""
         size = max(1, self.options.ack_batch_size)
         batches = [list(ids[start : start + size]) for start in range(0, len(ids), size)]
         if not batches:
@@ -831,9 +849,18 @@ class Importer:
         results: list[LineResult] = []
         stop_reason: str | None = None
         failed = False
+        accepted: list[list[int]] = []  # batches CI accepted, not recorded yet
+
+        def record() -> None:
+            if accepted:
+                self.ledger.record_acks([lid for b in accepted for lid in b], now)
+                accepted.clear()
+                crashpoint("ack_recorded")
+
         try:
             for k, batch in enumerate(batches):
                 if stop_reason is not None:
+                    record()
                     results += self._queue(batch, stop_reason, now)
                     continue
                 # A line acked already, or in flight in another process, is not sent again.
@@ -856,17 +883,21 @@ class Importer:
                             calls[ahead] = pool.submit(self.client.mark_exported, mine[ahead])
                         ahead += 1
                     call = calls.pop(k)
-                outcome = self._send_claimed_ack(own, now, call)
+                outcome = self._send_claimed_ack(own, now, call, accepted)
                 if isinstance(outcome, str) or any(
                     r.outcome is not LineOutcome.ACCEPTED for r in outcome
                 ):
+                    record()
                     self.ledger.release_acks(own)  # queued or refused: free for the next attempt
+                elif len(accepted) >= _RECORD_EVERY:
+                    record()
                 held.difference_update(own)
                 if isinstance(outcome, str):
                     stop_reason = outcome
                     results += self._queue(batch, outcome, now)
                 else:
                     results += head + outcome
+            record()
         except BaseException:
             failed = True
             raise
@@ -875,6 +906,10 @@ class Importer:
                 # After a stop or an exception (Ctrl-C too), calls still queued or running are
                 # cut short; every worker thread is joined before going on.
                 pool.close(abort=failed or stop_reason is not None)
+            if failed:
+                # CI took these: record them (a ledger failure here must not hide the first).
+                with contextlib.suppress(Exception):
+                    record()
             if held:
                 self.ledger.release_acks(held)  # claimed but never settled here
         return results
@@ -908,11 +943,16 @@ class Importer:
         return outcome if isinstance(outcome, str) else results + outcome
 
     def _send_claimed_ack(
-        self, batch: list[int], now: datetime, call: Future[None] | None = None
+        self,
+        batch: list[int],
+        now: datetime,
+        call: Future[None] | None = None,
+        accepted: list[list[int]] | None = None,
     ) -> list[LineResult] | str:
         """Acknowledge one claimed batch (``call``: its ``mark_exported`` already running on a
         worker thread). Returns the results, or a reason string when CI could not be reached
-        (the caller queues this batch and the rest)."""
+        (the caller queues this batch and the rest). Accepted in one call: recorded here, or
+        appended to ``accepted`` for the caller to record (see :meth:`_ack`)."""
         try:
             if call is None:
                 self.client.mark_exported(batch)
@@ -934,8 +974,11 @@ class Importer:
         except CIError as exc:
             return f"CI unreachable, will retry: {exc}"
         crashpoint("ack_sent")
-        self.ledger.record_acks(batch, now)  # one transaction, batched writes
-        crashpoint("ack_recorded")
+        if accepted is not None:
+            accepted.append(batch)
+        else:
+            self.ledger.record_acks(batch, now)  # one transaction, batched writes
+            crashpoint("ack_recorded")
         return [LineResult(lid, LineOutcome.ACCEPTED) for lid in batch]
 
     def _reject_ack(self, lid: int, reason: str, now: datetime) -> LineResult:
@@ -958,6 +1001,24 @@ class Importer:
         return out
 
 
+_encode_json = msgspec.json.Encoder().encode
+
+
+def _fields_text(fields: list[Any]) -> str:
+    """The fast path's parsed fields as JSON text: msgspec writes it ~10x faster than
+    ``json.dumps`` (valid unicode is assured there: see ``connector.ci.fast.record_text``;
+    no floats); anything it refuses goes to ``json.dumps``. Both read back equal."""
+    try:
+        return _encode_json(fields).decode("utf-8")
+    except (TypeError, ValueError, OverflowError, msgspec.EncodeError):
+        return json.dumps(fields, separators=(",", ":"))
+
+
+# Accepted ack batches recorded per ledger transaction at most (bounds the re-acks a crash
+# before the record causes; CI takes them as no-ops).
+_RECORD_EVERY = 16
+
+
 def _binding_refusal(account: str, so: StoredOrder, lid: int, row: LineRow | None) -> str | None:
     if row is None:
         return f"line {lid} was never imported for account {account}: not acknowledged"
@@ -975,14 +1036,10 @@ def _binding_refusal(account: str, so: StoredOrder, lid: int, row: LineRow | Non
     return None
 
 
-def _sku_label(line: OrderLine) -> str:
-    if line.bom_sku:
-        return f"{line.sku!r} (bom_sku {line.bom_sku!r})"
-    return repr(line.sku)
-
-
-def _with_components(line: OrderLine, components: tuple[SkuComponent, ...]) -> OrderLine:
-    return replace(line, components=components)
+def _sku_label(sku: str, bom_sku: str | None) -> str:
+    if bom_sku:
+        return f"{sku!r} (bom_sku {bom_sku!r})"
+    return repr(sku)
 
 
 # -- the parsed form stored per line (ledger ``lines.parsed``, compact positional JSON) -------
@@ -1075,7 +1132,7 @@ def _line_fields(line: OrderLine) -> list[Any]:
     ]
 
 
-def _order_line(f: list[Any]) -> OrderLine:
+def _order_line(f: list[Any], components: tuple[SkuComponent, ...] = ()) -> OrderLine:
     return OrderLine(
         ci_lineitemid=f[_F_LID],
         fulfillment_lineitem_id=f[_F_FLI],
@@ -1084,6 +1141,7 @@ def _order_line(f: list[Any]) -> OrderLine:
         name=f[_F_NAME],
         quantity=f[_F_QTY],
         unit_price=Decimal(f[_F_PRICE]),
+        components=components,
         groupon_cost=None if f[_F_COST] is None else Decimal(f[_F_COST]),
         discount=Decimal(f[_F_DISCOUNT]),
         status=f[_F_STATUS],

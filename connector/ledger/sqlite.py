@@ -23,6 +23,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from connector.errors import LedgerError, LedgerIdentityError
 from connector.ledger.migrations import MIGRATIONS
 from connector.models import CarrierEvent, HeldLine, HoldKind
@@ -158,15 +160,14 @@ _SET_STATE = (
 
 
 _BIND = (
-    "UPDATE lines SET state = 'stored', host_order_id = ?, updated_at = ?"
-    " WHERE ci_lineitemid IN ({marks})"
+    "UPDATE lines SET state = 'stored', host_order_id = ?, updated_at = ? WHERE ci_lineitemid = ?"
 )
 # The binding with this process's ack claim, where nobody else holds one (see bind_stored).
 _BIND_CLAIM = (
     "UPDATE lines SET state = 'stored', host_order_id = ?, updated_at = ?,"
     " ack_owner = CASE WHEN ack_owner IS NULL OR ack_owner = ? THEN ? ELSE ack_owner END,"
     " ack_lease_until = CASE WHEN ack_owner IS NULL OR ack_owner = ? THEN ? ELSE ack_lease_until"
-    " END WHERE ci_lineitemid IN ({marks})"
+    " END WHERE ci_lineitemid = ?"
 )
 
 
@@ -363,7 +364,7 @@ def _line_from(row: Sequence[Any], tracking: tuple[str, ...] = ()) -> LineRow:
         account,
         orderid,
         fli,
-        json.loads(record) if record else None,
+        _json_value(record) if record else None,
         None if order_date is None else datetime.fromisoformat(order_date),
         None if ship_by is None else datetime.fromisoformat(ship_by),
         quantity,
@@ -382,8 +383,21 @@ def _line_from(row: Sequence[Any], tracking: tuple[str, ...] = ()) -> LineRow:
         None if cancel_detected_at is None else datetime.fromisoformat(cancel_detected_at),
         bool(cancel_reported),
         tracking,
-        json.loads(parsed) if parsed else None,
+        _json_value(parsed) if parsed else None,
     )
+
+
+_decode_json = msgspec.json.Decoder().decode
+
+
+def _json_value(text: str) -> Any:
+    """``json.loads(text)``, through msgspec's decoder (~4x faster per ledger row). Text it
+    refuses (lone surrogates, NaN/Infinity, numbers beyond float range: all accepted by
+    ``json.loads``) goes to ``json.loads``, so the value is the same either way."""
+    try:
+        return _decode_json(text)
+    except msgspec.DecodeError:
+        return json.loads(text)
 
 
 def _outbox_from(row: sqlite3.Row) -> OutboxRow:
@@ -1145,22 +1159,22 @@ class Ledger:
         claiming = set(claim) if self._leases else set()
         me = owner or process_owner()
         until = _iso(now + timedelta(seconds=lease_seconds))
-        # One statement per host order (and 500 lines), not one per line.
-        groups: dict[tuple[str, bool], list[int]] = {}
+        # Two ``executemany`` (a row per line) rather than a statement per host order: most
+        # orders have one or two lines, and the per-statement overhead dominated.
+        claims: list[tuple[Any, ...]] = []
+        plain: list[tuple[Any, ...]] = []
         for lid, host in bindings:
-            groups.setdefault((host, lid in claiming), []).append(lid)
+            if lid in claiming:
+                claims.append((host, stamp, me, me, me, until, lid))
+            else:
+                plain.append((host, stamp, lid))
         with self._lock:
             try:
                 with self.transaction():
-                    for (host, claimed), ids in groups.items():
-                        for chunk, marks in _in_chunks(ids):
-                            if claimed:
-                                self._conn.execute(
-                                    _BIND_CLAIM.format(marks=marks),
-                                    (host, stamp, me, me, me, until, *chunk),
-                                )
-                            else:
-                                self._conn.execute(_BIND.format(marks=marks), (host, stamp, *chunk))
+                    if claims:
+                        self._conn.executemany(_BIND_CLAIM, claims)
+                    if plain:
+                        self._conn.executemany(_BIND, plain)
             except sqlite3.Error as exc:
                 raise self._error(exc) from None
 

@@ -33,6 +33,7 @@ from connector.models import (
     SkuComponent,
     StoredOrder,
 )
+from connector.runtime.collector import fewer_collections
 from connector.runtime.files import ensure_private
 
 __all__ = [
@@ -297,6 +298,12 @@ class HostStore:
 
         One transaction and a handful of statements per batch: the orders already stored are
         looked up together, new orders and lines are inserted with ``executemany``."""
+        with fewer_collections():  # a batch is thousands of rows: see connector.runtime.collector
+            return self._store_batch(account, orders, accept)
+
+    def _store_batch(
+        self, account: str, orders: Sequence[Order], accept: AcceptPolicy | None
+    ) -> StoreOutcome:
         receipts: list[StoredOrder] = []
         refused: list[tuple[str, str]] = []
         now = self._clock().isoformat()
