@@ -70,6 +70,7 @@ from .bounded import (
     location_host,
     read_body,
 )
+from .session import EnvOnceSession
 from .throttle import Throttle, shared_throttle
 
 __all__ = [
@@ -442,7 +443,7 @@ class CIClient:
         adapter = BoundedAdapter(max_retries=retry)
         self._owns_session = session is None
         if session is None:
-            session = requests.Session()
+            session = EnvOnceSession()
             session.mount("http://", adapter)
             session.mount("https://", adapter)
         else:
@@ -508,7 +509,7 @@ class CIClient:
         """A fresh session for a worker thread. A client that made its own session mounts a
         fresh bounded adapter (same ``Retry``); one given a session shares that session's
         adapters (urllib3's pools are thread-safe) and copies its settings."""
-        session = requests.Session()
+        session = EnvOnceSession()
         if self._owns_session:
             adapter = BoundedAdapter(max_retries=self._retry)
             session.mount("http://", adapter)
