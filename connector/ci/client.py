@@ -70,7 +70,7 @@ from .bounded import (
     location_host,
     read_body,
 )
-from .session import EnvOnceSession
+from .session import FORM_CONTENT_TYPE, EnvOnceSession, form_body
 from .throttle import Throttle, shared_throttle
 
 __all__ = [
@@ -905,11 +905,11 @@ class CIClient:
             else:
                 response = self._session_here().post(
                     url,
-                    data=payload,
+                    data=form_body(payload),
                     timeout=timeouts,
                     allow_redirects=False,
                     stream=True,
-                    headers=headers,
+                    headers={**headers, "Content-Type": FORM_CONTENT_TYPE},
                 )
         except requests.exceptions.ChunkedEncodingError as exc:
             # Headers arrived, the body did not (connection dropped mid-answer).

@@ -14,15 +14,25 @@ first call is not seen by a live session (a new client sees it).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, cast
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import requests
 from requests.sessions import merge_setting
 from requests.utils import get_environ_proxies
 
-__all__ = ["EnvOnceSession"]
+__all__ = ["FORM_CONTENT_TYPE", "EnvOnceSession", "form_body"]
+
+FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+
+
+def form_body(payload: Mapping[str, str | None]) -> str:
+    """``payload`` form-encoded exactly as ``requests`` encodes a dict passed as ``data``
+    (``None`` values left out). Done here because ``requests`` checks each argument against
+    typing protocols on the way (about 0.4 ms a call on CPython 3.11); the caller sends the
+    ``Content-Type`` header ``requests`` would have added."""
+    return urlencode([(k, v) for k, v in payload.items() if v is not None])
 
 
 class EnvOnceSession(requests.Session):
@@ -64,8 +74,14 @@ class EnvOnceSession(requests.Session):
             if verify is True or verify is None:
                 verify = bundle or verify
         merge = cast("Callable[[Any, Any], Any]", merge_setting)  # untyped in requests
+        if proxies is not None and not self.proxies:
+            # merge_setting's answer without its protocol checks: the request's own proxies
+            # with None values dropped.
+            merged_proxies = {k: v for k, v in proxies.items() if v is not None}
+        else:
+            merged_proxies = merge(proxies, self.proxies)
         return {
-            "proxies": merge(proxies, self.proxies),
+            "proxies": merged_proxies,
             "stream": merge(stream, self.stream),
             "verify": merge(verify, self.verify),
             "cert": merge(cert, self.cert),

@@ -10,7 +10,7 @@ import requests
 import responses
 
 from connector.ci.client import CIClient
-from connector.ci.session import EnvOnceSession
+from connector.ci.session import FORM_CONTENT_TYPE, EnvOnceSession, form_body
 from connector.secrets import Secret
 
 URL = "https://ci.example.test/v4/tracking_notification"
@@ -86,3 +86,27 @@ def test_client_uses_it_and_calls_still_work(monkeypatch: pytest.MonkeyPatch) ->
     client.tracking_notification([TrackingItem(ci_lineitemid=7, carrier="ups", tracking="1Z")])
     client.tracking_notification([TrackingItem(ci_lineitemid=8, carrier="ups", tracking="1Z")])
     assert len(responses.calls) == 2
+
+
+def test_form_body_is_what_requests_sends() -> None:
+    payload = {
+        "supplier_id": "42",
+        "token": "a b&c=é/+",
+        "tracking_info": '[{"carrier": "ups", "tracking": "1Z 99"}]',
+        "skipped": None,
+    }
+    prepared = requests.Request("POST", URL, data=payload).prepare()
+    assert form_body(payload) == prepared.body
+    assert prepared.headers["Content-Type"] == FORM_CONTENT_TYPE
+
+
+def test_session_proxies_still_merged(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HTTPS_PROXY", raising=False)
+    monkeypatch.delenv("https_proxy", raising=False)
+    ours, theirs = EnvOnceSession(), requests.Session()
+    for s in (ours, theirs):
+        s.proxies = {"https": "http://session.proxy:8080"}
+    args: tuple[Any, ...] = (URL, {"http": "http://req.proxy:1", "ftp": None}, None, None, None)
+    assert ours.merge_environment_settings(*args) == theirs.merge_environment_settings(*args)
+    bare = EnvOnceSession().merge_environment_settings(*args)
+    assert bare["proxies"] == {"http": "http://req.proxy:1"}
