@@ -177,9 +177,10 @@ class Dispatcher:
     ) -> list[OutboxRow]:
         """Write every checked candidate to the outbox in one transaction; rows that pass are
         written as ``sending`` (attempt counted) since they are sent right after the commit."""
-        out: list[OutboxRow] = []
+        out: list[OutboxRow | int] = []  # a row, or the index of a new row in ``fresh``
+        fresh: list[dict[str, object]] = []
         if not verdicts:
-            return out
+            return []
         with self.ledger.transaction():
             for plan, v in zip(owners, verdicts, strict=True):
                 shipment = plan.shipment
@@ -206,30 +207,35 @@ class Dispatcher:
                     if v.ok:
                         out.append(self.ledger.outbox_rows(ids=[old.id])[0])
                 else:
-                    row = self.ledger.insert_outbox(
-                        shipment_id=shipment.shipment_id,
-                        ci_lineitemid=cand.ci_lineitemid,
-                        tracking=cand.tracking,
-                        quantity=cand.quantity,
-                        now=now,
-                        orderid=v.line.orderid if v.line else "",
-                        fulfillment_lineitem_id=v.line.fulfillment_lineitem_id if v.line else None,
-                        courier=shipment.courier,
-                        service=shipment.service,
-                        carrier_code=v.carrier_code,
-                        endpoint=endpoint,
-                        state=state,
-                        hold_kind=None if v.ok else v.kind,
-                        reason=v.warning if v.ok else v.reason,
-                        attempts=attempts,
-                    )
                     if v.ok:
-                        out.append(row)
+                        out.append(len(fresh))
+                    fresh.append(
+                        {
+                            "shipment_id": shipment.shipment_id,
+                            "ci_lineitemid": cand.ci_lineitemid,
+                            "tracking": cand.tracking,
+                            "quantity": cand.quantity,
+                            "orderid": v.line.orderid if v.line else "",
+                            "fulfillment_lineitem_id": v.line.fulfillment_lineitem_id
+                            if v.line
+                            else None,
+                            "courier": shipment.courier,
+                            "service": shipment.service,
+                            "carrier_code": v.carrier_code,
+                            "endpoint": endpoint,
+                            "state": state,
+                            "hold_kind": None if v.ok else v.kind,
+                            "reason": v.warning if v.ok else v.reason,
+                            "attempts": attempts,
+                        }
+                    )
                 if not v.ok:
                     plan.results[key] = LineResult(
                         cand.ci_lineitemid, LineOutcome.HELD, v.reason, cand.tracking
                     )
-        return out
+            # New rows in one statement (same transaction: the checks above saw no new row).
+            inserted = self.ledger.insert_outbox_many(fresh, now)
+        return [inserted[r] if isinstance(r, int) else r for r in out]
 
     # -- hold lifecycle -------------------------------------------------------------------------
 

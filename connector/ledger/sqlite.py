@@ -16,7 +16,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -118,6 +118,9 @@ _RECORD_OF_LINE = "(SELECT records.record FROM records WHERE records.key = lines
 # Full rows: the raw record from the side table (pre-v8 schemas: the inline column).
 _FULL_COLUMNS = _ROW_COLUMNS.format(record=_RECORD_OF_LINE, parsed="parsed")
 _FULL_COLUMNS_INLINE = _ROW_COLUMNS.format(record="record", parsed="parsed")
+# The raw record without the parsed form (dispatch pre-flight: the ship-to address only).
+_RECORD_COLUMNS = _ROW_COLUMNS.format(record=_RECORD_OF_LINE, parsed="NULL")
+_RECORD_COLUMNS_INLINE = _ROW_COLUMNS.format(record="record", parsed="NULL")
 # Evaluation: the raw record only when no parsed form exists (rows staged before v3).
 _EVAL_COLUMNS = _ROW_COLUMNS.format(
     record=f"CASE WHEN parsed IS NULL THEN {_RECORD_OF_LINE} END", parsed="parsed"
@@ -754,12 +757,20 @@ class Ledger:
     def _full_columns(self) -> str:
         return _FULL_COLUMNS if self._side_records else _FULL_COLUMNS_INLINE
 
-    def get_lines(self, ids: Iterable[int], *, light: bool = False) -> dict[int, LineRow]:
+    def get_lines(
+        self, ids: Iterable[int], *, light: bool = False, parsed: bool = True
+    ) -> dict[int, LineRow]:
         """The known lines among ``ids``. ``light``: without ``record``/``parsed`` (no JSON
-        read or decoded; for bindings and acknowledgements)."""
+        read or decoded; for bindings and acknowledgements). ``parsed=False``: the raw
+        record without the parsed form (dispatch pre-flight reads only the ship-to)."""
         wanted = list(dict.fromkeys(ids))
         found: dict[int, LineRow] = {}
-        columns = _LIGHT_COLUMNS if light else self._full_columns
+        if light:
+            columns = _LIGHT_COLUMNS
+        elif not parsed:
+            columns = _RECORD_COLUMNS if self._side_records else _RECORD_COLUMNS_INLINE
+        else:
+            columns = self._full_columns
         for chunk, marks in _in_chunks(wanted):
             rows = self._query(
                 f"SELECT {columns} FROM lines WHERE ci_lineitemid IN ({marks})",  # noqa: S608
@@ -1265,6 +1276,55 @@ class Ledger:
             (shipment_id, ci_lineitemid, tracking),
         )
         return _outbox_from(rows[0])
+
+    def insert_outbox_many(
+        self, rows: Sequence[Mapping[str, Any]], now: datetime
+    ) -> list[OutboxRow]:
+        """:meth:`insert_outbox` for many rows (each a mapping of its keyword arguments but
+        ``now``): one ``executemany`` and one read-back per 500 shipments instead of two
+        statements a row. Returns the stored rows (old ones where the key existed), in the
+        order given."""
+        if not rows:
+            return []
+        stamp = _iso(now)
+        params = [
+            (
+                r["shipment_id"],
+                r["ci_lineitemid"],
+                r.get("fulfillment_lineitem_id"),
+                r.get("orderid", ""),
+                r["tracking"],
+                r.get("courier", ""),
+                r.get("service", ""),
+                r.get("carrier_code"),
+                r["quantity"],
+                r.get("endpoint"),
+                r.get("state", "pending"),
+                _to_sql(r.get("hold_kind")),
+                r.get("reason", ""),
+                r.get("attempts", 0),
+                stamp,
+                stamp,
+            )
+            for r in rows
+        ]
+        with self._lock:
+            try:
+                with self.transaction():
+                    self._conn.executemany(
+                        "INSERT OR IGNORE INTO outbox (shipment_id, ci_lineitemid,"
+                        " fulfillment_lineitem_id, orderid, tracking, courier, service,"
+                        " carrier_code, quantity, endpoint, state, hold_kind, reason, attempts,"
+                        " created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                        params,
+                    )
+            except sqlite3.Error as exc:
+                raise self._error(exc) from None
+        stored = {
+            (o.shipment_id, o.ci_lineitemid, o.tracking): o
+            for o in self.outbox_of_shipments(r["shipment_id"] for r in rows)
+        }
+        return [stored[(r["shipment_id"], r["ci_lineitemid"], r["tracking"])] for r in rows]
 
     def update_outbox(self, row_id: int, now: datetime, **fields: Any) -> None:
         """Set columns of one outbox row (names checked against the schema)."""
