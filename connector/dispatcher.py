@@ -163,7 +163,9 @@ class Dispatcher:
             sid = plan.shipment.shipment_id
             for key in plan.wanted:
                 result = plan.results.get(key) or by_row[(sid, *key)]
-                out.append(replace(result, shipment_id=sid))
+                out.append(
+                    result if result.shipment_id == sid else replace(result, shipment_id=sid)
+                )
         if to_send:
             self.settle_holds(now)
         return out
@@ -497,10 +499,7 @@ class Dispatcher:
         premarked: bool = False,
         call: Future[None] | None = None,
     ) -> list[LineResult]:
-        if premarked:
-            # Attempts already counted: _retry adds one to the count *before* this attempt.
-            rows = [replace(r, attempts=r.attempts - 1) for r in rows]
-        else:
+        if not premarked:
             with self.ledger.transaction():
                 for r in rows:
                     self.ledger.update_outbox(r.id, now, state="sending", attempts=r.attempts + 1)
@@ -510,7 +509,9 @@ class Dispatcher:
             else:
                 call.result()  # made on a worker thread; its exception is raised here
         except CIAuthError as exc:
-            return self._retry(rows, f"CI refused the credentials: {exc.reason}", now)
+            return self._retry(
+                rows, f"CI refused the credentials: {exc.reason}", now, counted=premarked
+            )
         except (CIBusinessError, ValueError) as exc:
             # ValueError: the client refused to build the request (e.g. an empty Groupon line
             # id) and nothing was sent. Like a refusal by CI it settles that row (held for the
@@ -526,7 +527,7 @@ class Dispatcher:
                 results += self._send_batch(endpoint, [fresh], now, accepted)
             return results
         except CIError as exc:
-            return self._retry(rows, f"CI unreachable, will retry: {exc}", now)
+            return self._retry(rows, f"CI unreachable, will retry: {exc}", now, counted=premarked)
         crashpoint("tracking_sent")
         accepted += rows
         log.info("account %s: %s accepted %d row(s)", self.account.name, endpoint, len(rows))
@@ -596,8 +597,12 @@ class Dispatcher:
         )
         return LineResult(row.ci_lineitemid, LineOutcome.HELD, text, row.tracking, row.shipment_id)
 
-    def _retry(self, rows: list[OutboxRow], reason: str, now: datetime) -> list[LineResult]:
-        when = {r.id: now + retry_delay(r.attempts + 1) for r in rows}
+    def _retry(
+        self, rows: list[OutboxRow], reason: str, now: datetime, *, counted: bool = False
+    ) -> list[LineResult]:
+        """Park ``rows`` for a later attempt. ``counted``: their ``attempts`` already include
+        this attempt (premarked rows); otherwise the ledger holds one more than they say."""
+        when = {r.id: now + retry_delay(r.attempts + (0 if counted else 1)) for r in rows}
         with self.ledger.transaction():
             for r in rows:
                 self.ledger.update_outbox(
