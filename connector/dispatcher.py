@@ -81,6 +81,9 @@ class Dispatcher:
         self.ledger = ledger
         self.clock = clock
         self.preflight = Preflight(account, ledger, mappings, tracking_checker)
+        # Ordered quantity per line, as pre-flight just read it in this dispatch call (saves
+        # the ledger read per tracking call; other paths read the ledger).
+        self._ordered: dict[int, int] = {}
 
     # -- dispatch -----------------------------------------------------------------------------
 
@@ -151,12 +154,15 @@ class Dispatcher:
                     _in_flight(row)
                 )
         crashpoint("after_outbox")
+        self._ordered = {v.line.ci_lineitemid: v.line.quantity for v in verdicts if v.line}
         try:
             sent = self._send(to_send, now, premarked=True)
         except BaseException:
             # Every settled row ended its claim with its outcome; free the rest for a retry.
             self.ledger.release_outbox(r.id for r in to_send)
             raise
+        finally:
+            self._ordered = {}
         by_row = {(r.shipment_id, r.ci_lineitemid, r.tracking_number or ""): r for r in sent}
         out: list[LineResult] = []
         for plan in plans:
@@ -552,7 +558,11 @@ class Dispatcher:
                 for r in rows
             ]
             return lambda: self.client.lineitem_tracking_notification(elements)
-        ordered = self.ledger.line_quantities(r.ci_lineitemid for r in rows)
+        ordered = {r.ci_lineitemid: self._ordered[r.ci_lineitemid] for r in rows
+                   if r.ci_lineitemid in self._ordered}  # fmt: skip
+        missing = [r.ci_lineitemid for r in rows if r.ci_lineitemid not in ordered]
+        if missing:
+            ordered.update(self.ledger.line_quantities(missing))
         items = []
         for r in rows:
             quantity = ordered.get(r.ci_lineitemid)
