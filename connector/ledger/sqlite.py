@@ -16,7 +16,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -334,8 +334,11 @@ class OutboxRow:
     updated_at: datetime
 
 
-def _line_from(row: Sequence[Any], tracking: tuple[str, ...] = ()) -> LineRow:
-    """A LineRow from a row of :data:`_ROW_COLUMNS` (read by position)."""
+def _line_from(
+    row: Sequence[Any], tracking: tuple[str, ...] = (), loads: Callable[[str], Any] = json.loads
+) -> LineRow:
+    """A LineRow from a row of :data:`_ROW_COLUMNS` (read by position); ``loads`` decodes
+    the raw record."""
     (
         lid,
         account,
@@ -366,7 +369,7 @@ def _line_from(row: Sequence[Any], tracking: tuple[str, ...] = ()) -> LineRow:
         account,
         orderid,
         fli,
-        json.loads(record) if record else None,
+        loads(record) if record else None,
         None if order_date is None else datetime.fromisoformat(order_date),
         None if ship_by is None else datetime.fromisoformat(ship_by),
         quantity,
@@ -762,13 +765,25 @@ class Ledger:
     ) -> dict[int, LineRow]:
         """The known lines among ``ids``. ``light``: without ``record``/``parsed`` (no JSON
         read or decoded; for bindings and acknowledgements). ``parsed=False``: the raw
-        record without the parsed form (dispatch pre-flight reads only the ship-to)."""
+        record without the parsed form (dispatch pre-flight reads only the ship-to); lines of one
+        stored record then share one decoded ``record`` dict (treat it as read-only)."""
         wanted = list(dict.fromkeys(ids))
         found: dict[int, LineRow] = {}
+        loads: Callable[[str], Any] = json.loads
         if light:
             columns = _LIGHT_COLUMNS
         elif not parsed:
             columns = _RECORD_COLUMNS if self._side_records else _RECORD_COLUMNS_INLINE
+            # The lines of one order share one stored record: decode it once (the dict is
+            # then shared by those LineRows; pre-flight only reads it).
+            decoded: dict[str, Any] = {}
+
+            def loads(text: str) -> Any:
+                value = decoded.get(text)
+                if value is None:
+                    value = decoded[text] = json.loads(text)
+                return value
+
         else:
             columns = self._full_columns
         for chunk, marks in _in_chunks(wanted):
@@ -777,7 +792,7 @@ class Ledger:
                 chunk,
             )
             for r in rows:
-                line = _line_from(r)
+                line = _line_from(r, (), loads)
                 found[line.ci_lineitemid] = line
         return found
 
