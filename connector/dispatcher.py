@@ -81,6 +81,9 @@ class Dispatcher:
         self.ledger = ledger
         self.clock = clock
         self.preflight = Preflight(account, ledger, mappings, tracking_checker)
+        # Ordered quantity per line, as pre-flight just read it in this dispatch call (saves
+        # the ledger read per tracking call; other paths read the ledger).
+        self._ordered: dict[int, int] = {}
 
     # -- dispatch -----------------------------------------------------------------------------
 
@@ -151,19 +154,24 @@ class Dispatcher:
                     _in_flight(row)
                 )
         crashpoint("after_outbox")
+        self._ordered = {v.line.ci_lineitemid: v.line.quantity for v in verdicts if v.line}
         try:
             sent = self._send(to_send, now, premarked=True)
         except BaseException:
             # Every settled row ended its claim with its outcome; free the rest for a retry.
             self.ledger.release_outbox(r.id for r in to_send)
             raise
+        finally:
+            self._ordered = {}
         by_row = {(r.shipment_id, r.ci_lineitemid, r.tracking_number or ""): r for r in sent}
         out: list[LineResult] = []
         for plan in plans:
             sid = plan.shipment.shipment_id
             for key in plan.wanted:
                 result = plan.results.get(key) or by_row[(sid, *key)]
-                out.append(replace(result, shipment_id=sid))
+                out.append(
+                    result if result.shipment_id == sid else replace(result, shipment_id=sid)
+                )
         if to_send:
             self.settle_holds(now)
         return out
@@ -177,9 +185,10 @@ class Dispatcher:
     ) -> list[OutboxRow]:
         """Write every checked candidate to the outbox in one transaction; rows that pass are
         written as ``sending`` (attempt counted) since they are sent right after the commit."""
-        out: list[OutboxRow] = []
+        out: list[OutboxRow | int] = []  # a row, or the index of a new row in ``fresh``
+        fresh: list[dict[str, object]] = []
         if not verdicts:
-            return out
+            return []
         with self.ledger.transaction():
             for plan, v in zip(owners, verdicts, strict=True):
                 shipment = plan.shipment
@@ -206,30 +215,35 @@ class Dispatcher:
                     if v.ok:
                         out.append(self.ledger.outbox_rows(ids=[old.id])[0])
                 else:
-                    row = self.ledger.insert_outbox(
-                        shipment_id=shipment.shipment_id,
-                        ci_lineitemid=cand.ci_lineitemid,
-                        tracking=cand.tracking,
-                        quantity=cand.quantity,
-                        now=now,
-                        orderid=v.line.orderid if v.line else "",
-                        fulfillment_lineitem_id=v.line.fulfillment_lineitem_id if v.line else None,
-                        courier=shipment.courier,
-                        service=shipment.service,
-                        carrier_code=v.carrier_code,
-                        endpoint=endpoint,
-                        state=state,
-                        hold_kind=None if v.ok else v.kind,
-                        reason=v.warning if v.ok else v.reason,
-                        attempts=attempts,
-                    )
                     if v.ok:
-                        out.append(row)
+                        out.append(len(fresh))
+                    fresh.append(
+                        {
+                            "shipment_id": shipment.shipment_id,
+                            "ci_lineitemid": cand.ci_lineitemid,
+                            "tracking": cand.tracking,
+                            "quantity": cand.quantity,
+                            "orderid": v.line.orderid if v.line else "",
+                            "fulfillment_lineitem_id": v.line.fulfillment_lineitem_id
+                            if v.line
+                            else None,
+                            "courier": shipment.courier,
+                            "service": shipment.service,
+                            "carrier_code": v.carrier_code,
+                            "endpoint": endpoint,
+                            "state": state,
+                            "hold_kind": None if v.ok else v.kind,
+                            "reason": v.warning if v.ok else v.reason,
+                            "attempts": attempts,
+                        }
+                    )
                 if not v.ok:
                     plan.results[key] = LineResult(
                         cand.ci_lineitemid, LineOutcome.HELD, v.reason, cand.tracking
                     )
-        return out
+            # New rows in one statement (same transaction: the checks above saw no new row).
+            inserted = self.ledger.insert_outbox_many(fresh, now)
+        return [inserted[r] if isinstance(r, int) else r for r in out]
 
     # -- hold lifecycle -------------------------------------------------------------------------
 
@@ -491,10 +505,7 @@ class Dispatcher:
         premarked: bool = False,
         call: Future[None] | None = None,
     ) -> list[LineResult]:
-        if premarked:
-            # Attempts already counted: _retry adds one to the count *before* this attempt.
-            rows = [replace(r, attempts=r.attempts - 1) for r in rows]
-        else:
+        if not premarked:
             with self.ledger.transaction():
                 for r in rows:
                     self.ledger.update_outbox(r.id, now, state="sending", attempts=r.attempts + 1)
@@ -504,7 +515,9 @@ class Dispatcher:
             else:
                 call.result()  # made on a worker thread; its exception is raised here
         except CIAuthError as exc:
-            return self._retry(rows, f"CI refused the credentials: {exc.reason}", now)
+            return self._retry(
+                rows, f"CI refused the credentials: {exc.reason}", now, counted=premarked
+            )
         except (CIBusinessError, ValueError) as exc:
             # ValueError: the client refused to build the request (e.g. an empty Groupon line
             # id) and nothing was sent. Like a refusal by CI it settles that row (held for the
@@ -520,7 +533,7 @@ class Dispatcher:
                 results += self._send_batch(endpoint, [fresh], now, accepted)
             return results
         except CIError as exc:
-            return self._retry(rows, f"CI unreachable, will retry: {exc}", now)
+            return self._retry(rows, f"CI unreachable, will retry: {exc}", now, counted=premarked)
         crashpoint("tracking_sent")
         accepted += rows
         log.info("account %s: %s accepted %d row(s)", self.account.name, endpoint, len(rows))
@@ -545,7 +558,11 @@ class Dispatcher:
                 for r in rows
             ]
             return lambda: self.client.lineitem_tracking_notification(elements)
-        ordered = self.ledger.line_quantities(r.ci_lineitemid for r in rows)
+        ordered = {r.ci_lineitemid: self._ordered[r.ci_lineitemid] for r in rows
+                   if r.ci_lineitemid in self._ordered}  # fmt: skip
+        missing = [r.ci_lineitemid for r in rows if r.ci_lineitemid not in ordered]
+        if missing:
+            ordered.update(self.ledger.line_quantities(missing))
         items = []
         for r in rows:
             quantity = ordered.get(r.ci_lineitemid)
@@ -590,8 +607,12 @@ class Dispatcher:
         )
         return LineResult(row.ci_lineitemid, LineOutcome.HELD, text, row.tracking, row.shipment_id)
 
-    def _retry(self, rows: list[OutboxRow], reason: str, now: datetime) -> list[LineResult]:
-        when = {r.id: now + retry_delay(r.attempts + 1) for r in rows}
+    def _retry(
+        self, rows: list[OutboxRow], reason: str, now: datetime, *, counted: bool = False
+    ) -> list[LineResult]:
+        """Park ``rows`` for a later attempt. ``counted``: their ``attempts`` already include
+        this attempt (premarked rows); otherwise the ledger holds one more than they say."""
+        when = {r.id: now + retry_delay(r.attempts + (0 if counted else 1)) for r in rows}
         with self.ledger.transaction():
             for r in rows:
                 self.ledger.update_outbox(

@@ -157,7 +157,8 @@ class Preflight:
         over-ship a line. The ledger is read a fixed number of times, not once per row."""
         if not items:
             return []
-        lines = self.ledger.get_lines(c.ci_lineitemid for _, _, c in items)
+        # The raw record is read for the ship-to address; the parsed form is not needed.
+        lines = self.ledger.get_lines((c.ci_lineitemid for _, _, c in items), parsed=False)
         carriers: dict[tuple[str, str], tuple[str | None, str]] = {}
         verdicts: list[Verdict] = []
         passed: list[Verdict] = []
@@ -276,7 +277,7 @@ class Preflight:
             if id(v) not in failed:
                 by_tracking.setdefault(v.candidate.tracking, []).append(v)
         earlier_ids = {r.ci_lineitemid for t in by_tracking for r in active.by_tracking.get(t, ())}
-        earlier_lines = self.ledger.get_lines(earlier_ids) if earlier_ids else {}
+        earlier_lines = self.ledger.get_lines(earlier_ids, parsed=False) if earlier_ids else {}
         for tracking, group in by_tracking.items():
             addresses: dict[tuple[Any, ...] | None, int] = {}
             for r in active.by_tracking.get(tracking, ()):

@@ -140,6 +140,14 @@ def _check_cached(carrier_code: str, tracking: str) -> TrackingCheck:
             f"no tracking-number format known for carrier {carrier_code!r}; not checked",
         )
 
+    # The carrier's own formats first: a valid match there is the answer the full pass below
+    # gives too (it returns at the first own format that matches without errors), without
+    # trying the other ~15 definitions (~60 us a number).
+    for definition in _own_definitions(rule.couriers):
+        result = definition.test(number)
+        if result is not None and not _errors(result):
+            return TrackingCheck(True, True, f"matches the {result.product.name} format")
+
     own_failures: list[str] = []
     other_matches: list[tuple[str, str]] = []  # (courier code, product name)
     for definition in tracking_numbers.DEFINITIONS:
@@ -177,6 +185,12 @@ def _check_cached(carrier_code: str, tracking: str) -> TrackingCheck:
         f"matches no known {rule.label} format; accepted because {rule.label} also issues "
         "numbers in formats not checked here",
     )
+
+
+@lru_cache(maxsize=64)
+def _own_definitions(couriers: frozenset[str]) -> tuple[Any, ...]:
+    """The library's definitions of ``couriers``, in the library's order."""
+    return tuple(d for d in tracking_numbers.DEFINITIONS if d.courier.code in couriers)
 
 
 def _hygiene(tracking: str) -> str | None:

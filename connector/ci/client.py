@@ -70,6 +70,7 @@ from .bounded import (
     location_host,
     read_body,
 )
+from .session import FORM_CONTENT_TYPE, EnvOnceSession, form_body
 from .throttle import Throttle, shared_throttle
 
 __all__ = [
@@ -442,7 +443,7 @@ class CIClient:
         adapter = BoundedAdapter(max_retries=retry)
         self._owns_session = session is None
         if session is None:
-            session = requests.Session()
+            session = EnvOnceSession()
             session.mount("http://", adapter)
             session.mount("https://", adapter)
         else:
@@ -508,7 +509,7 @@ class CIClient:
         """A fresh session for a worker thread. A client that made its own session mounts a
         fresh bounded adapter (same ``Retry``); one given a session shares that session's
         adapters (urllib3's pools are thread-safe) and copies its settings."""
-        session = requests.Session()
+        session = EnvOnceSession()
         if self._owns_session:
             adapter = BoundedAdapter(max_retries=self._retry)
             session.mount("http://", adapter)
@@ -904,11 +905,11 @@ class CIClient:
             else:
                 response = self._session_here().post(
                     url,
-                    data=payload,
+                    data=form_body(payload),
                     timeout=timeouts,
                     allow_redirects=False,
                     stream=True,
-                    headers=headers,
+                    headers={**headers, "Content-Type": FORM_CONTENT_TYPE},
                 )
         except requests.exceptions.ChunkedEncodingError as exc:
             # Headers arrived, the body did not (connection dropped mid-answer).

@@ -150,3 +150,34 @@ def test_repeated_checks_are_served_from_the_cache() -> None:
     assert _check_cached.cache_info().hits == before + 1
     assert first.valid
     assert not check_tracking_number("fedex", number).valid  # keyed on the carrier too
+
+
+def test_own_formats_first_gives_the_full_pass_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 11: the carrier's own formats are tried first; every answer (valid or not, and
+    its wording) is the one the pass over every definition gives."""
+    import connector.tracking_formats as tf
+    from benchmarks.crash_worker import ups_tracking_number
+
+    numbers = [ups_tracking_number(i) for i in range(40)] + [
+        "1Z999AA10123456784",
+        "1z 999aa1 0123456784",
+        "9400111899223197428490",
+        "123456789012",
+        "RA123456785GB",
+        "C11234567890123",
+        "TBA123456789000",
+        "1234567890",
+        "00340434161094042557",
+        "AB1234",
+    ]
+
+    def answers() -> dict[tuple[str, str], object]:
+        tf._check_cached.cache_clear()
+        return {(c, n): tf.check_tracking_number(c, n) for c in tf._RULES for n in numbers}
+
+    fast = answers()
+    monkeypatch.setattr(tf, "_own_definitions", lambda couriers: ())
+    full = answers()
+    tf._check_cached.cache_clear()
+    assert fast == full
+    assert sum(bool(getattr(a, "valid", False)) for a in fast.values()) > 40

@@ -1,0 +1,112 @@
+"""EnvOnceSession: the environment's proxies and CA bundle, read once per host, same answer
+as ``requests``' own merge."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import requests
+import responses
+
+from connector.ci.client import CIClient
+from connector.ci.session import FORM_CONTENT_TYPE, EnvOnceSession, form_body
+from connector.secrets import Secret
+
+URL = "https://ci.example.test/v4/tracking_notification"
+
+
+def _both(
+    url: str, proxies: dict[str, str] | None = None, verify: bool | None = None
+) -> tuple[Any, Any]:
+    ours = EnvOnceSession().merge_environment_settings(url, dict(proxies or {}), None, verify, None)
+    theirs = requests.Session().merge_environment_settings(
+        url, dict(proxies or {}), None, verify, None
+    )
+    return ours, theirs
+
+
+def test_same_answer_as_requests(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", "bypassed.example.test")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/corp.pem")
+    ours, theirs = _both(URL)
+    assert ours == theirs
+    assert ours["proxies"]["https"] == "http://proxy.internal:3128"
+    assert ours["verify"] == "/etc/ssl/corp.pem"
+    # NO_PROXY still bypasses, and an explicit verify/no_proxy still wins.
+    ours, theirs = _both("https://bypassed.example.test/v4/x")
+    assert ours == theirs
+    assert "https" not in ours["proxies"]
+    ours, theirs = _both(URL, {"no_proxy": "ci.example.test"}, verify=False)
+    assert ours == theirs
+    assert "https" not in ours["proxies"]
+    assert ours["verify"] is False
+
+
+def test_environment_read_once_per_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    real = requests.utils.get_environ_proxies
+
+    def counting(url: str, no_proxy: str | None = None) -> dict[str, str]:
+        calls.append(url)
+        return real(url, no_proxy=no_proxy)
+
+    monkeypatch.setattr("connector.ci.session.get_environ_proxies", counting)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    session = EnvOnceSession()
+    for _ in range(5):
+        settings = session.merge_environment_settings(URL, {}, None, None, None)
+        assert settings["proxies"]["https"] == "http://proxy.internal:3128"
+    session.merge_environment_settings("https://other.example.test/x", {}, None, None, None)
+    assert len(calls) == 2
+
+
+def test_trust_env_off_ignores_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/corp.pem")
+    session = EnvOnceSession()
+    session.trust_env = False
+    settings = session.merge_environment_settings(URL, {}, None, None, None)
+    assert settings["proxies"] == {}
+    assert settings["verify"] is True
+
+
+@responses.activate
+def test_client_uses_it_and_calls_still_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HTTPS_PROXY", raising=False)
+    monkeypatch.delenv("https_proxy", raising=False)
+    client = CIClient(
+        base_url="https://ci.example.test", supplier_id="1", token=Secret("tok-secret-1")
+    )
+    assert isinstance(client._session_here(), EnvOnceSession)
+    responses.post("https://ci.example.test/api/v4/tracking_notification", json={"success": True})
+    from connector.ci.client import TrackingItem
+
+    client.tracking_notification([TrackingItem(ci_lineitemid=7, carrier="ups", tracking="1Z")])
+    client.tracking_notification([TrackingItem(ci_lineitemid=8, carrier="ups", tracking="1Z")])
+    assert len(responses.calls) == 2
+
+
+def test_form_body_is_what_requests_sends() -> None:
+    payload = {
+        "supplier_id": "42",
+        "token": "a b&c=é/+",
+        "tracking_info": '[{"carrier": "ups", "tracking": "1Z 99"}]',
+        "skipped": None,
+    }
+    prepared = requests.Request("POST", URL, data=payload).prepare()
+    assert form_body(payload) == prepared.body
+    assert prepared.headers["Content-Type"] == FORM_CONTENT_TYPE
+
+
+def test_session_proxies_still_merged(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HTTPS_PROXY", raising=False)
+    monkeypatch.delenv("https_proxy", raising=False)
+    ours, theirs = EnvOnceSession(), requests.Session()
+    for s in (ours, theirs):
+        s.proxies = {"https": "http://session.proxy:8080"}
+    args: tuple[Any, ...] = (URL, {"http": "http://req.proxy:1", "ftp": None}, None, None, None)
+    assert ours.merge_environment_settings(*args) == theirs.merge_environment_settings(*args)
+    bare = EnvOnceSession().merge_environment_settings(*args)
+    assert bare["proxies"] == {"http": "http://req.proxy:1"}

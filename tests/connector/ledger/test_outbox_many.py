@@ -1,0 +1,81 @@
+"""``insert_outbox_many`` (issue 11, batched dispatch): the same rows as one
+``insert_outbox`` per row, in the order given, old rows kept; on both backends."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from connector.ledger import open_ledger
+from connector.models import Account, HoldKind
+from connector.secrets import Secret
+
+NOW = datetime(2024, 3, 4, 12, 0, tzinfo=UTC)
+
+
+def _account(tmp_path: Path, name: str) -> Account:
+    return Account(
+        name=name, channel="groupon", supplier_id="90001", token=Secret("t" * 31), data_dir=tmp_path
+    )
+
+
+def _rows() -> list[dict[str, Any]]:
+    return [
+        {
+            "shipment_id": f"S-{n % 3}",
+            "ci_lineitemid": n,
+            "tracking": f"1Z{n}",
+            "quantity": n,
+            "orderid": f"O{n % 3}",
+            "fulfillment_lineitem_id": f"F{n}",
+            "courier": "UPS",
+            "carrier_code": "ups",
+            "endpoint": "tracking_notification",
+            "state": "sending" if n % 2 else "held",
+            "hold_kind": None if n % 2 else HoldKind.PREFLIGHT,
+            "reason": "" if n % 2 else "bad number",
+            "attempts": 1 if n % 2 else 0,
+        }
+        for n in (5, 1, 4, 2, 3)
+    ]
+
+
+def _key(r: Any) -> tuple[Any, ...]:
+    return (
+        r.shipment_id, r.ci_lineitemid, r.tracking, r.quantity, r.orderid,
+        r.fulfillment_lineitem_id, r.courier, r.service, r.carrier_code, r.endpoint,
+        r.state, r.hold_kind, r.reason, r.attempts, r.created_at,
+    )  # fmt: skip
+
+
+def test_many_matches_one_by_one(tmp_path: Path) -> None:
+    one = open_ledger(_account(tmp_path / "one", "one"))
+    many = open_ledger(_account(tmp_path / "many", "many"))
+    try:
+        singles = [one.insert_outbox(now=NOW, **r) for r in _rows()]
+        with many.transaction():
+            batch = many.insert_outbox_many(_rows(), NOW)
+        assert [_key(r) for r in batch] == [_key(r) for r in singles]
+        assert [r.ci_lineitemid for r in batch] == [5, 1, 4, 2, 3]
+        assert [_key(r) for r in many.outbox_of_shipments(["S-0", "S-1", "S-2"])] == [
+            _key(r) for r in one.outbox_of_shipments(["S-0", "S-1", "S-2"])
+        ]
+    finally:
+        one.close()
+        many.close()
+
+
+def test_existing_rows_are_kept_and_returned(tmp_path: Path) -> None:
+    ledger = open_ledger(_account(tmp_path, "us"))
+    try:
+        first = ledger.insert_outbox_many(_rows()[:2], NOW)
+        later = NOW + timedelta(hours=1)
+        changed = [{**r, "quantity": 99, "reason": "again"} for r in _rows()]
+        again = ledger.insert_outbox_many(changed, later)
+        assert [r.id for r in again[:2]] == [r.id for r in first]
+        assert [r.quantity for r in again] == [5, 1, 99, 99, 99]
+        assert again[0].created_at == NOW
+        assert ledger.insert_outbox_many([], NOW) == []
+    finally:
+        ledger.close()
