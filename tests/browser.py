@@ -111,12 +111,25 @@ class Browser:
     def submit(self, selector: str) -> None:
         """Click a submit button and wait for the next page (the old one must go first:
         right after the click the old document still reads "complete")."""
-        from selenium.webdriver.support import expected_conditions as ec
+        from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
         from selenium.webdriver.support.ui import WebDriverWait
 
         old_page = self.css("html")
         self.css(selector).click()
-        WebDriverWait(self.driver, WAIT_SECONDS).until(ec.staleness_of(old_page))
+
+        def gone(_driver: WebDriver) -> bool:
+            try:
+                old_page.is_enabled()
+            except StaleElementReferenceException:
+                return True
+            except WebDriverException as exc:
+                # Asked mid-navigation, chromedriver may answer "unhandled inspector error"
+                # instead of "stale element": the old document is going, ask again.
+                if "inspector error" not in str(exc):
+                    raise
+            return False
+
+        WebDriverWait(self.driver, WAIT_SECONDS).until(gone)
         self.wait_ready()
 
     def screenshot(self, name: str) -> Path:
