@@ -262,9 +262,16 @@ def make_host(url: str, supplier_id: str, token: str, workdir: Path) -> tuple[An
     return host, account
 
 
-def connector_import(url: str, supplier_id: str, token: str, workdir: Path) -> dict[str, Any]:
-    """Child side: one reference-host sync (import, store, mark_exported); time and memory."""
+def connector_import(
+    url: str, supplier_id: str, token: str, workdir: Path, options: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Child side: one reference-host sync (import, store, mark_exported); time and memory.
+    ``options`` override fields of the account's :class:`~connector.models.AccountOptions`."""
+    from dataclasses import replace
+
     host, account = make_host(url, supplier_id, token, workdir)
+    if options:
+        account = replace(account, options=replace(account.options, **options))
     try:
         cpu_before = cpu_seconds()
         started = time.perf_counter()
@@ -363,10 +370,16 @@ class ImportRun:
 
 
 def measure_import(
-    lines: int, *, with_floor: bool = True, progress: Progress = _quiet, latency_ms: int = 0
+    lines: int,
+    *,
+    with_floor: bool = True,
+    progress: Progress = _quiet,
+    latency_ms: int = 0,
+    options: dict[str, Any] | None = None,
 ) -> ImportRun:
     """Import ``lines`` lines with the connector (child), then run the floor (child) against a
-    fresh, identically seeded simulator; ``latency_ms`` is injected on every CI call of both."""
+    fresh, identically seeded simulator; ``latency_ms`` is injected on every CI call of both;
+    ``options`` override account options on the connector side (e.g. ``ack_concurrency``)."""
     nan = float("nan")
     floor: dict[str, Any] = {"seconds": nan, "peak_rss_mb": nan, "calls": {}, "cpu_seconds": nan}
     floor_left = -1
@@ -386,6 +399,7 @@ def measure_import(
                 supplier_id=sim.supplier_id,
                 token=sim.token,
                 workdir=Path(tmp),
+                options=options,
             )
             left = unexported_count(sim.state, sim.supplier_id, sim.token)
     if with_floor:
