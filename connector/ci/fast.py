@@ -268,16 +268,25 @@ def parse_fast(raw: Any) -> ParsedRecord | None:
     return build_parsed(record)
 
 
+def _checked(record: RecordStruct) -> tuple[Any, str, list[_LineValues], Decimal] | None:
+    """The rules both entry points apply beyond the Structs' types: the order date (and its
+    ISO form), each line's values, the record total; ``None`` when a rule refuses it."""
+    try:
+        moment, date_iso = _when(record.date)
+        values = [_line_values(line) for line in record.line_items]
+        return moment, date_iso, values, _total(record, values)
+    except Exception:
+        return None
+
+
 def build_parsed(record: RecordStruct) -> ParsedRecord | None:
     """The :class:`ParsedRecord` of a record already in Structs whose strings are valid
     unicode (converted from a dict and checked, or decoded from JSON bytes); ``None`` when a
     rule refuses it."""
-    try:
-        moment, _ = _when(record.date)
-        values = [_line_values(line) for line in record.line_items]
-        total = _total(record, values)
-    except Exception:
+    checked = _checked(record)
+    if checked is None:
         return None
+    moment, _, values, total = checked
     customer = record.customer
     billing = customer.billing_address
     return ParsedRecord(
@@ -333,14 +342,10 @@ def ledger_fields(raw: Any) -> tuple[str, list[list[Any]]] | None:
     Call it only for a record :func:`record_text` accepted (valid unicode is not re-checked).
     """
     record = _convert(raw)
-    if record is None:
+    checked = None if record is None else _checked(record)
+    if record is None or checked is None:
         return None
-    try:
-        _, date_iso = _when(record.date)
-        values = [_line_values(line) for line in record.line_items]
-        total = _total(record, values)
-    except Exception:
-        return None
+    _, date_iso, values, total = checked
     customer = record.customer
     billing = customer.billing_address
     head = [
