@@ -51,6 +51,14 @@ from connector.secrets import redact
     help="A worker silent this long is taken for dead and its jobs are retried.",
 )
 @click.option(
+    "--stop-seconds",
+    type=click.FloatRange(min=0, max=3600),
+    default=10.0,
+    show_default=True,
+    help="On SIGTERM/Ctrl-C, how long the jobs in progress may take to finish before their "
+    "CI calls are cut short (they are retried later).",
+)
+@click.option(
     "--name",
     default=None,
     help="Worker name shown in the job queue and in logs (default: ci-connector).",
@@ -73,6 +81,7 @@ def worker(
     concurrency: int,
     tick_seconds: int,
     stalled_seconds: float,
+    stop_seconds: float,
     name: str | None,
     keep_jobs: bool,
     init_only: bool,
@@ -85,9 +94,11 @@ def worker(
     machine or many, with the same config: per account, import (import_interval_minutes,
     sooner when import_delay_minutes lines ripen), flush the outbox (flush_interval_minutes),
     refresh SLA risks (sla_interval_minutes), prune (daily). One account is never worked by
-    two jobs at once. SIGTERM lets the jobs in progress finish, then exits 0; a killed
-    worker's jobs are retried by the others after --stalled-seconds. Each job prints one
-    JSON line on stdout.
+    two jobs at once. SIGTERM takes no new job, gives the jobs in progress --stop-seconds to
+    finish (then cuts their CI calls short: they are retried), hands them back and exits 0;
+    if the database does not answer, it says so and exits 1 within 5 s more (another worker
+    retries its jobs after --stalled-seconds). A second signal exits at once. Each job
+    prints one JSON line on stdout.
 
     \b
     Example:
@@ -138,6 +149,7 @@ def worker(
         stalled_seconds=stalled_seconds,
         name=name or "ci-connector",
         keep_jobs=keep_jobs,
+        stop_seconds=stop_seconds,
     )
     try:
         if init_only:

