@@ -6,7 +6,8 @@ functions ``ci-connector run`` schedules in one process. Here each (account, job
 chain of procrastinate jobs of one task, :data:`JOB_TASK`:
 
 * a job runs the job function, then defers the pair's next run at its due time (the job's
-  interval, sooner when ``import_delay_minutes`` lines ripen, 30 s after ``AccountBusy``);
+  interval, sooner when ``import_delay_minutes`` lines ripen, 30 s after ``AccountBusy``):
+  a :data:`WAKE_TASK` job, without the account's lock, that queues the job when due;
 * the periodic task :data:`TICK_TASK` (every ``tick_seconds``, deferred once per tick whatever
   the number of workers) starts a chain for every pair that has none waiting or running —
   on first start, after a config change, after a job failed for good — and hands the jobs of
@@ -61,6 +62,7 @@ __all__ = [
     "JOB_TASK",
     "QUEUE",
     "TICK_TASK",
+    "WAKE_TASK",
     "StopControl",
     "WorkerSettings",
     "build_app",
@@ -72,6 +74,7 @@ log = logging.getLogger("connector.runtime.worker")
 
 QUEUE = "ci-connector"
 JOB_TASK = "ci_connector.account_job"
+WAKE_TASK = "ci_connector.account_due"
 TICK_TASK = "ci_connector.tick"
 
 
@@ -373,14 +376,23 @@ def build_app(
     report = on_result or (lambda _r: None)
 
     async def defer(account: str, job: str, at: datetime | None = None) -> bool:
-        """Defer the pair's next job (``False``: one is already waiting)."""
-        configured = app.configure_task(
-            JOB_TASK,
-            queue=QUEUE,
-            lock=_account_lock_name(account),
-            queueing_lock=_queueing_lock(account, job),
-            schedule_at=at,
-        )
+        """Defer the pair's next job (``False``: one is already waiting).
+
+        A run due later is a :data:`WAKE_TASK` job without the account's lock that defers
+        the job itself when due: procrastinate runs the jobs of one lock in id order whatever
+        their ``scheduled_at`` (its issue 1599), so a job chained minutes (a prune: a day)
+        ahead with the lock would hold back every later job of the account until then."""
+        if at is not None and at > datetime.now(UTC):
+            configured = app.configure_task(
+                WAKE_TASK, queue=QUEUE, queueing_lock=_queueing_lock(account, job), schedule_at=at
+            )
+        else:
+            configured = app.configure_task(
+                JOB_TASK,
+                queue=QUEUE,
+                lock=_account_lock_name(account),
+                queueing_lock=_queueing_lock(account, job),
+            )
         try:
             await configured.defer_async(account=account, job=job)
         except procrastinate.exceptions.AlreadyEnqueued:
@@ -402,6 +414,11 @@ def build_app(
             return
         now = max(datetime.now(UTC), started)
         await defer(account, job, next_due(job, result, interval_of(job, acct), now))
+
+    @app.task(name=WAKE_TASK, queue=QUEUE)
+    async def account_due(account: str, job: str) -> None:
+        # Running (not waiting) now, so the queueing lock is free for the job itself.
+        await defer(account, job)
 
     @app.periodic(cron=_cron(settings.tick_seconds), periodic_id="tick")
     @app.task(name=TICK_TASK, queue=QUEUE, pass_context=True)
@@ -458,9 +475,10 @@ def _tick_lock(url: str, password: Secret | None) -> psycopg.Connection[Any] | N
 async def _pairs_in_queue(app: procrastinate.App) -> set[tuple[str, str]]:
     """(account, job) pairs with a job waiting or running."""
     rows = await app.connector.execute_query_all_async(
-        "SELECT args FROM procrastinate_jobs WHERE task_name = %(task)s"
+        "SELECT args FROM procrastinate_jobs WHERE task_name IN (%(task)s, %(wake)s)"
         " AND status IN ('todo', 'doing')",
         task=JOB_TASK,
+        wake=WAKE_TASK,
     )
     pairs = set()
     for row in rows:

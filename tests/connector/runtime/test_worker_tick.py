@@ -12,8 +12,10 @@ import psycopg
 import pytest
 
 from connector.runtime import worker as worker_module
+from connector.runtime.jobs import JobResult
 from connector.runtime.worker import (
     JOB_TASK,
+    QUEUE,
     TICK_TASK,
     JobRunner,
     WorkerSettings,
@@ -89,3 +91,42 @@ def test_two_ticks_at_once_start_each_chain_once(
             (JOB_TASK,),
         ).fetchall()
     assert rows == [("a1", 1), ("a2", 1)]
+
+
+class _QuickRunner(JobRunner):
+    """Runs no job: each one succeeds at once (only the queue's behaviour is under test)."""
+
+    def run(self, account_name: str, job: str) -> JobResult:
+        return JobResult(job, account_name)
+
+
+def test_a_run_due_later_does_not_hold_back_the_accounts_other_jobs(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """procrastinate runs the jobs of one lock in id order, whatever their ``scheduled_at``
+    (procrastinate issue 1599): an import chained 15 minutes ahead, or a prune a day ahead,
+    would hold every later job of the account (its flush, its SLA refresh) until then."""
+    settings = WorkerSettings(
+        config_path=_config(tmp_path), url=postgres_url, jobs=("import", "flush")
+    )
+    ensure_queue_schema(postgres_url)
+    app = build_app(settings, runner=_QuickRunner(settings.config_path))
+    account_job = app.tasks[JOB_TASK].func
+    tick = app.tasks[TICK_TASK].func
+
+    async def scenario() -> list[tuple[str, str]]:
+        async with app.open_async():
+            # a1's import ran: its next run is chained 15 minutes ahead.
+            await account_job(None, account="a1", job="import")
+            await tick(None, timestamp=1)  # starts the chains that have no job yet
+            worker_id = await app.job_manager.register_worker()
+            fetched = []
+            while (job := await app.job_manager.fetch_job([QUEUE], worker_id)) is not None:
+                fetched.append((str(job.task_kwargs["account"]), str(job.task_kwargs["job"])))
+            return fetched
+
+    fetched = asyncio.run(scenario())
+    # Runnable now: a1's flush, and one of a2's two jobs (one account, one job at a time).
+    assert ("a1", "flush") in fetched
+    assert len([f for f in fetched if f[0] == "a2"]) == 1
+    assert ("a1", "import") not in fetched  # not due for 15 minutes
