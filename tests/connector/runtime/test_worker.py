@@ -46,13 +46,20 @@ def _wait_for_a_running_job(scen: Scenario, timeout: float = 60.0) -> None:
 
 
 def _overlaps(scen: Scenario) -> list[str]:
-    """Jobs of one account whose run times overlap (from the queue's event log)."""
+    """Jobs of one account whose runs overlap (from the queue's event log).
+
+    Ordered by event id, not by ``at``: ``at`` is ``now()``, the start of the event's
+    transaction, and a fetch's transaction may start before the previous job's finish
+    commits (its query, planned and run later, then sees the job done): two jobs that ran
+    one after the other could show overlapping times. Ids are taken when the event row is
+    written, so a job's start (written once its fetch saw the lock free) comes after the
+    previous job's end."""
     with psycopg.connect(scen.db_url, autocommit=True) as conn:
         rows = conn.execute(
-            "SELECT j.args->>'account', e.job_id, e.type, e.at FROM procrastinate_events e"
+            "SELECT j.args->>'account', e.job_id, e.type, e.id FROM procrastinate_events e"
             " JOIN procrastinate_jobs j ON j.id = e.job_id"
             " WHERE j.task_name = 'ci_connector.account_job'"
-            " AND e.type IN ('started', 'succeeded', 'failed') ORDER BY e.at"
+            " AND e.type IN ('started', 'succeeded', 'failed') ORDER BY e.id"
         ).fetchall()
     spans: dict[str, dict[int, list[object]]] = defaultdict(dict)
     for account, job_id, kind, at in rows:
