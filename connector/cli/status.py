@@ -14,6 +14,7 @@ from connector.importer import waiting_lines
 from connector.ledger import open_ledger
 from connector.models import Account, HeldLine
 from connector.reference_host.facade import ChannelFacade
+from connector.runtime.claims import account_claims, lock_state
 from connector.secrets import redact
 
 
@@ -30,7 +31,21 @@ def _mapping_problems(account: Account) -> list[str]:
     return []
 
 
-def _account_status(facade: ChannelFacade, account: Account) -> dict[str, Any]:
+def _holders(account: Account) -> dict[str, Any]:
+    """The account's lock and the ledger's claims, read before anything waits for the lock
+    (so a failure because the account is busy still shows who holds what)."""
+    lock = lock_state(account)
+    ledger = open_ledger(account)
+    try:
+        claims = account_claims(ledger, datetime.now(UTC))
+    finally:
+        ledger.close()
+    return {"lock": lock.to_dict(), "claims": [c.to_dict() for c in claims]}
+
+
+def _account_status(
+    facade: ChannelFacade, account: Account, holders: dict[str, Any]
+) -> dict[str, Any]:
     held: list[HeldLine] = facade.held_lines(account=account)
     ledger = open_ledger(account)
     try:
@@ -41,6 +56,7 @@ def _account_status(facade: ChannelFacade, account: Account) -> dict[str, Any]:
         ledger.close()
     return {
         "account": account.name,
+        **holders,
         "mapping_problems": _mapping_problems(account),
         "held": [to_jsonable(h) for h in held],
         "pending_outbox": [
@@ -80,6 +96,7 @@ def _print_status(status: dict[str, Any]) -> None:
         say(f"mappings: {len(problems)} problem(s); imports and dispatch are held until fixed:")
         for problem in problems:
             say(f"  {problem}")
+    _print_holders(status)
     held = status["held"]
     say(f"held lines: {len(held)}")
     if held:
@@ -122,6 +139,35 @@ def _print_status(status: dict[str, Any]) -> None:
         )
 
 
+def _print_holders(status: dict[str, Any], *, err: bool = False) -> None:
+    lock = status["lock"]
+    say(
+        f"account lock: held by {lock['holder']}" if lock["held"] else "account lock: free", err=err
+    )
+    claims = status["claims"]
+    say(f"claimed calls (leases): {len(claims)}", err=err)
+    if claims:
+        say(
+            render_table(
+                ["kind", "line", "order", "shipment", "tracking", "owner", "until", "state"],
+                [
+                    [
+                        c["kind"],
+                        c["ci_lineitemid"],
+                        c["orderid"],
+                        c["shipment_id"],
+                        c["tracking"],
+                        c["owner"],
+                        c["until"],
+                        c["state"],
+                    ]
+                    for c in claims
+                ],
+            ),
+            err=err,
+        )
+
+
 @click.command()
 @click.option(
     "--account",
@@ -134,10 +180,14 @@ def _print_status(status: dict[str, Any]) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 @click.pass_obj
 def status(obj: CliContext, account_name: str, as_json: bool) -> None:
-    """Show held lines (with the reason and fix) and the pending outbox per account.
+    """Show held lines (with the reason and fix), the pending outbox, who holds the account's
+    lock and which calls are claimed (leased) by whom until when, per account.
 
     Held lines come from the channel plugin (oms_held_lines); the outbox and line counts
     from the account's ledger; broken mapping files are listed with their file and line.
+    The lock holder (pid, machine, since) and the claims (tracking rows and acknowledgements
+    claimed before their CI call: owner machine:pid, lease end, active / expired / owner
+    gone) are read first, so they show even when the account is busy.
     Exits 1 when any line is held, a mapping file is broken or an account failed.
 
     \b
@@ -149,12 +199,14 @@ def status(obj: CliContext, account_name: str, as_json: bool) -> None:
     accounts = select_accounts(config, account_name)
     facade = open_facade()
     statuses: list[dict[str, Any]] = []
-    failures: list[dict[str, str]] = []
+    failures: list[dict[str, Any]] = []
     for account in accounts:
+        holders: dict[str, Any] = {}
         try:
-            statuses.append(_account_status(facade, account))
+            holders = _holders(account)
+            statuses.append(_account_status(facade, account, holders))
         except ChannelError as exc:
-            failures.append({"account": account.name, "error": redact(str(exc))})
+            failures.append({"account": account.name, "error": redact(str(exc)), **holders})
     held_total = sum(len(s["held"]) for s in statuses)
     broken = any(s["mapping_problems"] for s in statuses)
     ok = not failures and held_total == 0 and not broken
@@ -165,5 +217,7 @@ def status(obj: CliContext, account_name: str, as_json: bool) -> None:
             _print_status(s)
         for failure in failures:
             say(f"{failure['account']}: status failed: {failure['error']}", err=True)
+            if "lock" in failure:
+                _print_holders(failure, err=True)
     if not ok:
         raise click.exceptions.Exit(1)

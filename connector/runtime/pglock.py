@@ -136,6 +136,24 @@ class PgAccountLock:
             return "nobody (it was just released)"
         return _describe(row[0], row[1], row[2], row[3])
 
+    def current_holder(self) -> str | None:
+        """Who holds the account now, ``None`` when nobody does (for ``status``; a session of
+        its own, closed again).
+
+        :raises LedgerError: the database cannot be reached.
+        """
+        unsigned = self.key & 0xFFFFFFFFFFFFFFFF
+        conn = connect(self.url, self._password, role="status")
+        try:
+            row = conn.execute(_HOLDER_SQL, (unsigned >> 32, unsigned & 0xFFFFFFFF)).fetchone()
+        except Exception as exc:
+            raise LedgerError(
+                redact(f"account {self.account}: cannot read the lock holder: {exc}")
+            ) from None
+        finally:
+            conn.close()
+        return None if row is None else _describe(row[0], row[1], row[2], row[3])
+
     def _busy(self, timeout: float, who: str) -> AccountBusy:
         return account_busy(self.account, who, timeout)
 
