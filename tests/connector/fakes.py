@@ -20,6 +20,7 @@ from connector.ci.client import LineitemTrackingItem, OrdersPage, PageMeta, Trac
 from connector.ci.schemas import parse_ci_datetime
 from connector.errors import CIBusinessError, CIError
 from connector.mappings import Mappings
+from connector.models import Account, ImportBatch
 
 PAGE_SIZE = 250
 T0 = datetime(2024, 3, 4, 9, 0, tzinfo=UTC)  # a Monday
@@ -314,3 +315,16 @@ def make_host(bad_tracking: set[str] | None = None) -> Host:
     pm.add_hookspecs(connector.hookspecs)
     pm.register(plugin)
     return Host(pm, plugin, clock, cis, maps)
+
+
+@dataclass
+class Imported:
+    """A fake host and its account after one import (the ``three_imported`` fixture)."""
+
+    host: Host
+    account: Account
+    ci: FakeCI
+    batch: ImportBatch
+
+    def unpack(self) -> tuple[Host, Account, FakeCI, ImportBatch]:
+        return self.host, self.account, self.ci, self.batch

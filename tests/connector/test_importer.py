@@ -8,7 +8,14 @@ from pathlib import Path
 from connector.errors import CITransportError
 from connector.importer import fallback_ship_by, split_windows
 from connector.models import HoldKind, LineOutcome, StoredOrder
-from tests.connector.fakes import T0, fake_mappings, make_host, make_line, make_record
+from tests.connector.fakes import (
+    T0,
+    Imported,
+    fake_mappings,
+    make_host,
+    make_line,
+    make_record,
+)
 
 
 def _store(host, acct, batch, prefix: str = "H"):  # type: ignore[no-untyped-def]
@@ -186,13 +193,8 @@ def test_ack_batch_refused_is_isolated(tmp_path: Path) -> None:
     assert [(h.ci_lineitemid, h.kind) for h in held] == [(3, HoldKind.REJECTED_BY_CI)]
 
 
-def test_transport_error_queues_acks_then_flush_sends_them(tmp_path: Path) -> None:
-    host = make_host()
-    acct = host.account(tmp_path, ack_batch_size=2)
-    ci = host.cis["us"]
-    for i in range(1, 4):
-        ci.add(make_record(f"O{i}", [make_line(i)]))
-    batch = host.pm.hook.oms_import_orders(account=acct)
+def test_transport_error_queues_acks_then_flush_sends_them(three_imported: Imported) -> None:
+    host, acct, ci, batch = three_imported.unpack()
     ci.fail("mark_exported", CITransportError("503 after retries"))
     results = _store(host, acct, batch)
     assert [r.outcome for r in results] == [LineOutcome.QUEUED] * 3

@@ -9,18 +9,13 @@ from pathlib import Path
 from connector.errors import CITransportError
 from connector.ledger import ledger_path, open_ledger_file
 from connector.models import LineOutcome, StoredOrder
-from tests.connector.fakes import make_host, make_line, make_record
+from tests.connector.fakes import Imported
 
 ELSEWHERE = "other-machine:4242:abcd"
 
 
-def test_claims_of_queued_acks_are_released(tmp_path: Path) -> None:
-    host = make_host()
-    acct = host.account(tmp_path, ack_batch_size=2)
-    ci = host.cis["us"]
-    for i in range(1, 4):
-        ci.add(make_record(f"O{i}", [make_line(i)]))
-    batch = host.pm.hook.oms_import_orders(account=acct)
+def test_claims_of_queued_acks_are_released(tmp_path: Path, three_imported: Imported) -> None:
+    host, acct, ci, batch = three_imported.unpack()
     ci.fail("mark_exported", CITransportError("503 after retries"))
     stored = [StoredOrder(o.orderid, f"H-{o.orderid}", o.ci_lineitemids) for o in batch.orders]
     results = host.pm.hook.oms_mark_exported(account=acct, stored=stored)
@@ -35,13 +30,8 @@ def test_claims_of_queued_acks_are_released(tmp_path: Path) -> None:
         ledger.close()
 
 
-def test_acked_lines_hold_no_claim(tmp_path: Path) -> None:
-    host = make_host()
-    acct = host.account(tmp_path, ack_batch_size=2)
-    ci = host.cis["us"]
-    for i in range(1, 4):
-        ci.add(make_record(f"O{i}", [make_line(i)]))
-    batch = host.pm.hook.oms_import_orders(account=acct)
+def test_acked_lines_hold_no_claim(tmp_path: Path, three_imported: Imported) -> None:
+    host, acct, ci, batch = three_imported.unpack()
     stored = [StoredOrder(o.orderid, f"H-{o.orderid}", o.ci_lineitemids) for o in batch.orders]
     results = host.pm.hook.oms_mark_exported(account=acct, stored=stored)
     assert [r.outcome for r in results] == [LineOutcome.ACCEPTED] * 3

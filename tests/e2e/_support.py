@@ -4,7 +4,8 @@ a simulator, with the CI clients it builds kept so their retry statistics can be
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,6 +18,7 @@ from connector.reference_host.facade import ChannelFacade
 from connector.reference_host.host import ReferenceHost
 from connector.reference_host.plugins import get_plugin_manager
 from connector.secrets import Secret
+from connector.testing.simulator import SimulatorHandle
 
 T0 = datetime(2024, 3, 4, 15, 0, tzinfo=UTC)  # a Monday
 
@@ -166,3 +168,21 @@ def conditional_probabilities(weights: Iterable[float], total: float) -> list[fl
         out.append(min(1.0, share / (1.0 - used)))
         used += share
     return out
+
+
+@contextmanager
+def simulator_host(
+    sim: SimulatorHandle, data_dir: Path
+) -> Iterator[tuple[GrouponPlugin, ChannelFacade, ReferenceHost]]:
+    """The Groupon plugin loaded through pluggy and a reference host (store in ``data_dir``),
+    both on the simulator's clock (the host runs on CI's clock); the plugin is closed on
+    exit."""
+    pm = get_plugin_manager(load_entrypoints=False)
+    plugin = GrouponPlugin(clock=sim.state.clock.now)
+    pm.register(plugin, name="groupon")
+    facade = ChannelFacade(pm)
+    host = ReferenceHost(data_dir / "host.sqlite3", facade, clock=sim.state.clock.now)
+    try:
+        yield plugin, facade, host
+    finally:
+        plugin.close()

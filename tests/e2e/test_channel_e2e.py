@@ -23,9 +23,9 @@ from connector.models import Account, HoldKind, LineOutcome, Shipment
 from connector.plugin import GrouponPlugin
 from connector.reference_host.facade import ChannelFacade
 from connector.reference_host.host import ReferenceHost
-from connector.reference_host.plugins import get_plugin_manager
 from connector.secrets import Secret
 from connector.testing.simulator import SimulatorHandle, make_account, running_simulator
+from tests.e2e._support import simulator_host
 
 TRANSPORTS = ["socket", "in_process"]
 
@@ -60,15 +60,8 @@ def rig(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Rig]:
     with running_simulator(request.param) as sim:
         sim.state.clock.freeze()
         account = make_account(sim, tmp_path)
-        pm = get_plugin_manager(load_entrypoints=False)
-        plugin = GrouponPlugin(clock=sim.state.clock.now)  # the host runs on CI's clock
-        pm.register(plugin, name="groupon")
-        facade = ChannelFacade(pm)
-        host = ReferenceHost(tmp_path / "host.sqlite3", facade, clock=sim.state.clock.now)
-        try:
+        with simulator_host(sim, tmp_path) as (plugin, facade, host):
             yield Rig(sim, account, host, facade, plugin, tmp_path)
-        finally:
-            plugin.close()
 
 
 def _sim_lines_by_order(sim: SimulatorHandle) -> dict[str, set[int]]:

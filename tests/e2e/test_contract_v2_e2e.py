@@ -13,11 +13,10 @@ import pytest
 
 from connector.demo import ups_tracking_number
 from connector.models import Account, LineOutcome, Shipment
-from connector.plugin import GrouponPlugin
 from connector.reference_host.facade import ChannelFacade
 from connector.reference_host.host import ReferenceHost
-from connector.reference_host.plugins import get_plugin_manager
 from connector.testing.simulator import SimulatorHandle, make_account, running_simulator
+from tests.e2e._support import simulator_host
 
 
 @dataclass
@@ -34,15 +33,8 @@ def rig(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Rig]:
         sim.state.clock.freeze()
         sim.seed(orders=8, lines_per_order=(1, 2))
         account = make_account(sim, tmp_path, watch_cancellations=False, tracking_batch_size=4)
-        pm = get_plugin_manager(load_entrypoints=False)
-        plugin = GrouponPlugin(clock=sim.state.clock.now)
-        pm.register(plugin, name="groupon")
-        facade = ChannelFacade(pm)
-        host = ReferenceHost(tmp_path / "host.sqlite3", facade, clock=sim.state.clock.now)
-        try:
+        with simulator_host(sim, tmp_path) as (_plugin, facade, host):
             yield Rig(sim, account, host, facade)
-        finally:
-            plugin.close()
             host.close()
 
 

@@ -12,11 +12,8 @@ import pytest
 
 from connector.demo import ups_tracking_number
 from connector.models import LineOutcome, Shipment
-from connector.plugin import GrouponPlugin
-from connector.reference_host.facade import ChannelFacade
-from connector.reference_host.host import ReferenceHost
-from connector.reference_host.plugins import get_plugin_manager
 from connector.testing.simulator import make_account, running_simulator
+from tests.e2e._support import simulator_host
 
 pytestmark = [pytest.mark.socket, pytest.mark.timeout(180)]
 
@@ -34,12 +31,7 @@ def test_latency_import_ack_and_dispatch_with_calls_in_flight(tmp_path: Path) ->
             tracking_batch_size=40,
             ack_concurrency=3,
         )
-        pm = get_plugin_manager(load_entrypoints=False)
-        plugin = GrouponPlugin(clock=sim.state.clock.now)
-        pm.register(plugin, name="groupon")
-        facade = ChannelFacade(pm)
-        host = ReferenceHost(tmp_path / "host.sqlite3", facade, clock=sim.state.clock.now)
-        try:
+        with simulator_host(sim, tmp_path) as (plugin, facade, host):
             report = host.sync(account)
             assert report.ok, report.errors
             lines = sim.lines()
@@ -70,7 +62,5 @@ def test_latency_import_ack_and_dispatch_with_calls_in_flight(tmp_path: Path) ->
                 assert len(line["tracking"]) == 1
             stats = facade.channel_stats(account=account)
             assert stats["calls:tracking_notification"] == -(-len(shipments) // 40)
-        finally:
-            plugin.close()
             host.close()
     assert not [t for t in threading.enumerate() if t.name.startswith(("ci-ack", "ci-pre"))]

@@ -27,23 +27,10 @@ from connector.ci.client import (
 from connector.errors import CIAuthError, CIBusinessError, CIProtocolError, CITransportError
 from connector.models import Account, AccountOptions
 from connector.secrets import Secret
+from tests.connector.ci._support import BASE, ORDERS_URL
+from tests.connector.ci._support import make_client as _client
 
-BASE = "https://ci.test"
 EXAMPLES = Path(__file__).parents[2] / "fixtures" / "ci-examples"
-ORDERS_URL = f"{BASE}/api/v4/get_orders"
-
-
-def _client(**kwargs: Any) -> CIClient:
-    options: dict[str, Any] = {
-        "base_url": BASE,
-        "supplier_id": "90001",
-        "token": Secret("tok-" + "x" * 27),
-        "max_retries": 2,
-        "backoff": 0.0,
-        "sleep": lambda _s: None,
-    }
-    options.update(kwargs)
-    return CIClient(**options)
 
 
 def _page(number: int, pages: int, items: int, records: list[dict[str, Any]]) -> dict[str, Any]:

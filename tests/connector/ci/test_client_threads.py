@@ -21,24 +21,10 @@ from connector.ci.client import CIClient
 from connector.ci.throttle import Throttle
 from connector.errors import CILimitError, CITransportError
 from connector.overlap import CallPool, prefetch
-from connector.secrets import Secret
+from tests.connector.ci._support import BASE, ORDERS_URL
+from tests.connector.ci._support import make_client as _client
 
-BASE = "https://ci.test"
 MARK_URL = f"{BASE}/api/v4/mark_exported"
-ORDERS_URL = f"{BASE}/api/v4/get_orders"
-
-
-def _client(**kwargs: Any) -> CIClient:
-    options: dict[str, Any] = {
-        "base_url": BASE,
-        "supplier_id": "90001",
-        "token": Secret("tok-" + "x" * 27),
-        "max_retries": 2,
-        "backoff": 0.0,
-        "sleep": lambda _s: None,
-    }
-    options.update(kwargs)
-    return CIClient(**options)
 
 
 def _on_threads(client: CIClient, n: int) -> list[requests.Session]:
