@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from typing import Any, TypeVar, cast
 
-from connector.ci.bounded import CallScope
+from connector.ci.bounded import CallGuard, CallScope, current_scope
 
 __all__ = ["CallPool", "closing_iter", "prefetch", "runs_concurrently", "thread_setup"]
 
@@ -70,6 +70,12 @@ class CallPool:
             raise ValueError(f"workers must be >= 1, got {workers!r}")
         self.workers = workers
         self.scope = CallScope()
+        # A child of the caller's scope, if it runs in one (a worker's job): cancelling that
+        # one (the worker stopping) cuts the pool's calls short too.
+        self._parent = current_scope()
+        self._link = cast(CallGuard, _Cascade(self.scope))
+        if self._parent is not None:
+            self._parent.enter(self._link)
         self._setup = setup
         self._name = name
         self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -133,12 +139,25 @@ class CallPool:
             thread.join()
         self._threads = []
         self._pending = []
+        if self._parent is not None:
+            self._parent.leave(self._link)
 
     def __enter__(self) -> CallPool:
         return self
 
     def __exit__(self, exc_type: object, *exc: object) -> None:
         self.close(abort=exc_type is not None)
+
+
+class _Cascade:
+    """Stands in a scope as one of its calls (``CallScope`` fires ``_fire`` of each on
+    cancel) and cancels another scope when fired."""
+
+    def __init__(self, scope: CallScope) -> None:
+        self.scope = scope
+
+    def _fire(self) -> None:
+        self.scope.cancel()
 
 
 @contextlib.contextmanager

@@ -39,6 +39,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -71,6 +72,8 @@ __all__ = [
 ]
 
 log = logging.getLogger("connector.runtime.worker")
+
+_WATCH_POLL = 0.05
 
 QUEUE = "ci-connector"
 JOB_TASK = "ci_connector.account_job"
@@ -158,8 +161,6 @@ class StopControl:
         self._cut = False
         self._requests = 0
         self._listeners: list[Callable[[], object]] = []
-        self.idle = threading.Event()
-        self.idle.set()
         self.done = threading.Event()
         self.watchdog: threading.Thread | None = None
 
@@ -169,7 +170,6 @@ class StopControl:
         scope = CallScope()
         with self._lock:
             self._scopes.add(scope)
-            self.idle.clear()
             if self._cut:
                 scope.cancel()
         try:
@@ -178,8 +178,6 @@ class StopControl:
         finally:
             with self._lock:
                 self._scopes.discard(scope)
-                if not self._scopes:
-                    self.idle.set()
 
     @property
     def requested(self) -> bool:
@@ -232,26 +230,47 @@ class StopControl:
         for scope in scopes:
             scope.cancel()
 
+    def was_cut(self, result: JobResult) -> bool:
+        """Whether ``result`` is of a job that failed after its calls were cut short."""
+        with self._lock:
+            return self._cut and not result.ok
+
     def finished(self) -> None:
         """The worker handed its jobs back to the queue and is about to exit."""
         self.done.set()
 
     def _watch(self) -> None:
-        if not self.idle.wait(self.stop_seconds):
-            self._say(
-                f"worker {self.name}: {self.running()} job(s) still running after "
-                f"{self.stop_seconds:g} s: cutting their CI calls short (a job cut short is "
-                "retried; nothing is sent twice)"
-            )
-            self.cut()
-            self.idle.wait(self.settle_seconds)
-        if self.done.wait(self.settle_seconds):
+        # Polled: a job fetched just before the request may start after it, and the
+        # hand-back only begins once no job runs.
+        grace_end = time.monotonic() + self.stop_seconds
+        cut_at: float | None = None
+        idle_since: float | None = None
+        while not self.done.wait(_WATCH_POLL):
+            now = time.monotonic()
+            running = self.running()
+            if running == 0:
+                idle_since = idle_since if idle_since is not None else now
+                if now - idle_since >= self.settle_seconds:
+                    break  # the jobs are over; the hand-back to the queue did not come
+                continue
+            idle_since = None
+            if cut_at is None and now >= grace_end:
+                self._say(
+                    f"worker {self.name}: {running} job(s) still running after "
+                    f"{self.stop_seconds:g} s: cutting their CI calls short (a job cut short "
+                    "is retried; nothing is sent twice)"
+                )
+                self.cut()
+                cut_at = now
+            if cut_at is not None and now - cut_at >= self.settle_seconds:
+                break  # cut, and still not over: stuck on something else (the database)
+        else:
             return
         running = self.running()
         self._say(
             f"worker {self.name}: could not hand its jobs back to the queue within "
             f"{self.settle_seconds:g} s (is the database reachable?): exiting now"
-            + (f" with {running} job(s) cut short" if running else "")
+            + (f" with {running} job(s) unfinished" if running else "")
             + "; another worker retries them once this one's heartbeat is --stalled-seconds"
             " old, and ledger claims of this process are taken over (it is gone)"
         )
@@ -413,6 +432,12 @@ def build_app(
         if settings.accounts is not None and account not in settings.accounts:
             return
         now = max(datetime.now(UTC), started)
+        stop = job_runner.stop
+        if stop is not None and stop.was_cut(result):
+            # Cut short by this worker's stop: whatever it left (claims, queued acks) is for
+            # the next worker now, not at the next interval.
+            await defer(account, job)
+            return
         await defer(account, job, next_due(job, result, interval_of(job, acct), now))
 
     @app.task(name=WAKE_TASK, queue=QUEUE)

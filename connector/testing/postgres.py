@@ -59,6 +59,23 @@ class PostgresServer:
         info.process.send_signal(signal.SIGINT)  # PostgreSQL's "fast" shutdown
         info.process.wait(30)
 
+    def pause(self) -> None:
+        """Make the server stop answering without closing anything (every server process
+        stopped with SIGSTOP), as a network partition or a hung host would: sessions and
+        new connections wait. :meth:`resume` lets it go on."""
+        for process in self._processes():
+            process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        for process in self._processes():
+            process.send_signal(signal.SIGCONT)
+
+    def _processes(self) -> list[Any]:
+        if self._control is None:
+            raise RuntimeError("this server was not started by running_postgres()")
+        postmaster = self._control.get_postmaster_info().process
+        return [postmaster, *postmaster.children(recursive=True)]
+
     def start(self) -> None:
         """Start the server again after :meth:`stop` (same data, same socket folder)."""
         if self._control is None:

@@ -125,7 +125,9 @@ def test_sigterm_lets_the_job_in_progress_finish(
         database=f"term_{secrets.token_hex(3)}",
     ) as scen:
         worker = scen.spawn(
-            "t", "--jobs", "import", "--tick-seconds", "1", "--keep-jobs", log=tmp_path / "t.log"
+            "t",
+            *("--jobs", "import", "--tick-seconds", "1", "--keep-jobs", "--stop-seconds", "60"),
+            log=tmp_path / "t.log",
         )
         _wait_for_a_running_job(scen)
         worker.send_signal(signal.SIGTERM)
@@ -138,6 +140,48 @@ def test_sigterm_lets_the_job_in_progress_finish(
         assert scen.exported() == scen.total()
         assert scen.audit() == {"lost": 0, "duplicates": 0, "acked_twice": 0}
         assert '"ok": true' in log
+
+
+def test_sigterm_cuts_a_long_job_short_after_stop_seconds_and_it_is_retried_at_once(
+    postgres_server: PostgresServer, tmp_path: Path
+) -> None:
+    # 1.5 s on every CI call: the import outlasts --stop-seconds 1 by far.
+    with scenario(
+        postgres_server,
+        tmp_path,
+        accounts=1,
+        orders=6,
+        latency_ms=1500,
+        database=f"cut_{secrets.token_hex(3)}",
+    ) as scen:
+        worker = scen.spawn(
+            "c",
+            *("--jobs", "import", "--tick-seconds", "1", "--keep-jobs", "--stop-seconds", "1"),
+            log=tmp_path / "c.log",
+        )
+        _wait_for_a_running_job(scen)
+        time.sleep(0.5)  # inside the job: a CI call in flight
+        worker.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        assert worker.wait(60) == 0
+        took = time.monotonic() - started
+        log = (tmp_path / "c.log").read_text()
+        assert took < 1 + 5, (took, log[-3000:])
+        assert "still running after 1 s: cutting their CI calls short" in log, log[-3000:]
+        assert '"ok": false' in log, log[-3000:]
+        # Its next run is queued for now, not at the next import interval (15 minutes).
+        with psycopg.connect(scen.db_url, autocommit=True) as conn:
+            waiting = conn.execute(
+                "SELECT COUNT(*) FROM procrastinate_jobs WHERE task_name = %s"
+                " AND status = 'todo' AND scheduled_at IS NULL",
+                ("ci_connector.account_job",),
+            ).fetchone()
+        assert waiting == (1,)
+        scen.spawn("d", "--jobs", "import", "--tick-seconds", "1", log=tmp_path / "d.log")
+        assert scen.wait_exported(150), (tmp_path / "d.log").read_text()[-3000:]
+        figures = scen.audit()
+        assert figures["lost"] == 0
+        assert figures["duplicates"] - figures["acked_twice"] == 0
 
 
 def test_sigkill_loses_nothing_and_another_worker_takes_over(

@@ -64,3 +64,49 @@ def test_sigterm_while_postgres_is_down_exits_promptly_and_loses_nothing(
         assert scen.audit()["lost"] == 0
         assert scen.audit()["duplicates"] - scen.audit()["acked_twice"] == 0
         assert _jobs_by_status(scen).get("doing", 0) == 0
+
+
+def test_sigterm_while_postgres_hangs_exits_within_the_bound(
+    own_postgres: PostgresServer, tmp_path: Path
+) -> None:
+    """A database that stops answering (a partition, a hung host) rather than refusing:
+    queries and connection attempts wait, so only the worker's own bound ends the stop."""
+    with scenario(
+        own_postgres,
+        tmp_path,
+        accounts=1,
+        orders=5,
+        latency_ms=300,
+        database=f"hang_{secrets.token_hex(3)}",
+    ) as scen:
+        worker = scen.spawn(
+            "h",
+            *("--jobs", "import", "--tick-seconds", "1", "--stop-seconds", "2"),
+            log=tmp_path / "h.log",
+        )
+        _wait_for_a_running_job(scen)
+        own_postgres.pause()
+        try:
+            worker.send_signal(signal.SIGTERM)
+            started = time.monotonic()
+            code = worker.wait(60)
+            took = time.monotonic() - started
+        finally:
+            own_postgres.resume()
+        log = (tmp_path / "h.log").read_text()
+        # --stop-seconds 2, then 5 s for the cut job to end, then 5 s to hand back.
+        assert took < 2 + 5 + 5 + 3, (took, log[-3000:])
+        assert code == 1, (code, log[-3000:])
+        assert "worker h: SIGTERM: stopping" in log, log[-3000:]
+        assert "could not hand its jobs back to the queue within 5 s" in log, log[-3000:]
+        scen.spawn(
+            "i",
+            *("--jobs", "import", "--tick-seconds", "1", "--stalled-seconds", "3"),
+            log=tmp_path / "i.log",
+        )
+        assert scen.wait_exported(150), (tmp_path / "i.log").read_text()[-3000:]
+        assert scen.stop_workers()[-1] == 0
+        figures = scen.audit()
+        assert figures["lost"] == 0
+        assert figures["duplicates"] - figures["acked_twice"] == 0
+        assert _jobs_by_status(scen).get("doing", 0) == 0

@@ -112,3 +112,27 @@ def test_a_second_signal_exits_at_once() -> None:
     assert codes == [1]
     assert said[-1] == "worker w: SIGTERM again: exiting now without waiting"
     stop.finished()
+
+
+def test_a_job_that_starts_just_after_the_request_gets_the_grace_too() -> None:
+    """procrastinate may have fetched a job just before the signal: it starts after it and
+    still gets stop_seconds, not only the hand-back's settle_seconds."""
+    stop, said, codes = _control(stop_seconds=5, settle_seconds=0.3)
+    stop.request("SIGTERM")  # nothing running yet
+    ran: list[str] = []
+
+    def job() -> None:
+        time.sleep(0.1)
+        with stop.job():
+            time.sleep(0.8)  # longer than settle_seconds, shorter than stop_seconds
+            ran.append("done")
+
+    thread = threading.Thread(target=job)
+    thread.start()
+    thread.join(5)
+    stop.finished()
+    assert stop.watchdog is not None
+    stop.watchdog.join(5)
+    assert ran == ["done"]
+    assert codes == []
+    assert len(said) == 1
