@@ -96,9 +96,9 @@ def worker(
     refresh SLA risks (sla_interval_minutes), prune (daily). One account is never worked by
     two jobs at once. SIGTERM takes no new job, gives the jobs in progress --stop-seconds to
     finish (then cuts their CI calls short: they are retried), hands them back and exits 0;
-    if the database does not answer, it says so and exits 1 within 5 s more (another worker
-    retries its jobs after --stalled-seconds). A second signal exits at once. Each job
-    prints one JSON line on stdout.
+    if the database does not answer, it says so and exits 1, at most --stop-seconds + 10 s
+    after the signal (another worker retries its jobs after --stalled-seconds). A second
+    signal exits at once. Each job prints one JSON line on stdout.
 
     \b
     Example:
