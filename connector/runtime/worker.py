@@ -205,16 +205,11 @@ class StopControl:
             self._say(f"worker {self.name}: {why} again: exiting now without waiting")
             self._exit(1)
             return False
-        running = self.running()
-        self._say(
-            f"worker {self.name}: {why}: stopping (no new jobs; "
-            + (
-                f"{running} job(s) in progress get up to {self.stop_seconds:g} s to finish)"
-                if running
-                else "no job in progress)"
-            )
+        # The lines are written by the watchdog thread: this may run in a signal handler,
+        # interrupting a write to the same stream.
+        self.watchdog = threading.Thread(
+            target=self._watch, args=(why,), name="worker-stop", daemon=True
         )
-        self.watchdog = threading.Thread(target=self._watch, name="worker-stop", daemon=True)
         self.watchdog.start()
         with self._lock:
             listeners = list(self._listeners)
@@ -239,10 +234,19 @@ class StopControl:
         """The worker handed its jobs back to the queue and is about to exit."""
         self.done.set()
 
-    def _watch(self) -> None:
+    def _watch(self, why: str) -> None:
         # Polled: a job fetched just before the request may start after it, and the
         # hand-back only begins once no job runs.
         grace_end = time.monotonic() + self.stop_seconds
+        running = self.running()
+        self._say(
+            f"worker {self.name}: {why}: stopping (no new jobs; "
+            + (
+                f"{running} job(s) in progress get up to {self.stop_seconds:g} s to finish)"
+                if running
+                else "no job in progress)"
+            )
+        )
         cut_at: float | None = None
         idle_since: float | None = None
         while not self.done.wait(_WATCH_POLL):
