@@ -8,22 +8,17 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
 
 from connector.cli import main
-from connector.config import load_config
 from connector.ledger import ledger_path, open_ledger
-from connector.models import Account
 from connector.reference_host.host import HOST_DB_NAME
 from connector.reference_host.store import HostStore
-from mock_ci_server.app import create_app
-from mock_ci_server.serve import serve_in_thread
-from mock_ci_server.state import SimState
+from tests.connector.runtime._support import Setup
 
 pytestmark = [pytest.mark.socket, pytest.mark.slow]
 
@@ -32,34 +27,9 @@ TOKEN = "run-cli-SECRET-0123456789abcdefgh"
 REPO = Path(__file__).resolve().parents[3]
 
 
-@dataclass
-class Setup:
-    state: SimState
-    config_path: Path
-    account: Account
-    app: object
-
-
 @pytest.fixture
-def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Setup]:
-    state = SimState()
-    state.add_account(SUPPLIER, TOKEN, region="US", merchant_level=5)
-    state.seed(SUPPLIER, orders=8, seed=4)
-    app = create_app(state)
-    server = serve_in_thread(app)
-    monkeypatch.setenv("RUN_CLI_TOKEN", TOKEN)
-    path = tmp_path / "connector.toml"
-    path.write_text(
-        '[connector]\ndata_dir = "data"\n\n'
-        f'[[accounts]]\nname = "us"\nchannel = "groupon"\nsupplier_id = "{SUPPLIER}"\n'
-        f'region = "US"\nbase_url = "{server.url}"\ntoken_env = "RUN_CLI_TOKEN"\n\n'
-        '[accounts.options]\nsku_fallback = "sku"\nmax_retries = 0\nbackoff_seconds = 0.0\n',
-        encoding="utf-8",
-    )
-    try:
-        yield Setup(state, path, load_config(path).account("us"), app)
-    finally:
-        server.stop()
+def setup(simulated_account: Callable[..., Setup]) -> Setup:
+    return simulated_account(SUPPLIER, TOKEN, "RUN_CLI_TOKEN", seed={"orders": 8, "seed": 4})
 
 
 def cli(setup: Setup, *args: str) -> Result:

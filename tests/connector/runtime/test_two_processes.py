@@ -9,26 +9,21 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from benchmarks.crash_worker import plan_shipments
-from connector.config import load_config
 from connector.ledger import open_ledger
-from connector.models import Account
 from connector.plugin import GrouponPlugin
 from connector.reference_host.facade import ChannelFacade
 from connector.reference_host.host import HOST_DB_NAME, ReferenceHost
 from connector.reference_host.plugins import get_plugin_manager
 from connector.reference_host.store import HostStore
 from connector.runtime.identity import REFERENCE_HOST, acting_as
-from mock_ci_server.app import create_app
-from mock_ci_server.serve import serve_in_thread
-from mock_ci_server.state import SimState
+from tests.connector.runtime._support import Setup
 from tests.ledger_backends import LedgerBackend
 
 pytestmark = [pytest.mark.socket, pytest.mark.slow]
@@ -38,41 +33,18 @@ TOKEN = "two-procs-SECRET-0123456789abcdef"
 REPO = Path(__file__).resolve().parents[3]
 
 
-@dataclass
-class Setup:
-    state: SimState
-    config_path: Path
-    account: Account
-    app: object
-
-
 @pytest.fixture
-def setup(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ledger_backend: LedgerBackend
-) -> Iterator[Setup]:
+def setup(simulated_account: Callable[..., Setup], ledger_backend: LedgerBackend) -> Setup:
     """Runs on both ledger backends: on PostgreSQL the config names the test's database
     (the processes then exclude each other with the advisory lock)."""
-    state = SimState()
-    state.add_account(SUPPLIER, TOKEN, region="US", merchant_level=5)
-    state.seed(SUPPLIER, orders=40, seed=11, lines_per_order=(1, 3), quantity=(1, 3))
-    app = create_app(state)
-    server = serve_in_thread(app)
-    monkeypatch.setenv("TWO_PROCS_TOKEN", TOKEN)
-    path = tmp_path / "connector.toml"
-    path.write_text(
-        '[connector]\ndata_dir = "data"\n'
-        + (f'ledger_url = "{ledger_backend.url}"\n' if ledger_backend.url else "")
-        + "\n"
-        f'[[accounts]]\nname = "us"\nchannel = "groupon"\nsupplier_id = "{SUPPLIER}"\n'
-        f'region = "US"\nbase_url = "{server.url}"\ntoken_env = "TWO_PROCS_TOKEN"\n\n'
-        '[accounts.options]\nsku_fallback = "sku"\nmax_retries = 0\nbackoff_seconds = 0.0\n'
-        "ack_batch_size = 10\ntracking_batch_size = 10\n",
-        encoding="utf-8",
+    return simulated_account(
+        SUPPLIER,
+        TOKEN,
+        "TWO_PROCS_TOKEN",
+        seed={"orders": 40, "seed": 11, "lines_per_order": (1, 3), "quantity": (1, 3)},
+        options="ack_batch_size = 10\ntracking_batch_size = 10\n",
+        ledger_url=ledger_backend.url,
     )
-    try:
-        yield Setup(state, path, load_config(path).account("us"), app)
-    finally:
-        server.stop()
 
 
 def _set_faults(setup: Setup, rules: list[dict[str, object]]) -> None:
