@@ -293,7 +293,15 @@ class Importer:
                 with closing_iter(self._pages(window)) as pages:
                     for page in pages:
                         read += len(page.records)
-                        self._stage_page(page.records, now, round_no, problems, clean, broken)
+                        self._stage_page(
+                            page.records,
+                            now,
+                            round_no,
+                            problems,
+                            clean,
+                            broken,
+                            plain=getattr(page, "plain_json", False) is True,
+                        )
         with self.ledger.transaction():
             if opts.window_mode:
                 # An order re-read clean had its broken record fixed by CI: forget the old
@@ -362,15 +370,18 @@ class Importer:
         problems: list[tuple[str, str | None, str]],
         clean: set[str] | None = None,
         broken: frozenset[str] = frozenset(),
+        *,
+        plain: bool = False,
     ) -> None:
         """Parse each record once and stage its lines: one transaction, batched writes.
-        ``clean`` collects the order ids among ``broken`` of records that parsed cleanly."""
+        ``clean`` collects the order ids among ``broken`` of records that parsed cleanly;
+        ``plain``: the records hold JSON values only (``OrdersPage.plain_json``)."""
         # (line id, parsed fields, their JSON text, record text, bad order id, problem)
         items: list[tuple[int, list[Any] | None, str, str, str | None, str]] = []
         for raw in records:
             # Hot path: compact JSON text and the positional fields straight from the fast
             # strict parser (connector.ci.fast); anything it defers takes the full parser.
-            text = fast_record_text(raw)
+            text = fast_record_text(raw, plain)
             staged = None if text is None else fast_ledger_fields(raw)
             if text is not None and staged is not None:
                 orderid, rows = staged

@@ -320,13 +320,17 @@ def build_parsed(record: RecordStruct) -> ParsedRecord | None:
     )
 
 
-def record_text(raw: Any) -> str | None:
+def record_text(raw: Any, plain: bool = False) -> str | None:
     """``raw`` as compact JSON (keys in CI's order), or ``None`` unless that text reads back
     equal to ``raw``: JSON values only, finite floats (msgspec writes NaN as ``null``), valid
-    unicode. Also tells :func:`ledger_fields` the record's strings are all valid."""
+    unicode. Also tells :func:`ledger_fields` the record's strings are all valid.
+
+    ``plain``: ``raw`` is known to hold JSON values only, as msgspec decoded them
+    (:attr:`connector.ci.client.OrdersPage.plain_json`): the text then reads back equal by
+    construction and is not decoded again to check (~5 us per record)."""
     try:
         data = _encode(raw)
-        if _decode(data) != raw:
+        if not plain and _decode(data) != raw:
             return None
     except Exception:
         return None
