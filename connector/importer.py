@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any, Protocol, cast
 
 import msgspec
@@ -613,7 +614,7 @@ class Importer:
             return None
 
         # The lines of one record share its date text: each distinct text parsed once.
-        order_date = min(map(datetime.fromisoformat, {f[_F_DATE] for f in parsed.values()}))
+        order_date = min(map(_iso_datetime, {f[_F_DATE] for f in parsed.values()}))
         if delay and delay_until(order_date, min(row.first_seen for row in live), delay)[0] > now:
             # Too young: stays staged (import_delay_minutes gives Groupon's checks time); a
             # future-dated order counts from first sight (see waiting_lines for the reason
@@ -666,7 +667,7 @@ class Importer:
             ship_by=min(ship_bys) if ship_bys else fallback_ship_by(order_date),
             ship_to=_address(first[_F_SHIP_TO]),
             lines=tuple(lines),
-            total=sum((Decimal(f[_F_TOTAL]) for f in heads.values()), Decimal("0")),
+            total=sum((_decimal(f[_F_TOTAL]) for f in heads.values()), Decimal("0")),
             parent_orderid=first[_F_PARENT],
             billing=_address(first[_F_BILLING]) if first[_F_BILLING] is not None else None,
             shipping_method=first[_F_METHOD],
@@ -1143,23 +1144,32 @@ def _line_fields(line: OrderLine) -> list[Any]:
     ]
 
 
+# Delivery turns the same few price and date texts into values again and again (a catalogue
+# has few prices, a page few minutes): both are immutable, so one object serves every line.
+_decimal = lru_cache(maxsize=4096)(Decimal)
+_iso_datetime = lru_cache(maxsize=4096)(datetime.fromisoformat)
+
+
 def _order_line(f: list[Any], components: tuple[SkuComponent, ...] = ()) -> OrderLine:
+    cost = f[_F_COST]
+    ship_by = f[_F_SHIP_BY]
+    # Positional, in OrderLine's field order (cheaper than keywords on a per-line path).
     return OrderLine(
-        ci_lineitemid=f[_F_LID],
-        fulfillment_lineitem_id=f[_F_FLI],
-        sku=f[_F_SKU],
-        bom_sku=f[_F_BOM],
-        name=f[_F_NAME],
-        quantity=f[_F_QTY],
-        unit_price=Decimal(f[_F_PRICE]),
-        components=components,
-        groupon_cost=None if f[_F_COST] is None else Decimal(f[_F_COST]),
-        discount=Decimal(f[_F_DISCOUNT]),
-        status=f[_F_STATUS],
-        ship_by=None if f[_F_SHIP_BY] is None else datetime.fromisoformat(f[_F_SHIP_BY]),
-        order_line_item_uuid=f[_F_UUID],
-        voucher_code=f[_F_VOUCHER],
-        gift_message=f[_F_GIFT],
+        f[_F_LID],
+        f[_F_FLI],
+        f[_F_SKU],
+        f[_F_BOM],
+        f[_F_NAME],
+        f[_F_QTY],
+        _decimal(f[_F_PRICE]),
+        components,
+        None if cost is None else _decimal(cost),
+        _decimal(f[_F_DISCOUNT]),
+        f[_F_STATUS],
+        None if ship_by is None else _iso_datetime(ship_by),
+        f[_F_UUID],
+        f[_F_VOUCHER],
+        f[_F_GIFT],
     )
 
 

@@ -111,15 +111,30 @@ _decode = msgspec.json.Decoder().decode
 # --- the rules (each mirrors a marshmallow field of connector.ci.schemas) ---------------------
 
 
+@lru_cache(maxsize=4096)
+def _float_money(value: float) -> Decimal:
+    if not math.isfinite(value):
+        raise _Defer
+    return Decimal(repr(value))
+
+
+@lru_cache(maxsize=4096)
+def _int_money(value: int) -> Decimal:
+    return Decimal(str(value))  # str() refuses ints beyond the digit limit, like marshmallow
+
+
 def _money(value: int | float | str) -> Decimal:
     # schemas.Money: Decimal(str(x)); booleans (refused by msgspec), NaN, infinities refused.
+    # Numbers are cached (a catalogue repeats its few prices; a Decimal is immutable), one
+    # cache per type, as 1 == 1.0 while Decimal("1") and Decimal("1.0") differ; 0.0 == -0.0
+    # too, so zeros are never cached.
     kind = type(value)
     if kind is float:
-        if not math.isfinite(value):  # type: ignore[arg-type]
-            raise _Defer
+        if value:
+            return _float_money(value)
         return Decimal(repr(value))
     if kind is int:
-        return Decimal(str(value))  # str() refuses ints beyond the digit limit, like marshmallow
+        return _int_money(value)
     text: str = value  # type: ignore[assignment]
     if len(text) > MAX_TEXT:
         raise _Defer
