@@ -284,6 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         runs = [t * len(bodies) / len(records) for t in time_per_item(decode, bodies, args.repeats)]
         rows.append((name, min(runs), statistics.median(runs), decoded_same))
         figures[name] = {"us_best": min(runs), "us_median": statistics.median(runs)}
+        figures[name]["identical"] = decoded_same
 
     width = max(len(r[0]) for r in rows)
     print(f"{'per record (CPU)':<{width}}  {'best us':>8}  {'median us':>9}  identical")
