@@ -589,7 +589,9 @@ class Importer:
         parsed: dict[int, list[Any]] = {}
         invalid: dict[int, str] = {}
         for row in live:
-            fields = _row_fields(row)
+            fields = row.parsed
+            if not (type(fields) is list and len(fields) == _PARSED_LEN):
+                fields = _row_fields(row)  # a problem, or a row of an older schema
             if isinstance(fields, str):
                 invalid[row.ci_lineitemid] = fields
             else:
@@ -652,13 +654,17 @@ class Importer:
 
         lines = []
         heads: dict[Any, list[Any]] = {}
-        for row in sorted(live, key=lambda r: r.ci_lineitemid):
+        for row in live if len(live) == 1 else sorted(live, key=lambda r: r.ci_lineitemid):
             fields = parsed[row.ci_lineitemid]
             heads.setdefault(fields[_F_RECORD], fields)
             lines.append(_order_line(fields, resolved[row.ci_lineitemid]))
             if row.state != "delivered" or row.hold_kind is not None:
                 updates.append((row.ci_lineitemid, "delivered", None, ""))
-        first = min(heads.values(), key=lambda f: str(f[_F_DATE]))
+        first = (
+            next(iter(heads.values()))
+            if len(heads) == 1
+            else min(heads.values(), key=lambda f: str(f[_F_DATE]))
+        )
         ship_bys = [ln.ship_by for ln in lines if ln.ship_by is not None]
         return Order(
             account=self.account.name,

@@ -232,13 +232,20 @@ def _line_values(line: _Line) -> _LineValues:
     if line.ship_by_date:
         ship_by, ship_by_iso = _when(line.ship_by_date)
     discount = line.discount
+    # The usual shapes inline (a positive int id and quantity); anything else takes the rule.
+    lid = line.ci_lineitemid
+    if type(lid) is not int or lid < 1:
+        lid = _line_id(lid)
+    quantity = line.quantity
+    if type(quantity) is not int or quantity < 1:
+        quantity = _quantity(quantity)
     return (
-        _line_id(line.ci_lineitemid),
+        lid,
         _id_text(line.fulfillment_lineitem_id),
         line.sku,
         line.bom_sku or None,  # "" and null both mean "no BOM SKU"
         line.name,
-        _quantity(line.quantity),
+        quantity,
         _money(line.unit_price),
         _opt_money(line.groupon_cost),
         _ZERO if discount is None else _money(discount),
