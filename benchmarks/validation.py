@@ -16,8 +16,10 @@ connector's :class:`~connector.ci.records.ParsedRecord`:
 
 It also times the importer's whole per-record staging work (record text + parse + the
 ledger's positional fields) before (sorted ``json.dumps`` + marshmallow + ``_record_head`` /
-``_line_fields``) and now (``record_text`` + ``ledger_fields``), and checks every variant
-gives results identical to marshmallow's on every record (the count is printed).
+``_line_fields``) and now (``record_text`` + ``ledger_fields``; also on records out of a page
+msgspec decoded, whose text needs no read-back check), and the decoding of page bodies
+(``json.loads`` vs msgspec, per record), and checks every variant gives results identical to
+marshmallow's (the decoders: to ``json.loads``'s) on every record (the count is printed).
 
 CPU time (``time.process_time``) over all records, best and median of ``--repeats`` runs.
 Prints a table and, as the LAST line, a JSON object with every figure and ``target_met``
@@ -182,9 +184,10 @@ def stage_before(raw: Any) -> tuple[str, list[list[Any]] | str]:
     return text, [head + _line_fields(line) for line in result.lines]
 
 
-def stage_now(raw: Any) -> tuple[str, list[list[Any]] | str] | None:
-    """The importer's per-record hot path now (None: it would take the fallback)."""
-    text = fast.record_text(raw)
+def stage_now(raw: Any, plain: bool = False) -> tuple[str, list[list[Any]] | str] | None:
+    """The importer's per-record hot path now (None: it would take the fallback); ``plain``:
+    the record came from a page msgspec decoded (``OrdersPage.plain_json``)."""
+    text = fast.record_text(raw, plain)
     staged = None if text is None else fast.ledger_fields(raw)
     if text is None or staged is None:
         return None
@@ -238,15 +241,50 @@ def main(argv: Sequence[str] | None = None) -> int:
     before = [stage_before(r) for r in records]
     staged_same = sum(_same_staging(b, stage_now(r)) for b, r in zip(before, records, strict=True))
     all_identical &= staged_same == len(records)
-    staging: list[tuple[str, Callable[[Any], Any]]] = [
-        ("importer staging before (json sort_keys + marshmallow + lists)", stage_before),
-        ("importer staging now (record_text + ledger_fields)", stage_now),
+    # The real import reads records out of page bodies the client decoded with msgspec.
+    plain = [msgspec.json.decode(json.dumps(r)) for r in records]
+    plain_same = sum(
+        _same_staging(b, stage_now(r, plain=True)) for b, r in zip(before, plain, strict=True)
+    )
+    all_identical &= plain_same == len(records)
+    staging: list[tuple[str, Callable[[Any], Any], list[Any], int]] = [
+        (
+            "importer staging before (json sort_keys + marshmallow + lists)",
+            stage_before,
+            records,
+            staged_same,
+        ),
+        ("importer staging now (record_text + ledger_fields)", stage_now, records, staged_same),
+        (
+            "importer staging now, msgspec-decoded page (no read-back)",
+            lambda raw: stage_now(raw, plain=True),
+            plain,
+            plain_same,
+        ),
     ]
-    for name, stage in staging:
-        runs = time_per_item(stage, records, args.repeats)
-        rows.append((name, min(runs), statistics.median(runs), staged_same))
+    for name, stage, inputs, same in staging:
+        runs = time_per_item(stage, inputs, args.repeats)
+        rows.append((name, min(runs), statistics.median(runs), same))
         figures[name] = {"us_best": min(runs), "us_median": statistics.median(runs)}
-        figures[name]["identical"] = staged_same
+        figures[name]["identical"] = same
+
+    # The page bodies themselves (250 records each), decoded in the client's worker thread.
+    bodies = [
+        json.dumps({"meta": {}, "data": records[i : i + 250], "success": True}).encode()
+        for i in range(0, len(records), 250)
+    ]
+    decoders: list[tuple[str, Callable[[bytes], Any]]] = [
+        ("get_orders page body, json.loads (per record)", json.loads),
+        ("get_orders page body, msgspec (per record)", msgspec.json.decode),
+    ]
+    for name, decode in decoders:
+        # Records decoded equal to what json.loads makes of the same body.
+        decoded_same = sum(len(json.loads(b)["data"]) for b in bodies if decode(b) == json.loads(b))
+        all_identical &= decoded_same == len(records)
+        runs = [t * len(bodies) / len(records) for t in time_per_item(decode, bodies, args.repeats)]
+        rows.append((name, min(runs), statistics.median(runs), decoded_same))
+        figures[name] = {"us_best": min(runs), "us_median": statistics.median(runs)}
+        figures[name]["identical"] = decoded_same
 
     width = max(len(r[0]) for r in rows)
     print(f"{'per record (CPU)':<{width}}  {'best us':>8}  {'median us':>9}  identical")

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any, Protocol, cast
 
 import msgspec
@@ -293,7 +294,15 @@ class Importer:
                 with closing_iter(self._pages(window)) as pages:
                     for page in pages:
                         read += len(page.records)
-                        self._stage_page(page.records, now, round_no, problems, clean, broken)
+                        self._stage_page(
+                            page.records,
+                            now,
+                            round_no,
+                            problems,
+                            clean,
+                            broken,
+                            plain=getattr(page, "plain_json", False) is True,
+                        )
         with self.ledger.transaction():
             if opts.window_mode:
                 # An order re-read clean had its broken record fixed by CI: forget the old
@@ -362,15 +371,18 @@ class Importer:
         problems: list[tuple[str, str | None, str]],
         clean: set[str] | None = None,
         broken: frozenset[str] = frozenset(),
+        *,
+        plain: bool = False,
     ) -> None:
         """Parse each record once and stage its lines: one transaction, batched writes.
-        ``clean`` collects the order ids among ``broken`` of records that parsed cleanly."""
+        ``clean`` collects the order ids among ``broken`` of records that parsed cleanly;
+        ``plain``: the records hold JSON values only (``OrdersPage.plain_json``)."""
         # (line id, parsed fields, their JSON text, record text, bad order id, problem)
         items: list[tuple[int, list[Any] | None, str, str, str | None, str]] = []
         for raw in records:
             # Hot path: compact JSON text and the positional fields straight from the fast
             # strict parser (connector.ci.fast); anything it defers takes the full parser.
-            text = fast_record_text(raw)
+            text = fast_record_text(raw, plain)
             staged = None if text is None else fast_ledger_fields(raw)
             if text is not None and staged is not None:
                 orderid, rows = staged
@@ -577,7 +589,9 @@ class Importer:
         parsed: dict[int, list[Any]] = {}
         invalid: dict[int, str] = {}
         for row in live:
-            fields = _row_fields(row)
+            fields = row.parsed
+            if not (type(fields) is list and len(fields) == _PARSED_LEN):
+                fields = _row_fields(row)  # a problem, or a row of an older schema
             if isinstance(fields, str):
                 invalid[row.ci_lineitemid] = fields
             else:
@@ -602,7 +616,7 @@ class Importer:
             return None
 
         # The lines of one record share its date text: each distinct text parsed once.
-        order_date = min(map(datetime.fromisoformat, {f[_F_DATE] for f in parsed.values()}))
+        order_date = min(map(_iso_datetime, {f[_F_DATE] for f in parsed.values()}))
         if delay and delay_until(order_date, min(row.first_seen for row in live), delay)[0] > now:
             # Too young: stays staged (import_delay_minutes gives Groupon's checks time); a
             # future-dated order counts from first sight (see waiting_lines for the reason
@@ -640,13 +654,17 @@ class Importer:
 
         lines = []
         heads: dict[Any, list[Any]] = {}
-        for row in sorted(live, key=lambda r: r.ci_lineitemid):
+        for row in live if len(live) == 1 else sorted(live, key=lambda r: r.ci_lineitemid):
             fields = parsed[row.ci_lineitemid]
             heads.setdefault(fields[_F_RECORD], fields)
             lines.append(_order_line(fields, resolved[row.ci_lineitemid]))
             if row.state != "delivered" or row.hold_kind is not None:
                 updates.append((row.ci_lineitemid, "delivered", None, ""))
-        first = min(heads.values(), key=lambda f: str(f[_F_DATE]))
+        first = (
+            next(iter(heads.values()))
+            if len(heads) == 1
+            else min(heads.values(), key=lambda f: str(f[_F_DATE]))
+        )
         ship_bys = [ln.ship_by for ln in lines if ln.ship_by is not None]
         return Order(
             account=self.account.name,
@@ -655,7 +673,7 @@ class Importer:
             ship_by=min(ship_bys) if ship_bys else fallback_ship_by(order_date),
             ship_to=_address(first[_F_SHIP_TO]),
             lines=tuple(lines),
-            total=sum((Decimal(f[_F_TOTAL]) for f in heads.values()), Decimal("0")),
+            total=sum((_decimal(f[_F_TOTAL]) for f in heads.values()), Decimal("0")),
             parent_orderid=first[_F_PARENT],
             billing=_address(first[_F_BILLING]) if first[_F_BILLING] is not None else None,
             shipping_method=first[_F_METHOD],
@@ -1132,23 +1150,32 @@ def _line_fields(line: OrderLine) -> list[Any]:
     ]
 
 
+# Delivery turns the same few price and date texts into values again and again (a catalogue
+# has few prices, a page few minutes): both are immutable, so one object serves every line.
+_decimal = lru_cache(maxsize=4096)(Decimal)
+_iso_datetime = lru_cache(maxsize=4096)(datetime.fromisoformat)
+
+
 def _order_line(f: list[Any], components: tuple[SkuComponent, ...] = ()) -> OrderLine:
+    cost = f[_F_COST]
+    ship_by = f[_F_SHIP_BY]
+    # Positional, in OrderLine's field order (cheaper than keywords on a per-line path).
     return OrderLine(
-        ci_lineitemid=f[_F_LID],
-        fulfillment_lineitem_id=f[_F_FLI],
-        sku=f[_F_SKU],
-        bom_sku=f[_F_BOM],
-        name=f[_F_NAME],
-        quantity=f[_F_QTY],
-        unit_price=Decimal(f[_F_PRICE]),
-        components=components,
-        groupon_cost=None if f[_F_COST] is None else Decimal(f[_F_COST]),
-        discount=Decimal(f[_F_DISCOUNT]),
-        status=f[_F_STATUS],
-        ship_by=None if f[_F_SHIP_BY] is None else datetime.fromisoformat(f[_F_SHIP_BY]),
-        order_line_item_uuid=f[_F_UUID],
-        voucher_code=f[_F_VOUCHER],
-        gift_message=f[_F_GIFT],
+        f[_F_LID],
+        f[_F_FLI],
+        f[_F_SKU],
+        f[_F_BOM],
+        f[_F_NAME],
+        f[_F_QTY],
+        _decimal(f[_F_PRICE]),
+        components,
+        None if cost is None else _decimal(cost),
+        _decimal(f[_F_DISCOUNT]),
+        f[_F_STATUS],
+        None if ship_by is None else _iso_datetime(ship_by),
+        f[_F_UUID],
+        f[_F_VOUCHER],
+        f[_F_GIFT],
     )
 
 

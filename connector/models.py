@@ -15,11 +15,46 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from connector.secrets import Secret
 
 _ACCOUNT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+_T = TypeVar("_T")
+
+
+def _quick_init(cls: type[_T]) -> type[_T]:
+    """Give a frozen, slotted dataclass an ``__init__`` that sets each slot through its member
+    descriptor instead of ``object.__setattr__`` (which looks the name up on the type first):
+    the same parameters, defaults and result, about half the cost. Used on the values built
+    once or more per imported line (issue 11: ~0.5 s of a 100k-line import was these inits)."""
+    params = dataclasses.fields(cls)  # type: ignore[arg-type]
+    if hasattr(cls, "__post_init__") or any(
+        not f.init or f.default_factory is not dataclasses.MISSING for f in params
+    ):
+        raise TypeError(f"_quick_init: {cls.__name__} needs dataclass's own __init__")
+    names: dict[str, Any] = {}
+    args: list[str] = []
+    body: list[str] = []
+    for f in params:
+        names[f"_set_{f.name}"] = getattr(cls, f.name).__set__
+        if f.default is dataclasses.MISSING:
+            args.append(f.name)
+        else:
+            names[f"_default_{f.name}"] = f.default
+            args.append(f"{f.name}=_default_{f.name}")
+        body.append(f"    _set_{f.name}(self, {f.name})")
+    source = f"def __init__(self, {', '.join(args)}):\n" + "\n".join(body) + "\n"
+    exec(source, names)  # noqa: S102 (our own field names, as dataclasses itself does)
+    init = names["__init__"]
+    original = cls.__init__
+    init.__qualname__ = original.__qualname__
+    init.__annotations__ = original.__annotations__
+    init.__doc__ = original.__doc__
+    cls.__init__ = init  # type: ignore[method-assign]
+    return cls
+
 
 __all__ = [
     "Account",
@@ -259,6 +294,7 @@ class Account:
         )
 
 
+@_quick_init
 @dataclass(frozen=True, slots=True)
 class Address:
     """A postal address as CI sends it (``customer`` is the ship-to address)."""
@@ -273,6 +309,7 @@ class Address:
     phone: str = ""
 
 
+@_quick_init
 @dataclass(frozen=True, slots=True)
 class SkuComponent:
     """One host SKU a Groupon line resolves to (a bundle resolves to several)."""
@@ -281,6 +318,7 @@ class SkuComponent:
     quantity_per_unit: int = 1
 
 
+@_quick_init
 @dataclass(frozen=True, slots=True)
 class OrderLine:
     """One CI line item, with the host SKU(s) it maps to.
@@ -307,6 +345,7 @@ class OrderLine:
     gift_message: str = ""
 
 
+@_quick_init
 @dataclass(frozen=True, slots=True)
 class Order:
     """One Groupon order: every CI record sharing an ``orderid``, merged across pages."""
@@ -415,6 +454,7 @@ class ImportBatch:
     waiting: tuple[WaitingLine, ...] = ()
 
 
+@_quick_init
 @dataclass(frozen=True, slots=True)
 class StoredOrder:
     """The host's receipt for an order it has durably committed."""
@@ -490,6 +530,7 @@ class LineOutcome(enum.StrEnum):
     QUEUED = "queued"
 
 
+@_quick_init
 @dataclass(frozen=True, slots=True)
 class LineResult:
     """What happened to one line (for dispatch: to one (line, parcel)). ``reason`` is set for

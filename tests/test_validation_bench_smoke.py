@@ -23,6 +23,9 @@ def test_tiny_run_prints_identical_counts_and_json_last(capsys: pytest.CaptureFi
         "msgspec convert dict -> Structs + rules",
         "msgspec decode bytes -> Structs + rules",
         "importer staging now (record_text + ledger_fields)",
+        "importer staging now, msgspec-decoded page (no read-back)",
+        "get_orders page body, json.loads (per record)",
+        "get_orders page body, msgspec (per record)",
     ):
         assert figures[name]["identical"] == 120, name
         assert math.isfinite(figures[name]["us_median"]), name

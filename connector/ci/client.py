@@ -34,6 +34,7 @@ from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self, cast
 
+import msgspec
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import (
@@ -146,10 +147,16 @@ class PageMeta:
 @dataclass(frozen=True, slots=True)
 class OrdersPage:
     """One ``get_orders`` page: its counters and the raw JSON records (parse them with
-    :func:`connector.ci.schemas.parse_record`, which also reports non-object elements)."""
+    :func:`connector.ci.schemas.parse_record`, which also reports non-object elements).
+
+    ``plain_json``: the page was decoded by msgspec, which refuses NaN, infinities and lone
+    surrogates, so every record holds JSON values only (valid-unicode text, ints, finite
+    floats, booleans, null, lists, objects) and re-encodes to JSON that reads back equal to
+    it. False when the standard decoder read it (or the page was built by hand)."""
 
     meta: PageMeta
     records: list[dict[str, Any]]
+    plain_json: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -557,7 +564,7 @@ class CIClient:
             params["start_datetime"] = start
             params["end_datetime"] = end
         params["page"] = str(page)
-        body = self._call("get_orders", "GET", params, _check_orders_envelope)
+        body, plain = self._call_json("get_orders", "GET", params, _check_orders_envelope)
         meta = body["meta"]
         return OrdersPage(
             meta=PageMeta(
@@ -567,6 +574,7 @@ class CIClient:
                 no_of_items=meta["no_of_items"],
             ),
             records=list(body["data"]),
+            plain_json=plain,
         )
 
     def fetch_all(self, window: tuple[datetime, datetime] | None = None) -> list[OrdersPage]:
@@ -791,6 +799,17 @@ class CIClient:
         fields: Mapping[str, str],
         check: Callable[[dict[str, Any]], None] | None = None,
     ) -> dict[str, Any]:
+        return self._call_json(endpoint, method, fields, check)[0]
+
+    def _call_json(
+        self,
+        endpoint: str,
+        method: str,
+        fields: Mapping[str, str],
+        check: Callable[[dict[str, Any]], None] | None = None,
+    ) -> tuple[dict[str, Any], bool]:
+        """:meth:`_call`, also telling whether msgspec decoded the body (see
+        :attr:`OrdersPage.plain_json`)."""
         seconds, what = self._call_seconds()
         if seconds <= 0:
             self._stats.failure("CILimitError")
@@ -818,7 +837,7 @@ class CIClient:
         fields: Mapping[str, str],
         check: Callable[[dict[str, Any]], None] | None,
         guard: CallGuard,
-    ) -> dict[str, Any]:
+    ) -> tuple[dict[str, Any], bool]:
         url = f"{self.base_url}/api/{self.api_version}/{endpoint}"
         payload = {"supplier_id": self.supplier_id, "token": self._token.reveal(), **fields}
         problem = ""
@@ -848,10 +867,10 @@ class CIClient:
                 continue
             retry_reason = "protocol"
             try:
-                body = self._interpret(endpoint, answer)
+                body, plain = self._interpret(endpoint, answer)
                 if check is not None:
                     check(body)
-                return body
+                return body, plain
             except _ProtocolProblem as exc:
                 problem = str(exc)
                 self._stats.protocol_error()
@@ -971,7 +990,7 @@ class CIClient:
         log.warning("%s", problem)
         raise CILimitError(problem, endpoint=endpoint)
 
-    def _interpret(self, endpoint: str, response: _Answer) -> dict[str, Any]:
+    def _interpret(self, endpoint: str, response: _Answer) -> tuple[dict[str, Any], bool]:
         status = response.status
         if status == 429 or status >= 500:
             retried = f" after {self.max_retries} retries" if status in RETRY_STATUSES else ""
@@ -980,7 +999,7 @@ class CIClient:
                 endpoint=endpoint,
                 status=status,
             )
-        body = _json_object(response.content)
+        body, plain = _json_object(response.content)
         if status in (401, 403):
             reason = _reason(body) if body is not None else f"HTTP {status}"
             raise CIAuthError(reason, endpoint=endpoint, status=status)
@@ -1002,7 +1021,7 @@ class CIClient:
             raise error(reason, endpoint=endpoint, status=status)
         if status >= 400:
             raise _ProtocolProblem(f"HTTP {status} with success: true")
-        return body
+        return body, plain
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -1047,12 +1066,25 @@ def _check_orders_envelope(body: dict[str, Any]) -> None:
         )
 
 
-def _json_object(content: bytes) -> dict[str, Any] | None:
+_decode_json = msgspec.json.Decoder().decode
+
+
+def _json_object(content: bytes) -> tuple[dict[str, Any] | None, bool]:
+    """The body as a JSON object (``None`` when it is not one), and whether msgspec decoded
+    it. msgspec reads a page ~3x faster than ``json`` (it holds the GIL against the thread
+    staging the previous page); whatever it accepts, ``json.loads`` reads to an equal value.
+    What it refuses (NaN, infinities, lone surrogates, a BOM, UTF-16, numbers beyond its
+    range, malformed text) goes to ``json.loads``, so every body is answered as before."""
     try:
-        parsed = json.loads(content)
-    except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        return None
-    return parsed if isinstance(parsed, dict) else None
+        parsed = _decode_json(content)
+        plain = True
+    except Exception:  # msgspec.DecodeError, RecursionError: the standard decoder decides
+        try:
+            parsed = json.loads(content)
+        except (ValueError, RecursionError):  # JSONDecodeError, UnicodeDecodeError: ValueErrors
+            return None, False
+        plain = False
+    return (parsed, plain) if isinstance(parsed, dict) else (None, False)
 
 
 def _reason(body: Mapping[str, Any]) -> str:

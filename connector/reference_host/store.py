@@ -117,9 +117,19 @@ _ADDRESS_FIELDS = tuple(f.name for f in fields(Address))
 _IN_CHUNK = 500  # host parameters per ``IN (...)`` query, well under SQLite's limit
 
 
+_quote = json.encoder.encode_basestring_ascii  # json.dumps' own string writer (C)
+_ADDRESS_TEXT = "{" + ", ".join(f'"{name}": %s' for name in _ADDRESS_FIELDS) + "}"
+
+
 def _address_json(address: Address) -> str:
-    """``json.dumps(dataclasses.asdict(address))`` without asdict's recursive deep copy."""
-    return json.dumps({name: getattr(address, name) for name in _ADDRESS_FIELDS})
+    """``json.dumps(dataclasses.asdict(address))``, the same text: an address is text and
+    nulls, written straight into a template (a third cheaper than a dict through
+    ``json.dumps``; once per stored order). Any other value goes through ``json.dumps``."""
+    values = [getattr(address, name) for name in _ADDRESS_FIELDS]
+    try:
+        return _ADDRESS_TEXT % tuple(["null" if v is None else _quote(v) for v in values])
+    except TypeError:  # not text: json.dumps writes it (or refuses it) as it always did
+        return json.dumps(dict(zip(_ADDRESS_FIELDS, values, strict=True)))
 
 
 @lru_cache(maxsize=4096)

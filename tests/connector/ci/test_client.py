@@ -101,6 +101,39 @@ def test_example_page_parses_as_envelope() -> None:
 
 
 @responses.activate
+def test_pages_msgspec_decodes_are_marked_plain_and_equal_to_the_json_module() -> None:
+    body = (EXAMPLES / "get_orders_v4_page2_of_2.json").read_text()
+    responses.add(responses.GET, ORDERS_URL, body=body, content_type="text/json")
+    page = _client().get_orders_page(2)
+    assert page.plain_json
+    assert page.records == json.loads(body)["data"]
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["NaN", "Infinity", "1e400", '"\\ud800"'],
+    ids=["nan", "infinity", "overflow", "lone-surrogate"],
+)
+@responses.activate
+def test_pages_only_the_json_module_reads_are_read_as_before_and_not_plain(value: str) -> None:
+    records = _records(1)
+    body = json.dumps(_page(1, 1, 1, records))[:-1] + f', "extra": {value}}}'
+    responses.add(responses.GET, ORDERS_URL, body=body, content_type="text/json")
+    page = _client().get_orders_page(1)
+    assert not page.plain_json
+    assert page.records == records
+
+
+@responses.activate
+def test_a_utf8_bom_body_is_still_read() -> None:
+    body = "\ufeff" + json.dumps(_page(1, 1, 1, _records(1)))
+    responses.add(responses.GET, ORDERS_URL, body=body.encode(), content_type="text/json")
+    page = _client().get_orders_page(1)
+    assert not page.plain_json
+    assert page.records == _records(1)
+
+
+@responses.activate
 def test_lying_page_count_is_capped_by_item_count(caplog: pytest.LogCaptureFixture) -> None:
     # 1000 pages claimed for 300 items: at most ceil(300/250)+1 = 3 pages are read.
     def reply(request: Any) -> tuple[int, dict[str, str], str]:

@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from connector.models import Cancellation, Shipment
-from connector.reference_host.store import HostStore, HostStoreError
+from connector.models import Address, Cancellation, Shipment
+from connector.reference_host.store import HostStore, HostStoreError, _address_json
 
 
 def _hold_write_lock(path: Path) -> sqlite3.Connection:
@@ -162,3 +164,15 @@ def test_only_the_dispatched_marker_skips_fsync(tmp_path: Path, kit: Any) -> Non
         assert (line["shipped_quantity"], line["status"]) == (quantity, "shipped")
         status = store._db.execute("SELECT status FROM orders WHERE orderid = 'O1'").fetchone()
         assert status[0] == "open"  # line 12 is still open
+
+
+_address_values = st.none() | st.text(max_size=12) | st.integers() | st.floats(allow_nan=False)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_address_values, min_size=8, max_size=8))
+def test_address_text_is_what_json_dumps_of_asdict_writes(values: list[Any]) -> None:
+    # The ship_to column keeps json.dumps' exact text (the template writes text and nulls,
+    # json.dumps the rest); lone surrogates, quotes, %-signs and non-ASCII included.
+    address = Address(*values)
+    assert _address_json(address) == json.dumps(asdict(address))
