@@ -85,8 +85,8 @@ class _Meter:
         meter = self
 
         @contextlib.contextmanager
-        def transaction(ledger: Any) -> Iterator[Any]:
-            manager = fn(ledger)
+        def transaction(ledger: Any, **kwargs: Any) -> Iterator[Any]:
+            manager = fn(ledger, **kwargs)
             value = meter._timed("transaction", manager.__enter__)()
             try:
                 yield value

@@ -524,6 +524,17 @@ class PostgresLedger(Ledger):
         with self._lock:
             return self._conn.execute(sql, params)
 
+    def _begin(self, durable: bool) -> None:
+        """``BEGIN``; a non-durable batch commits asynchronously (``synchronous_commit`` off
+        for this transaction): the server may lose it in a crash, never half of it, and the
+        next synchronous commit waits for the WAL up to its own record, which includes it."""
+        self._conn.execute("BEGIN IMMEDIATE")
+        if not durable:
+            self._conn.execute("SET LOCAL synchronous_commit TO off")
+
+    def _end(self, durable: bool) -> None:
+        """Nothing to restore: ``SET LOCAL`` ended with the transaction."""
+
     def _rollback(self) -> None:
         conn = cast(_PgConnection, self._conn)
         if not conn.in_transaction:

@@ -21,7 +21,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -37,6 +37,7 @@ __all__ = [
     "LINE_STATES",
     "OUTBOX_STATES",
     "UNCONFIRMED_STATES",
+    "BindingLine",
     "KnownLine",
     "Ledger",
     "LedgerIdentity",
@@ -260,6 +261,20 @@ class KnownLine:
     ci_status: str
     cancel_detected_at: str | None
     seen_round: int
+
+
+class BindingLine(NamedTuple):
+    """The columns the host's bindings are checked against (``mark_exported``): a tuple
+    read by position, built ~10x faster than a :class:`LineRow` from a quarter of its
+    columns (every stored line is read once this way)."""
+
+    ci_lineitemid: int
+    orderid: str
+    state: str
+    ci_status: str
+    hold_kind: HoldKind | None
+    hold_reason: str
+    host_order_id: str | None
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -555,16 +570,23 @@ class Ledger:
         return int(rows[0]["v"] or 0)
 
     @contextmanager
-    def transaction(self) -> Iterator[Ledger]:
-        """One atomic batch. Nested calls join the outer transaction.
+    def transaction(self, *, durable: bool = True) -> Iterator[Ledger]:
+        """One atomic batch. Nested calls join the outer transaction (and its durability).
+
+        ``durable=False``: the commit is not fsync'd (see :meth:`_begin`). Only for a batch
+        whose loss in a power cut leaves the state a kill just before it would have left,
+        and that no external effect (a CI call, a hand-over to the host) follows before a
+        durable commit, which then syncs it too.
 
         Any ``sqlite3.Error`` inside becomes :class:`LedgerError` (the hook contract allows
         only ChannelError), keeping SQLite's message."""
         with self._lock:
-            if self._depth == 0:
+            outer = self._depth == 0
+            if outer:
                 try:
-                    self._conn.execute("BEGIN IMMEDIATE")
+                    self._begin(durable)
                 except sqlite3.Error as exc:
+                    self._end(durable)
                     raise self._error(exc, "cannot begin") from None
             self._depth += 1
             try:
@@ -573,6 +595,7 @@ class Ledger:
                 self._depth -= 1
                 if self._depth == 0:
                     self._rollback()
+                    self._end(durable)
                 if isinstance(exc, sqlite3.Error):
                     raise self._error(exc) from None
                 raise
@@ -583,6 +606,25 @@ class Ledger:
                 except sqlite3.Error as exc:
                     self._rollback()
                     raise self._error(exc, "commit failed") from None
+                finally:
+                    self._end(durable)
+
+    def _begin(self, durable: bool) -> None:
+        """``BEGIN IMMEDIATE``; a non-durable batch first drops to ``synchronous=NORMAL``:
+        under WAL its commit is not fsync'd, a kill cannot lose it (the OS has the pages), a
+        power cut may lose it and later commits (never half of one: WAL frames are
+        checksummed), and the next ``FULL`` commit's fsync of the WAL syncs it too."""
+        if not durable:
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.execute("BEGIN IMMEDIATE")
+
+    def _end(self, durable: bool) -> None:
+        """After the outermost commit or rollback: back to ``synchronous=FULL``."""
+        if not durable:
+            try:
+                self._conn.execute("PRAGMA synchronous=FULL")
+            except sqlite3.Error as exc:  # later commits must not go on unsynced
+                raise self._error(exc, "cannot restore synchronous=FULL") from None
 
     def _rollback(self) -> None:
         """Roll back if a transaction is still open: SQLite ends it by itself on some errors
@@ -812,6 +854,22 @@ class Ledger:
                 found[line.ci_lineitemid] = line
         return found
 
+    def binding_lines(self, ids: Iterable[int]) -> dict[int, BindingLine]:
+        """The known lines among ``ids``, as checked before a binding (no JSON, no dates)."""
+        found: dict[int, BindingLine] = {}
+        make = BindingLine._make
+        for chunk, marks in _in_chunks(list(dict.fromkeys(ids))):
+            for r in self._query(
+                "SELECT ci_lineitemid, orderid, state, ci_status, hold_kind, hold_reason,"  # noqa: S608
+                f" host_order_id FROM lines WHERE ci_lineitemid IN ({marks})",
+                chunk,
+            ):
+                line = make(r)
+                if line.hold_kind:
+                    line = line._replace(hold_kind=HoldKind(line.hold_kind))
+                found[line.ci_lineitemid] = line
+        return found
+
     def lines(self, states: Iterable[str] | None = None) -> Iterator[LineRow]:
         """Every line (optionally only in ``states``), with accepted tracking numbers.
 
@@ -918,7 +976,10 @@ class Ledger:
         column (one per record, written once: a record stored before is left alone)."""
         with self._lock:
             try:
-                with self.transaction():
+                # Not durable: a page staged and lost in a power cut is staged again by the
+                # next read of CI, as after a kill; nothing leaves the process before a
+                # durable commit (the round's completion, the delivery) syncs it.
+                with self.transaction(durable=False):
                     self._insert_many(_STAGE_RECORD, records)
                     self._insert_many(_STAGE_INSERT, inserts)
                     if refreshes:
