@@ -76,6 +76,7 @@ the same version (same resulting schema)."""
 _PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
     "lines": ("ci_lineitemid",),
     "records": ("key",),
+    "line_parsed": ("line_id",),
     "problems": ("key",),
     "watermarks": ("name",),
     "meta": ("name",),
@@ -423,6 +424,7 @@ class PostgresLedger(Ledger):
         self.created = False
         self._leases = True
         self._side_records = True
+        self._side_parsed = True
         self._schema_oid: int | None = None
         adapter = _PgConnection(url, password, self.schema, self.location)
         # Duck-typed: the Ledger's SQL runs through the adapter's execute/executemany.
@@ -458,6 +460,7 @@ class PostgresLedger(Ledger):
                     )
                 self._leases = max(latest, current) >= 5
                 self._side_records = max(latest, current) >= 8
+                self._side_parsed = max(latest, current) >= 9
                 for version, statements in pg_migrations(migrations):
                     if version <= current:
                         continue
