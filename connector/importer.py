@@ -37,7 +37,14 @@ from connector.ci.schemas import (
 )
 from connector.crashpoints import crashpoint
 from connector.errors import CIAuthError, CIBusinessError, CIError
-from connector.ledger import HOST_STATES, UNCONFIRMED_STATES, Ledger, LineRow, record_key
+from connector.ledger import (
+    HOST_STATES,
+    UNCONFIRMED_STATES,
+    BindingLine,
+    Ledger,
+    LineRow,
+    record_key,
+)
 from connector.mappings import Mappings
 from connector.models import (
     Account,
@@ -771,7 +778,7 @@ class Importer:
     def _mark_exported(self, stored: Sequence[StoredOrder]) -> list[LineResult]:
         now = self.clock()
         wanted = [(so, lid) for so in stored for lid in so.ci_lineitemids]
-        known = self.ledger.get_lines((lid for _, lid in wanted), light=True)
+        known = self.ledger.binding_lines(lid for _, lid in wanted)
         results: dict[int, LineResult] = {}
         to_ack: list[int] = []
         queued: set[int] = set()  # membership test on to_ack itself was O(n^2)
@@ -1037,7 +1044,9 @@ def _fields_text(fields: list[Any]) -> str:
 _RECORD_EVERY = 16
 
 
-def _binding_refusal(account: str, so: StoredOrder, lid: int, row: LineRow | None) -> str | None:
+def _binding_refusal(
+    account: str, so: StoredOrder, lid: int, row: BindingLine | None
+) -> str | None:
     if row is None:
         return f"line {lid} was never imported for account {account}: not acknowledged"
     if row.orderid != so.orderid:

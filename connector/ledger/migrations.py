@@ -223,6 +223,22 @@ cancellation lookup gets an index the planner prefers to ``lines_state`` (two eq
 columns; the old partial index on one column lost to it and the query read every host
 line)."""
 
+SCHEMA_V9 = """
+CREATE TABLE line_parsed (
+    line_id INTEGER PRIMARY KEY,      -- lines.ci_lineitemid
+    parsed TEXT NOT NULL              -- the line's parsed form (compact JSON)
+);
+INSERT INTO line_parsed (line_id, parsed)
+    SELECT ci_lineitemid, parsed FROM lines WHERE parsed IS NOT NULL;
+UPDATE lines SET parsed = NULL WHERE parsed IS NOT NULL;
+"""
+"""v9 (import performance): a line's parsed form moves out of ``lines`` into ``line_parsed``,
+written when the line is staged (or refreshed) and read by evaluation. A ``lines`` row is
+rewritten three times per import (delivered, stored, acknowledged): without the ~430 bytes
+of JSON it is ~250 bytes, each rewrite copies and logs a third of the bytes and an UPDATE
+costs ~35% less CPU (measured on 20,000 lines). ``lines.parsed`` stays, always NULL (as
+``lines.record`` since v8)."""
+
 MIGRATIONS: tuple[tuple[int, str], ...] = (
     (1, SCHEMA_V1),
     (2, SCHEMA_V2),
@@ -232,5 +248,6 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
     (6, SCHEMA_V6),
     (7, SCHEMA_V7),
     (8, SCHEMA_V8),
+    (9, SCHEMA_V9),
 )
 """Every migration this version of the connector knows, in order."""

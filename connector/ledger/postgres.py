@@ -76,6 +76,7 @@ the same version (same resulting schema)."""
 _PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
     "lines": ("ci_lineitemid",),
     "records": ("key",),
+    "line_parsed": ("line_id",),
     "problems": ("key",),
     "watermarks": ("name",),
     "meta": ("name",),
@@ -423,6 +424,7 @@ class PostgresLedger(Ledger):
         self.created = False
         self._leases = True
         self._side_records = True
+        self._side_parsed = True
         self._schema_oid: int | None = None
         adapter = _PgConnection(url, password, self.schema, self.location)
         # Duck-typed: the Ledger's SQL runs through the adapter's execute/executemany.
@@ -458,6 +460,7 @@ class PostgresLedger(Ledger):
                     )
                 self._leases = max(latest, current) >= 5
                 self._side_records = max(latest, current) >= 8
+                self._side_parsed = max(latest, current) >= 9
                 for version, statements in pg_migrations(migrations):
                     if version <= current:
                         continue
@@ -523,6 +526,17 @@ class PostgresLedger(Ledger):
         atomic, and the ledger's transaction lock only orders multi-statement batches)."""
         with self._lock:
             return self._conn.execute(sql, params)
+
+    def _begin(self, durable: bool) -> None:
+        """``BEGIN``; a non-durable batch commits asynchronously (``synchronous_commit`` off
+        for this transaction): the server may lose it in a crash, never half of it, and the
+        next synchronous commit waits for the WAL up to its own record, which includes it."""
+        self._conn.execute("BEGIN IMMEDIATE")
+        if not durable:
+            self._conn.execute("SET LOCAL synchronous_commit TO off")
+
+    def _end(self, durable: bool) -> None:
+        """Nothing to restore: ``SET LOCAL`` ended with the transaction."""
 
     def _rollback(self) -> None:
         conn = cast(_PgConnection, self._conn)

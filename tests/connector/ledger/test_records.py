@@ -128,7 +128,7 @@ def test_v8_migration_moves_inline_records_without_loss(tmp_path: Path) -> None:
     expected = before.get_lines([1, 2, 3, 4])
     before.close()
 
-    ledger = open_ledger_file(path, "us")
+    ledger = open_ledger_file(path, "us", MIGRATIONS[:8])
     assert ledger.schema_version() == 8
     assert ledger.get_lines([1, 2, 3, 4]) == expected  # every column, the record included
     assert _raw(ledger, "SELECT COUNT(*) FROM lines WHERE record IS NOT NULL") == [(0,)]

@@ -118,3 +118,19 @@ def test_watermark_round_trip(tmp_path: Path) -> None:
     ledger.set_watermark(NOW)
     ledger.set_watermark(NOW.replace(hour=13))
     assert ledger.get_watermark() == NOW.replace(hour=13)
+
+
+@pytest.mark.sqlite_only
+def test_new_files_use_8k_pages_and_old_files_keep_theirs(tmp_path: Path) -> None:
+    fresh = open_ledger_file(ledger_path(tmp_path, "new"), "new")
+    assert fresh._query("PRAGMA page_size")[0][0] == 8192
+    fresh.close()
+    old_path = ledger_path(tmp_path, "old")
+    conn = sqlite3.connect(old_path)
+    conn.execute("PRAGMA page_size=4096")
+    conn.execute("CREATE TABLE early (x INTEGER)")  # the file exists with 4 KB pages
+    conn.close()
+    old = open_ledger_file(old_path, "old")
+    assert old._query("PRAGMA page_size")[0][0] == 4096
+    assert old.stage_line(ci_lineitemid=1, orderid="A", now=NOW, record={"orderid": "A"})
+    assert old.get_lines([1])[1].record == {"orderid": "A"}
