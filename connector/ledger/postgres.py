@@ -524,6 +524,16 @@ class PostgresLedger(Ledger):
         with self._lock:
             return self._conn.execute(sql, params)
 
+    def _begin(self, relaxed: bool) -> None:
+        """``BEGIN`` (with the ledger's transaction lock); ``relaxed``: its commit does not
+        wait for the WAL flush (``SET LOCAL``: for this transaction only)."""
+        self._conn.execute("BEGIN IMMEDIATE")
+        if relaxed:
+            self._conn.execute("SET LOCAL synchronous_commit TO OFF")
+
+    def _end_relaxed(self, relaxed: bool) -> None:
+        """Nothing to restore: ``SET LOCAL`` ends with its transaction."""
+
     def _rollback(self) -> None:
         conn = cast(_PgConnection, self._conn)
         if not conn.in_transaction:

@@ -2,8 +2,10 @@
 
 One file per account (``<data_dir>/ledger-<account>.sqlite3``), WAL journal,
 ``synchronous=FULL``: a commit is on disk before the plugin calls CI, so even a power loss
-cannot forget that a line was stored by the host or that tracking was accepted. The price is
-one fsync per commit and the engine commits once per batch, not per line.
+cannot forget that a line was stored by the host or that tracking is being sent. The price is
+one fsync per commit and the engine commits once per batch, not per line. The one exception is
+the record of what CI accepted (:meth:`Ledger.record_tracking_accepted`): its loss leaves what
+a kill just before it leaves, and the next commit, durable before any further call, syncs it.
 
 Writes join the innermost open :meth:`Ledger.transaction`; outside one, each write commits on
 its own. One connection per ledger, guarded by a re-entrant lock, so threads may share it.
@@ -555,17 +557,31 @@ class Ledger:
         return int(rows[0]["v"] or 0)
 
     @contextmanager
-    def transaction(self) -> Iterator[Ledger]:
+    def transaction(self, *, durable: bool = True) -> Iterator[Ledger]:
         """One atomic batch. Nested calls join the outer transaction.
+
+        ``durable=False`` (honoured only by an outermost transaction): the commit is not
+        flushed to disk before it returns (SQLite: ``synchronous=NORMAL`` under WAL;
+        PostgreSQL: ``synchronous_commit=off``). A kill cannot undo it, a power loss can, and
+        the next durable commit makes it durable too (both logs are replayed in order). Only
+        for a record whose loss leaves a state a kill just before it leaves as well, with a
+        durable commit before any further external effect (see
+        :meth:`record_tracking_accepted`).
 
         Any ``sqlite3.Error`` inside becomes :class:`LedgerError` (the hook contract allows
         only ChannelError), keeping SQLite's message."""
         with self._lock:
+            relaxed = False
             if self._depth == 0:
+                relaxed = not durable
                 try:
-                    self._conn.execute("BEGIN IMMEDIATE")
-                except sqlite3.Error as exc:
-                    raise self._error(exc, "cannot begin") from None
+                    self._begin(relaxed)
+                except BaseException as exc:
+                    self._rollback()  # a relaxed BEGIN may have begun before it failed
+                    self._end_relaxed(relaxed)
+                    if isinstance(exc, sqlite3.Error):
+                        raise self._error(exc, "cannot begin") from None
+                    raise
             self._depth += 1
             try:
                 yield self
@@ -573,6 +589,7 @@ class Ledger:
                 self._depth -= 1
                 if self._depth == 0:
                     self._rollback()
+                    self._end_relaxed(relaxed)
                 if isinstance(exc, sqlite3.Error):
                     raise self._error(exc) from None
                 raise
@@ -583,6 +600,21 @@ class Ledger:
                 except sqlite3.Error as exc:
                     self._rollback()
                     raise self._error(exc, "commit failed") from None
+                finally:
+                    self._end_relaxed(relaxed)
+
+    def _begin(self, relaxed: bool) -> None:
+        """``BEGIN IMMEDIATE``; ``relaxed``: its commit is not fsync'd (set before BEGIN:
+        SQLite reads the level when the transaction starts)."""
+        if relaxed:
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.execute("BEGIN IMMEDIATE")
+
+    def _end_relaxed(self, relaxed: bool) -> None:
+        """Back to ``synchronous=FULL`` after a relaxed transaction ended (either way)."""
+        if relaxed:
+            with suppress(sqlite3.Error):  # never hide the error being raised, if any
+                self._conn.execute("PRAGMA synchronous=FULL")
 
     def _rollback(self) -> None:
         """Roll back if a transaction is still open: SQLite ends it by itself on some errors
@@ -1476,12 +1508,20 @@ class Ledger:
         and each line's shipped quantity grows (one transaction, batched).
 
         Idempotent by row: a row already ``accepted`` (recorded by a retry, or by another
-        process that took its lease over) adds nothing. Returns the row ids recorded now."""
+        process that took its lease over) adds nothing. Returns the row ids recorded now.
+
+        Not fsync'd (``durable=False``): losing this commit, which only a power loss can do,
+        leaves the rows ``sending`` under a lease, the state a kill between the CI call and
+        this commit leaves (crash point ``tracking_sent``): the next flush re-sends them and
+        CI takes an identical re-send as a no-op. Every further CI call (a new shipment's
+        outbox, a flush's claim, a resend's ``sending`` mark) is preceded by a durable
+        commit of this ledger, which writes this one to disk with it (the log is replayed
+        in order), so no later call can rest on an acceptance the disk does not hold."""
         stamp = _iso(now)
         fresh: list[tuple[int, int, int]] = []
         with self._lock:
             try:
-                with self.transaction():
+                with self.transaction(durable=False):
                     done: set[int] = set()
                     for chunk, marks in _in_chunks([row_id for row_id, _, _ in rows]):
                         done.update(
