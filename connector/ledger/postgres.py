@@ -524,6 +524,9 @@ class PostgresLedger(Ledger):
         with self._lock:
             return self._conn.execute(sql, params)
 
+    # A sequence may hand out ids out of order across sessions: always read rows back.
+    _consecutive_ids = False
+
     def _begin(self, relaxed: bool) -> None:
         """``BEGIN`` (with the ledger's transaction lock); ``relaxed``: its commit does not
         wait for the WAL flush (``SET LOCAL``: for this transaction only)."""

@@ -1344,12 +1344,43 @@ class Ledger:
         self, rows: Sequence[Mapping[str, Any]], now: datetime
     ) -> list[OutboxRow]:
         """:meth:`insert_outbox` for many rows (each a mapping of its keyword arguments but
-        ``now``): one ``executemany`` and one read-back per 500 shipments instead of two
-        statements a row. Returns the stored rows (old ones where the key existed), in the
-        order given."""
+        ``now``): one ``executemany`` and at most one read-back per 500 shipments instead of
+        two statements a row. Returns the stored rows (old ones where the key existed), in
+        the order given."""
+        return self._insert_outbox(rows, now, None, None)[0]
+
+    def insert_outbox_claimed(
+        self,
+        rows: Sequence[Mapping[str, Any]],
+        now: datetime,
+        lease_seconds: float,
+        owner: str | None = None,
+    ) -> tuple[list[OutboxRow], set[int]]:
+        """:meth:`insert_outbox_many` whose new ``sending`` rows are inserted claimed by
+        ``owner`` (default: this process) until ``now + lease_seconds``: what
+        :meth:`claim_outbox` would write next, without its read and update. Returns the
+        stored rows in the order given and the ids of the rows this call inserted claimed; a
+        row whose key existed is returned as stored, for :meth:`claim_outbox`.
+        """
+        return self._insert_outbox(rows, now, owner or process_owner(), lease_seconds)
+
+    # Rows inserted in one transaction take consecutive ids (AUTOINCREMENT under the write
+    # lock of BEGIN IMMEDIATE): a batch that inserted every row needs no read-back.
+    _consecutive_ids = True
+
+    def _insert_outbox(
+        self,
+        rows: Sequence[Mapping[str, Any]],
+        now: datetime,
+        owner: str | None,
+        lease_seconds: float | None,
+    ) -> tuple[list[OutboxRow], set[int]]:
         if not rows:
-            return []
+            return [], set()
         stamp = _iso(now)
+        lease: tuple[str | None, str | None] = (None, None)
+        if owner is not None and lease_seconds is not None and self._leases:
+            lease = (owner, _iso(now + timedelta(seconds=lease_seconds)))
         params = [
             (
                 r["shipment_id"],
@@ -1371,23 +1402,70 @@ class Ledger:
             )
             for r in rows
         ]
+        leases = [lease if p[10] == "sending" else (None, None) for p in params]
         with self._lock:
             try:
                 with self.transaction():
-                    self._conn.executemany(
-                        "INSERT OR IGNORE INTO outbox (shipment_id, ci_lineitemid,"
-                        " fulfillment_lineitem_id, orderid, tracking, courier, service,"
-                        " carrier_code, quantity, endpoint, state, hold_kind, reason, attempts,"
-                        " created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                        params,
-                    )
+                    if lease[0] is None:
+                        inserted = self._conn.executemany(
+                            "INSERT OR IGNORE INTO outbox (shipment_id, ci_lineitemid,"
+                            " fulfillment_lineitem_id, orderid, tracking, courier, service,"
+                            " carrier_code, quantity, endpoint, state, hold_kind, reason,"
+                            " attempts, created_at, updated_at)"
+                            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                            params,
+                        ).rowcount
+                    else:
+                        inserted = self._conn.executemany(
+                            "INSERT OR IGNORE INTO outbox (shipment_id, ci_lineitemid,"
+                            " fulfillment_lineitem_id, orderid, tracking, courier, service,"
+                            " carrier_code, quantity, endpoint, state, hold_kind, reason,"
+                            " attempts, created_at, updated_at, lease_owner, lease_until)"
+                            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                            [p + held for p, held in zip(params, leases, strict=True)],
+                        ).rowcount
+                    last = None
+                    if self._consecutive_ids and inserted == len(params):
+                        last = self._conn.execute("SELECT last_insert_rowid()").fetchone()[0]
             except sqlite3.Error as exc:
                 raise self._error(exc) from None
-        stored = {
-            (o.shipment_id, o.ci_lineitemid, o.tracking): o
-            for o in self.outbox_of_shipments(r["shipment_id"] for r in rows)
-        }
-        return [stored[(r["shipment_id"], r["ci_lineitemid"], r["tracking"])] for r in rows]
+        if last is not None:
+            # Every row is new: built here, as the read-back would build them.
+            made = datetime.fromisoformat(stamp) if stamp else now
+            first = int(last) - len(params) + 1
+            out = [
+                OutboxRow(
+                    first + n,
+                    *p[:11],
+                    HoldKind(p[11]) if p[11] else None,
+                    *p[12:14],
+                    None,
+                    made,
+                    made,
+                )
+                for n, p in enumerate(params)
+            ]
+            claimed = {r.id for r, held in zip(out, leases, strict=True) if held[0] is not None}
+            return out, claimed
+        stored: dict[tuple[str, int, str], OutboxRow] = {}
+        claimed = set()
+        for chunk, marks in _in_chunks(list(dict.fromkeys(r["shipment_id"] for r in rows))):
+            for r in self._query(
+                f"SELECT * FROM outbox WHERE shipment_id IN ({marks})",  # noqa: S608
+                chunk,
+            ):
+                o = _outbox_from(r)
+                stored[(o.shipment_id, o.ci_lineitemid, o.tracking)] = o
+                # Inserted by this call: its lease (this owner, this instant) and its stamp.
+                if (
+                    lease[0] is not None
+                    and o.state == "sending"
+                    and (r["lease_owner"], r["lease_until"]) == lease
+                    and r["created_at"] == stamp
+                ):
+                    claimed.add(o.id)
+        wanted = [stored[(r["shipment_id"], r["ci_lineitemid"], r["tracking"])] for r in rows]
+        return wanted, claimed & {o.id for o in wanted}
 
     def update_outbox(self, row_id: int, now: datetime, **fields: Any) -> None:
         """Set columns of one outbox row (names checked against the schema)."""

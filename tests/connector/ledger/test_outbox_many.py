@@ -79,3 +79,38 @@ def test_existing_rows_are_kept_and_returned(tmp_path: Path) -> None:
         assert ledger.insert_outbox_many([], NOW) == []
     finally:
         ledger.close()
+
+
+def test_claimed_insert_returns_the_rows_as_stored_and_claims_the_new_sending_ones(
+    tmp_path: Path,
+) -> None:
+    """``insert_outbox_claimed``: the rows ``insert_outbox_many`` returns (built without a
+    read-back when every row is new, on SQLite), the new ``sending`` ones leased as
+    ``claim_outbox`` leases them; a row whose key existed is not claimed (the caller claims)."""
+    plain = open_ledger(_account(tmp_path / "plain", "plain"))
+    claimed = open_ledger(_account(tmp_path / "claimed", "claimed"))
+    try:
+        expected = plain.insert_outbox_many(_rows(), NOW)
+        rows, ids = claimed.insert_outbox_claimed(_rows(), NOW, 600, owner="me:1:x")
+        assert [_key(r) for r in rows] == [_key(r) for r in expected]
+        assert [r.id for r in rows] == [r.id for r in expected]
+        assert sorted(rows, key=lambda r: r.id) == claimed.outbox_rows(ids=[r.id for r in rows])
+        assert ids == {r.id for r in rows if r.state == "sending"}
+        until = NOW + timedelta(seconds=600)
+        assert claimed.outbox_leases() == {i: ("me:1:x", until) for i in ids}
+        # The same claim through claim_outbox: the same leases.
+        sending = [r for r in expected if r.state == "sending"]
+        plain.claim_outbox(sending, NOW, 600, owner="me:1:x")
+        assert plain.outbox_leases() == claimed.outbox_leases()
+        # One key existed: every row as stored, only the new sending one claimed.
+        later = NOW + timedelta(hours=1)
+        more = [{**r, "shipment_id": "S-9"} for r in _rows()[:2]]
+        again, new = claimed.insert_outbox_claimed([*more, _rows()[0]], later, 600)
+        assert new == {again[0].id, again[1].id}  # both 'sending'
+        assert again[2].id == rows[0].id
+        assert again[2].created_at == NOW
+        assert [r.shipment_id for r in again[:2]] == ["S-9", "S-9"]
+        assert claimed.insert_outbox_claimed([], NOW, 600) == ([], set())
+    finally:
+        plain.close()
+        claimed.close()
