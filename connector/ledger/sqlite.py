@@ -1596,38 +1596,52 @@ class Ledger:
         commit of this ledger, which writes this one to disk with it (the log is replayed
         in order), so no later call can rest on an acceptance the disk does not hold."""
         stamp = _iso(now)
-        fresh: list[tuple[int, int, int]] = []
+        first: dict[int, tuple[int, int, int]] = {}
+        for row in rows:
+            first.setdefault(row[0], row)  # the same row twice in one call: once
+        done: set[int] = set()
         with self._lock:
             try:
                 with self.transaction(durable=False):
-                    done: set[int] = set()
-                    for chunk, marks in _in_chunks([row_id for row_id, _, _ in rows]):
-                        done.update(
-                            r[0]
-                            for r in self._conn.execute(
-                                f"SELECT id FROM outbox WHERE id IN ({marks})"  # noqa: S608
-                                " AND state = 'accepted'",
-                                chunk,
-                            )
+                    # One statement per 500 rows; a row already accepted is left alone and
+                    # not returned, so its quantity is not added again.
+                    for chunk, marks in _in_chunks(list(first)):
+                        sql = (
+                            "UPDATE outbox SET state = 'accepted', hold_kind = NULL,"  # noqa: S608
+                            " next_attempt_at = NULL, lease_owner = NULL, lease_until = NULL,"
+                            f" updated_at = ? WHERE id IN ({marks}) AND state != 'accepted'"
+                            " RETURNING id"
                         )
-                    for row in rows:
-                        if row[0] not in done:
-                            done.add(row[0])  # the same row twice in one call: once
-                            fresh.append(row)
-                    self._conn.executemany(
-                        "UPDATE outbox SET state = 'accepted', hold_kind = NULL,"
-                        " next_attempt_at = NULL, lease_owner = NULL, lease_until = NULL,"
-                        " updated_at = ? WHERE id = ?",
-                        [(stamp, row_id) for row_id, _, _ in fresh],
-                    )
+                        # Read to the end: the statement is finished before COMMIT.
+                        updated = self._conn.execute(sql, [stamp, *chunk]).fetchall()
+                        done.update(r[0] for r in updated)
+                    missing = [i for i in first if i not in done]
+                    if missing:
+                        # Not updated: accepted before, or not in the outbox at all (counted,
+                        # as before this was one statement: only 'accepted' stops a row).
+                        before: set[int] = set()
+                        for chunk, marks in _in_chunks(missing):
+                            before.update(
+                                r[0]
+                                for r in self._conn.execute(
+                                    f"SELECT id FROM outbox WHERE id IN ({marks})"  # noqa: S608
+                                    " AND state = 'accepted'",
+                                    chunk,
+                                )
+                            )
+                        done.update(i for i in missing if i not in before)
+                    shipped: dict[int, int] = {}
+                    for row_id, lid, qty in first.values():
+                        if row_id in done:
+                            shipped[lid] = shipped.get(lid, 0) + qty
                     self._conn.executemany(
                         "UPDATE lines SET qty_shipped = qty_shipped + ?, updated_at = ?"
                         " WHERE ci_lineitemid = ?",
-                        [(qty, stamp, lid) for _, lid, qty in fresh],
+                        [(qty, stamp, lid) for lid, qty in shipped.items()],
                     )
             except sqlite3.Error as exc:
                 raise self._error(exc) from None
-        return [row_id for row_id, _, _ in fresh]
+        return [row_id for row_id in first if row_id in done]
 
     def line_quantities(self, ids: Iterable[int]) -> dict[int, int]:
         """Ordered quantity of each known line among ``ids`` (no JSON decoded)."""
