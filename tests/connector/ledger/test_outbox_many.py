@@ -114,3 +114,27 @@ def test_claimed_insert_returns_the_rows_as_stored_and_claims_the_new_sending_on
     finally:
         plain.close()
         claimed.close()
+
+
+def test_acceptance_adds_each_new_row_once_per_line(tmp_path: Path) -> None:
+    """``record_tracking_accepted``: rows of one line in one call add up; a row accepted
+    before or given twice adds nothing more; a row id the outbox does not hold counts, as
+    it always did (only 'accepted' stops a row)."""
+    ledger = open_ledger(_account(tmp_path, "us"))
+    try:
+        ledger.stage_line(ci_lineitemid=1, orderid="A", now=NOW, quantity=5)
+        ledger.stage_line(ci_lineitemid=2, orderid="A", now=NOW, quantity=5)
+        a, b, c = (
+            ledger.insert_outbox(
+                shipment_id="S", ci_lineitemid=lid, tracking=t, quantity=q, now=NOW
+            ).id
+            for lid, t, q in ((1, "1Z1", 2), (1, "1Z2", 1), (2, "1Z3", 1))
+        )
+        assert ledger.record_tracking_accepted([(a, 1, 2)], NOW) == [a]
+        got = ledger.record_tracking_accepted([(b, 1, 1), (a, 1, 2), (c, 2, 1), (b, 1, 1)], NOW)
+        assert got == [b, c]
+        assert ledger.record_tracking_accepted([(999, 2, 1)], NOW) == [999]
+        assert [ledger.get_line(i).qty_shipped for i in (1, 2)] == [3, 2]  # type: ignore[union-attr]
+        assert {r.state for r in ledger.outbox_rows(ids=[a, b, c])} == {"accepted"}
+    finally:
+        ledger.close()
