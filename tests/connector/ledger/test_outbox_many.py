@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from connector.ledger import open_ledger
 from connector.models import Account, HoldKind
 from connector.secrets import Secret
@@ -136,5 +138,59 @@ def test_acceptance_adds_each_new_row_once_per_line(tmp_path: Path) -> None:
         assert ledger.record_tracking_accepted([(999, 2, 1)], NOW) == [999]
         assert [ledger.get_line(i).qty_shipped for i in (1, 2)] == [3, 2]  # type: ignore[union-attr]
         assert {r.state for r in ledger.outbox_rows(ids=[a, b, c])} == {"accepted"}
+    finally:
+        ledger.close()
+
+
+def test_active_rows_by_line_tracking_or_order_in_one_statement_or_in_chunks(
+    tmp_path: Path,
+) -> None:
+    """``active_outbox_of``: the rows pending, sending, retrying or accepted that touch any
+    given line, tracking number or order, each once, oldest first; the same whether the
+    values fit one statement or need chunks of 500."""
+    ledger = open_ledger(_account(tmp_path, "us"))
+    try:
+        rows = ledger.insert_outbox_many(_rows(), NOW)
+        ledger.record_tracking_accepted([(rows[0].id, 5, 5)], NOW)
+        every = ledger.outbox_rows()
+        active = {"pending", "sending", "retry", "accepted"}
+
+        def expected(lines: set[int], trackings: set[str], orders: set[str]) -> list[int]:
+            return [
+                r.id
+                for r in every
+                if r.state in active
+                and (r.ci_lineitemid in lines or r.tracking in trackings or r.orderid in orders)
+            ]
+
+        cases = [({5, 1}, {"1Z3"}, {"O1"}), ({4}, set(), set()), (set(), set(), {"O2"})]
+        cases.append(({2, 3}, {"1Z1", "1Z5"}, {"O0", "O2"}))
+        padding = set(range(1000, 1600))  # more than one chunk of line ids
+        for lines, trackings, orders in cases:
+            for extra in (set(), padding):
+                got = ledger.active_outbox_of(
+                    lines=lines | extra, trackings=trackings, orderids=orders
+                )
+                assert [r.id for r in got] == expected(lines, trackings, orders)
+        assert ledger.active_outbox_of(lines=[], trackings=[], orderids=[]) == []
+    finally:
+        ledger.close()
+
+
+@pytest.mark.sqlite_only
+def test_active_rows_statement_uses_the_line_tracking_and_order_indexes(tmp_path: Path) -> None:
+    ledger = open_ledger(_account(tmp_path, "us"))
+    try:
+        statements: list[str] = []
+        ledger._conn.set_trace_callback(statements.append)
+        ledger.active_outbox_of(lines=[1, 2], trackings=["1Z1"], orderids=["O1"])
+        ledger._conn.set_trace_callback(None)
+        (sql,) = statements
+        plan = [r[3] for r in ledger._conn.execute(f"EXPLAIN QUERY PLAN {sql}")]
+        assert [d.split(" USING INDEX ")[1].split(" ")[0] for d in plan if "SEARCH" in d] == [
+            "outbox_line",
+            "outbox_tracking",
+            "outbox_order",
+        ]
     finally:
         ledger.close()
