@@ -527,15 +527,16 @@ class PostgresLedger(Ledger):
     # A sequence may hand out ids out of order across sessions: always read rows back.
     _consecutive_ids = False
 
-    def _begin(self, relaxed: bool) -> None:
-        """``BEGIN`` (with the ledger's transaction lock); ``relaxed``: its commit does not
-        wait for the WAL flush (``SET LOCAL``: for this transaction only)."""
+    def _begin(self, durable: bool) -> None:
+        """``BEGIN``; a non-durable batch commits asynchronously (``synchronous_commit`` off
+        for this transaction): the server may lose it in a crash, never half of it, and the
+        next synchronous commit waits for the WAL up to its own record, which includes it."""
         self._conn.execute("BEGIN IMMEDIATE")
-        if relaxed:
-            self._conn.execute("SET LOCAL synchronous_commit TO OFF")
+        if not durable:
+            self._conn.execute("SET LOCAL synchronous_commit TO off")
 
-    def _end_relaxed(self, relaxed: bool) -> None:
-        """Nothing to restore: ``SET LOCAL`` ends with its transaction."""
+    def _end(self, durable: bool) -> None:
+        """Nothing to restore: ``SET LOCAL`` ended with the transaction."""
 
     def _rollback(self) -> None:
         conn = cast(_PgConnection, self._conn)

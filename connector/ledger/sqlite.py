@@ -558,30 +558,23 @@ class Ledger:
 
     @contextmanager
     def transaction(self, *, durable: bool = True) -> Iterator[Ledger]:
-        """One atomic batch. Nested calls join the outer transaction.
+        """One atomic batch. Nested calls join the outer transaction (and its durability).
 
-        ``durable=False`` (honoured only by an outermost transaction): the commit is not
-        flushed to disk before it returns (SQLite: ``synchronous=NORMAL`` under WAL;
-        PostgreSQL: ``synchronous_commit=off``). A kill cannot undo it, a power loss can, and
-        the next durable commit makes it durable too (both logs are replayed in order). Only
-        for a record whose loss leaves a state a kill just before it leaves as well, with a
-        durable commit before any further external effect (see
-        :meth:`record_tracking_accepted`).
+        ``durable=False``: the commit is not fsync'd (see :meth:`_begin`). Only for a batch
+        whose loss in a power cut leaves the state a kill just before it would have left,
+        and that no external effect (a CI call, a hand-over to the host) follows before a
+        durable commit, which then syncs it too.
 
         Any ``sqlite3.Error`` inside becomes :class:`LedgerError` (the hook contract allows
         only ChannelError), keeping SQLite's message."""
         with self._lock:
-            relaxed = False
-            if self._depth == 0:
-                relaxed = not durable
+            outer = self._depth == 0
+            if outer:
                 try:
-                    self._begin(relaxed)
-                except BaseException as exc:
-                    self._rollback()  # a relaxed BEGIN may have begun before it failed
-                    self._end_relaxed(relaxed)
-                    if isinstance(exc, sqlite3.Error):
-                        raise self._error(exc, "cannot begin") from None
-                    raise
+                    self._begin(durable)
+                except sqlite3.Error as exc:
+                    self._end(durable)
+                    raise self._error(exc, "cannot begin") from None
             self._depth += 1
             try:
                 yield self
@@ -589,7 +582,7 @@ class Ledger:
                 self._depth -= 1
                 if self._depth == 0:
                     self._rollback()
-                    self._end_relaxed(relaxed)
+                    self._end(durable)
                 if isinstance(exc, sqlite3.Error):
                     raise self._error(exc) from None
                 raise
@@ -601,20 +594,24 @@ class Ledger:
                     self._rollback()
                     raise self._error(exc, "commit failed") from None
                 finally:
-                    self._end_relaxed(relaxed)
+                    self._end(durable)
 
-    def _begin(self, relaxed: bool) -> None:
-        """``BEGIN IMMEDIATE``; ``relaxed``: its commit is not fsync'd (set before BEGIN:
-        SQLite reads the level when the transaction starts)."""
-        if relaxed:
+    def _begin(self, durable: bool) -> None:
+        """``BEGIN IMMEDIATE``; a non-durable batch first drops to ``synchronous=NORMAL``:
+        under WAL its commit is not fsync'd, a kill cannot lose it (the OS has the pages), a
+        power cut may lose it and later commits (never half of one: WAL frames are
+        checksummed), and the next ``FULL`` commit's fsync of the WAL syncs it too."""
+        if not durable:
             self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute("BEGIN IMMEDIATE")
 
-    def _end_relaxed(self, relaxed: bool) -> None:
-        """Back to ``synchronous=FULL`` after a relaxed transaction ended (either way)."""
-        if relaxed:
-            with suppress(sqlite3.Error):  # never hide the error being raised, if any
+    def _end(self, durable: bool) -> None:
+        """After the outermost commit or rollback: back to ``synchronous=FULL``."""
+        if not durable:
+            try:
                 self._conn.execute("PRAGMA synchronous=FULL")
+            except sqlite3.Error as exc:  # later commits must not go on unsynced
+                raise self._error(exc, "cannot restore synchronous=FULL") from None
 
     def _rollback(self) -> None:
         """Roll back if a transaction is still open: SQLite ends it by itself on some errors
