@@ -194,3 +194,30 @@ def test_active_rows_statement_uses_the_line_tracking_and_order_indexes(tmp_path
         ]
     finally:
         ledger.close()
+
+
+def test_line_customers_is_the_customer_of_each_known_lines_record(tmp_path: Path) -> None:
+    """``line_customers`` (dispatch pre-flight's ship-to read): for every known line, what
+    ``get_lines(parsed=False)`` gives as ``record.get("customer")`` (``None`` without a
+    record or a customer); unknown lines have no entry."""
+    ledger = open_ledger(_account(tmp_path, "us"))
+    try:
+        address = {"name": "Ann", "address1": "1 Main St", "zip": "10001", "country": "US"}
+        records: list[dict[str, Any] | None] = [
+            {"orderid": "A", "customer": address, "line_items": [{"x": 1}] * 20},
+            {"orderid": "B", "customer": {**address, "name": "ann"}},
+            {"orderid": "C", "customer": "not an object"},
+            {"orderid": "D"},
+            {},
+            None,
+        ]
+        for n, record in enumerate(records, start=1):
+            ledger.stage_line(ci_lineitemid=n, orderid=f"O{n}", now=NOW, record=record)
+        ids = [*range(1, len(records) + 1), 99]
+        full = ledger.get_lines(ids, parsed=False)
+        expected = {i: (line.record or {}).get("customer") for i, line in full.items()}
+        assert ledger.line_customers(ids) == expected
+        assert set(expected) == set(range(1, len(records) + 1))
+        assert expected[1] == address
+    finally:
+        ledger.close()
