@@ -143,11 +143,14 @@ class Dispatcher:
                 else:
                     plan.results[(lid, tracking)] = _known_result(known)
         verdicts = self.preflight.check_many(checks)
+        lease = self.account.options.lease_seconds
         with self.ledger.transaction():  # one commit: rows stored and claimed together
-            written = self._store(owners, verdicts, stored, now)
-            # Claimed before the call (lease in the ledger): no other process sends them.
-            to_send = self.ledger.claim_outbox(written, now, self.account.options.lease_seconds)
-        claimed = {r.id for r in to_send}
+            # Claimed before the call (lease in the ledger): no other process sends them. New
+            # rows are inserted claimed; the rest (held rows passing now) are claimed here.
+            written, claimed = self._store(owners, verdicts, stored, now, lease)
+            rest = [r for r in written if r.id not in claimed]
+            claimed.update(r.id for r in self.ledger.claim_outbox(rest, now, lease))
+        to_send = [r for r in written if r.id in claimed]
         for row in written:
             if row.id not in claimed:
                 first_in_call[row.shipment_id].results[(row.ci_lineitemid, row.tracking)] = (
@@ -182,13 +185,15 @@ class Dispatcher:
         verdicts: list[Verdict],
         stored: dict[str, dict[tuple[int, str], OutboxRow]],
         now: datetime,
-    ) -> list[OutboxRow]:
+        lease_seconds: float,
+    ) -> tuple[list[OutboxRow], set[int]]:
         """Write every checked candidate to the outbox in one transaction; rows that pass are
-        written as ``sending`` (attempt counted) since they are sent right after the commit."""
+        written as ``sending`` (attempt counted) since they are sent right after the commit.
+        Returns the rows to send and the ids of those inserted already claimed."""
         out: list[OutboxRow | int] = []  # a row, or the index of a new row in ``fresh``
         fresh: list[dict[str, object]] = []
         if not verdicts:
-            return []
+            return [], set()
         with self.ledger.transaction():
             for plan, v in zip(owners, verdicts, strict=True):
                 shipment = plan.shipment
@@ -242,8 +247,8 @@ class Dispatcher:
                         cand.ci_lineitemid, LineOutcome.HELD, v.reason, cand.tracking
                     )
             # New rows in one statement (same transaction: the checks above saw no new row).
-            inserted = self.ledger.insert_outbox_many(fresh, now)
-        return [inserted[r] if isinstance(r, int) else r for r in out]
+            inserted, claimed = self.ledger.insert_outbox_claimed(fresh, now, lease_seconds)
+        return [inserted[r] if isinstance(r, int) else r for r in out], claimed
 
     # -- hold lifecycle -------------------------------------------------------------------------
 

@@ -101,7 +101,11 @@ def ship_to_of(line: LineRow) -> tuple[Any, ...] | None:
     difference, even capitalisation, means separate parcels)."""
     if not line.record:
         return None
-    customer = line.record.get("customer")
+    return _ship_to(line.record.get("customer"))
+
+
+def _ship_to(customer: Any) -> tuple[Any, ...] | None:
+    """The address of a record's ``customer`` value (``None`` if it is not an object)."""
     if not isinstance(customer, dict):
         return None
     return tuple(customer.get(k) for k in _ADDRESS_KEYS)
@@ -157,8 +161,9 @@ class Preflight:
         over-ship a line. The ledger is read a fixed number of times, not once per row."""
         if not items:
             return []
-        # The raw record is read for the ship-to address; the parsed form is not needed.
-        lines = self.ledger.get_lines((c.ci_lineitemid for _, _, c in items), parsed=False)
+        # No JSON here: the ship-to check reads only the customer of the raw records of the
+        # lines it compares (Ledger.line_customers).
+        lines = self.ledger.get_lines((c.ci_lineitemid for _, _, c in items), light=True)
         carriers: dict[tuple[str, str], tuple[str | None, str]] = {}
         verdicts: list[Verdict] = []
         passed: list[Verdict] = []
@@ -277,16 +282,20 @@ class Preflight:
             if id(v) not in failed:
                 by_tracking.setdefault(v.candidate.tracking, []).append(v)
         earlier_ids = {r.ci_lineitemid for t in by_tracking for r in active.by_tracking.get(t, ())}
-        earlier_lines = self.ledger.get_lines(earlier_ids, parsed=False) if earlier_ids else {}
+        # The customer of every line compared (known lines only: a line the ledger does not
+        # hold has no entry, as it had no row before).
+        customers = self.ledger.line_customers(
+            earlier_ids | {v.candidate.ci_lineitemid for g in by_tracking.values() for v in g}
+        )
         for tracking, group in by_tracking.items():
             addresses: dict[tuple[Any, ...] | None, int] = {}
             for r in active.by_tracking.get(tracking, ()):
-                row = earlier_lines.get(r.ci_lineitemid)
-                if row is not None:
-                    addresses.setdefault(ship_to_of(row), row.ci_lineitemid)
+                if r.ci_lineitemid in customers:
+                    addresses.setdefault(_ship_to(customers[r.ci_lineitemid]), r.ci_lineitemid)
             for v in group:
                 assert v.line is not None
-                addresses.setdefault(ship_to_of(v.line), v.candidate.ci_lineitemid)
+                lid = v.candidate.ci_lineitemid
+                addresses.setdefault(_ship_to(customers.get(lid)), lid)
             if len(addresses) > 1 or None in addresses:
                 ids = ", ".join(str(i) for i in sorted(set(addresses.values())))
                 for v in group:

@@ -110,6 +110,8 @@ _CONTROL_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 
 def normalize_tracking_number(tracking: str) -> str:
     """Drop all whitespace and upper-case: the form that is checked (and should be sent)."""
+    if tracking.isalnum():  # the usual number: no whitespace to drop (saves the regex)
+        return tracking.upper()
     return re.sub(r"\s+", "", tracking).upper()
 
 
@@ -194,6 +196,14 @@ def _own_definitions(couriers: frozenset[str]) -> tuple[Any, ...]:
 
 
 def _hygiene(tracking: str) -> str | None:
+    if tracking.isascii() and tracking.isalnum() and len(tracking) <= MAX_TRACKING_LENGTH:
+        # ASCII letters and digits only (the usual number): no check of _full_hygiene can
+        # fail; skips its per-character Unicode lookups.
+        return None
+    return _full_hygiene(tracking)
+
+
+def _full_hygiene(tracking: str) -> str | None:
     if not tracking or not tracking.strip():
         return "tracking number is empty"
     for ch in tracking:

@@ -527,6 +527,9 @@ class PostgresLedger(Ledger):
         with self._lock:
             return self._conn.execute(sql, params)
 
+    # A sequence may hand out ids out of order across sessions: always read rows back.
+    _consecutive_ids = False
+
     def _begin(self, durable: bool) -> None:
         """``BEGIN``; a non-durable batch commits asynchronously (``synchronous_commit`` off
         for this transaction): the server may lose it in a crash, never half of it, and the

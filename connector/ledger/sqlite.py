@@ -2,8 +2,10 @@
 
 One file per account (``<data_dir>/ledger-<account>.sqlite3``), WAL journal,
 ``synchronous=FULL``: a commit is on disk before the plugin calls CI, so even a power loss
-cannot forget that a line was stored by the host or that tracking was accepted. The price is
-one fsync per commit and the engine commits once per batch, not per line.
+cannot forget that a line was stored by the host or that tracking is being sent. The price is
+one fsync per commit and the engine commits once per batch, not per line. The one exception is
+the record of what CI accepted (:meth:`Ledger.record_tracking_accepted`): its loss leaves what
+a kill just before it leaves, and the next commit, durable before any further call, syncs it.
 
 Writes join the innermost open :meth:`Ledger.transaction`; outside one, each write commits on
 its own. One connection per ledger, guarded by a re-entrant lock, so threads may share it.
@@ -426,6 +428,26 @@ def _line_from(
 
 
 _decode_json = msgspec.json.Decoder().decode
+
+
+class _CustomerOnly(msgspec.Struct):
+    """A raw record as dispatch pre-flight reads it: every other field is skipped, not
+    built (a record is ~2 KB of JSON; its customer a few hundred bytes)."""
+
+    customer: Any = None
+
+
+_decode_customer = msgspec.json.Decoder(_CustomerOnly).decode
+
+
+def _customer_of(text: str) -> Any:
+    """``_json_value(text).get("customer")`` without building the rest of the record. Text
+    msgspec refuses, or a record that is not an object, takes the full decode."""
+    try:
+        return _decode_customer(text).customer
+    except msgspec.DecodeError:
+        record = _json_value(text)
+        return record.get("customer") if isinstance(record, dict) else None
 
 
 def _json_value(text: str) -> Any:
@@ -1422,12 +1444,43 @@ class Ledger:
         self, rows: Sequence[Mapping[str, Any]], now: datetime
     ) -> list[OutboxRow]:
         """:meth:`insert_outbox` for many rows (each a mapping of its keyword arguments but
-        ``now``): one ``executemany`` and one read-back per 500 shipments instead of two
-        statements a row. Returns the stored rows (old ones where the key existed), in the
-        order given."""
+        ``now``): one ``executemany`` and at most one read-back per 500 shipments instead of
+        two statements a row. Returns the stored rows (old ones where the key existed), in
+        the order given."""
+        return self._insert_outbox(rows, now, None, None)[0]
+
+    def insert_outbox_claimed(
+        self,
+        rows: Sequence[Mapping[str, Any]],
+        now: datetime,
+        lease_seconds: float,
+        owner: str | None = None,
+    ) -> tuple[list[OutboxRow], set[int]]:
+        """:meth:`insert_outbox_many` whose new ``sending`` rows are inserted claimed by
+        ``owner`` (default: this process) until ``now + lease_seconds``: what
+        :meth:`claim_outbox` would write next, without its read and update. Returns the
+        stored rows in the order given and the ids of the rows this call inserted claimed; a
+        row whose key existed is returned as stored, for :meth:`claim_outbox`.
+        """
+        return self._insert_outbox(rows, now, owner or process_owner(), lease_seconds)
+
+    # Rows inserted in one transaction take consecutive ids (AUTOINCREMENT under the write
+    # lock of BEGIN IMMEDIATE): a batch that inserted every row needs no read-back.
+    _consecutive_ids = True
+
+    def _insert_outbox(
+        self,
+        rows: Sequence[Mapping[str, Any]],
+        now: datetime,
+        owner: str | None,
+        lease_seconds: float | None,
+    ) -> tuple[list[OutboxRow], set[int]]:
         if not rows:
-            return []
+            return [], set()
         stamp = _iso(now)
+        lease: tuple[str | None, str | None] = (None, None)
+        if owner is not None and lease_seconds is not None and self._leases:
+            lease = (owner, _iso(now + timedelta(seconds=lease_seconds)))
         params = [
             (
                 r["shipment_id"],
@@ -1449,23 +1502,70 @@ class Ledger:
             )
             for r in rows
         ]
+        leases = [lease if p[10] == "sending" else (None, None) for p in params]
         with self._lock:
             try:
                 with self.transaction():
-                    self._conn.executemany(
-                        "INSERT OR IGNORE INTO outbox (shipment_id, ci_lineitemid,"
-                        " fulfillment_lineitem_id, orderid, tracking, courier, service,"
-                        " carrier_code, quantity, endpoint, state, hold_kind, reason, attempts,"
-                        " created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                        params,
-                    )
+                    if lease[0] is None:
+                        inserted = self._conn.executemany(
+                            "INSERT OR IGNORE INTO outbox (shipment_id, ci_lineitemid,"
+                            " fulfillment_lineitem_id, orderid, tracking, courier, service,"
+                            " carrier_code, quantity, endpoint, state, hold_kind, reason,"
+                            " attempts, created_at, updated_at)"
+                            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                            params,
+                        ).rowcount
+                    else:
+                        inserted = self._conn.executemany(
+                            "INSERT OR IGNORE INTO outbox (shipment_id, ci_lineitemid,"
+                            " fulfillment_lineitem_id, orderid, tracking, courier, service,"
+                            " carrier_code, quantity, endpoint, state, hold_kind, reason,"
+                            " attempts, created_at, updated_at, lease_owner, lease_until)"
+                            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                            [p + held for p, held in zip(params, leases, strict=True)],
+                        ).rowcount
+                    last = None
+                    if self._consecutive_ids and inserted == len(params):
+                        last = self._conn.execute("SELECT last_insert_rowid()").fetchone()[0]
             except sqlite3.Error as exc:
                 raise self._error(exc) from None
-        stored = {
-            (o.shipment_id, o.ci_lineitemid, o.tracking): o
-            for o in self.outbox_of_shipments(r["shipment_id"] for r in rows)
-        }
-        return [stored[(r["shipment_id"], r["ci_lineitemid"], r["tracking"])] for r in rows]
+        if last is not None:
+            # Every row is new: built here, as the read-back would build them.
+            made = datetime.fromisoformat(stamp) if stamp else now
+            first = int(last) - len(params) + 1
+            out = [
+                OutboxRow(
+                    first + n,
+                    *p[:11],
+                    HoldKind(p[11]) if p[11] else None,
+                    *p[12:14],
+                    None,
+                    made,
+                    made,
+                )
+                for n, p in enumerate(params)
+            ]
+            claimed = {r.id for r, held in zip(out, leases, strict=True) if held[0] is not None}
+            return out, claimed
+        stored: dict[tuple[str, int, str], OutboxRow] = {}
+        claimed = set()
+        for chunk, marks in _in_chunks(list(dict.fromkeys(r["shipment_id"] for r in rows))):
+            for r in self._query(
+                f"SELECT * FROM outbox WHERE shipment_id IN ({marks})",  # noqa: S608
+                chunk,
+            ):
+                o = _outbox_from(r)
+                stored[(o.shipment_id, o.ci_lineitemid, o.tracking)] = o
+                # Inserted by this call: its lease (this owner, this instant) and its stamp.
+                if (
+                    lease[0] is not None
+                    and o.state == "sending"
+                    and (r["lease_owner"], r["lease_until"]) == lease
+                    and r["created_at"] == stamp
+                ):
+                    claimed.add(o.id)
+        wanted = [stored[(r["shipment_id"], r["ci_lineitemid"], r["tracking"])] for r in rows]
+        return wanted, claimed & {o.id for o in wanted}
 
     def update_outbox(self, row_id: int, now: datetime, **fields: Any) -> None:
         """Set columns of one outbox row (names checked against the schema)."""
@@ -1586,40 +1686,62 @@ class Ledger:
         and each line's shipped quantity grows (one transaction, batched).
 
         Idempotent by row: a row already ``accepted`` (recorded by a retry, or by another
-        process that took its lease over) adds nothing. Returns the row ids recorded now."""
+        process that took its lease over) adds nothing. Returns the row ids recorded now.
+
+        Not fsync'd (``durable=False``): losing this commit, which only a power loss can do,
+        leaves the rows ``sending`` under a lease, the state a kill between the CI call and
+        this commit leaves (crash point ``tracking_sent``): the next flush re-sends them and
+        CI takes an identical re-send as a no-op. Every further CI call (a new shipment's
+        outbox, a flush's claim, a resend's ``sending`` mark) is preceded by a durable
+        commit of this ledger, which writes this one to disk with it (the log is replayed
+        in order), so no later call can rest on an acceptance the disk does not hold."""
         stamp = _iso(now)
-        fresh: list[tuple[int, int, int]] = []
+        first: dict[int, tuple[int, int, int]] = {}
+        for row in rows:
+            first.setdefault(row[0], row)  # the same row twice in one call: once
+        done: set[int] = set()
         with self._lock:
             try:
-                with self.transaction():
-                    done: set[int] = set()
-                    for chunk, marks in _in_chunks([row_id for row_id, _, _ in rows]):
-                        done.update(
-                            r[0]
-                            for r in self._conn.execute(
-                                f"SELECT id FROM outbox WHERE id IN ({marks})"  # noqa: S608
-                                " AND state = 'accepted'",
-                                chunk,
-                            )
+                with self.transaction(durable=False):
+                    # One statement per 500 rows; a row already accepted is left alone and
+                    # not returned, so its quantity is not added again.
+                    for chunk, marks in _in_chunks(list(first)):
+                        sql = (
+                            "UPDATE outbox SET state = 'accepted', hold_kind = NULL,"  # noqa: S608
+                            " next_attempt_at = NULL, lease_owner = NULL, lease_until = NULL,"
+                            f" updated_at = ? WHERE id IN ({marks}) AND state != 'accepted'"
+                            " RETURNING id"
                         )
-                    for row in rows:
-                        if row[0] not in done:
-                            done.add(row[0])  # the same row twice in one call: once
-                            fresh.append(row)
-                    self._conn.executemany(
-                        "UPDATE outbox SET state = 'accepted', hold_kind = NULL,"
-                        " next_attempt_at = NULL, lease_owner = NULL, lease_until = NULL,"
-                        " updated_at = ? WHERE id = ?",
-                        [(stamp, row_id) for row_id, _, _ in fresh],
-                    )
+                        # Read to the end: the statement is finished before COMMIT.
+                        updated = self._conn.execute(sql, [stamp, *chunk]).fetchall()
+                        done.update(r[0] for r in updated)
+                    missing = [i for i in first if i not in done]
+                    if missing:
+                        # Not updated: accepted before, or not in the outbox at all (counted,
+                        # as before this was one statement: only 'accepted' stops a row).
+                        before: set[int] = set()
+                        for chunk, marks in _in_chunks(missing):
+                            before.update(
+                                r[0]
+                                for r in self._conn.execute(
+                                    f"SELECT id FROM outbox WHERE id IN ({marks})"  # noqa: S608
+                                    " AND state = 'accepted'",
+                                    chunk,
+                                )
+                            )
+                        done.update(i for i in missing if i not in before)
+                    shipped: dict[int, int] = {}
+                    for row_id, lid, qty in first.values():
+                        if row_id in done:
+                            shipped[lid] = shipped.get(lid, 0) + qty
                     self._conn.executemany(
                         "UPDATE lines SET qty_shipped = qty_shipped + ?, updated_at = ?"
                         " WHERE ci_lineitemid = ?",
-                        [(qty, stamp, lid) for _, lid, qty in fresh],
+                        [(qty, stamp, lid) for lid, qty in shipped.items()],
                     )
             except sqlite3.Error as exc:
                 raise self._error(exc) from None
-        return [row_id for row_id, _, _ in fresh]
+        return [row_id for row_id in first if row_id in done]
 
     def line_quantities(self, ids: Iterable[int]) -> dict[int, int]:
         """Ordered quantity of each known line among ``ids`` (no JSON decoded)."""
@@ -1988,6 +2110,26 @@ class Ledger:
         )
         return [_outbox_from(r) for r in rows]
 
+    def line_customers(self, ids: Iterable[int]) -> dict[int, Any]:
+        """The ``customer`` value of each known line's raw record (``None`` without one):
+        dispatch pre-flight compares ship-to addresses and needs nothing else of the record.
+        Lines of one stored record share one decoded value (treat it as read-only)."""
+        found: dict[int, Any] = {}
+        decoded: dict[str, Any] = {}
+        for chunk, marks in _in_chunks(list(dict.fromkeys(ids))):
+            for lid, text in self._query(
+                f"SELECT ci_lineitemid, {self._record_column()} FROM lines"  # noqa: S608
+                f" WHERE ci_lineitemid IN ({marks})",
+                chunk,
+            ):
+                if not text:
+                    found[lid] = None
+                    continue
+                if text not in decoded:
+                    decoded[text] = _customer_of(text)
+                found[lid] = decoded[text]
+        return found
+
     def active_outbox_of(
         self, *, lines: Iterable[int], trackings: Iterable[str], orderids: Iterable[str]
     ) -> list[OutboxRow]:
@@ -1995,12 +2137,25 @@ class Ledger:
         tracking numbers or orders (pre-flight of a batch reads them once, not per row)."""
         found: dict[int, OutboxRow] = {}
         states = "('pending', 'sending', 'retry', 'accepted')"
-        for column, values in (
-            ("ci_lineitemid", lines),
-            ("tracking", trackings),
-            ("orderid", orderids),
-        ):
-            for chunk, marks in _in_chunks(list(dict.fromkeys(values))):
+        wanted: list[tuple[str, list[Any]]] = [
+            ("ci_lineitemid", list(dict.fromkeys(lines))),
+            ("tracking", list(dict.fromkeys(trackings))),
+            ("orderid", list(dict.fromkeys(orderids))),
+        ]
+        parts = [(column, values) for column, values in wanted if values]
+        if parts and all(len(values) <= _IN_CHUNK for _, values in parts):
+            # The usual dispatch call: one statement, not three. UNION ALL, not OR: each part
+            # keeps its own index (an OR plan may pick the state index: every active row).
+            sql = " UNION ALL ".join(
+                f"SELECT * FROM outbox WHERE state IN {states}"  # noqa: S608
+                f" AND {column} IN ({','.join('?' * len(values))})"
+                for column, values in parts
+            )
+            for r in self._query(sql, [v for _, values in parts for v in values]):
+                found[r["id"]] = _outbox_from(r)
+            return [found[k] for k in sorted(found)]
+        for column, values in wanted:
+            for chunk, marks in _in_chunks(values):
                 for r in self._query(
                     f"SELECT * FROM outbox WHERE state IN {states}"  # noqa: S608
                     f" AND {column} IN ({marks})",

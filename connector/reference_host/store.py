@@ -576,14 +576,89 @@ class HostStore:
         refused: list[tuple[Shipment, str]] = []
         now = self._clock().isoformat()
         with self._transaction() as db:
+            # Ids recorded before (by an earlier call) go one by one through the conflict
+            # check; new ones are written with one statement per table, not per shipment.
+            ids = list(dict.fromkeys(s.shipment_id for s in shipments))
+            known: set[str] = set()
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                known.update(
+                    r[0]
+                    for r in db.execute(
+                        f"SELECT shipment_id FROM shipments WHERE account = ? "  # noqa: S608
+                        f"AND shipment_id IN ({marks})",
+                        [account, *chunk],
+                    )
+                )
+            fresh: dict[str, tuple[Shipment, str]] = {}
             for shipment in shipments:
-                try:
-                    self._record_shipment(db, account, shipment, now)
-                except ShipmentConflict as exc:
-                    refused.append((shipment, str(exc)))
+                sid = shipment.shipment_id
+                first = fresh.get(sid)
+                if sid in known or first is not None:
+                    try:
+                        if first is not None:
+                            _check_same_shipment(account, first[0], shipment)
+                        else:
+                            self._record_shipment(db, account, shipment, now)
+                    except ShipmentConflict as exc:
+                        refused.append((shipment, str(exc)))
+                        continue
                 else:
-                    ok.append(shipment)
+                    fresh[sid] = (shipment, json.dumps(_parcels_of(shipment)))
+                ok.append(shipment)
+            self._record_new_shipments(db, account, list(fresh.values()), now)
         return ok, refused
+
+    def _record_new_shipments(
+        self, db: sqlite3.Connection, account: str, shipments: list[tuple[Shipment, str]], now: str
+    ) -> None:
+        """:meth:`_record_shipment` for shipments whose ids are not recorded yet (with their
+        parcels as JSON): the same rows, written per table with ``executemany``."""
+        if not shipments:
+            return
+        db.executemany(
+            "INSERT INTO shipments (account, shipment_id, courier, service, shipped_at, "
+            "parcels, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (account, s.shipment_id, s.courier, s.service, _iso(s.shipped_at), parcels, now)
+                for s, parcels in shipments
+            ],
+        )
+        db.executemany(
+            "INSERT OR IGNORE INTO undispatched (account, shipment_id) VALUES (?, ?)",
+            [(account, s.shipment_id) for s, _ in shipments],
+        )
+        items = [
+            (item.quantity, item.quantity, account, item.ci_lineitemid)
+            for s, _ in shipments
+            for parcel in s.parcels
+            for item in parcel.lines
+        ]
+        # In the order the one-by-one path applies them (a line's status follows its sum).
+        db.executemany(
+            "UPDATE order_lines SET shipped_quantity = shipped_quantity + ?, "
+            "status = CASE WHEN shipped_quantity + ? >= quantity THEN 'shipped' "
+            "ELSE status END WHERE account = ? AND ci_lineitemid = ? AND status != 'cancelled'",
+            items,
+        )
+        # The orders of the lines updated above: a line is updated unless it is cancelled or
+        # unknown, and an update never makes it cancelled.
+        lines = list(dict.fromkeys(lid for *_, lid in items))
+        touched: set[str] = set()
+        for start in range(0, len(lines), 500):
+            chunk = lines[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            touched.update(
+                r[0]
+                for r in db.execute(
+                    "SELECT host_order_id FROM order_lines WHERE account = ? "  # noqa: S608
+                    f"AND ci_lineitemid IN ({marks}) AND status != 'cancelled'",
+                    [account, *chunk],
+                )
+            )
+        for host_order_id in sorted(touched):
+            self._refresh_order_status(db, host_order_id)
 
     def mark_many_dispatched(self, account: str, shipment_ids: Sequence[str]) -> None:
         """:meth:`mark_dispatched` for many shipments in one transaction (not fsync'd either)."""
@@ -596,15 +671,7 @@ class HostStore:
     def _record_shipment(
         self, db: sqlite3.Connection, account: str, shipment: Shipment, now: str
     ) -> bool:
-        parcels = [
-            {
-                "tracking_number": p.tracking_number,
-                "lines": [
-                    {"ci_lineitemid": s.ci_lineitemid, "quantity": s.quantity} for s in p.lines
-                ],
-            }
-            for p in shipment.parcels
-        ]
+        parcels = _parcels_of(shipment)
         cursor = db.execute(
             "INSERT OR IGNORE INTO shipments (account, shipment_id, courier, service, "
             "shipped_at, parcels, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -624,16 +691,12 @@ class HostStore:
                 "WHERE account = ? AND shipment_id = ?",
                 (account, shipment.shipment_id),
             ).fetchone()
-            problem = _shipment_difference(
+            _raise_if_different(
+                account,
+                shipment.shipment_id,
                 (before["courier"], before["service"], json.loads(before["parcels"])),
                 (shipment.courier, shipment.service, parcels),
             )
-            if problem:
-                raise ShipmentConflict(
-                    f"shipment_id {shipment.shipment_id!r} of account {account} was "
-                    f"recorded before with other contents: {problem}; use a new "
-                    "shipment_id for a different shipment"
-                )
             return False
         # Committed with the shipment, cleared once the plugin took it: a crash in between
         # leaves the marker, and the next sync dispatches the shipment again.
@@ -757,6 +820,41 @@ def _line_rows(account: str, host_order_id: str, order: Order) -> list[tuple[obj
             )
         )
     return rows
+
+
+def _parcels_of(shipment: Shipment) -> list[dict[str, object]]:
+    """The parcels of ``shipment`` as stored (JSON) and compared."""
+    return [
+        {
+            "tracking_number": p.tracking_number,
+            "lines": [{"ci_lineitemid": s.ci_lineitemid, "quantity": s.quantity} for s in p.lines],
+        }
+        for p in shipment.parcels
+    ]
+
+
+def _raise_if_different(
+    account: str, shipment_id: str, before: tuple[str, str, object], now: tuple[str, str, object]
+) -> None:
+    """:class:`ShipmentConflict` if ``now`` is not the shipment recorded as ``before``."""
+    problem = _shipment_difference(before, now)
+    if problem:
+        raise ShipmentConflict(
+            f"shipment_id {shipment_id!r} of account {account} was "
+            f"recorded before with other contents: {problem}; use a new "
+            "shipment_id for a different shipment"
+        )
+
+
+def _check_same_shipment(account: str, first: Shipment, again: Shipment) -> None:
+    """A shipment id given twice in one batch: the second must be the first (as recorded:
+    its parcels through JSON, as a later call would compare them)."""
+    _raise_if_different(
+        account,
+        again.shipment_id,
+        (first.courier, first.service, json.loads(json.dumps(_parcels_of(first)))),
+        (again.courier, again.service, _parcels_of(again)),
+    )
 
 
 def _shipment_difference(before: tuple[str, str, object], now: tuple[str, str, object]) -> str:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
+from typing import Any
 
 from connector.dispatcher import retry_delay
 from connector.errors import CIProtocolError, CITransportError
 from connector.models import HoldKind, LineOutcome, Parcel, Shipment, ShipmentLine, StoredOrder
+from connector.runtime.identity import process_owner
 from tests.connector.fakes import Host, fake_mappings, make_host, make_line, make_record
 
 
@@ -191,3 +194,82 @@ def test_one_shipment_costs_two_ledger_commits_before_and_after_the_call(tmp_pat
     (row_1, row_2) = ledger.outbox_rows(shipment_id="S1")
     assert (row_1.state, row_1.attempts) == ("accepted", 1)
     assert (row_2.state, row_2.attempts) == ("accepted", 1)
+
+
+def test_only_the_acceptance_after_the_call_skips_fsync(tmp_path: Path) -> None:
+    """The outbox commit before the tracking call is durable (synchronous FULL); the
+    acceptance after it is not fsync'd (losing it leaves the rows 'sending', as a kill after
+    the call does) and the connection is back at FULL afterwards."""
+    host, acct = _ready(tmp_path, make_record("A", [make_line(1), make_line(2, "SKU-2")]))
+    ledger = host.plugin.ledger_for(acct)
+    ci = host.cis["us"]
+    events: list[str] = []
+    send = ci.tracking_notification
+
+    def traced(items: Any) -> None:
+        events.append("CALL")
+        send(items)
+
+    ci.tracking_notification = traced  # type: ignore[method-assign]
+    ledger._conn.set_trace_callback(lambda sql: events.append(" ".join(sql.split())))
+    results = host.pm.hook.oms_dispatch(
+        account=acct, shipment=Shipment.single("S1", "UPS", "1Z001", {1: 1, 2: 1})
+    )
+    ledger._conn.set_trace_callback(None)
+    assert {r.outcome for r in results} == {LineOutcome.ACCEPTED}
+    call = events.index("CALL")
+    before, after = events[:call], events[call + 1 :]
+    # Durable: no level change around the outbox commit that precedes the call.
+    assert "COMMIT" in before
+    assert not any("synchronous" in s for s in before)
+    relaxed = after.index("PRAGMA synchronous=NORMAL")
+    accept = next(
+        i for i, s in enumerate(after) if s.startswith("UPDATE outbox SET state = 'accepted'")
+    )
+    commit = after.index("COMMIT", accept)
+    assert relaxed < after.index("BEGIN IMMEDIATE", relaxed) < accept < commit
+    assert after[commit + 1] == "PRAGMA synchronous=FULL"
+    assert ledger._conn.execute("PRAGMA synchronous").fetchone()[0] == 2
+
+
+def test_a_lost_acceptance_is_the_state_a_kill_after_the_call_leaves(tmp_path: Path) -> None:
+    """What the disk holds if the relaxed acceptance commit is lost: the rows 'sending' with
+    this process's lease, nothing shipped in the ledger, as crash point ``tracking_sent``
+    leaves it; the next flush re-sends the same items (a no-op for CI) and records them."""
+    host, acct = _ready(tmp_path, make_record("A", [make_line(1), make_line(2, "SKU-2")]))
+    ledger = host.plugin.ledger_for(acct)
+    snapshot = tmp_path / "before-acceptance.sqlite3"
+    record = ledger.record_tracking_accepted
+
+    def lose(rows: Any, now: Any) -> list[int]:
+        # The disk's last durable state: everything committed before this (relaxed) commit.
+        target = sqlite3.connect(snapshot)
+        ledger._conn.backup(target)
+        target.close()
+        recorded: list[int] = record(rows, now)
+        return recorded
+
+    ledger.record_tracking_accepted = lose
+    host.pm.hook.oms_dispatch(
+        account=acct, shipment=Shipment.single("S1", "UPS", "1Z001", {1: 1, 2: 1})
+    )
+    ledger.record_tracking_accepted = record
+    lost = sqlite3.connect(snapshot)
+    rows = lost.execute("SELECT state, attempts, lease_owner FROM outbox ORDER BY id").fetchall()
+    shipped = lost.execute("SELECT SUM(qty_shipped) FROM lines").fetchone()[0]
+    lost.close()
+    assert rows == [("sending", 1, process_owner())] * 2
+    assert shipped == 0
+    # Back to that state in the live ledger (what a restart after the power loss reads).
+    for row in ledger.outbox_rows(shipment_id="S1"):
+        ledger.update_outbox(row.id, host.clock.now, state="sending")
+    with ledger.transaction():
+        ledger._conn.execute("UPDATE lines SET qty_shipped = 0")
+    ledger.release_outbox(r.id for r in ledger.outbox_rows(shipment_id="S1"))
+    flushed = host.pm.hook.oms_flush_outbox(account=acct)
+    assert [r.outcome for r in flushed] == [LineOutcome.ACCEPTED] * 2
+    first, again = host.cis["us"].calls_to("tracking_notification")
+    assert [(i.ci_lineitemid, i.tracking) for i in again] == [
+        (i.ci_lineitemid, i.tracking) for i in first
+    ]
+    assert [ledger.get_line(n).qty_shipped for n in (1, 2)] == [1, 1]

@@ -6,10 +6,14 @@ Valid fixtures are test numbers from jkeen/tracking_number_data (the upstream of
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from connector.tracking_formats import (
     TrackingCheck,
+    _full_hygiene,
+    _hygiene,
     check_tracking_number,
     normalize_tracking_number,
 )
@@ -181,3 +185,14 @@ def test_own_formats_first_gives_the_full_pass_answer(monkeypatch: pytest.Monkey
     tf._check_cached.cache_clear()
     assert fast == full
     assert sum(bool(getattr(a, "valid", False)) for a in fast.values()) > 40
+
+
+def test_plain_numbers_take_the_short_hygiene_path_with_the_same_answers() -> None:
+    """ASCII letters and digits skip the per-character checks; the answers are those of the
+    full checks (length limit included), for them and for their neighbours."""
+    samples = ["1Z5R89390357567127", "1z5r89390357567127", "9" * 40, "9" * 41, "A", "", " "]
+    samples += ["1Z5R 8939", "1Z5R-8939", "1Z5R\t8939", "\u00c4BC123", "\uff11\uff12", "12\n"]
+    samples += ["1Z5R8939\x000357567127", "1Z5R8939\u200b0357567127", "a" * 81]
+    for tracking in samples:
+        assert _hygiene(tracking) == _full_hygiene(tracking), tracking
+        assert normalize_tracking_number(tracking) == re.sub(r"\s+", "", tracking).upper()

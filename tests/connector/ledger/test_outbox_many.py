@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from connector.ledger import open_ledger
 from connector.models import Account, HoldKind
 from connector.secrets import Secret
@@ -77,5 +79,145 @@ def test_existing_rows_are_kept_and_returned(tmp_path: Path) -> None:
         assert [r.quantity for r in again] == [5, 1, 99, 99, 99]
         assert again[0].created_at == NOW
         assert ledger.insert_outbox_many([], NOW) == []
+    finally:
+        ledger.close()
+
+
+def test_claimed_insert_returns_the_rows_as_stored_and_claims_the_new_sending_ones(
+    tmp_path: Path,
+) -> None:
+    """``insert_outbox_claimed``: the rows ``insert_outbox_many`` returns (built without a
+    read-back when every row is new, on SQLite), the new ``sending`` ones leased as
+    ``claim_outbox`` leases them; a row whose key existed is not claimed (the caller claims)."""
+    plain = open_ledger(_account(tmp_path / "plain", "plain"))
+    claimed = open_ledger(_account(tmp_path / "claimed", "claimed"))
+    try:
+        expected = plain.insert_outbox_many(_rows(), NOW)
+        rows, ids = claimed.insert_outbox_claimed(_rows(), NOW, 600, owner="me:1:x")
+        assert [_key(r) for r in rows] == [_key(r) for r in expected]
+        assert [r.id for r in rows] == [r.id for r in expected]
+        assert sorted(rows, key=lambda r: r.id) == claimed.outbox_rows(ids=[r.id for r in rows])
+        assert ids == {r.id for r in rows if r.state == "sending"}
+        until = NOW + timedelta(seconds=600)
+        assert claimed.outbox_leases() == {i: ("me:1:x", until) for i in ids}
+        # The same claim through claim_outbox: the same leases.
+        sending = [r for r in expected if r.state == "sending"]
+        plain.claim_outbox(sending, NOW, 600, owner="me:1:x")
+        assert plain.outbox_leases() == claimed.outbox_leases()
+        # One key existed: every row as stored, only the new sending one claimed.
+        later = NOW + timedelta(hours=1)
+        more = [{**r, "shipment_id": "S-9"} for r in _rows()[:2]]
+        again, new = claimed.insert_outbox_claimed([*more, _rows()[0]], later, 600)
+        assert new == {again[0].id, again[1].id}  # both 'sending'
+        assert again[2].id == rows[0].id
+        assert again[2].created_at == NOW
+        assert [r.shipment_id for r in again[:2]] == ["S-9", "S-9"]
+        assert claimed.insert_outbox_claimed([], NOW, 600) == ([], set())
+    finally:
+        plain.close()
+        claimed.close()
+
+
+def test_acceptance_adds_each_new_row_once_per_line(tmp_path: Path) -> None:
+    """``record_tracking_accepted``: rows of one line in one call add up; a row accepted
+    before or given twice adds nothing more; a row id the outbox does not hold counts, as
+    it always did (only 'accepted' stops a row)."""
+    ledger = open_ledger(_account(tmp_path, "us"))
+    try:
+        ledger.stage_line(ci_lineitemid=1, orderid="A", now=NOW, quantity=5)
+        ledger.stage_line(ci_lineitemid=2, orderid="A", now=NOW, quantity=5)
+        a, b, c = (
+            ledger.insert_outbox(
+                shipment_id="S", ci_lineitemid=lid, tracking=t, quantity=q, now=NOW
+            ).id
+            for lid, t, q in ((1, "1Z1", 2), (1, "1Z2", 1), (2, "1Z3", 1))
+        )
+        assert ledger.record_tracking_accepted([(a, 1, 2)], NOW) == [a]
+        got = ledger.record_tracking_accepted([(b, 1, 1), (a, 1, 2), (c, 2, 1), (b, 1, 1)], NOW)
+        assert got == [b, c]
+        assert ledger.record_tracking_accepted([(999, 2, 1)], NOW) == [999]
+        assert [ledger.get_line(i).qty_shipped for i in (1, 2)] == [3, 2]  # type: ignore[union-attr]
+        assert {r.state for r in ledger.outbox_rows(ids=[a, b, c])} == {"accepted"}
+    finally:
+        ledger.close()
+
+
+def test_active_rows_by_line_tracking_or_order_in_one_statement_or_in_chunks(
+    tmp_path: Path,
+) -> None:
+    """``active_outbox_of``: the rows pending, sending, retrying or accepted that touch any
+    given line, tracking number or order, each once, oldest first; the same whether the
+    values fit one statement or need chunks of 500."""
+    ledger = open_ledger(_account(tmp_path, "us"))
+    try:
+        rows = ledger.insert_outbox_many(_rows(), NOW)
+        ledger.record_tracking_accepted([(rows[0].id, 5, 5)], NOW)
+        every = ledger.outbox_rows()
+        active = {"pending", "sending", "retry", "accepted"}
+
+        def expected(lines: set[int], trackings: set[str], orders: set[str]) -> list[int]:
+            return [
+                r.id
+                for r in every
+                if r.state in active
+                and (r.ci_lineitemid in lines or r.tracking in trackings or r.orderid in orders)
+            ]
+
+        cases = [({5, 1}, {"1Z3"}, {"O1"}), ({4}, set(), set()), (set(), set(), {"O2"})]
+        cases.append(({2, 3}, {"1Z1", "1Z5"}, {"O0", "O2"}))
+        padding = set(range(1000, 1600))  # more than one chunk of line ids
+        for lines, trackings, orders in cases:
+            for extra in (set(), padding):
+                got = ledger.active_outbox_of(
+                    lines=lines | extra, trackings=trackings, orderids=orders
+                )
+                assert [r.id for r in got] == expected(lines, trackings, orders)
+        assert ledger.active_outbox_of(lines=[], trackings=[], orderids=[]) == []
+    finally:
+        ledger.close()
+
+
+@pytest.mark.sqlite_only
+def test_active_rows_statement_uses_the_line_tracking_and_order_indexes(tmp_path: Path) -> None:
+    ledger = open_ledger(_account(tmp_path, "us"))
+    try:
+        statements: list[str] = []
+        ledger._conn.set_trace_callback(statements.append)
+        ledger.active_outbox_of(lines=[1, 2], trackings=["1Z1"], orderids=["O1"])
+        ledger._conn.set_trace_callback(None)
+        (sql,) = statements
+        plan = [r[3] for r in ledger._conn.execute(f"EXPLAIN QUERY PLAN {sql}")]
+        assert [d.split(" USING INDEX ")[1].split(" ")[0] for d in plan if "SEARCH" in d] == [
+            "outbox_line",
+            "outbox_tracking",
+            "outbox_order",
+        ]
+    finally:
+        ledger.close()
+
+
+def test_line_customers_is_the_customer_of_each_known_lines_record(tmp_path: Path) -> None:
+    """``line_customers`` (dispatch pre-flight's ship-to read): for every known line, what
+    ``get_lines(parsed=False)`` gives as ``record.get("customer")`` (``None`` without a
+    record or a customer); unknown lines have no entry."""
+    ledger = open_ledger(_account(tmp_path, "us"))
+    try:
+        address = {"name": "Ann", "address1": "1 Main St", "zip": "10001", "country": "US"}
+        records: list[dict[str, Any] | None] = [
+            {"orderid": "A", "customer": address, "line_items": [{"x": 1}] * 20},
+            {"orderid": "B", "customer": {**address, "name": "ann"}},
+            {"orderid": "C", "customer": "not an object"},
+            {"orderid": "D"},
+            {},
+            None,
+        ]
+        for n, record in enumerate(records, start=1):
+            ledger.stage_line(ci_lineitemid=n, orderid=f"O{n}", now=NOW, record=record)
+        ids = [*range(1, len(records) + 1), 99]
+        full = ledger.get_lines(ids, parsed=False)
+        expected = {i: (line.record or {}).get("customer") for i, line in full.items()}
+        assert ledger.line_customers(ids) == expected
+        assert set(expected) == set(range(1, len(records) + 1))
+        assert expected[1] == address
     finally:
         ledger.close()

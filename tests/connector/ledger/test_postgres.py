@@ -225,3 +225,22 @@ def test_advisory_lock_excludes_names_the_holder_and_dies_with_it(pg: str) -> No
         if holder.is_alive():
             holder.kill()
             holder.join(10)
+
+
+def test_a_relaxed_transaction_turns_off_synchronous_commit_for_itself_only(
+    pg: str, tmp_path: Path
+) -> None:
+    ledger = open_ledger(_account(tmp_path, pg))
+    try:
+        ledger._conn.execute("SET synchronous_commit TO on")  # the session's own level
+        with ledger.transaction(durable=False):
+            off = ledger._conn.execute("SHOW synchronous_commit").fetchone()[0]
+        assert off == "off"
+        with ledger.transaction():
+            on = ledger._conn.execute("SHOW synchronous_commit").fetchone()[0]
+        assert on == "on"
+        with ledger.transaction(), ledger.transaction(durable=False):
+            nested = ledger._conn.execute("SHOW synchronous_commit").fetchone()[0]
+        assert nested == "on"
+    finally:
+        ledger.close()

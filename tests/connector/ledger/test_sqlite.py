@@ -134,3 +134,34 @@ def test_new_files_use_8k_pages_and_old_files_keep_theirs(tmp_path: Path) -> Non
     assert old._query("PRAGMA page_size")[0][0] == 4096
     assert old.stage_line(ci_lineitemid=1, orderid="A", now=NOW, record={"orderid": "A"})
     assert old.get_lines([1])[1].record == {"orderid": "A"}
+
+
+def test_a_relaxed_transaction_skips_only_its_own_fsync(tmp_path: Path) -> None:
+    """``transaction(durable=False)`` commits under synchronous NORMAL and goes back to FULL
+    after it, committed or rolled back; nested in a durable one it changes nothing."""
+    ledger = open_ledger(_account(tmp_path))
+    statements: list[str] = []
+    ledger._conn.set_trace_callback(statements.append)
+    with ledger.transaction(durable=False):
+        ledger.stage_line(ci_lineitemid=1, orderid="A", now=NOW)
+    assert statements[:2] == ["PRAGMA synchronous=NORMAL", "BEGIN IMMEDIATE"]
+    assert statements[-2:] == ["COMMIT", "PRAGMA synchronous=FULL"]
+    statements.clear()
+
+    def fail() -> None:
+        with ledger.transaction(durable=False):
+            ledger.stage_line(ci_lineitemid=2, orderid="A", now=NOW)
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        fail()
+    assert statements[-2:] == ["ROLLBACK", "PRAGMA synchronous=FULL"]
+    statements.clear()
+    with ledger.transaction(), ledger.transaction(durable=False):
+        ledger.stage_line(ci_lineitemid=3, orderid="A", now=NOW)
+    ledger._conn.set_trace_callback(None)
+    assert not any("synchronous" in s for s in statements)
+    assert ledger._conn.execute("PRAGMA synchronous").fetchone()[0] == 2
+    assert ledger.get_line(1) is not None
+    assert ledger.get_line(2) is None
+    assert ledger.get_line(3) is not None

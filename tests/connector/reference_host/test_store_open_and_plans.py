@@ -176,3 +176,60 @@ def test_address_text_is_what_json_dumps_of_asdict_writes(values: list[Any]) -> 
     # json.dumps the rest); lone surrogates, quotes, %-signs and non-ASCII included.
     address = Address(*values)
     assert _address_json(address) == json.dumps(asdict(address))
+
+
+def test_create_shipments_records_what_create_shipment_records_one_by_one(
+    tmp_path: Path, kit: Any
+) -> None:
+    """The batch path (one statement per table for new ids) leaves the same rows and refuses
+    the same shipments as one create_shipment per shipment: new ids, ids recorded before (same
+    and other contents), an id twice in the batch (same and other contents), partial and
+    over-shipped quantities, a cancelled line, a line the host does not know."""
+    from connector.reference_host.store import ShipmentConflict
+
+    orders = [kit.order(f"O{n}", [n * 10 + 1, n * 10 + 2]) for n in range(1, 6)]
+    before = [Shipment.single("S0", "UPS", "1Z0", {11: 1}), Shipment.single("S9", "UPS", "1Z9", {})]
+    batch = [
+        Shipment.single("S1", "UPS", "1Z1", {21: 1}),
+        Shipment.single("S0", "UPS", "1Z0", {11: 1}),  # recorded before, same contents
+        Shipment.single("S9", "FedEx", "1Z9", {}),  # recorded before, other courier
+        Shipment.single("S2", "UPS", "1Z2", {21: 5, 22: 1, 31: 1, 99: 1}),
+        Shipment.single("S1", "UPS", "1Z1", {21: 1}),  # twice in the batch, same
+        Shipment.single("S2", "UPS", "1Z2", {21: 4}),  # twice in the batch, other contents
+        Shipment.single("S3", "UPS", "1Z3", {41: 1, 42: 1, 12: 1}),
+        Shipment.single("S4", "UPS", "1Z4", {51: 1}),
+    ]
+    dumps = []
+    outcomes = []
+    for how in ("one", "many"):
+        with HostStore(tmp_path / f"{how}.sqlite3", clock=lambda: kit.T0) as store:
+            store.store_batch("us", orders)
+            store.apply_cancellations("us", [Cancellation("us", "O3", 31, None, kit.T0)])
+            for shipment in before:
+                store.create_shipment("us", shipment)
+            if how == "many":
+                ok, refused = store.create_shipments("us", batch)
+                outcomes.append(
+                    ([s.shipment_id for s in ok], [(s.shipment_id, why) for s, why in refused])
+                )
+            else:
+                ok_ids: list[str] = []
+                refused_ids: list[tuple[str, str]] = []
+                for shipment in batch:
+                    try:
+                        store.create_shipment("us", shipment)
+                    except ShipmentConflict as exc:
+                        refused_ids.append((shipment.shipment_id, str(exc)))
+                    else:
+                        ok_ids.append(shipment.shipment_id)
+                outcomes.append((ok_ids, refused_ids))
+            dumps.append(
+                {
+                    table: store._db.execute(f"SELECT * FROM {table} ORDER BY 1, 2").fetchall()  # noqa: S608
+                    for table in ("shipments", "undispatched", "order_lines", "orders")
+                }
+            )
+    assert outcomes[0] == outcomes[1]
+    assert [sid for sid, _ in outcomes[0][1]] == ["S9", "S2"]
+    for table, rows in dumps[0].items():
+        assert [tuple(r) for r in rows] == [tuple(r) for r in dumps[1][table]], table
