@@ -1954,6 +1954,21 @@ class Ledger:
 
     # -- operator views -----------------------------------------------------------------------
 
+    def claimed_calls(self) -> tuple[list[Sequence[Any]], list[Sequence[Any]]]:
+        """Outbound calls under a claim (lease), for ``status``: outbox rows ``(shipment_id,
+        ci_lineitemid, orderid, tracking, lease_owner, lease_until)`` and lines claimed for
+        ``mark_exported`` ``(ci_lineitemid, orderid, ack_owner, ack_lease_until)``, each by
+        lease end. Read only; an operator's view, so a scan of ``lines`` is acceptable."""
+        outbox = self._query(
+            "SELECT shipment_id, ci_lineitemid, orderid, tracking, lease_owner, lease_until"
+            " FROM outbox WHERE lease_owner IS NOT NULL ORDER BY lease_until, id"
+        )
+        acks = self._query(
+            "SELECT ci_lineitemid, orderid, ack_owner, ack_lease_until FROM lines"
+            " WHERE ack_owner IS NOT NULL ORDER BY ack_lease_until, ci_lineitemid"
+        )
+        return list(outbox), list(acks)
+
     def held_lines(
         self, *, lines: bool = True, problems: bool = True, outbox: bool = True
     ) -> list[HeldLine]:

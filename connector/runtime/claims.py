@@ -23,15 +23,6 @@ from connector.runtime.locks import Holder, lock_path
 
 __all__ = ["Claim", "LockState", "account_claims", "lock_state"]
 
-_OUTBOX_CLAIMS = (
-    "SELECT shipment_id, ci_lineitemid, orderid, tracking, lease_owner, lease_until FROM outbox"
-    " WHERE lease_owner IS NOT NULL ORDER BY lease_until, id"
-)
-_ACK_CLAIMS = (
-    "SELECT ci_lineitemid, orderid, ack_owner, ack_lease_until FROM lines"
-    " WHERE ack_owner IS NOT NULL ORDER BY ack_lease_until, ci_lineitemid"
-)
-
 
 @dataclass(frozen=True)
 class LockState:
@@ -117,14 +108,11 @@ def _holder_of(fd: int) -> Holder:
 
 def account_claims(ledger: Ledger, now: datetime) -> list[Claim]:
     """Every outbound call the ledger has claimed (tracking rows, then acknowledgements)."""
+    outbox, acks = ledger.claimed_calls()
     claims = [
-        _claim("tracking", int(r[1]), r[2] or None, r[0], r[3], r[4], r[5], now)
-        for r in ledger._query(_OUTBOX_CLAIMS)
+        _claim("tracking", int(r[1]), r[2] or None, r[0], r[3], r[4], r[5], now) for r in outbox
     ]
-    claims += [
-        _claim("ack", int(r[0]), r[1] or None, None, None, r[2], r[3], now)
-        for r in ledger._query(_ACK_CLAIMS)
-    ]
+    claims += [_claim("ack", int(r[0]), r[1] or None, None, None, r[2], r[3], now) for r in acks]
     return claims
 
 
