@@ -192,6 +192,19 @@ class CancellationOutcome:
     conflicts: tuple[tuple[int, str], ...] = field(default_factory=tuple)
 
 
+def _first_column_in(
+    db: sqlite3.Connection, sql: str, account: str, values: Sequence[str | int]
+) -> set[str]:
+    """The first column of ``sql`` (``{}`` marks its ``IN (...)`` list) over ``values``, asked
+    ``_IN_CHUNK`` at a time."""
+    found: set[str] = set()
+    for start in range(0, len(values), _IN_CHUNK):
+        chunk = values[start : start + _IN_CHUNK]
+        query = sql.format(",".join("?" * len(chunk)))
+        found.update(r[0] for r in db.execute(query, [account, *chunk]))
+    return found
+
+
 def _iso(moment: datetime | None) -> str | None:
     return None if moment is None else moment.isoformat()
 
@@ -579,18 +592,12 @@ class HostStore:
             # Ids recorded before (by an earlier call) go one by one through the conflict
             # check; new ones are written with one statement per table, not per shipment.
             ids = list(dict.fromkeys(s.shipment_id for s in shipments))
-            known: set[str] = set()
-            for start in range(0, len(ids), 500):
-                chunk = ids[start : start + 500]
-                marks = ",".join("?" * len(chunk))
-                known.update(
-                    r[0]
-                    for r in db.execute(
-                        f"SELECT shipment_id FROM shipments WHERE account = ? "  # noqa: S608
-                        f"AND shipment_id IN ({marks})",
-                        [account, *chunk],
-                    )
-                )
+            known: set[str] = _first_column_in(
+                db,
+                "SELECT shipment_id FROM shipments WHERE account = ? AND shipment_id IN ({})",
+                account,
+                ids,
+            )
             fresh: dict[str, tuple[Shipment, str]] = {}
             for shipment in shipments:
                 sid = shipment.shipment_id
@@ -645,18 +652,13 @@ class HostStore:
         # The orders of the lines updated above: a line is updated unless it is cancelled or
         # unknown, and an update never makes it cancelled.
         lines = list(dict.fromkeys(lid for *_, lid in items))
-        touched: set[str] = set()
-        for start in range(0, len(lines), 500):
-            chunk = lines[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            touched.update(
-                r[0]
-                for r in db.execute(
-                    "SELECT host_order_id FROM order_lines WHERE account = ? "  # noqa: S608
-                    f"AND ci_lineitemid IN ({marks}) AND status != 'cancelled'",
-                    [account, *chunk],
-                )
-            )
+        touched: set[str] = _first_column_in(
+            db,
+            "SELECT host_order_id FROM order_lines WHERE account = ?"
+            " AND ci_lineitemid IN ({}) AND status != 'cancelled'",
+            account,
+            lines,
+        )
         for host_order_id in sorted(touched):
             self._refresh_order_status(db, host_order_id)
 
