@@ -38,7 +38,6 @@ __all__ = [
     "TrackingChecker",
     "Verdict",
     "default_tracking_checker",
-    "ship_to_of",
 ]
 
 log = logging.getLogger("connector.preflight")
@@ -96,16 +95,10 @@ class Verdict:
     warning: str = ""
 
 
-def ship_to_of(line: LineRow) -> tuple[Any, ...] | None:
-    """The ship-to address of a line as CI sent it (compared exactly: Groupon says any
-    difference, even capitalisation, means separate parcels)."""
-    if not line.record:
-        return None
-    return _ship_to(line.record.get("customer"))
-
-
 def _ship_to(customer: Any) -> tuple[Any, ...] | None:
-    """The address of a record's ``customer`` value (``None`` if it is not an object)."""
+    """The ship-to address in a raw record's ``customer`` value, as CI sent it (``None`` if it
+    is not an object). Compared exactly: Groupon says any difference, even capitalisation,
+    means separate parcels."""
     if not isinstance(customer, dict):
         return None
     return tuple(customer.get(k) for k in _ADDRESS_KEYS)
