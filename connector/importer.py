@@ -20,9 +20,11 @@ import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import lru_cache
+from time import monotonic
 from typing import Any, Protocol, cast
 
 import msgspec
@@ -170,6 +172,30 @@ def _record_key(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+PREPARED_TTL_SECONDS = 5.0
+"""How long a chunk evaluated ahead (:class:`PreparedChunk`) may wait for the next
+``import_orders``: a host loop asks at once; later, a mapping edit or the clock may have moved,
+so an older chunk is evaluated again instead."""
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedChunk:
+    """The next chunk of orders, evaluated while ``mark_exported`` waited for CI (its states
+    committed: the lines are ``delivered``), handed over by the next ``import_orders`` if
+    nothing changed in between (:meth:`Importer.import_orders`).
+
+    :ivar rounds: the ledger's ``(current, done)`` import rounds when it was evaluated.
+    :ivar orders: the deliverable orders.
+    :ivar mappings: the mapping tables it was evaluated with.
+    :ivar made: ``time.monotonic()`` when it was evaluated.
+    """
+
+    rounds: tuple[int, int]
+    orders: tuple[Order, ...]
+    mappings: Mappings
+    made: float
+
+
 class Importer:
     """Import and acknowledgement for one account. Stateless between calls: all state is
     in the ledger; ``mappings`` is the table set loaded for this cycle."""
@@ -188,26 +214,35 @@ class Importer:
         self.mappings = mappings
         self.clock = clock
         self.options = account.options
+        self.prepared: PreparedChunk | None = None
+        """Set by :meth:`mark_exported` when it evaluated the next chunk ahead."""
 
     # -- import -------------------------------------------------------------------------------
 
-    def import_orders(self) -> ImportBatch:
+    def import_orders(self, prepared: PreparedChunk | None = None) -> ImportBatch:
         """One chunk of the pipeline; see the module docstring.
 
         Drain before re-reading: while lines of a fully read round still wait for
         evaluation, the next chunk comes from the ledger and CI is not read. Only when nothing
         deliverable is left (or the last read never completed) CI is read again.
+
+        ``prepared``: the chunk the last :meth:`mark_exported` evaluated ahead; handed over
+        as this chunk if it is still valid (:meth:`_take_prepared`), else evaluated again.
         """
         with fewer_collections():  # see connector.runtime.collector
-            return self._import_orders()
+            return self._import_orders(prepared)
 
-    def _import_orders(self) -> ImportBatch:
+    def _import_orders(self, prepared: PreparedChunk | None = None) -> ImportBatch:
         now = self.clock()
-        current, done = self.ledger.import_rounds()
-        if not (current > 0 and current == done and self.ledger.has_pending_evaluation()):
-            self._fetch_and_stage(now)
-        crashpoint("after_stage")
-        orders, more = self._deliver_chunk(now)
+        taken = self._take_prepared(prepared) if prepared is not None else None
+        if taken is not None:
+            orders, more = taken, self.ledger.has_pending_evaluation()
+        else:
+            current, done = self.ledger.import_rounds()
+            if not (current > 0 and current == done and self.ledger.has_pending_evaluation()):
+                self._fetch_and_stage(now)
+            crashpoint("after_stage")
+            orders, more = self._deliver_chunk(now)
         crashpoint("after_deliver")
         if self.options.mark_exported:
             self.flush_acks()
@@ -570,6 +605,59 @@ class Importer:
                 self.ledger.end_evaluation(orderids)
         return orders, self.ledger.has_pending_evaluation()
 
+    def _prepare_next(self, mappings: Mappings) -> None:
+        """Evaluate the next chunk ahead (``mark_exported`` runs this while its CI calls are
+        in flight, so the evaluation overlaps the network): only when ``import_orders`` would
+        deliver from the ledger without reading CI. The states are committed (durably,
+        before any hand-over) as :meth:`_deliver_chunk` always does; if the chunk is never
+        handed over, its lines stay ``delivered`` unconfirmed and are handed over again by
+        the next round, like lines whose host stopped before storing them."""
+        current, done = self.ledger.import_rounds()
+        if not (current > 0 and current == done and self.ledger.has_pending_evaluation()):
+            return
+        own = self.mappings
+        self.mappings = mappings
+        try:
+            orders, _ = self._deliver_chunk(self.clock())
+        finally:
+            self.mappings = own
+        if orders:
+            self.prepared = PreparedChunk((current, done), tuple(orders), mappings, monotonic())
+
+    def _prepare_quietly(self, mappings: Mappings) -> None:
+        """:meth:`_prepare_next`, whose failure must not fail the acknowledgements it runs
+        beside: the next ``import_orders`` then evaluates the chunk itself."""
+        try:
+            self._prepare_next(mappings)
+        except Exception as exc:  # a ledger error, say: logged, the import does it again
+            self.prepared = None
+            log.warning(
+                "account %s: evaluating the next chunk ahead failed (%s: %s); the next import "
+                "evaluates it",
+                self.account.name,
+                type(exc).__name__,
+                exc,
+            )
+
+    def _take_prepared(self, prepared: PreparedChunk) -> list[Order] | None:
+        """``prepared``'s orders if nothing changed since it was evaluated: no new import
+        round, the same mapping tables, not older than :data:`PREPARED_TTL_SECONDS`, and every
+        line still ``delivered``. Otherwise its orders are due for evaluation again (None)."""
+        orderids = [o.orderid for o in prepared.orders]
+        lids = [lid for o in prepared.orders for lid in o.ci_lineitemids]
+        if (
+            monotonic() - prepared.made <= PREPARED_TTL_SECONDS
+            and prepared.mappings is self.mappings
+            and self.ledger.import_rounds() == prepared.rounds
+        ):
+            rows = self.ledger.get_lines(lids, light=True)
+            if len(rows) == len(set(lids)) and all(
+                row.state == "delivered" for row in rows.values()
+            ):
+                return list(prepared.orders)
+        self.ledger.reopen_evaluation(orderids)
+        return None
+
     def _evaluate_order(
         self,
         orderid: str,
@@ -770,12 +858,19 @@ class Importer:
 
     # -- acknowledgements ---------------------------------------------------------------------
 
-    def mark_exported(self, stored: Sequence[StoredOrder]) -> list[LineResult]:
-        """Step 5: record bindings in one transaction, then acknowledge in CI in batches."""
-        with fewer_collections():  # see connector.runtime.collector
-            return self._mark_exported(stored)
+    def mark_exported(
+        self, stored: Sequence[StoredOrder], prepare_with: Mappings | None = None
+    ) -> list[LineResult]:
+        """Step 5: record bindings in one transaction, then acknowledge in CI in batches.
 
-    def _mark_exported(self, stored: Sequence[StoredOrder]) -> list[LineResult]:
+        ``prepare_with``: while the acknowledgements are in flight, evaluate the next chunk
+        with these mapping tables (:attr:`prepared`; see :meth:`_prepare_next`)."""
+        with fewer_collections():  # see connector.runtime.collector
+            return self._mark_exported(stored, prepare_with)
+
+    def _mark_exported(
+        self, stored: Sequence[StoredOrder], prepare_with: Mappings | None = None
+    ) -> list[LineResult]:
         now = self.clock()
         wanted = [(so, lid) for so in stored for lid in so.ci_lineitemids]
         known = self.ledger.binding_lines(lid for _, lid in wanted)
@@ -814,7 +909,7 @@ class Importer:
                 bindings, now, claim=to_ack, lease_seconds=self.options.lease_seconds
             )
         try:
-            for result in self._ack(to_ack, now):
+            for result in self._ack(to_ack, now, prepare_with):
                 results[result.ci_lineitemid] = result
         finally:
             # Claims not used up (queued: CI unreachable, refused, or an error) end here, so
@@ -835,7 +930,9 @@ class Importer:
             return []
         return self._ack(self.ledger.stored_unacked(), self.clock())
 
-    def _ack(self, ids: Sequence[int], now: datetime) -> list[LineResult]:
+    def _ack(
+        self, ids: Sequence[int], now: datetime, prepare_with: Mappings | None = None
+    ) -> list[LineResult]:
         """Acknowledge ``ids`` in batches of ``ack_batch_size``.
 
         The whole call is claimed in one transaction (committed before any CI call); up to
@@ -869,6 +966,11 @@ class Importer:
         mine = [[lid for lid in batch if lid in claimed] for batch in batches]
         workers = self.options.ack_concurrency if runs_concurrently(self.client) else 1
         pool = CallPool(workers, thread_setup(self.client), "ci-ack") if workers > 1 else None
+        if pool is None:
+            prepare_with = None  # nothing would run meanwhile: no overlap to win
+        # Calls handed to the pool at once: ``workers`` (the next as one ends), or every
+        # batch when the next chunk is evaluated meanwhile (the pool still runs ``workers``).
+        in_flight = workers if prepare_with is None else len(batches)
         calls: dict[int, Future[None]] = {}
         ahead = 0  # next batch to hand to a worker
         results: list[LineResult] = []
@@ -903,10 +1005,15 @@ class Importer:
                 call: Future[None] | None = None
                 if pool is not None:
                     ahead = max(ahead, k)
-                    while ahead < len(batches) and len(calls) < workers:
+                    while ahead < len(batches) and len(calls) < in_flight:
                         if mine[ahead]:
                             calls[ahead] = pool.submit(self.client.mark_exported, mine[ahead])
                         ahead += 1
+                    if prepare_with is not None:
+                        # Every batch is queued on the pool (``workers`` at a time): the
+                        # next chunk is evaluated here meanwhile, and the calls go on.
+                        self._prepare_quietly(prepare_with)
+                        prepare_with = None
                     call = calls.pop(k)
                 outcome = self._send_claimed_ack(own, now, call, accepted)
                 if isinstance(outcome, str) or any(

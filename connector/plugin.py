@@ -31,7 +31,7 @@ from typing import Any, Protocol
 from connector import __version__, hookimpl
 from connector.dispatcher import Dispatcher
 from connector.errors import AccountBusy, ChannelError, LedgerIdentityError, MappingError
-from connector.importer import Importer
+from connector.importer import Importer, PreparedChunk
 from connector.importer import _order_line as order_line_from_fields  # the parsed-line decoder
 from connector.ledger import HOST_STATES, Ledger, LineRow, OutboxRow, open_ledger
 from connector.ledger.identity import claim_host
@@ -91,6 +91,9 @@ class _Runtime:
     client: CIPort
     ledger: Ledger
     lock: threading.RLock
+    # The chunk the last oms_mark_exported evaluated while its CI calls were in flight, for
+    # the next oms_import_orders (Importer.import_orders checks it is still valid).
+    prepared: PreparedChunk | None = None
 
 
 def _default_client(account: Account) -> CIPort:
@@ -255,6 +258,8 @@ class GrouponPlugin:
                 client.close()
                 raise
             if rt is not None:
+                if rt.prepared is not None:  # never handed over: due for evaluation again
+                    rt.ledger.reopen_evaluation([o.orderid for o in rt.prepared.orders])
                 rt.client.close()
                 rt.ledger.close()
             rt = _Runtime(account, client, ledger, lock)
@@ -305,6 +310,15 @@ class GrouponPlugin:
             return loader(account)
         except MappingError as exc:
             raise MappingsUnavailable(f"account {account.name}: {exc}") from None
+
+    def _mappings_if_valid(self, rt: _Runtime) -> Mappings | None:
+        """The account's mappings, or None while they do not load (a CSV half-way through an
+        edit): only for evaluating the next chunk ahead, which then waits for the import,
+        where the error is reported."""
+        try:
+            return self._mappings(rt.account)
+        except MappingsUnavailable:
+            return None
 
     def _importer(self, rt: _Runtime, *, acks_only: bool = False) -> Importer:
         # Acknowledgements never look at the mapping tables, so a CSV an operator is half-way
@@ -410,7 +424,8 @@ class GrouponPlugin:
         if account.channel != CHANNEL:
             return None
         with self._using(account) as rt:
-            batch = self._importer(rt).import_orders()
+            prepared, rt.prepared = rt.prepared, None
+            batch = self._importer(rt).import_orders(prepared)
         log.info(
             "account %s: %d order(s), %d held, %d cancellation(s)",
             account.name,
@@ -428,7 +443,13 @@ class GrouponPlugin:
         if account.channel != CHANNEL:
             return None
         with self._using(account) as rt:
-            return self._importer(rt, acks_only=True).mark_exported(stored)
+            importer = self._importer(rt, acks_only=True)
+            # One chunk ahead at most: one evaluated already waits for its import.
+            ahead = self._mappings_if_valid(rt) if rt.prepared is None else None
+            results = importer.mark_exported(stored, prepare_with=ahead)
+            if importer.prepared is not None:
+                rt.prepared = importer.prepared
+            return results
 
     @hookimpl
     def oms_confirm_cancellations(

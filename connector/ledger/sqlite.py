@@ -1136,6 +1136,18 @@ class Ledger:
                 chunk,
             )
 
+    def reopen_evaluation(self, orderids: Sequence[str]) -> None:
+        """These orders are due for evaluation again (a chunk evaluated ahead and not handed
+        over: its unconfirmed lines go back to the queue :meth:`pending_orderids` reads)."""
+        marks_states = ",".join("?" * len(UNCONFIRMED_STATES))
+        with self.transaction():
+            for chunk, marks in _in_chunks(list(dict.fromkeys(orderids))):
+                self._exec(
+                    f"UPDATE lines SET pending_eval = 1 WHERE pending_eval = 0"  # noqa: S608
+                    f" AND state IN ({marks_states}) AND orderid IN ({marks})",
+                    (*UNCONFIRMED_STATES, *chunk),
+                )
+
     def unreported_cancellations(self) -> list[LineRow]:
         """Lines the host has (or was handed) that CI shows cancelled, not yet confirmed
         (light rows: no record, no parsed form; index ``lines_cancel_open``)."""
