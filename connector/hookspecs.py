@@ -142,6 +142,8 @@ def oms_mark_exported(account: Account, stored: Sequence[StoredOrder]) -> list[L
     (``awaiting_host``) are sent by the next :func:`oms_flush_outbox` call. A
     line already acknowledged is reported ``already_done``; a batch CI could not
     take (after retries) is reported ``queued`` and retried by :func:`oms_flush_outbox`.
+    While CI answers, the plugin may evaluate the next chunk of orders for the next
+    :func:`oms_import_orders` call (nothing for the host to do: that call hands it over).
 
     :param account: the account the orders came from.
     :param stored: one receipt per stored order, with the host's id for it.
@@ -154,6 +156,8 @@ def oms_mark_exported(account: Account, stored: Sequence[StoredOrder]) -> list[L
     .. versionadded:: 0.1.0
     .. versionchanged:: 0.2.0
        Acknowledging a line releases the dispatches that waited for it on the next call.
+    .. versionchanged:: 0.5.0
+       The next chunk of orders may be evaluated meanwhile (same results, sooner).
     """
 
 

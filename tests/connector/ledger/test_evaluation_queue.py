@@ -1,0 +1,49 @@
+"""The evaluation queue (``pending_eval``): orders taken by a chunk, and put back."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from connector.ledger import Ledger, ledger_path, open_ledger_file
+
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def _insert(lid: int, orderid: str, round_no: int) -> tuple[Any, ...]:
+    """A row of ``stage_rows(inserts=...)`` (the ``_STAGE_INSERT`` order)."""
+    stamp = T0.isoformat()
+    head = (lid, "us", orderid, None, f"k{lid}", "[]", None, None, 1, "SKU", None, "staged")
+    return (*head, None, "", None, "open", stamp, stamp, round_no)
+
+
+def _staged(tmp_path: Path) -> Ledger:
+    ledger = open_ledger_file(ledger_path(tmp_path, "us"), "us")
+    round_no = ledger.begin_import_round()
+    ledger.stage_rows(
+        records=[(f"k{lid}", "{}") for lid in (1, 2, 3, 4)],
+        inserts=[
+            _insert(lid, orderid, round_no)
+            for lid, orderid in ((1, "A"), (2, "A"), (3, "B"), (4, "C"))
+        ],
+    )
+    ledger.complete_import_round(round_no)
+    return ledger
+
+
+def test_reopened_orders_wait_for_evaluation_again(tmp_path: Path) -> None:
+    ledger = _staged(tmp_path)
+    assert sorted(ledger.pending_orderids(10)) == ["A", "B", "C"]
+    with ledger.transaction():
+        ledger.set_line_states([(1, "delivered", None, ""), (2, "delivered", None, "")], T0)
+        ledger.set_line_states([(3, "stored", None, "")], T0)
+        ledger.end_evaluation(["A", "B", "C"])
+    assert not ledger.has_pending_evaluation()
+    ledger.reopen_evaluation(["A", "B", "A"])
+    # A's lines are unconfirmed (delivered): due again; B's one line is the host's already.
+    assert ledger.pending_orderids(10) == ["A"]
+    assert ledger.has_pending_evaluation()
+    ledger.reopen_evaluation([])  # nothing to do
+    assert ledger.pending_orderids(10) == ["A"]
+    ledger.close()
