@@ -814,7 +814,7 @@ class Importer:
                 bindings, now, claim=to_ack, lease_seconds=self.options.lease_seconds
             )
         try:
-            for result in self._ack(to_ack, now):
+            for result in self._ack(to_ack, now, settle=True):
                 results[result.ci_lineitemid] = result
         finally:
             # Claims not used up (queued: CI unreachable, refused, or an error) end here, so
@@ -835,7 +835,7 @@ class Importer:
             return []
         return self._ack(self.ledger.stored_unacked(), self.clock())
 
-    def _ack(self, ids: Sequence[int], now: datetime) -> list[LineResult]:
+    def _ack(self, ids: Sequence[int], now: datetime, *, settle: bool = False) -> list[LineResult]:
         """Acknowledge ``ids`` in batches of ``ack_batch_size``.
 
         The whole call is claimed in one transaction (committed before any CI call); up to
@@ -848,8 +848,10 @@ class Importer:
 
         Accepted batches are recorded together, up to ``_RECORD_EVERY`` batches per ledger
         transaction (before a batch's claims are released or lines are queued, and at the
-        end, also on an exception): recording after CI's answer is always safe, and a crash
-        before the record only re-acknowledges those lines at the next flush."""
+        end, also on an exception; and once, as soon as every call is in flight, while
+        waiting for one still out): recording after CI's answer is always safe, and a crash
+        before the record only re-acknowledges those lines at the next flush. ``settle``: the
+        caller returns to the host next, so the last record skips its fsync (see below)."""
         size = max(1, self.options.ack_batch_size)
         batches = [list(ids[start : start + size]) for start in range(0, len(ids), size)]
         if not batches:
@@ -876,11 +878,15 @@ class Importer:
         failed = False
         accepted: list[list[int]] = []  # batches CI accepted, not recorded yet
 
-        def record() -> None:
+        def record(*, durable: bool = True) -> None:
             if accepted:
-                self.ledger.record_acks([lid for b in accepted for lid in b], now)
+                self.ledger.record_acks(
+                    [lid for b in accepted for lid in b], now, durable=durable
+                )
                 accepted.clear()
                 crashpoint("ack_recorded")
+
+        early = True  # one record while the last calls are in flight (see below)
 
         try:
             for k, batch in enumerate(batches):
@@ -908,6 +914,12 @@ class Importer:
                             calls[ahead] = pool.submit(self.client.mark_exported, mine[ahead])
                         ahead += 1
                     call = calls.pop(k)
+                    if early and accepted and ahead >= len(batches) and not call.done():
+                        # Every call is in flight and this one is still out: record what CI
+                        # took so far now, in time spent waiting anyway, rather than after the
+                        # last answer. Durable: a refused batch is still re-sent line by line.
+                        early = False
+                        record()
                 outcome = self._send_claimed_ack(own, now, call, accepted)
                 if isinstance(outcome, str) or any(
                     r.outcome is not LineOutcome.ACCEPTED for r in outcome
@@ -922,7 +934,14 @@ class Importer:
                     results += self._queue(batch, outcome, now)
                 else:
                     results += head + outcome
-            record()
+            # ``settle`` (mark_exported: the hook returns next): no CI call or hand-over
+            # follows in this call, so the last record may skip its fsync. Lost in a power
+            # cut, its lines stay ``stored`` and claimed, as a kill at ``ack_sent`` leaves them
+            # (the next flush re-sends, CI takes a repeated mark_exported as a no-op), and the
+            # next CI call or hand-over follows a durable commit (claim, binding or delivery),
+            # whose fsync syncs this one too. A flush inside an import stays durable: the
+            # import hands its batch over right after.
+            record(durable=not settle)
         except BaseException:
             failed = True
             raise

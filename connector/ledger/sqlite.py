@@ -1264,14 +1264,17 @@ class Ledger:
             except sqlite3.Error as exc:
                 raise self._error(exc) from None
 
-    def record_acks(self, ids: Sequence[int], now: datetime) -> list[int]:
+    def record_acks(
+        self, ids: Sequence[int], now: datetime, *, durable: bool = True
+    ) -> list[int]:
         """CI accepted ``mark_exported`` for ``ids``: state ``acked``, attempts + 1, logged,
         claim ended. Idempotent by line: a line already ``acked`` changes nothing and is not
-        logged again. Returns the ids recorded now."""
+        logged again. Returns the ids recorded now. ``durable=False``: see
+        :meth:`transaction` (the caller makes no CI call before a durable commit)."""
         stamp = _iso(now)
         with self._lock:
             try:
-                with self.transaction():
+                with self.transaction(durable=durable):
                     done: set[int] = set()
                     for chunk, marks in _in_chunks(list(dict.fromkeys(ids))):
                         done.update(
