@@ -880,9 +880,7 @@ class Importer:
 
         def record(*, durable: bool = True) -> None:
             if accepted:
-                self.ledger.record_acks(
-                    [lid for b in accepted for lid in b], now, durable=durable
-                )
+                self.ledger.record_acks([lid for b in accepted for lid in b], now, durable=durable)
                 accepted.clear()
                 crashpoint("ack_recorded")
 

@@ -1264,9 +1264,7 @@ class Ledger:
             except sqlite3.Error as exc:
                 raise self._error(exc) from None
 
-    def record_acks(
-        self, ids: Sequence[int], now: datetime, *, durable: bool = True
-    ) -> list[int]:
+    def record_acks(self, ids: Sequence[int], now: datetime, *, durable: bool = True) -> list[int]:
         """CI accepted ``mark_exported`` for ``ids``: state ``acked``, attempts + 1, logged,
         claim ended. Idempotent by line: a line already ``acked`` changes nothing and is not
         logged again. Returns the ids recorded now. ``durable=False``: see
