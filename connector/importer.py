@@ -41,6 +41,7 @@ from connector.ledger import (
     HOST_STATES,
     UNCONFIRMED_STATES,
     BindingLine,
+    EvalLine,
     Ledger,
     LineRow,
     record_key,
@@ -552,7 +553,7 @@ class Importer:
             orderids = self.ledger.pending_orderids(limit - len(orders))
             if not orderids:
                 break
-            grouped = self.ledger.eval_lines_of_orders(orderids)
+            grouped = self.ledger.eval_rows_of_orders(orderids)
             updates: list[tuple[int, str, HoldKind | None, str]] = []
             for orderid in orderids:
                 order = self._evaluate_order(
@@ -573,13 +574,13 @@ class Importer:
     def _evaluate_order(
         self,
         orderid: str,
-        rows: list[LineRow],
+        rows: list[EvalLine],
         record_problem: str | None,
         now: datetime,
         delay: timedelta,
         updates: list[tuple[int, str, HoldKind | None, str]],
     ) -> Order | None:
-        live: list[LineRow] = []
+        live: list[EvalLine] = []
         for row in rows:
             if row.state not in UNCONFIRMED_STATES:
                 continue
@@ -704,7 +705,7 @@ class Importer:
 
     def _hold(
         self,
-        row: LineRow,
+        row: EvalLine,
         kind: HoldKind,
         reason: str,
         updates: list[tuple[int, str, HoldKind | None, str]],
@@ -1205,7 +1206,7 @@ def _order_line(f: list[Any], components: tuple[SkuComponent, ...] = ()) -> Orde
     )
 
 
-def _row_fields(row: LineRow) -> list[Any] | str:
+def _row_fields(row: LineRow | EvalLine) -> list[Any] | str:
     """The parsed form of a ledger line, or the reason it has none. Rows staged before
     schema v3 carry only the raw record: parsed here once (the legacy path)."""
     parsed = row.parsed
