@@ -50,11 +50,12 @@ def test_taken_batches_are_recorded_while_the_last_calls_are_in_flight(
     ci = SlowCI(delay=0.2)
     host, acct = _rig(tmp_path, ci, 6, ack_batch_size=1, ack_concurrency=3)
     ledger = host.plugin.ledger_for(acct)
-    calls: list[tuple[list[int], bool, int]] = []
+    calls: list[tuple[list[int], bool, list[int]]] = []
     record = type(ledger).record_acks
 
     def spy(self: Any, ids: Any, now: Any, durable: bool = True) -> Any:
-        calls.append((list(ids), durable, ci.in_flight))
+        with ci.lock:
+            calls.append((list(ids), durable, sorted(ci.exported)))
         return record(self, ids, now, durable=durable)
 
     monkeypatch.setattr(type(ledger), "record_acks", spy)
@@ -64,7 +65,7 @@ def test_taken_batches_are_recorded_while_the_last_calls_are_in_flight(
         ([1, 2, 3], True),
         ([4, 5, 6], False),
     ]
-    assert calls[0][2] > 0  # recorded with calls still out
+    assert calls[0][2] == [1, 2, 3]  # recorded before CI answered for 4-6
     assert ledger.summary()["lines"]["acked"] == 6
 
 
