@@ -43,6 +43,7 @@ from connector.ledger import (
     HOST_STATES,
     UNCONFIRMED_STATES,
     BindingLine,
+    EvalLine,
     Ledger,
     LineRow,
     record_key,
@@ -587,7 +588,7 @@ class Importer:
             orderids = self.ledger.pending_orderids(limit - len(orders))
             if not orderids:
                 break
-            grouped = self.ledger.eval_lines_of_orders(orderids)
+            grouped = self.ledger.eval_rows_of_orders(orderids)
             updates: list[tuple[int, str, HoldKind | None, str]] = []
             for orderid in orderids:
                 order = self._evaluate_order(
@@ -661,13 +662,13 @@ class Importer:
     def _evaluate_order(
         self,
         orderid: str,
-        rows: list[LineRow],
+        rows: list[EvalLine],
         record_problem: str | None,
         now: datetime,
         delay: timedelta,
         updates: list[tuple[int, str, HoldKind | None, str]],
     ) -> Order | None:
-        live: list[LineRow] = []
+        live: list[EvalLine] = []
         for row in rows:
             if row.state not in UNCONFIRMED_STATES:
                 continue
@@ -792,7 +793,7 @@ class Importer:
 
     def _hold(
         self,
-        row: LineRow,
+        row: EvalLine,
         kind: HoldKind,
         reason: str,
         updates: list[tuple[int, str, HoldKind | None, str]],
@@ -909,7 +910,7 @@ class Importer:
                 bindings, now, claim=to_ack, lease_seconds=self.options.lease_seconds
             )
         try:
-            for result in self._ack(to_ack, now, prepare_with):
+            for result in self._ack(to_ack, now, prepare_with, settle=True):
                 results[result.ci_lineitemid] = result
         finally:
             # Claims not used up (queued: CI unreachable, refused, or an error) end here, so
@@ -931,7 +932,12 @@ class Importer:
         return self._ack(self.ledger.stored_unacked(), self.clock())
 
     def _ack(
-        self, ids: Sequence[int], now: datetime, prepare_with: Mappings | None = None
+        self,
+        ids: Sequence[int],
+        now: datetime,
+        prepare_with: Mappings | None = None,
+        *,
+        settle: bool = False,
     ) -> list[LineResult]:
         """Acknowledge ``ids`` in batches of ``ack_batch_size``.
 
@@ -945,8 +951,10 @@ class Importer:
 
         Accepted batches are recorded together, up to ``_RECORD_EVERY`` batches per ledger
         transaction (before a batch's claims are released or lines are queued, and at the
-        end, also on an exception): recording after CI's answer is always safe, and a crash
-        before the record only re-acknowledges those lines at the next flush."""
+        end, also on an exception; and once, as soon as every call is in flight, while
+        waiting for one still out): recording after CI's answer is always safe, and a crash
+        before the record only re-acknowledges those lines at the next flush. ``settle``: the
+        caller returns to the host next, so the last record skips its fsync (see below)."""
         size = max(1, self.options.ack_batch_size)
         batches = [list(ids[start : start + size]) for start in range(0, len(ids), size)]
         if not batches:
@@ -978,11 +986,13 @@ class Importer:
         failed = False
         accepted: list[list[int]] = []  # batches CI accepted, not recorded yet
 
-        def record() -> None:
+        def record(*, durable: bool = True) -> None:
             if accepted:
-                self.ledger.record_acks([lid for b in accepted for lid in b], now)
+                self.ledger.record_acks([lid for b in accepted for lid in b], now, durable=durable)
                 accepted.clear()
                 crashpoint("ack_recorded")
+
+        early = True  # one record while the last calls are in flight (see below)
 
         try:
             for k, batch in enumerate(batches):
@@ -1015,6 +1025,12 @@ class Importer:
                         self._prepare_quietly(prepare_with)
                         prepare_with = None
                     call = calls.pop(k)
+                    if early and accepted and ahead >= len(batches) and not call.done():
+                        # Every call is in flight and this one is still out: record what CI
+                        # took so far now, in time spent waiting anyway, rather than after the
+                        # last answer. Durable: a refused batch is still re-sent line by line.
+                        early = False
+                        record()
                 outcome = self._send_claimed_ack(own, now, call, accepted)
                 if isinstance(outcome, str) or any(
                     r.outcome is not LineOutcome.ACCEPTED for r in outcome
@@ -1029,7 +1045,14 @@ class Importer:
                     results += self._queue(batch, outcome, now)
                 else:
                     results += head + outcome
-            record()
+            # ``settle`` (mark_exported: the hook returns next): no CI call or hand-over
+            # follows in this call, so the last record may skip its fsync. Lost in a power
+            # cut, its lines stay ``stored`` and claimed, as a kill at ``ack_sent`` leaves them
+            # (the next flush re-sends, CI takes a repeated mark_exported as a no-op), and the
+            # next CI call or hand-over follows a durable commit (claim, binding or delivery),
+            # whose fsync syncs this one too. A flush inside an import stays durable: the
+            # import hands its batch over right after.
+            record(durable=not settle)
         except BaseException:
             failed = True
             raise
@@ -1295,7 +1318,7 @@ def _order_line(f: list[Any], components: tuple[SkuComponent, ...] = ()) -> Orde
     )
 
 
-def _row_fields(row: LineRow) -> list[Any] | str:
+def _row_fields(row: LineRow | EvalLine) -> list[Any] | str:
     """The parsed form of a ledger line, or the reason it has none. Rows staged before
     schema v3 carry only the raw record: parsed here once (the legacy path)."""
     parsed = row.parsed

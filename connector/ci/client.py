@@ -125,6 +125,9 @@ MAX_ITEMS = 100_000
 
 # Reasons CI gives when the supplier id / token pair is wrong. Evidence is thin (ci-api.md §4),
 # so this is deliberately broad about credentials and narrow about anything else.
+_SPARE_SESSIONS = 16
+"""Worker sessions a client keeps between worker blocks (``ack_concurrency`` is at most 16)."""
+
 _AUTH_REASON = re.compile(
     r"(?i)token|credential|unauthori[sz]ed|authenticat|forbidden|access denied|"
     r"supplier[_ ]?id|api[_ ]?key|permission"
@@ -464,6 +467,10 @@ class CIClient:
         self._home = threading.get_ident()
         self._sessions_lock = threading.Lock()
         self._thread_sessions: list[requests.Session] = []
+        # Worker sessions between worker_session blocks, kept for the next block (this
+        # client's own sessions only): see worker_session.
+        self._spare_sessions: list[requests.Session] = []
+        self._open = True
 
     @classmethod
     def for_account(cls, account: Account) -> CIClient:
@@ -501,16 +508,39 @@ class CIClient:
     @contextlib.contextmanager
     def worker_session(self) -> Iterator[None]:
         """Give the calling (worker) thread an HTTP session of its own for the block, with the
-        same retrying, bounded adapter, closed at the end. Calls on this thread outside such a
-        block use a session made on first use (closed by :meth:`close`)."""
-        session = self._new_session()
+        same retrying, bounded adapter. Calls on this thread outside such a block use a session
+        made on first use (closed by :meth:`close`).
+
+        A client that made its own session keeps a worker's session after the block for the
+        next one (at most :data:`_SPARE_SESSIONS`, closed by :meth:`close`): a pool of ack
+        workers per hook call otherwise built a session, resolved the environment and opened
+        a connection per thread and call, and left the sessions to the garbage collector's
+        finalizers on the calling thread (~2% of an import's main thread, issue 11). One
+        thread at a time uses a session; a connection a cut-short call broke is dropped by
+        urllib3, and one the server closed while idle is replaced, as for the main session.
+        A given session's worker sessions copy its settings when made: closed after the block,
+        so a later change of those settings is seen."""
+        session: requests.Session | None = None
+        if self._owns_session:
+            with self._sessions_lock:
+                if self._spare_sessions:
+                    session = self._spare_sessions.pop()
+        if session is None:
+            session = self._new_session()
         previous = getattr(self._local, "session", None)
         self._local.session = session
         try:
             yield
         finally:
             self._local.session = previous
-            session.close()
+            kept = False
+            if self._owns_session:
+                with self._sessions_lock:
+                    if self._open and len(self._spare_sessions) < _SPARE_SESSIONS:
+                        self._spare_sessions.append(session)
+                        kept = True
+            if not kept:
+                session.close()
 
     def _new_session(self) -> requests.Session:
         """A fresh session for a worker thread. A client that made its own session mounts a
@@ -745,7 +775,10 @@ class CIClient:
     def close(self) -> None:
         """Close the HTTP session if the client created it, and worker threads' sessions."""
         with self._sessions_lock:
+            self._open = False  # a worker block ending later closes its session
             extra, self._thread_sessions = self._thread_sessions, []
+            extra += self._spare_sessions
+            self._spare_sessions = []
         for session in extra:
             session.close()
         if self._owns_session:

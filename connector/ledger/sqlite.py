@@ -144,6 +144,22 @@ _EVAL_COLUMNS_V9 = _ROW_COLUMNS.format(
     parsed="line_parsed.parsed",
 )
 
+# EvalLine's columns, by position; ``{record}`` / ``{parsed}`` filled per schema as above.
+_EVAL_LINE_COLUMNS = (
+    "ci_lineitemid, orderid, state, ci_status, hold_kind, hold_reason, first_seen,"
+    " {record} AS record, {parsed} AS parsed"
+)
+_EVAL_LINE_V9 = _EVAL_LINE_COLUMNS.format(
+    record=f"CASE WHEN line_parsed.parsed IS NULL THEN {_RECORD_OF_LINE} END",
+    parsed="line_parsed.parsed",
+)
+_EVAL_LINE_V8 = _EVAL_LINE_COLUMNS.format(
+    record=f"CASE WHEN parsed IS NULL THEN {_RECORD_OF_LINE} END", parsed="parsed"
+)
+_EVAL_LINE_INLINE = _EVAL_LINE_COLUMNS.format(
+    record="CASE WHEN parsed IS NULL THEN record END", parsed="parsed"
+)
+
 _STAGE_RECORD = "INSERT OR IGNORE INTO records (key, record) VALUES (?, ?)"
 _STAGE_INSERT = (
     "INSERT OR IGNORE INTO lines (ci_lineitemid, account, orderid, fulfillment_lineitem_id,"
@@ -180,15 +196,19 @@ _SET_STATE = (
 )
 
 
+# Bindings: one statement per :data:`_IN_CHUNK` lines, the ``(id, host order id)`` pairs
+# joined as a ``VALUES`` list (``UPDATE ... FROM``, SQLite >= 3.33 and PostgreSQL): ~40% less
+# CPU than one ``executemany`` row per line, whose per-row bind and step dominated.
 _BIND = (
-    "UPDATE lines SET state = 'stored', host_order_id = ?, updated_at = ? WHERE ci_lineitemid = ?"
+    "UPDATE lines SET state = 'stored', host_order_id = v.column2, updated_at = ?"
+    " FROM (VALUES {values}) AS v WHERE lines.ci_lineitemid = v.column1"
 )
 # The binding with this process's ack claim, where nobody else holds one (see bind_stored).
 _BIND_CLAIM = (
-    "UPDATE lines SET state = 'stored', host_order_id = ?, updated_at = ?,"
+    "UPDATE lines SET state = 'stored', host_order_id = v.column2, updated_at = ?,"
     " ack_owner = CASE WHEN ack_owner IS NULL OR ack_owner = ? THEN ? ELSE ack_owner END,"
     " ack_lease_until = CASE WHEN ack_owner IS NULL OR ack_owner = ? THEN ? ELSE ack_lease_until"
-    " END WHERE ci_lineitemid = ?"
+    " END FROM (VALUES {values}) AS v WHERE lines.ci_lineitemid = v.column1"
 )
 
 
@@ -292,6 +312,23 @@ class BindingLine(NamedTuple):
     hold_kind: HoldKind | None
     hold_reason: str
     host_order_id: str | None
+
+
+class EvalLine(NamedTuple):
+    """The columns delivery evaluates a line by (:meth:`Ledger.eval_rows_of_orders`): a
+    third of a :class:`LineRow`'s, one date decoded instead of up to six, and a tuple built
+    without the frozen dataclass's per-field ``__setattr__`` (every delivered line is read
+    once this way). ``record``: only for a line without a parsed form (staged before v3)."""
+
+    ci_lineitemid: int
+    orderid: str
+    state: str
+    ci_status: str
+    hold_kind: HoldKind | None
+    hold_reason: str
+    first_seen: datetime
+    record: dict[str, Any] | None
+    parsed: Any
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -1105,6 +1142,45 @@ class Ledger:
                 grouped.setdefault(line.orderid, []).append(line)
         return grouped
 
+    def eval_rows_of_orders(self, orderids: Sequence[str]) -> dict[str, list[EvalLine]]:
+        """What delivery evaluates of the lines of ``orderids`` (ordered by line id): the
+        :meth:`eval_lines_of_orders` rows cut to :class:`EvalLine`'s columns, ``parsed``
+        decoded, the raw ``record`` only for rows without a parsed form."""
+        grouped: dict[str, list[EvalLine]] = {}
+        if self._side_parsed:
+            select = f"SELECT {_EVAL_LINE_V9} FROM lines{_JOIN_PARSED}"  # noqa: S608
+        else:
+            columns = _EVAL_LINE_V8 if self._side_records else _EVAL_LINE_INLINE
+            select = f"SELECT {columns} FROM lines"  # noqa: S608
+        loads = _json_value
+        date = datetime.fromisoformat
+        kinds: dict[str, HoldKind] = {}
+        for chunk, marks in _in_chunks(list(dict.fromkeys(orderids))):
+            for lid, orderid, state, status, kind, reason, seen, record, parsed in self._query(
+                f"{select} WHERE orderid IN ({marks}) ORDER BY ci_lineitemid",
+                chunk,
+            ):
+                hold = None
+                if kind:
+                    hold = kinds.get(kind) or kinds.setdefault(kind, HoldKind(kind))
+                line = EvalLine(
+                    lid,
+                    orderid,
+                    state,
+                    status,
+                    hold,
+                    reason,
+                    date(seen),
+                    loads(record) if record else None,
+                    loads(parsed) if parsed else None,
+                )
+                group = grouped.get(orderid)
+                if group is None:
+                    grouped[orderid] = [line]
+                else:
+                    group.append(line)
+        return grouped
+
     def set_line_states(
         self, updates: Sequence[tuple[int, str, HoldKind | None, str]], now: datetime
     ) -> None:
@@ -1276,32 +1352,28 @@ class Ledger:
             except sqlite3.Error as exc:
                 raise self._error(exc) from None
 
-    def record_acks(self, ids: Sequence[int], now: datetime) -> list[int]:
+    def record_acks(self, ids: Sequence[int], now: datetime, *, durable: bool = True) -> list[int]:
         """CI accepted ``mark_exported`` for ``ids``: state ``acked``, attempts + 1, logged,
         claim ended. Idempotent by line: a line already ``acked`` changes nothing and is not
-        logged again. Returns the ids recorded now."""
+        logged again. Returns the ids recorded now. ``durable=False``: see
+        :meth:`transaction` (the caller makes no CI call before a durable commit)."""
         stamp = _iso(now)
         with self._lock:
             try:
-                with self.transaction():
+                with self.transaction(durable=durable):
+                    # One statement per 500 lines; a line acked already is left alone and not
+                    # returned, so it is neither counted nor logged again (no read first).
                     done: set[int] = set()
                     for chunk, marks in _in_chunks(list(dict.fromkeys(ids))):
-                        done.update(
-                            r[0]
-                            for r in self._conn.execute(
-                                "SELECT ci_lineitemid FROM lines"  # noqa: S608
-                                f" WHERE ci_lineitemid IN ({marks}) AND state = 'acked'",
-                                chunk,
-                            )
-                        )
-                    fresh = [lid for lid in dict.fromkeys(ids) if lid not in done]
-                    for chunk, marks in _in_chunks(fresh):
-                        self._conn.execute(
+                        updated = self._conn.execute(
                             "UPDATE lines SET state = 'acked', ack_attempts = ack_attempts + 1,"  # noqa: S608
                             " ack_owner = NULL, ack_lease_until = NULL, updated_at = ?"
-                            f" WHERE ci_lineitemid IN ({marks})",
+                            f" WHERE ci_lineitemid IN ({marks}) AND state != 'acked'"
+                            " RETURNING ci_lineitemid",
                             (stamp, *chunk),
-                        )
+                        ).fetchall()  # read to the end: the statement is finished before COMMIT
+                        done.update(r[0] for r in updated)
+                    fresh = [lid for lid in dict.fromkeys(ids) if lid in done]
                     for chunk, _ in _in_chunks(fresh):
                         self._conn.execute(
                             "INSERT INTO acks (ci_lineitemid, at, outcome, reason) VALUES "  # noqa: S608
@@ -1331,22 +1403,24 @@ class Ledger:
         claiming = set(claim) if self._leases else set()
         me = owner or process_owner()
         until = _iso(now + timedelta(seconds=lease_seconds))
-        # Two ``executemany`` (a row per line) rather than a statement per host order: most
-        # orders have one or two lines, and the per-statement overhead dominated.
-        claims: list[tuple[Any, ...]] = []
-        plain: list[tuple[Any, ...]] = []
-        for lid, host in bindings:
-            if lid in claiming:
-                claims.append((host, stamp, me, me, me, until, lid))
-            else:
-                plain.append((host, stamp, lid))
+        # A line bound twice in one call keeps its last host order id (as row-by-row writes
+        # did): the join must not offer one row two values.
+        claims: list[Any] = []
+        plain: list[Any] = []
+        for lid, host in dict(bindings).items():
+            (claims if lid in claiming else plain).append((lid, host))
         with self._lock:
             try:
                 with self.transaction():
-                    if claims:
-                        self._conn.executemany(_BIND_CLAIM, claims)
-                    if plain:
-                        self._conn.executemany(_BIND, plain)
+                    for sql, pairs, head in (
+                        (_BIND_CLAIM, claims, (stamp, me, me, me, until)),
+                        (_BIND, plain, (stamp,)),
+                    ):
+                        for chunk, _ in _in_chunks(pairs):
+                            self._conn.execute(
+                                sql.format(values=",".join(["(?, ?)"] * len(chunk))),
+                                (*head, *(v for pair in chunk for v in pair)),
+                            )
             except sqlite3.Error as exc:
                 raise self._error(exc) from None
 

@@ -22,22 +22,51 @@ def test_accepted_batches_share_record_transactions(
     calls: list[list[int]] = []
     record = type(ledger).record_acks
 
-    def spy(self: Any, ids: Any, now: Any) -> Any:
+    def spy(self: Any, ids: Any, now: Any, **kw: Any) -> Any:
         calls.append(list(ids))
-        return record(self, ids, now)
+        return record(self, ids, now, **kw)
 
     monkeypatch.setattr(type(ledger), "record_acks", spy)
     results = _store_all(host, acct)
     assert [(r.ci_lineitemid, r.outcome) for r in results] == [
         (lid, LineOutcome.ACCEPTED) for lid in range(1, 21)
     ]
-    # 20 batches of one line: 16 + 4 per transaction, not 20 transactions.
-    assert [len(ids) for ids in calls] == [16, 4]
+    # 20 batches of one line: 16 + 4 per transaction, not 20 transactions (with calls in
+    # flight, the 4 may be split once more: one record while the last calls are out).
+    sizes = [len(ids) for ids in calls]
+    assert sizes == [16, 4] if concurrency == 1 else sizes[0] == 16 and len(sizes) <= 3
     assert [lid for ids in calls for lid in ids] == list(range(1, 21))
     assert ledger.summary()["lines"]["acked"] == 20
     assert sorted(lid for lid, outcome, _ in ledger.ack_log() if outcome == "accepted") == list(
         range(1, 21)
     )
+
+
+def test_taken_batches_are_recorded_while_the_last_calls_are_in_flight(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 6 batches, 3 in flight: once the 6th is sent, the 3 CI took are recorded while the
+    # 4th is still out (time spent waiting anyway); the last 3 at the end, without an fsync.
+    ci = SlowCI(delay=0.2)
+    host, acct = _rig(tmp_path, ci, 6, ack_batch_size=1, ack_concurrency=3)
+    ledger = host.plugin.ledger_for(acct)
+    calls: list[tuple[list[int], bool, list[int]]] = []
+    record = type(ledger).record_acks
+
+    def spy(self: Any, ids: Any, now: Any, durable: bool = True) -> Any:
+        with ci.lock:
+            calls.append((list(ids), durable, sorted(ci.exported)))
+        return record(self, ids, now, durable=durable)
+
+    monkeypatch.setattr(type(ledger), "record_acks", spy)
+    results = _store_all(host, acct)
+    assert [r.outcome for r in results] == [LineOutcome.ACCEPTED] * 6
+    assert [(ids, durable) for ids, durable, _ in calls] == [
+        ([1, 2, 3], True),
+        ([4, 5, 6], False),
+    ]
+    assert calls[0][2] == [1, 2, 3]  # recorded before CI answered for 4-6
+    assert ledger.summary()["lines"]["acked"] == 6
 
 
 def test_batches_taken_before_an_unreachable_one_are_recorded_before_it_is_queued(
@@ -68,9 +97,9 @@ def test_import_and_mark_exported_run_with_fewer_collections(
     for name in ("_deliver_chunk", "_ack"):
         original = getattr(Importer, name)
 
-        def spy(self: Any, *args: Any, _original: Any = original) -> Any:
+        def spy(self: Any, *args: Any, _original: Any = original, **kw: Any) -> Any:
             seen.append(gc.get_threshold()[0])
-            return _original(self, *args)
+            return _original(self, *args, **kw)
 
         monkeypatch.setattr(Importer, name, spy)
     before = gc.get_threshold()

@@ -284,9 +284,9 @@ def test_ledger_writes_stay_on_the_calling_thread(
     writers: set[str] = set()
     record = type(ledger).record_acks
 
-    def spy(self: Any, ids: Any, now: Any) -> Any:
+    def spy(self: Any, ids: Any, now: Any, **kw: Any) -> Any:
         writers.add(threading.current_thread().name)
-        return record(self, ids, now)
+        return record(self, ids, now, **kw)
 
     monkeypatch.setattr(type(ledger), "record_acks", spy)
     _store_all(host, acct)

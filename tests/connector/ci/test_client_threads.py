@@ -97,6 +97,66 @@ def test_a_thread_outside_worker_session_gets_one_closed_with_the_client() -> No
     assert client._thread_sessions == []
 
 
+def _pool_sessions(client: CIClient, workers: int) -> set[int]:
+    """The sessions (by id) the threads of one CallPool of ``workers`` used."""
+    seen: set[int] = set()
+    barrier = threading.Barrier(workers)
+
+    def call(lid: int) -> None:
+        barrier.wait()  # every thread busy at once: one call per thread
+        client.mark_exported([lid])
+        seen.add(id(client._session_here()))
+
+    with CallPool(workers, client.worker_session) as pool:
+        for call_ in [pool.submit(call, lid) for lid in range(1, workers + 1)]:
+            call_.result()
+    return seen
+
+
+@responses.activate
+def test_worker_sessions_are_kept_for_the_next_pool_and_closed_with_the_client(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A pool per hook call: the next pool's threads take the sessions the last one left
+    # (no new session, environment lookup or connection per call), at most _SPARE_SESSIONS.
+    responses.add(responses.POST, MARK_URL, json={"success": True})
+    client = _client()
+    first = _pool_sessions(client, 3)
+    assert len(first) == 3
+    assert {id(s) for s in client._spare_sessions} == first
+    assert _pool_sessions(client, 3) == first
+    assert _pool_sessions(client, 4) > first  # one more made, then kept too
+    assert len(client._spare_sessions) == 4
+    kept = {id(s) for s in client._spare_sessions}
+    closed: set[int] = set()
+    close = requests.Session.close
+
+    def spy(self: requests.Session) -> None:
+        closed.add(id(self))
+        close(self)
+
+    monkeypatch.setattr(requests.Session, "close", spy)
+    client.close()
+    assert kept <= closed
+    assert client._spare_sessions == []
+    with client.worker_session():  # a block after close: its session is not kept
+        pass
+    assert client._spare_sessions == []
+
+
+@responses.activate
+def test_a_given_sessions_workers_copy_it_afresh_for_each_pool() -> None:
+    responses.add(responses.POST, MARK_URL, json={"success": True})
+    given = requests.Session()
+    client = _client(session=given)
+    _pool_sessions(client, 2)
+    assert client._spare_sessions == []
+    given.headers["X-Host"] = "changed"
+    with client.worker_session():
+        assert client._session_here().headers["X-Host"] == "changed"
+    client.close()
+
+
 @responses.activate
 def test_threads_share_one_throttle() -> None:
     responses.add(responses.POST, MARK_URL, json={"success": True})

@@ -72,3 +72,48 @@ def test_an_unused_claim_is_released(tmp_path: Path) -> None:
     ledger.bind_stored([(1, "H1")], NOW, claim=[1], lease_seconds=600)
     ledger.release_acks([1])
     assert ledger.claim_acks([1], NOW, 600, owner=ELSEWHERE) == [1]
+
+
+def test_bindings_in_one_statement_per_chunk_keep_every_line_and_the_last_host_id(
+    tmp_path: Path,
+) -> None:
+    # bind_stored joins the (id, host order) pairs as a VALUES list, 500 a statement: every
+    # line of a larger call is bound, a line named twice keeps its last host order id (as
+    # one write per pair left it), and an unknown id changes nothing.
+    ledger = open_ledger_file(ledger_path(tmp_path, "us"), "us")
+    ids = range(1, 1203)
+    with ledger.transaction():
+        for lid in ids:
+            ledger.stage_line(ci_lineitemid=lid, orderid=f"O{lid}", now=NOW, quantity=1)
+    ledger.set_line_states([(lid, "delivered", None, "") for lid in ids], NOW)
+    bindings = [(lid, f"H{lid}") for lid in ids] + [(7, "H7-again"), (99999, "H-none")]
+    ledger.bind_stored(bindings, NOW, claim=range(1, 601), lease_seconds=600)
+    claims = _claims(ledger)
+    assert set(claims) == set(ids)
+    assert all(claims[lid][:2] == ("stored", f"H{lid}") for lid in ids if lid != 7)
+    assert claims[7][:2] == ("stored", "H7-again")
+    assert all(claims[lid][3] is not None for lid in range(1, 601))  # claimed
+    assert all(claims[lid][2:] == (None, None) for lid in range(601, 1203))  # bound only
+    assert ledger.claim_acks(list(range(1, 601)), NOW, 600) == list(range(1, 601))
+
+
+def test_record_acks_changes_and_logs_only_lines_not_acked_yet(tmp_path: Path) -> None:
+    # One UPDATE ... RETURNING per 500 lines, no read first: a line acked before, named twice
+    # or unknown is neither counted again nor logged; the rest in the order given.
+    ledger = _ledger(tmp_path)
+    ledger.bind_stored([(1, "H1"), (2, "H1"), (3, "H3")], NOW, claim=[1, 2, 3], lease_seconds=60)
+    assert ledger.record_acks([2], NOW) == [2]
+    assert ledger.record_acks([3, 2, 3, 1, 404], NOW, durable=False) == [3, 1]
+    claims = _claims(ledger)
+    assert [claims[lid] for lid in (1, 2, 3)] == [
+        ("acked", "H1", None, None),
+        ("acked", "H1", None, None),
+        ("acked", "H3", None, None),
+    ]
+    assert [(lid, outcome) for lid, outcome, _ in ledger.ack_log()] == [
+        (2, "accepted"),
+        (3, "accepted"),
+        (1, "accepted"),
+    ]
+    attempts = ledger.get_lines([1, 2, 3], light=True)
+    assert [attempts[lid].ack_attempts for lid in (1, 2, 3)] == [1, 1, 1]
