@@ -49,23 +49,38 @@ AcceptPolicy = Callable[[Order], "bool | str"]
 """Decides whether the host takes an order: ``True`` to store it, ``False`` or a reason string
 to refuse it."""
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS orders (
-    seq           INTEGER PRIMARY KEY AUTOINCREMENT,
+SCHEMA_VERSION = 2
+"""The host database's layout, kept in ``PRAGMA user_version`` (a file without one is version 1
+when it has tables, new otherwise). :meth:`HostStore._migrate` brings older files up to it.
+
+.. versionadded:: 0.4.1
+"""
+
+# The status CHECKs are written with OR, not ``IN ('open', ...)``: SQLite builds a temporary
+# index for an IN list on every row it checks, and that was a third of the SQLite time of each
+# stored line and of each shipment's line update.
+_STATUS_CHECK = "CHECK (status = 'open' OR status = 'cancelled' OR status = 'shipped')"
+
+_ORDERS = f"""
+CREATE TABLE IF NOT EXISTS {{name}} (
+    seq           INTEGER PRIMARY KEY,
     host_order_id TEXT NOT NULL UNIQUE,
     account       TEXT NOT NULL,
     orderid       TEXT NOT NULL,
     order_date    TEXT NOT NULL,
     ship_by       TEXT NOT NULL,
-    status        TEXT NOT NULL DEFAULT 'open'
-                  CHECK (status IN ('open', 'cancelled', 'shipped')),
+    status        TEXT NOT NULL DEFAULT 'open' {_STATUS_CHECK},
     ship_to       TEXT NOT NULL,
     total         TEXT NOT NULL,
     created_at    TEXT NOT NULL,
     UNIQUE (account, orderid)
-);
-CREATE TABLE IF NOT EXISTS order_lines (
-    host_line_id            TEXT PRIMARY KEY,
+)"""
+# seq is assigned by store_batch (MAX + 1), so AUTOINCREMENT (a sqlite_sequence write per row)
+# bought nothing.
+
+_ORDER_LINES = f"""
+CREATE TABLE IF NOT EXISTS {{name}} (
+    host_line_id            TEXT AS (host_order_id || '/' || ci_lineitemid) VIRTUAL,
     host_order_id           TEXT NOT NULL REFERENCES orders (host_order_id),
     account                 TEXT NOT NULL,
     ci_lineitemid           INTEGER NOT NULL,
@@ -75,13 +90,29 @@ CREATE TABLE IF NOT EXISTS order_lines (
     components              TEXT NOT NULL,
     quantity                INTEGER NOT NULL,
     shipped_quantity        INTEGER NOT NULL DEFAULT 0,
-    status                  TEXT NOT NULL DEFAULT 'open'
-                            CHECK (status IN ('open', 'cancelled', 'shipped')),
-    UNIQUE (account, ci_lineitemid)
-);
--- The order-status refresh after each shipment reads an order's lines by host_order_id: without
--- this index every shipment scanned the whole table (dispatch grew with the square of lines).
-CREATE INDEX IF NOT EXISTS order_lines_host_order ON order_lines (host_order_id);
+    status                  TEXT NOT NULL DEFAULT 'open' {_STATUS_CHECK},
+    PRIMARY KEY (account, ci_lineitemid)
+) WITHOUT ROWID"""
+# Keyed on (account, ci_lineitemid), what every lookup and update uses: one b-tree instead of
+# a rowid table plus two unique indexes. host_line_id is computed (never stored nor indexed:
+# nothing looks a line up by it).
+
+_UNDISPATCHED = """
+CREATE TABLE IF NOT EXISTS {name} (
+    account     TEXT NOT NULL,
+    shipment_id TEXT NOT NULL,
+    PRIMARY KEY (account, shipment_id)
+) WITHOUT ROWID"""
+# Written and deleted once per shipment: one b-tree page each time, not a table and its index.
+
+_SCHEMA = (
+    _ORDERS.format(name="orders"),
+    _ORDER_LINES.format(name="order_lines"),
+    # The order-status refresh after each shipment reads an order's lines by host_order_id:
+    # without this index every shipment scanned the whole table (dispatch grew with the
+    # square of lines).
+    "CREATE INDEX IF NOT EXISTS order_lines_host_order ON order_lines (host_order_id)",
+    """
 CREATE TABLE IF NOT EXISTS shipments (
     account     TEXT NOT NULL,
     shipment_id TEXT NOT NULL,
@@ -91,12 +122,9 @@ CREATE TABLE IF NOT EXISTS shipments (
     parcels     TEXT NOT NULL,
     created_at  TEXT NOT NULL,
     PRIMARY KEY (account, shipment_id)
-);
-CREATE TABLE IF NOT EXISTS undispatched (
-    account     TEXT NOT NULL,
-    shipment_id TEXT NOT NULL,
-    PRIMARY KEY (account, shipment_id)
-);
+)""",
+    _UNDISPATCHED.format(name="undispatched"),
+    """
 CREATE TABLE IF NOT EXISTS notices (
     id            INTEGER PRIMARY KEY AUTOINCREMENT,
     account       TEXT NOT NULL,
@@ -106,8 +134,41 @@ CREATE TABLE IF NOT EXISTS notices (
     reason        TEXT NOT NULL,
     seen_at       TEXT NOT NULL,
     dedupe_key    TEXT NOT NULL UNIQUE
-);
-"""
+)""",
+)
+
+_ORDER_COLUMNS = (
+    "seq, host_order_id, account, orderid, order_date, ship_by, status, ship_to, total, created_at"
+)
+_LINE_COLUMNS = (
+    "host_order_id, account, ci_lineitemid, fulfillment_lineitem_id, sku, host_sku, components,"
+    " quantity, shipped_quantity, status"
+)
+
+_FROM_VERSION_1 = (
+    # SQLite's way to change a table's constraints: build the new table, copy, drop, rename
+    # (with foreign keys off, checked once at the end). Version 1 stored host_line_id as
+    # host_order_id/ci_lineitemid, exactly what version 2 computes.
+    # (Files from before 0.2 have no undispatched table: nothing was pending in them.)
+    "CREATE TABLE IF NOT EXISTS undispatched (account TEXT NOT NULL, shipment_id TEXT NOT NULL)",
+    # (Column lists below are our own constants.)
+    _ORDERS.format(name="orders_v2"),
+    f"INSERT INTO orders_v2 ({_ORDER_COLUMNS}) SELECT {_ORDER_COLUMNS} FROM orders",  # noqa: S608
+    _ORDER_LINES.format(name="order_lines_v2"),
+    f"INSERT INTO order_lines_v2 ({_LINE_COLUMNS})"  # noqa: S608
+    f" SELECT {_LINE_COLUMNS} FROM order_lines",
+    _UNDISPATCHED.format(name="undispatched_v2"),
+    "INSERT INTO undispatched_v2 (account, shipment_id) SELECT account, shipment_id"
+    " FROM undispatched",
+    "DROP TABLE order_lines",
+    "DROP TABLE orders",
+    "DROP TABLE undispatched",
+    "ALTER TABLE orders_v2 RENAME TO orders",
+    "ALTER TABLE order_lines_v2 RENAME TO order_lines",
+    "ALTER TABLE undispatched_v2 RENAME TO undispatched",
+    "DELETE FROM sqlite_sequence WHERE name = 'orders'",
+    *_SCHEMA,  # the index on the new order_lines (and any table a version 1 file lacked)
+)
 
 
 OPEN_TIMEOUT_SECONDS = 30.0
@@ -232,7 +293,7 @@ class HostStore:
             raise HostStoreError(f"cannot open host database {self.path}: {exc}") from None
 
     def _open(self, timeout: float) -> sqlite3.Connection:
-        """Connect, switch to WAL and create the schema, retrying while another process
+        """Connect, switch to WAL and create or migrate the schema, retrying while another process
         holds the file (up to ``timeout`` seconds in all).
 
         The busy timeout alone is not enough: ``PRAGMA journal_mode=WAL`` upgrades a read
@@ -248,8 +309,9 @@ class HostStore:
             try:
                 db.row_factory = sqlite3.Row
                 db.execute("PRAGMA journal_mode=WAL")
+                if db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+                    self._migrate(db)
                 db.execute("PRAGMA foreign_keys=ON")
-                db.executescript(_SCHEMA)
             except sqlite3.Error as exc:
                 db.close()
                 if not _is_busy(exc) or time.monotonic() + delay > deadline:
@@ -257,7 +319,42 @@ class HostStore:
                 time.sleep(delay)
                 delay = min(delay * 2, 0.25)
                 continue
+            except BaseException:
+                db.close()
+                raise
             return db
+
+    def _migrate(self, db: sqlite3.Connection) -> None:
+        """Create the schema in a new file, or bring an older file up to
+        :data:`SCHEMA_VERSION`, in one transaction (another process opening the file at the
+        same moment waits for it, then finds the work done)."""
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            version = int(db.execute("PRAGMA user_version").fetchone()[0])
+            if version > SCHEMA_VERSION:
+                raise HostStoreError(
+                    f"host database {self.path} has schema version {version}, newer than this "
+                    f"release's {SCHEMA_VERSION}: upgrade groupon-ci-connector"
+                )
+            if version < SCHEMA_VERSION:
+                has_tables = db.execute(
+                    "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'orders'"
+                ).fetchone()
+                # foreign_keys is off on this connection until _open turns it on (after this):
+                # the rebuild drops a parent table before renaming its copy into place.
+                for sql in _FROM_VERSION_1 if has_tables else _SCHEMA:
+                    db.execute(sql)
+                broken = len(db.execute("PRAGMA foreign_key_check").fetchall())
+                if broken:  # only a file edited by hand: version 1 kept foreign keys on
+                    raise HostStoreError(
+                        f"host database {self.path}: {broken} order line(s) refer to missing "
+                        f"orders; the file is left as it was (schema version {version or 1})"
+                    )
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
 
     def close(self) -> None:
         """Close the database connection."""
@@ -382,9 +479,9 @@ class HostStore:
             # rowcount of executemany sums the rows each INSERT OR IGNORE really inserted.
             new_lines = max(
                 db.executemany(
-                    "INSERT OR IGNORE INTO order_lines (host_line_id, host_order_id, account, "
+                    "INSERT OR IGNORE INTO order_lines (host_order_id, account, "
                     "ci_lineitemid, fulfillment_lineitem_id, sku, host_sku, components, "
-                    "quantity, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "quantity, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     line_rows,
                 ).rowcount,
                 0,
@@ -809,7 +906,6 @@ def _line_rows(account: str, host_order_id: str, order: Order) -> list[tuple[obj
         host_sku = line.components[0].host_sku if len(line.components) == 1 else line.sku
         rows.append(
             (
-                f"{host_order_id}/{line.ci_lineitemid}",
                 host_order_id,
                 account,
                 line.ci_lineitemid,
