@@ -67,10 +67,17 @@ class TrackingCheckLike(Protocol):
 TrackingChecker = Callable[[str, str], TrackingCheckLike]
 
 
+_default_checker: list[TrackingChecker] = []  # the default, once imported
+
+
 def default_tracking_checker() -> TrackingChecker:
-    """``connector.tracking_formats.check_tracking_number`` (imported when first needed)."""
-    module = importlib.import_module("connector.tracking_formats")
-    return cast(TrackingChecker, module.check_tracking_number)
+    """``connector.tracking_formats.check_tracking_number`` (imported when first needed;
+    kept here after: a dispatch call builds a new pre-flight, and ``import_module`` on every
+    one cost ~10 us)."""
+    if not _default_checker:
+        module = importlib.import_module("connector.tracking_formats")
+        _default_checker.append(cast(TrackingChecker, module.check_tracking_number))
+    return _default_checker[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,20 +129,20 @@ class Preflight:
     def carrier_for(self, courier: str, service: str) -> tuple[str | None, str]:
         """The approved Groupon code for a host courier, or ``(None, reason)``."""
         region = self.account.region
-        where = self._file("couriers.csv")
         code = self.mappings.carrier_code(region, courier, service)
+        if code is not None and self.mappings.is_approved(region, code):
+            return code, ""
+        where = self._file("couriers.csv")  # for the reason only (a path join per call)
         if code is None:
             svc = f" service {service!r}" if service else ""
             return None, (
                 f"courier {courier!r}{svc} has no Groupon carrier code for region {region}: "
                 f"add a row 'region,courier,service,carrier_code' to {where}"
             )
-        if not self.mappings.is_approved(region, code):
-            return None, (
-                f"carrier code {code!r} (courier {courier!r}) is not on Groupon's approved list "
-                f"for {region} ({self._file(f'carriers/{region}.csv')}): fix {where}"
-            )
-        return code, ""
+        return None, (
+            f"carrier code {code!r} (courier {courier!r}) is not on Groupon's approved list "
+            f"for {region} ({self._file(f'carriers/{region}.csv')}): fix {where}"
+        )
 
     def check(
         self,

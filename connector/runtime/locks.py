@@ -87,6 +87,12 @@ class FileAccountLock:
         self._thread_lock = threading.RLock()
         self._depth = 0
         self._fd: int | None = None
+        # The lock file stays open between calls (unlocked): a hook call in a loop (one
+        # shipment each) then pays one flock, not mkdir + open + close. Kept with the pid that
+        # opened it: a forked child shares the open file (and so the flock) with its parent
+        # and must open its own.
+        self._idle: tuple[int, int] | None = None  # (fd, pid)
+        self._machine: str | None = None
 
     def acquire(self, timeout: float) -> None:
         deadline = time.monotonic() + max(timeout, 0.0)
@@ -100,33 +106,64 @@ class FileAccountLock:
             self._thread_lock.release()
             raise
 
-    def _lock_file(self, deadline: float, timeout: float) -> None:
+    def _open(self) -> int:
+        """The lock file's descriptor: the one kept from the last call, or a new one."""
+        idle, self._idle = self._idle, None
+        if idle is not None:
+            fd, pid = idle
+            if pid == os.getpid():
+                return fd
+            # A forked child: closing its copy leaves the parent's flock alone (only the last
+            # descriptor of the open file, or LOCK_UN, releases it).
+            os.close(fd)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, PRIVATE_MODE)
+            try:
+                return os.open(self.path, os.O_RDWR | os.O_CREAT, PRIVATE_MODE)
+            except FileNotFoundError:  # the folder is missing: made once, here
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                return os.open(self.path, os.O_RDWR | os.O_CREAT, PRIVATE_MODE)
         except OSError as exc:
             raise LedgerError(
                 f"account {self.account}: cannot open the lock file {self.path}: {exc.strerror}"
             ) from None
+
+    def _is_at_path(self, fd: int) -> bool:
+        """Whether ``fd`` is still the file at the path (not deleted or replaced since it was
+        opened: a flock on a file nobody else opens excludes nobody)."""
         try:
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except OSError as exc:
-                    if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                        raise
-                if time.monotonic() >= deadline:
-                    raise self._busy(timeout, self.holder())
-                time.sleep(_POLL_SECONDS)
-            since = self._clock.now(UTC).isoformat(timespec="seconds")
-            text = json.dumps({"pid": os.getpid(), "host": machine_name(), "since": since})
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, text.encode(), 0)
-        except BaseException:
-            os.close(fd)
-            raise
-        self._fd = fd
+            here, there = os.fstat(fd), os.stat(self.path)
+        except FileNotFoundError:
+            return False
+        return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
+
+    def _lock_file(self, deadline: float, timeout: float) -> None:
+        while True:
+            fd = self._open()
+            try:
+                while True:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except OSError as exc:
+                        if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                            raise
+                    if time.monotonic() >= deadline:
+                        raise self._busy(timeout, self.holder())
+                    time.sleep(_POLL_SECONDS)
+                if not self._is_at_path(fd):
+                    os.close(fd)  # releases the flock of the stale file; open the path again
+                    continue
+                if self._machine is None:
+                    self._machine = machine_name()
+                since = self._clock.now(UTC).isoformat(timespec="seconds")
+                text = json.dumps({"pid": os.getpid(), "host": self._machine, "since": since})
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, text.encode(), 0)
+            except BaseException:
+                os.close(fd)
+                raise
+            self._fd = fd
+            return
 
     def holder(self) -> Holder:
         """Who holds (or last held) the lock, from the lock file; empty when unknown."""
@@ -148,8 +185,11 @@ class FileAccountLock:
                 fd, self._fd = self._fd, None
                 try:
                     os.ftruncate(fd, 0)  # no stale holder for the next reader
-                finally:
-                    os.close(fd)  # closing the last descriptor releases the flock
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+                except BaseException:
+                    os.close(fd)  # closing the last descriptor releases the flock too
+                    raise
+                self._idle = (fd, os.getpid())  # kept open for the next acquire
         finally:
             self._thread_lock.release()
 
@@ -158,4 +198,7 @@ class FileAccountLock:
             if self._fd is not None:
                 os.close(self._fd)
                 self._fd = None
+            idle, self._idle = self._idle, None
+            if idle is not None:
+                os.close(idle[0])
             self._depth = 0

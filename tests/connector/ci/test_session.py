@@ -110,3 +110,73 @@ def test_session_proxies_still_merged(monkeypatch: pytest.MonkeyPatch) -> None:
     assert ours.merge_environment_settings(*args) == theirs.merge_environment_settings(*args)
     bare = EnvOnceSession().merge_environment_settings(*args)
     assert bare["proxies"] == {"http": "http://req.proxy:1"}
+
+
+def _prepared_both(
+    url: str, data: Any, headers: dict[str, str] | None = None, setup: Any = None
+) -> tuple[requests.PreparedRequest, requests.PreparedRequest]:
+    ours, theirs = EnvOnceSession(), requests.Session()
+    if setup is not None:
+        setup(ours)
+        setup(theirs)
+    request = requests.Request("POST", url, data=data, headers=headers, params={})
+    return ours.prepare_request(request), theirs.prepare_request(request)
+
+
+def _same(ours: requests.PreparedRequest, theirs: requests.PreparedRequest) -> None:
+    for name in ("method", "url", "body", "hooks", "_body_position"):
+        assert getattr(ours, name) == getattr(theirs, name), name
+    assert list(ours.headers.items()) == list(theirs.headers.items())
+    assert type(ours._cookies) is type(theirs._cookies)
+    assert [(c.name, c.value) for c in ours._cookies] == [
+        (c.name, c.value) for c in theirs._cookies
+    ]
+
+
+@pytest.mark.parametrize(
+    ("url", "headers", "setup"),
+    [
+        (URL, {"Accept-Encoding": "gzip, deflate", "Content-Type": FORM_CONTENT_TYPE}, None),
+        ("http://127.0.0.1:8080/api/v4/x", {"content-length": "99"}, None),
+        ("https://CI.Example.test:443/a b/ü?x=1", None, None),
+        (URL, {"X-Req": "r"}, lambda s: s.headers.update({"X-Session": "s", "Accept": None})),
+    ],
+)
+def test_prepared_post_is_what_requests_prepares(
+    url: str, headers: dict[str, str] | None, setup: Any
+) -> None:
+    body = form_body({"supplier_id": "42", "token": "a b&c=é", "tracking_info": "[1]"})
+    for _ in range(2):  # the second time from the caches
+        _same(*_prepared_both(url, body, headers, setup))
+
+
+def test_prepared_post_falls_back_for_what_it_does_not_handle(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    seen: list[str] = []
+    real = requests.Session.prepare_request
+
+    def counting(self: requests.Session, request: requests.Request) -> Any:
+        seen.append(str(request.url))
+        return real(self, request)
+
+    monkeypatch.setattr(requests.Session, "prepare_request", counting)
+    # Credentials in the URL, session cookies, auth, a dict body: requests' own path.
+    ours, theirs = _prepared_both("https://u:p@ci.example.test/x", "a=1")
+    _same(ours, theirs)
+    assert ours.headers["Authorization"].startswith("Basic ")
+    ours, theirs = _prepared_both(URL, "a=1", setup=lambda s: s.cookies.set("lb", "7"))
+    _same(ours, theirs)
+    assert ours.headers["Cookie"] == "lb=7"
+    ours, theirs = _prepared_both(URL, "a=1", setup=lambda s: setattr(s, "auth", ("u", "p")))
+    _same(ours, theirs)
+    _same(*_prepared_both(URL, {"a": "1"}))
+    # A .netrc entry for the host: its Basic auth is applied as requests applies it.
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine ci.example.test login me password pw\n")
+    monkeypatch.setenv("NETRC", str(netrc))
+    ours, theirs = _prepared_both(URL, "a=1")
+    _same(ours, theirs)
+    assert "Authorization" in ours.headers
+    # The first two sessions of each pair took requests' path on their own side too.
+    assert len(seen) == 2 * 5

@@ -99,3 +99,72 @@ def test_unusable_folder_is_a_ledger_error(tmp_path: Path) -> None:
     lock = FileAccountLock(tmp_path / "file" / "x.lock", "us")
     with pytest.raises(LedgerError, match="cannot open the lock file"):
         lock.acquire(0.1)
+
+
+def test_lock_file_kept_open_between_calls_and_unlocked(tmp_path: Path) -> None:
+    path = lock_path(tmp_path / "made", "us")  # the folder is made on first use
+    lock, other = FileAccountLock(path, "us"), FileAccountLock(path, "us")
+    lock.acquire(1)
+    first_fd = lock._fd
+    lock.release()
+    assert lock.holder() == {}
+    other.acquire(0.1)  # the descriptor kept open holds no lock
+    other.release()
+    lock.acquire(1)
+    assert lock._fd == first_fd  # no new open per call
+    with pytest.raises(AccountBusy):
+        other.acquire(0.1)
+    lock.release()
+    lock.close()
+    other.close()
+
+
+def test_lock_file_replaced_between_calls_is_locked_anew(tmp_path: Path) -> None:
+    path = lock_path(tmp_path, "us")
+    lock = FileAccountLock(path, "us")
+    lock.acquire(1)
+    lock.release()
+    path.unlink()  # e.g. an operator cleaned the folder: the kept descriptor is stale
+    proc = _holder_process(path)  # a new process locks the new file at the path
+    try:
+        with pytest.raises(AccountBusy):
+            lock.acquire(0.2)
+    finally:
+        proc.kill()
+        proc.wait()
+    lock.acquire(2)
+    assert lock.holder()["pid"] == os.getpid()
+    assert lock._fd is not None
+    assert os.fstat(lock._fd).st_ino == path.stat().st_ino
+    lock.release()
+    lock.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_forked_child_does_not_share_the_kept_descriptor(tmp_path: Path) -> None:
+    path = lock_path(tmp_path, "us")
+    lock = FileAccountLock(path, "us")
+    lock.acquire(1)
+    lock.release()  # descriptor kept open: the child inherits it
+    ready_r, ready_w = os.pipe()
+    done_r, done_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: locks through the same object, then holds until told
+        try:
+            lock.acquire(1)
+            os.write(ready_w, b"1")
+            os.read(done_r, 1)
+        finally:
+            os._exit(0)
+    try:
+        assert os.read(ready_r, 1) == b"1"
+        # Had the child locked the inherited open file, this flock (same open file) would
+        # succeed too: both would work the account.
+        with pytest.raises(AccountBusy):
+            lock.acquire(0.2)
+    finally:
+        os.write(done_w, b"1")
+        os.waitpid(pid, 0)
+    lock.acquire(2)
+    lock.release()
+    lock.close()
