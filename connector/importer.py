@@ -1025,7 +1025,13 @@ class Importer:
                         self._prepare_quietly(prepare_with)
                         prepare_with = None
                     call = calls.pop(k)
-                    if early and accepted and ahead >= len(batches) and not call.done():
+                    if (
+                        early
+                        and accepted
+                        and ahead >= len(batches)
+                        and len(batches) - k <= workers  # (all queued at once: see in_flight)
+                        and not call.done()
+                    ):
                         # Every call is in flight and this one is still out: record what CI
                         # took so far now, in time spent waiting anyway, rather than after the
                         # last answer. Durable: a refused batch is still re-sent line by line.
