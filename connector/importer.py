@@ -650,12 +650,9 @@ class Importer:
             monotonic() - prepared.made <= PREPARED_TTL_SECONDS
             and prepared.mappings is self.mappings
             and self.ledger.import_rounds() == prepared.rounds
+            and self.ledger.count_in_state(lids, "delivered") == len(set(lids))
         ):
-            rows = self.ledger.get_lines(lids, light=True)
-            if len(rows) == len(set(lids)) and all(
-                row.state == "delivered" for row in rows.values()
-            ):
-                return list(prepared.orders)
+            return list(prepared.orders)
         self.ledger.reopen_evaluation(orderids)
         return None
 

@@ -1212,6 +1212,19 @@ class Ledger:
                 chunk,
             )
 
+    def count_in_state(self, ids: Iterable[int], state: str) -> int:
+        """How many distinct lines of ``ids`` are known and in ``state`` (one COUNT per 500
+        ids: no row is read back)."""
+        total = 0
+        for chunk, marks in _in_chunks(list(dict.fromkeys(ids))):
+            rows = self._query(
+                f"SELECT COUNT(*) FROM lines WHERE state = ?"  # noqa: S608
+                f" AND ci_lineitemid IN ({marks})",
+                (state, *chunk),
+            )
+            total += int(rows[0][0])
+        return total
+
     def reopen_evaluation(self, orderids: Sequence[str]) -> None:
         """These orders are due for evaluation again (a chunk evaluated ahead and not handed
         over: its unconfirmed lines go back to the queue :meth:`pending_orderids` reads)."""

@@ -40,6 +40,9 @@ def test_reopened_orders_wait_for_evaluation_again(tmp_path: Path) -> None:
         ledger.set_line_states([(3, "stored", None, "")], T0)
         ledger.end_evaluation(["A", "B", "C"])
     assert not ledger.has_pending_evaluation()
+    assert ledger.count_in_state([1, 2, 3, 4, 1, 99], "delivered") == 2
+    assert ledger.count_in_state([3], "stored") == 1
+    assert ledger.count_in_state([], "stored") == 0
     ledger.reopen_evaluation(["A", "B", "A"])
     # A's lines are unconfirmed (delivered): due again; B's one line is the host's already.
     assert ledger.pending_orderids(10) == ["A"]
