@@ -1054,8 +1054,9 @@ class Importer:
             # (the next flush re-sends, CI takes a repeated mark_exported as a no-op), and the
             # next CI call or hand-over follows a durable commit (claim, binding or delivery),
             # whose fsync syncs this one too. A flush inside an import stays durable: the
-            # import hands its batch over right after.
-            record(durable=not settle)
+            # import hands its batch over right after; so does the record of a call that
+            # evaluated the next chunk ahead (the next import hands it over without a commit).
+            record(durable=not settle or self.prepared is not None)
         except BaseException:
             failed = True
             raise

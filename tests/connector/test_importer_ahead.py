@@ -164,3 +164,28 @@ def test_nothing_is_evaluated_ahead_while_the_mappings_do_not_load(
     results = _store(host, acct, first)  # the acknowledgements go on regardless
     assert {r.outcome for r in results} == {LineOutcome.ACCEPTED}
     assert _states(acct)["delivered"] == 0
+
+
+def test_the_last_ack_record_is_durable_when_a_chunk_waits_for_its_hand_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The next import hands a prepared chunk over without committing anything itself, so the
+    # record before it keeps its fsync; the last chunk's record (nothing prepared) skips it.
+    host, acct, _ = _rig(tmp_path, 2 * CHUNK)
+    ledger = host.plugin.ledger_for(acct)
+    seen: list[bool] = []
+    record = type(ledger).record_acks
+
+    def spy(self: Any, ids: Any, now: Any, *, durable: bool = True) -> Any:
+        seen.append(durable)
+        return record(self, ids, now, durable=durable)
+
+    monkeypatch.setattr(type(ledger), "record_acks", spy)
+    _store(host, acct, host.pm.hook.oms_import_orders(account=acct))
+    assert _states(acct)["delivered"] == 2 * CHUNK  # the second chunk waits, evaluated
+    assert seen[-1] is True
+    seen.clear()
+    last = host.pm.hook.oms_import_orders(account=acct)
+    assert not last.more
+    _store(host, acct, last)
+    assert seen[-1] is False
