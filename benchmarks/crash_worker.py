@@ -61,6 +61,7 @@ __all__ = [
 ACCOUNT_NAME = "crash"
 HOST_DB = "host.sqlite3"
 COURIER = "UPS"
+CHUNK_ORDERS = 40  # max_orders_per_import (see build_account)
 EXIT_IDLE = 0
 EXIT_WORKED = 3
 EXIT_ERROR = 1
@@ -155,6 +156,10 @@ def build_account(args: argparse.Namespace, token: str) -> Account:
             watch_cancellations=args.watch_cancellations,
             ack_batch_size=args.batch_size,
             tracking_batch_size=args.batch_size,
+            # Small chunks: a sync is many import -> store -> mark_exported cycles, so kills
+            # land between them and after a chunk was evaluated ahead (while the acks were in
+            # flight) but before the import that hands it over.
+            max_orders_per_import=CHUNK_ORDERS,
             max_retries=3,
             backoff_seconds=0.05,
             timeout_seconds=10.0,
