@@ -643,6 +643,22 @@ class HostStore:
                 )
             )
 
+    def record_notices(self, account: str, notices: Sequence[tuple[str, str, int | None]]) -> int:
+        """:meth:`record_notice` for many ``(kind, reason, ci_lineitemid)`` in one transaction
+        (one commit for every problem line of a dispatch, not one each); returns how many are
+        new. Nothing to record writes nothing.
+
+        .. versionadded:: 0.4.1
+        """
+        if not notices:
+            return 0
+        now = self._clock().isoformat()
+        with self._transaction() as db:
+            return sum(
+                self._notice(db, account, kind, ci_lineitemid, None, reason, now)
+                for kind, reason, ci_lineitemid in notices
+            )
+
     def notices(
         self, account: str | None = None, kind: str | None = None
     ) -> list[dict[str, object]]:
