@@ -315,14 +315,15 @@ class ReferenceHost:
         return self.facade.void_shipment(account=account, shipment_id=shipment_id, reason=reason)
 
     def _note_problems(self, account: Account, results: Sequence[LineResult]) -> None:
-        for r in results:
-            if r.outcome in (LineOutcome.HELD, LineOutcome.REJECTED):
-                self.store.record_notice(
-                    account.name,
-                    f"dispatch_{r.outcome.value}",
-                    r.reason,
-                    ci_lineitemid=r.ci_lineitemid,
-                )
+        # One transaction for all of them (a wave may hold or reject hundreds of lines).
+        self.store.record_notices(
+            account.name,
+            [
+                (f"dispatch_{r.outcome.value}", r.reason, r.ci_lineitemid)
+                for r in results
+                if r.outcome in (LineOutcome.HELD, LineOutcome.REJECTED)
+            ],
+        )
 
     def report_carrier_events(
         self, account: Account, events: Sequence[CarrierEvent]

@@ -52,10 +52,8 @@ to refuse it."""
 
 SCHEMA_VERSION = 2
 """The host database's layout, kept in ``PRAGMA user_version`` (a file without one is version 1
-when it has tables, new otherwise). :meth:`HostStore._migrate` brings older files up to it.
-
-.. versionadded:: 0.4.1
-"""
+when it has tables, new otherwise; releases up to 0.4.0 wrote version 1).
+:meth:`HostStore._migrate` brings older files up to it."""
 
 # The status CHECKs are written with OR, not ``IN ('open', ...)``: SQLite builds a temporary
 # index for an IN list on every row it checks, and that was a third of the SQLite time of each
@@ -641,6 +639,19 @@ class HostStore:
                 self._notice(
                     db, account, kind, ci_lineitemid, orderid, reason, self._clock().isoformat()
                 )
+            )
+
+    def record_notices(self, account: str, notices: Sequence[tuple[str, str, int | None]]) -> int:
+        """:meth:`record_notice` for many ``(kind, reason, ci_lineitemid)`` in one transaction
+        (one commit for every problem line of a dispatch, not one each); returns how many are
+        new. Nothing to record writes nothing (added after 0.4.0)."""
+        if not notices:
+            return 0
+        now = self._clock().isoformat()
+        with self._transaction() as db:
+            return sum(
+                self._notice(db, account, kind, ci_lineitemid, None, reason, now)
+                for kind, reason, ci_lineitemid in notices
             )
 
     def notices(

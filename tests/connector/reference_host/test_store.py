@@ -152,3 +152,21 @@ def test_per_shipment_lookups_use_an_index(store: HostStore) -> None:
         plan = " ".join(str(row[3]) for row in rows)
         # (A line by its CI id is a search of the table's own key since schema version 2.)
         assert re.search(r"USING (COVERING )?INDEX|USING PRIMARY KEY", plan), f"{what}: {plan}"
+
+
+def test_record_notices_writes_many_in_one_commit(store: HostStore) -> None:
+    """A dispatch's held and rejected lines become notices in one transaction (the host did
+    one fsync'd commit per line); repeats are still deduplicated, nothing writes nothing."""
+    statements: list[str] = []
+    store._db.set_trace_callback(statements.append)
+    assert store.record_notices("us", []) == 0
+    assert statements == []
+    problems = [("dispatch_held", "no carrier", 11), ("dispatch_rejected", "bad", 12)]
+    assert store.record_notices("us", [*problems, problems[0]]) == 2
+    assert store.record_notices("us", problems) == 0
+    store._db.set_trace_callback(None)
+    assert statements.count("COMMIT") == 2
+    assert [(n["kind"], n["ci_lineitemid"]) for n in store.notices("us")] == [
+        ("dispatch_held", 11),
+        ("dispatch_rejected", 12),
+    ]

@@ -1,4 +1,4 @@
-"""The host database's schema version 2 (0.4.1): files written by earlier releases are rebuilt
+"""The host database's schema version 2 (after 0.4.0): files written by earlier releases are rebuilt
 once when opened, keeping every row; new files start at version 2."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 from connector.models import Cancellation, Shipment
 from connector.reference_host.store import SCHEMA_VERSION, HostStore, HostStoreError
 
-# The layout every release before 0.4.1 created (no user_version), verbatim.
+# The layout every release up to 0.4.0 created (no user_version), verbatim.
 _V1_SCHEMA = """
 CREATE TABLE IF NOT EXISTS orders (
     seq           INTEGER PRIMARY KEY AUTOINCREMENT,
