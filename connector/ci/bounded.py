@@ -332,7 +332,30 @@ def _no_drain(response: Any) -> Any:
     return response
 
 
+ONE_SEGMENT_BYTES = 64 * 1024
+"""A request whose body is at most this long leaves in one ``sendall`` with its headers."""
+
+
+def _body_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    return kwargs["body"] if "body" in kwargs else (args[2] if len(args) > 2 else None)
+
+
+def _one_segment(body: Any, kwargs: dict[str, Any]) -> bool:
+    """Whether the header block waits for the body (see :meth:`_GuardedHTTPConnection.send`)."""
+    return (
+        isinstance(body, bytes | str)
+        and 0 < len(body) <= ONE_SEGMENT_BYTES
+        and not kwargs.get("chunked")
+    )
+
+
 class _GuardedHTTPConnection(HTTPConnection):
+    # http.client sends the header block and the body in two sendall calls: two segments,
+    # and a server woken by the first reads the headers, then waits for the body (one more
+    # wake-up per call on each side). A small body is sent with its headers instead.
+    _held: bytes | None = None
+    _joining = False
+
     def getresponse(self) -> Any:
         return _no_drain(super().getresponse())
 
@@ -347,10 +370,28 @@ class _GuardedHTTPConnection(HTTPConnection):
         guard = current_guard()
         if guard is not None and self.sock is not None:  # a kept-alive connection
             guard.attach(self.sock)
-        super().request(*args, **kwargs)
+        self._joining, self._held = _one_segment(_body_of(args, kwargs), kwargs), None
+        try:
+            super().request(*args, **kwargs)
+            held = self._held
+        finally:
+            self._joining, self._held = False, None
+        if held is not None:  # no body went after all: the headers alone
+            self.send(held)
+
+    def send(self, data: Any) -> None:
+        if self._joining:
+            if self._held is None:
+                self._held = bytes(data)  # the header block: sent with the body
+                return
+            data, self._held, self._joining = self._held + bytes(data), None, False
+        super().send(data)
 
 
 class _GuardedHTTPSConnection(HTTPSConnection):
+    _held: bytes | None = None
+    _joining = False
+
     def getresponse(self) -> Any:
         return _no_drain(super().getresponse())
 
@@ -365,7 +406,22 @@ class _GuardedHTTPSConnection(HTTPSConnection):
         guard = current_guard()
         if guard is not None and self.sock is not None:
             guard.attach(self.sock)
-        super().request(*args, **kwargs)
+        self._joining, self._held = _one_segment(_body_of(args, kwargs), kwargs), None
+        try:
+            super().request(*args, **kwargs)
+            held = self._held
+        finally:
+            self._joining, self._held = False, None
+        if held is not None:
+            self.send(held)
+
+    def send(self, data: Any) -> None:
+        if self._joining:  # as _GuardedHTTPConnection.send (one TLS record too)
+            if self._held is None:
+                self._held = bytes(data)
+                return
+            data, self._held, self._joining = self._held + bytes(data), None, False
+        super().send(data)
 
 
 class _GuardedPool(HTTPConnectionPool):

@@ -127,14 +127,17 @@ class FileAccountLock:
                 f"account {self.account}: cannot open the lock file {self.path}: {exc.strerror}"
             ) from None
 
-    def _is_at_path(self, fd: int) -> bool:
-        """Whether ``fd`` is still the file at the path (not deleted or replaced since it was
-        opened: a flock on a file nobody else opens excludes nobody)."""
+    def _size_at_path(self, fd: int) -> int | None:
+        """The size of ``fd``'s file, or ``None`` when it is no longer the file at the path
+        (deleted or replaced since it was opened: a flock on a file nobody else opens
+        excludes nobody)."""
         try:
             here, there = os.fstat(fd), os.stat(self.path)
         except FileNotFoundError:
-            return False
-        return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
+            return None
+        if (here.st_dev, here.st_ino) != (there.st_dev, there.st_ino):
+            return None
+        return here.st_size
 
     def _lock_file(self, deadline: float, timeout: float) -> None:
         while True:
@@ -150,15 +153,18 @@ class FileAccountLock:
                     if time.monotonic() >= deadline:
                         raise self._busy(timeout, self.holder())
                     time.sleep(_POLL_SECONDS)
-                if not self._is_at_path(fd):
+                size = self._size_at_path(fd)
+                if size is None:
                     os.close(fd)  # releases the flock of the stale file; open the path again
                     continue
                 if self._machine is None:
                     self._machine = machine_name()
                 since = self._clock.now(UTC).isoformat(timespec="seconds")
                 text = json.dumps({"pid": os.getpid(), "host": self._machine, "since": since})
-                os.ftruncate(fd, 0)
-                os.pwrite(fd, text.encode(), 0)
+                data = text.encode()
+                os.pwrite(fd, data, 0)
+                if size > len(data):  # a holder killed before its release left a longer text
+                    os.ftruncate(fd, len(data))
             except BaseException:
                 os.close(fd)
                 raise

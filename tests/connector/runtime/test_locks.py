@@ -168,3 +168,14 @@ def test_forked_child_does_not_share_the_kept_descriptor(tmp_path: Path) -> None
     lock.acquire(2)
     lock.release()
     lock.close()
+
+
+def test_longer_stale_holder_text_is_cut_to_ours(tmp_path: Path) -> None:
+    path = lock_path(tmp_path, "us")
+    path.write_text('{"pid": 1, "host": "' + "x" * 300 + '", "since": "2020"}')  # killed holder
+    lock = FileAccountLock(path, "us")
+    lock.acquire(1)
+    assert lock.holder()["pid"] == os.getpid()  # the whole file is our JSON
+    lock.release()
+    assert path.read_text() == ""
+    lock.close()
