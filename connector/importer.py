@@ -948,8 +948,7 @@ class Importer:
 
         Accepted batches are recorded together, up to ``_RECORD_EVERY`` batches per ledger
         transaction (before a batch's claims are released or lines are queued, and at the
-        end, also on an exception; and once, as soon as every call is in flight, while
-        waiting for one still out): recording after CI's answer is always safe, and a crash
+        end, also on an exception): recording after CI's answer is always safe, and a crash
         before the record only re-acknowledges those lines at the next flush. ``settle``: the
         caller returns to the host next, so the last record skips its fsync (see below)."""
         size = max(1, self.options.ack_batch_size)
@@ -989,8 +988,6 @@ class Importer:
                 accepted.clear()
                 crashpoint("ack_recorded")
 
-        early = True  # one record while the last calls are in flight (see below)
-
         try:
             for k, batch in enumerate(batches):
                 if stop_reason is not None:
@@ -1022,18 +1019,6 @@ class Importer:
                         self._prepare_quietly(prepare_with)
                         prepare_with = None
                     call = calls.pop(k)
-                    if (
-                        early
-                        and accepted
-                        and ahead >= len(batches)
-                        and len(batches) - k <= workers  # (all queued at once: see in_flight)
-                        and not call.done()
-                    ):
-                        # Every call is in flight and this one is still out: record what CI
-                        # took so far now, in time spent waiting anyway, rather than after the
-                        # last answer. Durable: a refused batch is still re-sent line by line.
-                        early = False
-                        record()
                 outcome = self._send_claimed_ack(own, now, call, accepted)
                 if isinstance(outcome, str) or any(
                     r.outcome is not LineOutcome.ACCEPTED for r in outcome

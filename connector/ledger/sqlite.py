@@ -1374,19 +1374,24 @@ class Ledger:
         with self._lock:
             try:
                 with self.transaction(durable=durable):
-                    # One statement per 500 lines; a line acked already is left alone and not
-                    # returned, so it is neither counted nor logged again (no read first).
                     done: set[int] = set()
                     for chunk, marks in _in_chunks(list(dict.fromkeys(ids))):
-                        updated = self._conn.execute(
+                        done.update(
+                            r[0]
+                            for r in self._conn.execute(
+                                "SELECT ci_lineitemid FROM lines"  # noqa: S608
+                                f" WHERE ci_lineitemid IN ({marks}) AND state = 'acked'",
+                                chunk,
+                            )
+                        )
+                    fresh = [lid for lid in dict.fromkeys(ids) if lid not in done]
+                    for chunk, marks in _in_chunks(fresh):
+                        self._conn.execute(
                             "UPDATE lines SET state = 'acked', ack_attempts = ack_attempts + 1,"  # noqa: S608
                             " ack_owner = NULL, ack_lease_until = NULL, updated_at = ?"
-                            f" WHERE ci_lineitemid IN ({marks}) AND state != 'acked'"
-                            " RETURNING ci_lineitemid",
+                            f" WHERE ci_lineitemid IN ({marks})",
                             (stamp, *chunk),
-                        ).fetchall()  # read to the end: the statement is finished before COMMIT
-                        done.update(r[0] for r in updated)
-                    fresh = [lid for lid in dict.fromkeys(ids) if lid in done]
+                        )
                     for chunk, _ in _in_chunks(fresh):
                         self._conn.execute(
                             "INSERT INTO acks (ci_lineitemid, at, outcome, reason) VALUES "  # noqa: S608

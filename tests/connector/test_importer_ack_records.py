@@ -31,10 +31,8 @@ def test_accepted_batches_share_record_transactions(
     assert [(r.ci_lineitemid, r.outcome) for r in results] == [
         (lid, LineOutcome.ACCEPTED) for lid in range(1, 21)
     ]
-    # 20 batches of one line: 16 + 4 per transaction, not 20 transactions (with calls in
-    # flight, the 4 may be split once more: one record while the last calls are out).
-    sizes = [len(ids) for ids in calls]
-    assert sizes == [16, 4] if concurrency == 1 else sizes[0] == 16 and len(sizes) <= 3
+    # 20 batches of one line: 16 + 4 per transaction, not 20 transactions.
+    assert [len(ids) for ids in calls] == [16, 4]
     assert [lid for ids in calls for lid in ids] == list(range(1, 21))
     assert ledger.summary()["lines"]["acked"] == 20
     assert sorted(lid for lid, outcome, _ in ledger.ack_log() if outcome == "accepted") == list(
@@ -42,31 +40,26 @@ def test_accepted_batches_share_record_transactions(
     )
 
 
-def test_taken_batches_are_recorded_while_the_last_calls_are_in_flight(
+def test_the_last_record_of_mark_exported_skips_its_fsync(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # 6 batches, 3 in flight: once the 6th is sent, the 3 CI took are recorded while the
-    # 4th is still out (time spent waiting anyway); the last 3 at the end, without an fsync.
-    ci = SlowCI(delay=0.2)
-    host, acct = _rig(tmp_path, ci, 6, ack_batch_size=1, ack_concurrency=3)
+    # The hook returns after it: not durable (see Importer._ack); the 16-batch record before
+    # it, with later calls still to make, stays durable.
+    ci = SlowCI(delay=0.0)
+    host, acct = _rig(tmp_path, ci, 20, ack_batch_size=1, ack_concurrency=3)
     ledger = host.plugin.ledger_for(acct)
-    calls: list[tuple[list[int], bool, list[int]]] = []
+    calls: list[tuple[int, bool]] = []
     record = type(ledger).record_acks
 
     def spy(self: Any, ids: Any, now: Any, durable: bool = True) -> Any:
-        with ci.lock:
-            calls.append((list(ids), durable, sorted(ci.exported)))
+        calls.append((len(ids), durable))
         return record(self, ids, now, durable=durable)
 
     monkeypatch.setattr(type(ledger), "record_acks", spy)
     results = _store_all(host, acct)
-    assert [r.outcome for r in results] == [LineOutcome.ACCEPTED] * 6
-    assert [(ids, durable) for ids, durable, _ in calls] == [
-        ([1, 2, 3], True),
-        ([4, 5, 6], False),
-    ]
-    assert calls[0][2] == [1, 2, 3]  # recorded before CI answered for 4-6
-    assert ledger.summary()["lines"]["acked"] == 6
+    assert [r.outcome for r in results] == [LineOutcome.ACCEPTED] * 20
+    assert calls == [(16, True), (4, False)]
+    assert ledger.summary()["lines"]["acked"] == 20
 
 
 def test_batches_taken_before_an_unreachable_one_are_recorded_before_it_is_queued(

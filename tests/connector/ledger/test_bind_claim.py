@@ -95,25 +95,3 @@ def test_bindings_in_one_statement_per_chunk_keep_every_line_and_the_last_host_i
     assert all(claims[lid][3] is not None for lid in range(1, 601))  # claimed
     assert all(claims[lid][2:] == (None, None) for lid in range(601, 1203))  # bound only
     assert ledger.claim_acks(list(range(1, 601)), NOW, 600) == list(range(1, 601))
-
-
-def test_record_acks_changes_and_logs_only_lines_not_acked_yet(tmp_path: Path) -> None:
-    # One UPDATE ... RETURNING per 500 lines, no read first: a line acked before, named twice
-    # or unknown is neither counted again nor logged; the rest in the order given.
-    ledger = _ledger(tmp_path)
-    ledger.bind_stored([(1, "H1"), (2, "H1"), (3, "H3")], NOW, claim=[1, 2, 3], lease_seconds=60)
-    assert ledger.record_acks([2], NOW) == [2]
-    assert ledger.record_acks([3, 2, 3, 1, 404], NOW, durable=False) == [3, 1]
-    claims = _claims(ledger)
-    assert [claims[lid] for lid in (1, 2, 3)] == [
-        ("acked", "H1", None, None),
-        ("acked", "H1", None, None),
-        ("acked", "H3", None, None),
-    ]
-    assert [(lid, outcome) for lid, outcome, _ in ledger.ack_log()] == [
-        (2, "accepted"),
-        (3, "accepted"),
-        (1, "accepted"),
-    ]
-    attempts = ledger.get_lines([1, 2, 3], light=True)
-    assert [attempts[lid].ack_attempts for lid in (1, 2, 3)] == [1, 1, 1]
