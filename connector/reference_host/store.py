@@ -644,7 +644,7 @@ class HostStore:
     def record_notices(self, account: str, notices: Sequence[tuple[str, str, int | None]]) -> int:
         """:meth:`record_notice` for many ``(kind, reason, ci_lineitemid)`` in one transaction
         (one commit for every problem line of a dispatch, not one each); returns how many are
-        new. Nothing to record writes nothing (added after 0.4.0)."""
+        new. Nothing to record writes nothing (added in 0.5.0)."""
         if not notices:
             return 0
         now = self._clock().isoformat()

@@ -1,4 +1,4 @@
-"""The host database's schema version 2 (after 0.4.0): files written by earlier releases are rebuilt
+"""The host database's schema version 2 (0.5.0): files written by earlier releases are rebuilt
 once when opened, keeping every row; new files start at version 2."""
 
 from __future__ import annotations
