@@ -388,40 +388,10 @@ class _GuardedHTTPConnection(HTTPConnection):
         super().send(data)
 
 
-class _GuardedHTTPSConnection(HTTPSConnection):
-    _held: bytes | None = None
-    _joining = False
-
-    def getresponse(self) -> Any:
-        return _no_drain(super().getresponse())
-
-    def _new_conn(self) -> socket.socket:
-        sock = super()._new_conn()
-        guard = current_guard()
-        if guard is not None:
-            guard.attach(sock)  # the descriptor survives the TLS wrap: the handshake is covered
-        return sock
-
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        guard = current_guard()
-        if guard is not None and self.sock is not None:
-            guard.attach(self.sock)
-        self._joining, self._held = _one_segment(_body_of(args, kwargs), kwargs), None
-        try:
-            super().request(*args, **kwargs)
-            held = self._held
-        finally:
-            self._joining, self._held = False, None
-        if held is not None:
-            self.send(held)
-
-    def send(self, data: Any) -> None:
-        if self._joining:  # as _GuardedHTTPConnection.send (one TLS record too)
-            if self._held is None:
-                self._held = bytes(data)
-                return
-            data, self._held, self._joining = self._held + bytes(data), None, False
-        super().send(data)
+class _GuardedHTTPSConnection(_GuardedHTTPConnection, HTTPSConnection):
+    """The same guards over TLS, in front of ``HTTPSConnection`` in the method order: the
+    descriptor survives the TLS wrap (the handshake is covered), and a joined header block
+    and body go out as one TLS record."""
 
 
 class _GuardedPool(HTTPConnectionPool):
