@@ -588,7 +588,7 @@ class Importer:
             orderids = self.ledger.pending_orderids(limit - len(orders))
             if not orderids:
                 break
-            grouped = self.ledger.eval_rows_of_orders(orderids)
+            grouped = self.ledger.eval_rows_of_orders(orderids, _decode_parsed)
             updates: list[tuple[int, str, HoldKind | None, str]] = []
             for orderid in orderids:
                 order = self._evaluate_order(
@@ -666,6 +666,8 @@ class Importer:
         updates: list[tuple[int, str, HoldKind | None, str]],
     ) -> Order | None:
         live: list[EvalLine] = []
+        forms: list[Any] = []  # the parsed form of each live row (or why it has none)
+        invalid: dict[int, str] = {}
         for row in rows:
             if row.state not in UNCONFIRMED_STATES:
                 continue
@@ -677,18 +679,16 @@ class Importer:
             # the host may have stored it without its mark_exported landing, and only a
             # re-delivery brings that ack; dropping it left it ``delivered`` forever.
             live.append(row)
+            fields = row.parsed
+            if type(fields) is not tuple and not (
+                type(fields) is list and len(fields) == _PARSED_LEN
+            ):
+                fields = _row_fields(row)  # a problem, or a row of an older schema
+                if isinstance(fields, str):
+                    invalid[row.ci_lineitemid] = fields
+            forms.append(fields)
         if not live:
             return None
-        parsed: dict[int, list[Any]] = {}
-        invalid: dict[int, str] = {}
-        for row in live:
-            fields = row.parsed
-            if not (type(fields) is list and len(fields) == _PARSED_LEN):
-                fields = _row_fields(row)  # a problem, or a row of an older schema
-            if isinstance(fields, str):
-                invalid[row.ci_lineitemid] = fields
-            else:
-                parsed[row.ci_lineitemid] = fields
         if invalid or record_problem:
             first_id, first_reason = next(
                 iter(invalid.items()), (None, record_problem or "invalid record")
@@ -709,7 +709,7 @@ class Importer:
             return None
 
         # The lines of one record share its date text: each distinct text parsed once.
-        order_date = min(map(_iso_datetime, {f[_F_DATE] for f in parsed.values()}))
+        order_date = min(map(_iso_datetime, {f[_F_DATE] for f in forms}))
         if delay and delay_until(order_date, min(row.first_seen for row in live), delay)[0] > now:
             # Too young: stays staged (import_delay_minutes gives Groupon's checks time); a
             # future-dated order counts from first sight (see waiting_lines for the reason
@@ -720,58 +720,66 @@ class Importer:
             return None
 
         # Components first (from the SKU fields), so each OrderLine is built once with them.
-        resolved: dict[int, tuple[SkuComponent, ...]] = {}
+        resolved: list[tuple[SkuComponent, ...]] = []
         unmapped: list[int] = []
-        for lid, f in parsed.items():
+        for row, f in zip(live, forms, strict=True):
             components = self._components(f[_F_SKU], f[_F_BOM])
             if components is None:
-                unmapped.append(lid)
+                unmapped.append(row.ci_lineitemid)
             else:
-                resolved[lid] = components
+                resolved.append(components)
         if unmapped:
-            where = self._aliases_file()
-            names = ", ".join(
-                _sku_label(parsed[lid][_F_SKU], parsed[lid][_F_BOM]) for lid in unmapped
-            )
-            for row in live:
-                f = parsed[row.ci_lineitemid]
-                if row.ci_lineitemid in unmapped:
-                    reason = (
-                        f"SKU {_sku_label(f[_F_SKU], f[_F_BOM])} has no alias: add a row "
-                        f"'groupon_sku,host_sku,quantity' for it to {where}"
-                    )
-                else:
-                    reason = f"order {orderid} held whole: unmapped SKU {names} in {where}"
-                self._hold(row, HoldKind.UNMAPPED_SKU, reason, updates)
+            self._hold_unmapped(orderid, live, forms, unmapped, updates)
             return None
 
+        # ``rows`` come in line id order (eval_rows_of_orders), so the lines do.
         lines = []
-        heads: dict[Any, list[Any]] = {}
-        for row in live if len(live) == 1 else sorted(live, key=lambda r: r.ci_lineitemid):
-            fields = parsed[row.ci_lineitemid]
-            heads.setdefault(fields[_F_RECORD], fields)
-            lines.append(_order_line(fields, resolved[row.ci_lineitemid]))
+        heads: dict[Any, Any] = {}
+        for row, f, components in zip(live, forms, resolved, strict=True):
+            if f[_F_RECORD] not in heads:
+                heads[f[_F_RECORD]] = f
+            lines.append(_order_line(f, components))
             if row.state != "delivered" or row.hold_kind is not None:
                 updates.append((row.ci_lineitemid, "delivered", None, ""))
-        first = (
-            next(iter(heads.values()))
-            if len(heads) == 1
-            else min(heads.values(), key=lambda f: str(f[_F_DATE]))
-        )
+        first = forms[0] if len(heads) == 1 else min(heads.values(), key=lambda f: str(f[_F_DATE]))
         ship_bys = [ln.ship_by for ln in lines if ln.ship_by is not None]
+        billing = _unraw(first[_F_BILLING])
         return Order(
             account=self.account.name,
             orderid=orderid,
             order_date=order_date,
             ship_by=min(ship_bys) if ship_bys else fallback_ship_by(order_date),
-            ship_to=_address(first[_F_SHIP_TO]),
+            ship_to=_address(_unraw(first[_F_SHIP_TO])),
             lines=tuple(lines),
-            total=sum((_decimal(f[_F_TOTAL]) for f in heads.values()), Decimal("0")),
+            total=sum([_decimal(f[_F_TOTAL]) for f in heads.values()], _ZERO),
             parent_orderid=first[_F_PARENT],
-            billing=_address(first[_F_BILLING]) if first[_F_BILLING] is not None else None,
+            billing=None if billing is None else _address(billing),
             shipping_method=first[_F_METHOD],
             supplier_name=first[_F_SUPPLIER],
         )
+
+    def _hold_unmapped(
+        self,
+        orderid: str,
+        live: list[EvalLine],
+        forms: list[Any],
+        unmapped: list[int],
+        updates: list[tuple[int, str, HoldKind | None, str]],
+    ) -> None:
+        """Hold the whole order: a SKU of it has no alias (naming the SKUs and the CSV)."""
+        parsed = {row.ci_lineitemid: f for row, f in zip(live, forms, strict=True)}
+        where = self._aliases_file()
+        names = ", ".join(_sku_label(parsed[lid][_F_SKU], parsed[lid][_F_BOM]) for lid in unmapped)
+        for row in live:
+            f = parsed[row.ci_lineitemid]
+            if row.ci_lineitemid in unmapped:
+                reason = (
+                    f"SKU {_sku_label(f[_F_SKU], f[_F_BOM])} has no alias: add a row "
+                    f"'groupon_sku,host_sku,quantity' for it to {where}"
+                )
+            else:
+                reason = f"order {orderid} held whole: unmapped SKU {names} in {where}"
+            self._hold(row, HoldKind.UNMAPPED_SKU, reason, updates)
 
     def _components(self, sku: str, bom_sku: str | None) -> tuple[SkuComponent, ...] | None:
         found = self.mappings.resolve_sku(sku, bom_sku)
@@ -1218,6 +1226,43 @@ def _sku_label(sku: str, bom_sku: str | None) -> str:
 ) = range(23)
 _PARSED_LEN = 23
 
+# Evaluation reads every line's parsed form back: decoded against its layout, the two
+# addresses (16 of its 23 values) stay undecoded (``msgspec.Raw``) until the order's first
+# record is read for them, once per order; prices and dates must be text, as this module
+# writes them. A form of any other shape (a problem entry, an older layout, text msgspec
+# refuses) takes the plain JSON decode, and evaluation treats it as before.
+_PARSED_TYPE = tuple[
+    Any, Any, str, msgspec.Raw, msgspec.Raw, str, Any, Any, Any,  # record head
+    Any, Any, Any, Any, Any, Any, str, str | None, str, Any, str | None, Any, Any, Any,
+]  # fmt: skip
+_decode_parsed_typed = msgspec.json.Decoder(_PARSED_TYPE).decode
+_decode_plain = msgspec.json.Decoder().decode
+
+
+def _plain_json(text: str | bytes) -> Any:
+    """``json.loads(text)``, through msgspec where it accepts the text (as the ledger's
+    own decode: lone surrogates, NaN and huge numbers go to ``json.loads``)."""
+    try:
+        return _decode_plain(text)
+    except msgspec.DecodeError:
+        return json.loads(text)
+
+
+def _decode_parsed(text: str) -> Any:
+    """A stored parsed form for evaluation: a tuple in the layout above (addresses
+    ``msgspec.Raw``), or the plain JSON value when the text has another shape."""
+    try:
+        return _decode_parsed_typed(text)
+    except msgspec.DecodeError:  # includes msgspec.ValidationError
+        return _plain_json(text)
+
+
+def _unraw(value: Any) -> Any:
+    """A value of a parsed form, its JSON decoded if :func:`_decode_parsed` left it raw."""
+    if type(value) is msgspec.Raw:
+        return _plain_json(bytes(value))
+    return value
+
 
 def _record_text(raw: Any) -> str:
     """The raw record as stored (once per record, shared by its lines)."""
@@ -1282,6 +1327,7 @@ def _line_fields(line: OrderLine) -> list[Any]:
 # has few prices, a page few minutes): both are immutable, so one object serves every line.
 _decimal = lru_cache(maxsize=4096)(Decimal)
 _iso_datetime = lru_cache(maxsize=4096)(datetime.fromisoformat)
+_ZERO = Decimal("0")
 
 
 def _order_line(f: list[Any], components: tuple[SkuComponent, ...] = ()) -> OrderLine:

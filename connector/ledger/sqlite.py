@@ -1142,10 +1142,16 @@ class Ledger:
                 grouped.setdefault(line.orderid, []).append(line)
         return grouped
 
-    def eval_rows_of_orders(self, orderids: Sequence[str]) -> dict[str, list[EvalLine]]:
+    def eval_rows_of_orders(
+        self, orderids: Sequence[str], decode: Callable[[str], Any] | None = None
+    ) -> dict[str, list[EvalLine]]:
         """What delivery evaluates of the lines of ``orderids`` (ordered by line id): the
         :meth:`eval_lines_of_orders` rows cut to :class:`EvalLine`'s columns, ``parsed``
-        decoded, the raw ``record`` only for rows without a parsed form."""
+        decoded, the raw ``record`` only for rows without a parsed form.
+
+        ``decode``: turns a stored parsed form (JSON text) into ``EvalLine.parsed`` (default:
+        the plain JSON value). The importer passes one that knows the form's layout and
+        skips what it may never read (a typed msgspec decode)."""
         grouped: dict[str, list[EvalLine]] = {}
         if self._side_parsed:
             select = f"SELECT {_EVAL_LINE_V9} FROM lines{_JOIN_PARSED}"  # noqa: S608
@@ -1153,6 +1159,7 @@ class Ledger:
             columns = _EVAL_LINE_V8 if self._side_records else _EVAL_LINE_INLINE
             select = f"SELECT {columns} FROM lines"  # noqa: S608
         loads = _json_value
+        parse = decode or _json_value
         date = datetime.fromisoformat
         kinds: dict[str, HoldKind] = {}
         for chunk, marks in _in_chunks(list(dict.fromkeys(orderids))):
@@ -1172,7 +1179,7 @@ class Ledger:
                     reason,
                     date(seen),
                     loads(record) if record else None,
-                    loads(parsed) if parsed else None,
+                    parse(parsed) if parsed else None,
                 )
                 group = grouped.get(orderid)
                 if group is None:
