@@ -910,12 +910,13 @@ class Importer:
                 else:
                     results[lid] = LineResult(lid, LineOutcome.ACCEPTED)
             # The lines acknowledged next are claimed in the same row write as their binding
-            # (claim_acks then finds them held: one rewrite and one commit less per batch).
-            self.ledger.bind_stored(
+            # (one rewrite and one commit less per batch); the write says which it took, so
+            # claim_acks runs only for the rest (held elsewhere: taken over if free).
+            bound = self.ledger.bind_stored(
                 bindings, now, claim=to_ack, lease_seconds=self.options.lease_seconds
             )
         try:
-            for result in self._ack(to_ack, now, prepare_with, settle=True):
+            for result in self._ack(to_ack, now, prepare_with, settle=True, taken=bound):
                 results[result.ci_lineitemid] = result
         finally:
             # Claims not used up (queued: CI unreachable, refused, or an error) end here, so
@@ -943,6 +944,7 @@ class Importer:
         prepare_with: Mappings | None = None,
         *,
         settle: bool = False,
+        taken: Sequence[int] = (),
     ) -> list[LineResult]:
         """Acknowledge ``ids`` in batches of ``ack_batch_size``.
 
@@ -958,12 +960,17 @@ class Importer:
         transaction (before a batch's claims are released or lines are queued, and at the
         end, also on an exception): recording after CI's answer is always safe, and a crash
         before the record only re-acknowledges those lines at the next flush. ``settle``: the
-        caller returns to the host next, so the last record skips its fsync (see below)."""
+        caller returns to the host next, so the last record skips its fsync (see below).
+        ``taken``: ids this process holds the claim of already, taken at ``now`` with this
+        lease (``bind_stored``): what ``claim_acks`` would find held; the rest is claimed."""
         size = max(1, self.options.ack_batch_size)
         batches = [list(ids[start : start + size]) for start in range(0, len(ids), size)]
         if not batches:
             return []
-        claimed = set(self.ledger.claim_acks(list(ids), now, self.options.lease_seconds))
+        claimed = set(taken)
+        rest = [lid for lid in ids if lid not in claimed]
+        if rest:
+            claimed.update(self.ledger.claim_acks(rest, now, self.options.lease_seconds))
         held = set(claimed)  # claims not yet ended by record_acks or release_acks
         others = [lid for lid in ids if lid not in claimed]
         acked = (

@@ -203,13 +203,14 @@ _BIND = (
     "UPDATE lines SET state = 'stored', host_order_id = v.column2, updated_at = ?"
     " FROM (VALUES {values}) AS v WHERE lines.ci_lineitemid = v.column1"
 )
-# The binding with this process's ack claim, where nobody else holds one (see bind_stored).
+# The binding with this process's ack claim, for the lines nobody else holds a claim of
+# (see bind_stored); a line held elsewhere is bound by _BIND_HELD_ELSEWHERE, claim untouched.
 _BIND_CLAIM = (
     "UPDATE lines SET state = 'stored', host_order_id = v.column2, updated_at = ?,"
-    " ack_owner = CASE WHEN ack_owner IS NULL OR ack_owner = ? THEN ? ELSE ack_owner END,"
-    " ack_lease_until = CASE WHEN ack_owner IS NULL OR ack_owner = ? THEN ? ELSE ack_lease_until"
-    " END FROM (VALUES {values}) AS v WHERE lines.ci_lineitemid = v.column1"
+    " ack_owner = ?, ack_lease_until = ? FROM (VALUES {values}) AS v"
+    " WHERE lines.ci_lineitemid = v.column1 AND (lines.ack_owner IS NULL OR lines.ack_owner = ?)"
 )
+_BIND_HELD_ELSEWHERE = _BIND + " AND lines.ack_owner IS NOT NULL AND lines.ack_owner != ?"
 
 
 def record_key(text: str, anchor: int) -> str:
@@ -1417,15 +1418,22 @@ class Ledger:
         claim: Iterable[int] = (),
         lease_seconds: float = 0.0,
         owner: str | None = None,
-    ) -> None:
+    ) -> list[int]:
         """The host stored these lines: ``(id, host_order_id)`` -> state ``stored``.
 
         ``claim``: lines among them this process acknowledges next: their ``mark_exported``
         claim (see :meth:`claim_acks`) is taken in the same row write, where nobody else
         holds it; :meth:`claim_acks` then finds it held and writes nothing. A claim that is
-        not used must be released (:meth:`release_acks`)."""
+        not used must be released (:meth:`release_acks`).
+
+        Returns ids of ``claim`` this process holds now (in ``claim``'s order), known from
+        the write's row counts: every line of a statement claimed. :meth:`claim_acks` would
+        return them too (held until ``now`` + lease, nothing written), so a caller need not
+        ask it for these. The rest (held elsewhere, unknown, not bound, or in a statement
+        where one was) may still be held: :meth:`claim_acks` answers for them as before."""
         stamp = _iso(now)
-        claiming = set(claim) if self._leases else set()
+        wanted = list(dict.fromkeys(claim)) if self._leases else []
+        claiming = set(wanted)
         me = owner or process_owner()
         until = _iso(now + timedelta(seconds=lease_seconds))
         # A line bound twice in one call keeps its last host order id (as row-by-row writes
@@ -1434,20 +1442,34 @@ class Ledger:
         plain: list[Any] = []
         for lid, host in dict(bindings).items():
             (claims if lid in claiming else plain).append((lid, host))
+        taken: set[int] = set()
         with self._lock:
             try:
                 with self.transaction():
-                    for sql, pairs, head in (
-                        (_BIND_CLAIM, claims, (stamp, me, me, me, until)),
-                        (_BIND, plain, (stamp,)),
-                    ):
-                        for chunk, _ in _in_chunks(pairs):
-                            self._conn.execute(
-                                sql.format(values=",".join(["(?, ?)"] * len(chunk))),
-                                (*head, *(v for pair in chunk for v in pair)),
-                            )
+                    for chunk, _ in _in_chunks(claims):
+                        values = ",".join(["(?, ?)"] * len(chunk))
+                        pairs = [v for pair in chunk for v in pair]
+                        cur = self._conn.execute(
+                            _BIND_CLAIM.format(values=values), (stamp, me, until, *pairs, me)
+                        )
+                        if cur.rowcount == len(chunk):
+                            # Every line of the chunk was free or this process's: all claimed
+                            # (known without reading a row back).
+                            taken.update(lid for lid, _ in chunk)
+                            continue
+                        # Some are held elsewhere (bound, claim left alone) or unknown; which
+                        # of the chunk this process holds, claim_acks reads when asked.
+                        self._conn.execute(
+                            _BIND_HELD_ELSEWHERE.format(values=values), (stamp, *pairs, me)
+                        )
+                    for chunk, _ in _in_chunks(plain):
+                        self._conn.execute(
+                            _BIND.format(values=",".join(["(?, ?)"] * len(chunk))),
+                            (stamp, *(v for pair in chunk for v in pair)),
+                        )
             except sqlite3.Error as exc:
                 raise self._error(exc) from None
+        return [lid for lid in wanted if lid in taken]
 
     # -- record problems without a usable line id --------------------------------------------
 

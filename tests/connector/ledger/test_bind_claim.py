@@ -95,3 +95,61 @@ def test_bindings_in_one_statement_per_chunk_keep_every_line_and_the_last_host_i
     assert all(claims[lid][3] is not None for lid in range(1, 601))  # claimed
     assert all(claims[lid][2:] == (None, None) for lid in range(601, 1203))  # bound only
     assert ledger.claim_acks(list(range(1, 601)), NOW, 600) == list(range(1, 601))
+
+
+def test_binding_returns_the_claims_it_holds(tmp_path: Path) -> None:
+    # The ids of ``claim`` this process holds after the write, in ``claim``'s order, when
+    # every line of the statement could be claimed; claim_acks returns them too, writing
+    # nothing (the importer then skips it).
+    ledger = _ledger(tmp_path)
+    ledger.stage_line(ci_lineitemid=4, orderid="A", now=NOW, quantity=1)
+    ledger.update_line(4, NOW, state="delivered")
+    taken = ledger.bind_stored(
+        [(3, "H3"), (2, "H2"), (4, "H4")],
+        NOW,
+        claim=[3, 2, 99, 3],  # 99: never imported, not bound; 4: bound, not acknowledged next
+        lease_seconds=600,
+    )
+    assert taken == [3, 2]
+    claims = _claims(ledger)
+    assert ledger.claim_acks([3, 2], NOW, 600) == [3, 2]
+    assert _claims(ledger) == claims
+    assert claims[4][2:] == (None, None)
+    assert ledger.bind_stored([(4, "H4")], NOW) == []  # nothing to claim
+    # Bound again by the holder with another lease end: held until then, as claim_acks says.
+    later = NOW + timedelta(seconds=5)
+    assert ledger.bind_stored([(2, "H2")], later, claim=[2], lease_seconds=600) == [2]
+    assert _claims(ledger)[2][3] == (later + timedelta(seconds=600)).isoformat()
+
+
+def test_binding_beside_a_claim_held_elsewhere_leaves_the_answer_to_claim_acks(
+    tmp_path: Path,
+) -> None:
+    # One line of the statement is in flight in another process: it is bound, its claim left
+    # alone, and the others are claimed all the same; which ones, claim_acks answers.
+    ledger = _ledger(tmp_path)
+    ledger.bind_stored([(1, "H1")], NOW)
+    assert ledger.claim_acks([1], NOW, 600, owner=ELSEWHERE) == [1]
+    taken = ledger.bind_stored(
+        [(3, "H3"), (1, "H1-b"), (2, "H2")], NOW, claim=[3, 1, 2], lease_seconds=600
+    )
+    assert set(taken) <= {3, 2}
+    claims = _claims(ledger)
+    assert claims[1][:3] == ("stored", "H1-b", ELSEWHERE)
+    assert ledger.claim_acks([3, 1, 2], NOW, 600) == [3, 2]
+    assert _claims(ledger) == claims  # held already: nothing written
+
+
+def test_recording_acks_twice_logs_once_and_unknown_ids_as_before(tmp_path: Path) -> None:
+    # record_acks finds the lines acked before from its own UPDATE (RETURNING): they are not
+    # logged again; an id the ledger never saw is logged, as it always was.
+    ledger = _ledger(tmp_path)
+    ledger.bind_stored([(1, "H1"), (2, "H2")], NOW, claim=[1, 2], lease_seconds=600)
+    assert ledger.record_acks([2, 1, 2], NOW) == [2, 1]
+    assert ledger.record_acks([1, 77, 2], NOW) == [77]
+    assert [entry[:2] for entry in ledger.ack_log()] == [
+        (2, "accepted"),
+        (1, "accepted"),
+        (77, "accepted"),
+    ]
+    assert _claims(ledger)[1] == ("acked", "H1", None, None)

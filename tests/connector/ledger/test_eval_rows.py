@@ -57,3 +57,26 @@ def test_eval_rows_match_the_full_rows(tmp_path: Path, schema: int) -> None:
     assert (b3.parsed, b3.record) == (None, {"orderid": "B", "line_items": [{"ci_lineitemid": 3}]})
     (c4,) = lean["C"]
     assert (c4.state, c4.first_seen) == ("delivered", T0)
+
+
+@pytest.mark.parametrize("schema", [9, 8])
+def test_eval_rows_decode_the_parsed_form_with_the_callers_decoder(
+    tmp_path: Path, schema: int
+) -> None:
+    # ``decode`` gets each stored parsed text (rows without one keep None and their record).
+    ledger = open_ledger_file(ledger_path(tmp_path, "us"), "us", MIGRATIONS[:schema])
+    _fill(ledger)
+    seen: list[str] = []
+
+    def decode(text: str) -> tuple[str, int]:
+        seen.append(text)
+        return ("decoded", len(text))
+
+    lean = ledger.eval_rows_of_orders(["A", "B", "C"], decode)
+    assert sorted(seen) == sorted(['["a1", {"x": "1.50"}]', '{"problem": "bad date"}', '["c4"]'])
+    assert [row.parsed for row in lean["A"]] == [
+        ("decoded", len('["a1", {"x": "1.50"}]')),
+        ("decoded", len('{"problem": "bad date"}')),
+    ]
+    (b3,) = lean["B"]
+    assert b3.parsed is None and b3.record is not None
