@@ -217,6 +217,10 @@ class Importer:
         self.options = account.options
         self.prepared: PreparedChunk | None = None
         """Set by :meth:`mark_exported` when it evaluated the next chunk ahead."""
+        self._prepared_synced = True
+        """Whether a durable commit followed the (unsynced) evaluation of :attr:`prepared`."""
+        self._durable_delivery = True
+        """Whether :meth:`_deliver_chunk` commits durably (off while evaluating ahead)."""
 
     # -- import -------------------------------------------------------------------------------
 
@@ -575,7 +579,9 @@ class Importer:
 
     def _deliver_chunk(self, now: datetime) -> tuple[list[Order], bool]:
         """Evaluate waiting orders until ``max_orders_per_import`` orders are deliverable or
-        none wait; returns the orders and whether more wait."""
+        none wait; returns the orders and whether more wait. The state commits skip their
+        fsync while :attr:`_durable_delivery` is off (the caller then commits durably before
+        any hand-over: see :meth:`_prepare_next`)."""
         limit = max(1, self.options.max_orders_per_import)
         problem_orders = {
             h.orderid: h.reason
@@ -601,7 +607,7 @@ class Importer:
                 )
                 if order is not None:
                     orders.append(order)
-            with self.ledger.transaction():
+            with self.ledger.transaction(durable=self._durable_delivery):
                 self.ledger.set_line_states(updates, now)
                 self.ledger.end_evaluation(orderids)
         return orders, self.ledger.has_pending_evaluation()
@@ -609,21 +615,28 @@ class Importer:
     def _prepare_next(self, mappings: Mappings) -> None:
         """Evaluate the next chunk ahead (``mark_exported`` runs this while its CI calls are
         in flight, so the evaluation overlaps the network): only when ``import_orders`` would
-        deliver from the ledger without reading CI. The states are committed (durably,
-        before any hand-over) as :meth:`_deliver_chunk` always does; if the chunk is never
-        handed over, its lines stay ``delivered`` unconfirmed and are handed over again by
-        the next round, like lines whose host stopped before storing them."""
+        deliver from the ledger without reading CI. The states are committed as
+        :meth:`_deliver_chunk` always does, without their fsync: a durable commit of the same
+        call follows before the chunk can be handed over (the acknowledgements' record, else
+        :meth:`Ledger.sync`; see :meth:`_mark_exported`), and lost before it (power cut), the
+        chunk was never handed over: its lines are as a kill before the evaluation left them.
+        If the chunk is never handed over, its lines stay ``delivered`` unconfirmed and are
+        handed over again by the next round, like lines whose host stopped before storing
+        them."""
         current, done = self.ledger.import_rounds()
         if not (current > 0 and current == done and self.ledger.has_pending_evaluation()):
             return
         own = self.mappings
         self.mappings = mappings
+        self._durable_delivery = False
         try:
             orders, _ = self._deliver_chunk(self.clock())
         finally:
             self.mappings = own
+            self._durable_delivery = True
         if orders:
             self.prepared = PreparedChunk((current, done), tuple(orders), mappings, monotonic())
+            self._prepared_synced = False
 
     def _prepare_quietly(self, mappings: Mappings) -> None:
         """:meth:`_prepare_next`, whose failure must not fail the acknowledgements it runs
@@ -928,6 +941,11 @@ class Importer:
             ]
             if unsent:
                 self.ledger.release_acks(unsent)
+        if self.prepared is not None and not self._prepared_synced:
+            # The chunk evaluated ahead is handed over by the next import without a commit of
+            # its own: its states are made durable here unless a record already did it.
+            self.ledger.sync()
+            self._prepared_synced = True
         ordered = list(dict.fromkeys(lid for _, lid in wanted))
         return [results[lid] for lid in ordered]
 
@@ -1001,6 +1019,8 @@ class Importer:
             if accepted:
                 self.ledger.record_acks([lid for b in accepted for lid in b], now, durable=durable)
                 accepted.clear()
+                if durable:
+                    self._prepared_synced = True  # its fsync syncs the evaluation ahead too
                 crashpoint("ack_recorded")
 
         try:

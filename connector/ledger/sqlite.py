@@ -1013,6 +1013,17 @@ class Ledger:
             (name, value),
         )
 
+    def sync(self) -> None:
+        """Make every commit so far durable: one durable commit of a one-row write (an
+        empty transaction writes, and so syncs, nothing). After commits that skipped their
+        fsync (``transaction(durable=False)``) when no durable commit of other work follows
+        before an external effect that relies on them."""
+        with self.transaction():
+            self._exec(
+                "INSERT INTO meta (name, value) VALUES ('synced', '1')"
+                " ON CONFLICT(name) DO UPDATE SET value = excluded.value"
+            )
+
     def import_rounds(self) -> tuple[int, int]:
         """``(current round, last completed round)``; a round is one full read of CI."""
         return int(self.get_meta("import_round") or 0), int(self.get_meta("import_done") or 0)
