@@ -79,4 +79,5 @@ def test_eval_rows_decode_the_parsed_form_with_the_callers_decoder(
         ("decoded", len('{"problem": "bad date"}')),
     ]
     (b3,) = lean["B"]
-    assert b3.parsed is None and b3.record is not None
+    assert b3.parsed is None
+    assert b3.record is not None
