@@ -69,6 +69,14 @@ PG_MIGRATION_OVERRIDES: dict[int, str] = {
         "ALTER TABLE outbox ADD CONSTRAINT outbox_state_check CHECK (state IN"
         " ('pending', 'sending', 'accepted', 'rejected', 'held', 'retry', 'manual'));\n"
     ),
+    # v10 rewrites the lines state CHECK as comparisons (SQLite rebuilds the table for it);
+    # PostgreSQL alters the constraint in place (same name as PostgreSQL gave it in v1).
+    10: (
+        "ALTER TABLE lines DROP CONSTRAINT lines_state_check;\n"
+        "ALTER TABLE lines ADD CONSTRAINT lines_state_check CHECK (state = 'staged'"
+        " OR state = 'held' OR state = 'delivered' OR state = 'stored' OR state = 'acked'"
+        " OR state = 'cancelled');\n"
+    ),
 }
 """Migrations whose SQLite script cannot be translated mechanically: the PostgreSQL script of
 the same version (same resulting schema)."""

@@ -124,7 +124,7 @@ def test_v9_migration_moves_parsed_forms_without_loss(tmp_path: Path) -> None:
     expected_eval = old.eval_lines_of_orders(["A", "B"])
     old.close()
 
-    ledger = open_ledger_file(path, "us")
+    ledger = open_ledger_file(path, "us", MIGRATIONS[:9])
     assert ledger.schema_version() == 9
     assert ledger.get_lines([1, 2, 3]) == expected  # every column, parsed and record included
     assert ledger.eval_lines_of_orders(["A", "B"]) == expected_eval
