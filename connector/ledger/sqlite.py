@@ -1568,6 +1568,12 @@ class Ledger:
         """
         return self._insert_outbox(rows, now, owner or process_owner(), lease_seconds)
 
+    # ``+state``: the state filter of :meth:`active_outbox_of` may not use an index. With more
+    # than a few values in an IN list SQLite's planner preferred ``outbox_state`` (every
+    # active row, accepted ones included: a scan per dispatch call that grew with the ledger)
+    # over the index of the column searched.
+    _active_outbox_filter = "+state IN ('pending', 'sending', 'retry', 'accepted')"
+
     # Rows inserted in one transaction take consecutive ids (AUTOINCREMENT under the write
     # lock of BEGIN IMMEDIATE): a batch that inserted every row needs no read-back.
     _consecutive_ids = True
@@ -2255,7 +2261,7 @@ class Ledger:
         """Rows pending, sending, retrying or accepted that touch any of the given lines,
         tracking numbers or orders (pre-flight of a batch reads them once, not per row)."""
         found: dict[int, OutboxRow] = {}
-        states = "('pending', 'sending', 'retry', 'accepted')"
+        states = self._active_outbox_filter
         wanted: list[tuple[str, list[Any]]] = [
             ("ci_lineitemid", list(dict.fromkeys(lines))),
             ("tracking", list(dict.fromkeys(trackings))),
@@ -2266,7 +2272,7 @@ class Ledger:
             # The usual dispatch call: one statement, not three. UNION ALL, not OR: each part
             # keeps its own index (an OR plan may pick the state index: every active row).
             sql = " UNION ALL ".join(
-                f"SELECT * FROM outbox WHERE state IN {states}"  # noqa: S608
+                f"SELECT * FROM outbox WHERE {states}"  # noqa: S608
                 f" AND {column} IN ({','.join('?' * len(values))})"
                 for column, values in parts
             )
@@ -2276,7 +2282,7 @@ class Ledger:
         for column, values in wanted:
             for chunk, marks in _in_chunks(values):
                 for r in self._query(
-                    f"SELECT * FROM outbox WHERE state IN {states}"  # noqa: S608
+                    f"SELECT * FROM outbox WHERE {states}"  # noqa: S608
                     f" AND {column} IN ({marks})",
                     chunk,
                 ):
