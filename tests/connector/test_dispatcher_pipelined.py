@@ -156,7 +156,7 @@ def test_segments_never_cut_through_a_line_a_number_or_an_order() -> None:
         def __init__(self, orderid: str) -> None:
             self.orderid = orderid
 
-    owners = [object() for _ in range(6)]
+    owners: Any = [object() for _ in range(6)]
     checks = [
         ("UPS", "", Candidate(1, "T1", 1)),
         ("UPS", "", Candidate(2, "T2", 1)),  # order O1 with line 1
@@ -170,5 +170,49 @@ def test_segments_never_cut_through_a_line_a_number_or_an_order() -> None:
     assert _segments(checks, owners, lines, 1) == [(0, 2), (2, 4), (4, 5), (5, 6)]
     assert _segments(checks, owners, lines, 3) == [(0, 4), (4, 6)]
     # Two candidates of one shipment (lines 5 and 6 under one tracking each) stay together.
-    same = [*owners[:4], owners[4], owners[4]]
+    same: Any = [*owners[:4], owners[4], owners[4]]
     assert _segments(checks, same, lines, 1) == [(0, 2), (2, 4), (4, 6)]
+
+
+def test_a_failure_mid_wave_frees_the_rows_already_stored_for_the_next_flush(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ledger error while a later segment is checked: the calls already in flight end, the
+    rows stored before are released (no lease) and the error reaches the host; the next
+    flush sends what is left and nothing is lost."""
+    from connector.errors import LedgerError
+    from connector.preflight import Preflight
+
+    host = make_host()
+    acct = host.account(tmp_path, tracking_batch_size=2, ack_concurrency=3)
+    ci = host.cis["us"]
+    ci.concurrent_calls = True  # type: ignore[attr-defined]
+    for record in _records():
+        ci.add(record)
+    batch = host.pm.hook.oms_import_orders(account=acct)
+    stored = [StoredOrder(o.orderid, f"H-{o.orderid}", o.ci_lineitemids) for o in batch.orders]
+    host.pm.hook.oms_mark_exported(account=acct, stored=stored)
+    real = Preflight.check_many
+    seen: list[int] = []
+
+    def failing(self: Preflight, *args: Any, **kwargs: Any) -> Any:
+        seen.append(1)
+        if len(seen) == 3:
+            raise LedgerError("disk I/O error")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Preflight, "check_many", failing)
+    wave = [Shipment.single(f"S-F{n}", "UPS", f"1ZF{n}", {100 + n: 2}) for n in range(9)]
+    with pytest.raises(LedgerError):
+        host.pm.hook.oms_dispatch_many(account=acct, shipments=wave)
+    ledger = host.plugin.ledger_for(acct)
+    rows = ledger.outbox_rows()
+    assert [r.shipment_id for r in rows] == ["S-F0", "S-F1", "S-F2", "S-F3"]
+    assert {r.state for r in rows} == {"sending"}
+    assert ledger.outbox_leases() == {}
+    monkeypatch.setattr(Preflight, "check_many", real)
+    flushed = host.pm.hook.oms_flush_outbox(account=acct)
+    assert {r.outcome.value for r in flushed} == {"accepted"}
+    assert len(flushed) == 4
+    again = host.pm.hook.oms_dispatch_many(account=acct, shipments=wave)
+    assert [r.outcome.value for r in again] == ["already_done"] * 4 + ["accepted"] * 5
