@@ -26,7 +26,7 @@ from typing import Protocol
 from connector.ci.client import LineitemTrackingItem, TrackingItem
 from connector.crashpoints import crashpoint
 from connector.errors import CIAuthError, CIBusinessError, CIError
-from connector.ledger import Ledger, LineRow, OutboxRow
+from connector.ledger import DispatchLine, Ledger, OutboxRow
 from connector.ledger.sqlite import ClosedOutboxRow
 from connector.mappings import Mappings
 from connector.models import Account, HoldKind, LineOutcome, LineResult, Shipment, VoidResult
@@ -152,7 +152,7 @@ class Dispatcher:
         size = max(1, self.account.options.tracking_batch_size)
         workers = self.account.options.ack_concurrency
         segments: list[tuple[int, int]] = [(0, len(checks))]
-        lines: Mapping[int, LineRow] | None = None
+        lines: Mapping[int, DispatchLine] | None = None
         if workers > 1 and len(checks) > size and runs_concurrently(self.client):
             # Pipelined: the calls of the rows already committed fly while the next rows are
             # checked and stored. Cut only where no line, tracking number or order spans the
@@ -835,7 +835,7 @@ class _Plan:
 def _segments(
     checks: Sequence[tuple[str, str, Candidate]],
     owners: Sequence[_Plan],
-    lines: Mapping[int, LineRow],
+    lines: Mapping[int, DispatchLine],
     size: int,
 ) -> list[tuple[int, int]]:
     """Cut ``checks`` into runs of at least ``size`` candidates for a pipelined dispatch:

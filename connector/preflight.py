@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
 from connector.importer import CANCELLED_STATUSES
-from connector.ledger import Ledger, LineRow, OutboxRow
+from connector.ledger import DispatchLine, Ledger, OutboxRow
 from connector.mappings import Mappings
 from connector.models import Account, HoldKind
 
@@ -98,7 +98,7 @@ class Verdict:
     kind: HoldKind | None = None
     reason: str = ""
     carrier_code: str | None = None
-    line: LineRow | None = None
+    line: DispatchLine | None = None
     warning: str = ""
 
 
@@ -154,16 +154,16 @@ class Preflight:
         the ledger and the outbox rows already pending, sending or accepted."""
         return self.check_many([(courier, service, c) for c in candidates])
 
-    def lines_of(self, ids: Iterable[int]) -> Mapping[int, LineRow]:
+    def lines_of(self, ids: Iterable[int]) -> Mapping[int, DispatchLine]:
         """The known lines among ``ids``, as :meth:`check_many` reads them."""
         # No JSON here: the ship-to check reads only the customer of the raw records of the
         # lines it compares (Ledger.line_customers).
-        return self.ledger.get_lines(ids, light=True)
+        return self.ledger.dispatch_lines(ids)
 
     def check_many(
         self,
         items: Sequence[tuple[str, str, Candidate]],
-        lines: Mapping[int, LineRow] | None = None,
+        lines: Mapping[int, DispatchLine] | None = None,
     ) -> list[Verdict]:
         """Check candidates of many shipments at once, each with its shipment's courier and
         service. The cross-candidate checks (quantity, shared tracking, six numbers per order)
@@ -215,7 +215,7 @@ class Preflight:
     # -- per line -----------------------------------------------------------------------------
 
     def _line_checks(
-        self, cand: Candidate, line: LineRow | None, code: str | None, courier_reason: str
+        self, cand: Candidate, line: DispatchLine | None, code: str | None, courier_reason: str
     ) -> Verdict:
         lid = cand.ci_lineitemid
         if line is None:
@@ -345,7 +345,7 @@ class Preflight:
         return str(directory / name) if directory else name
 
 
-def _fail(cand: Candidate, line: LineRow | None, reason: str) -> Verdict:
+def _fail(cand: Candidate, line: DispatchLine | None, reason: str) -> Verdict:
     return Verdict(cand, False, HoldKind.PREFLIGHT, reason, None, line)
 
 

@@ -40,6 +40,7 @@ __all__ = [
     "OUTBOX_STATES",
     "UNCONFIRMED_STATES",
     "BindingLine",
+    "DispatchLine",
     "KnownLine",
     "Ledger",
     "LedgerIdentity",
@@ -312,6 +313,19 @@ class BindingLine(NamedTuple):
     hold_kind: HoldKind | None
     hold_reason: str
     host_order_id: str | None
+
+
+class DispatchLine(NamedTuple):
+    """The columns dispatch pre-flight checks a line against (:meth:`Ledger.dispatch_lines`):
+    a tuple read by position, without the record or the dates a :class:`LineRow` decodes
+    (a wave of shipments reads every line it ships)."""
+
+    ci_lineitemid: int
+    orderid: str
+    fulfillment_lineitem_id: str | None
+    quantity: int
+    state: str
+    ci_status: str
 
 
 class EvalLine(NamedTuple):
@@ -955,6 +969,20 @@ class Ledger:
                 if line.hold_kind:
                     line = line._replace(hold_kind=HoldKind(line.hold_kind))
                 found[line.ci_lineitemid] = line
+        return found
+
+    def dispatch_lines(self, ids: Iterable[int]) -> dict[int, DispatchLine]:
+        """The known lines among ``ids``, as dispatch pre-flight checks them (no JSON, no
+        dates: :meth:`get_lines` ``light=True`` built a whole :class:`LineRow` per line)."""
+        found: dict[int, DispatchLine] = {}
+        make = DispatchLine._make
+        for chunk, marks in _in_chunks(list(dict.fromkeys(ids))):
+            for r in self._query(
+                "SELECT ci_lineitemid, orderid, fulfillment_lineitem_id, quantity, state,"  # noqa: S608
+                f" ci_status FROM lines WHERE ci_lineitemid IN ({marks})",
+                chunk,
+            ):
+                found[r[0]] = make(r)
         return found
 
     def lines(self, states: Iterable[str] | None = None) -> Iterator[LineRow]:
