@@ -15,9 +15,8 @@ as a no-op.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -26,7 +25,7 @@ from typing import Protocol
 from connector.ci.client import LineitemTrackingItem, TrackingItem
 from connector.crashpoints import crashpoint
 from connector.errors import CIAuthError, CIBusinessError, CIError
-from connector.ledger import DispatchLine, Ledger, OutboxRow
+from connector.ledger import Ledger, OutboxRow
 from connector.ledger.sqlite import ClosedOutboxRow
 from connector.mappings import Mappings
 from connector.models import Account, HoldKind, LineOutcome, LineResult, Shipment, VoidResult
@@ -95,12 +94,7 @@ class Dispatcher:
     def dispatch_many(self, shipments: Sequence[Shipment]) -> list[LineResult]:
         """Pre-flight, store and send many shipments: one ledger transaction for the outbox,
         tracking packed into as few CI calls as the batch size allows, one commit for what
-        CI accepted. Results come shipment by shipment, one per (line, parcel).
-
-        With a client that takes concurrent calls and more than one call's worth of rows, the
-        outbox is written in segments of about one call each (one durable commit per
-        segment): each full call goes out as soon as its rows are committed, while the next
-        segment is checked and stored. The calls and results are those of one pass."""
+        CI accepted. Results come shipment by shipment, one per (line, parcel)."""
         now = self.clock()
         ids = [s.shipment_id for s in shipments]
         stored: dict[str, dict[tuple[int, str], OutboxRow]] = {}
@@ -148,57 +142,24 @@ class Dispatcher:
                     owners.append(plan)
                 else:
                     plan.results[(lid, tracking)] = _known_result(known)
+        verdicts = self.preflight.check_many(checks)
         lease = self.account.options.lease_seconds
-        size = max(1, self.account.options.tracking_batch_size)
-        workers = self.account.options.ack_concurrency
-        segments: list[tuple[int, int]] = [(0, len(checks))]
-        lines: Mapping[int, DispatchLine] | None = None
-        if workers > 1 and len(checks) > size and runs_concurrently(self.client):
-            # Pipelined: the calls of the rows already committed fly while the next rows are
-            # checked and stored. Cut only where no line, tracking number or order spans the
-            # cut, so every check sees what it would see in one pass (results unchanged).
-            lines = self.preflight.lines_of(c.ci_lineitemid for _, _, c in checks)
-            segments = _segments(checks, owners, lines, size)
-        to_send: list[OutboxRow] = []
-        self._ordered = {}
-        try:
-            with contextlib.ExitStack() as stack:
-                pool = None
-                if len(segments) > 1:
-                    pool = stack.enter_context(
-                        CallPool(workers, thread_setup(self.client), "ci-tracking")
-                    )
-                flight = _Flight(self, pool, size)
-                for start, end in segments:
-                    verdicts = self.preflight.check_many(checks[start:end], lines)
-                    # One commit per segment (one in all unless pipelined): rows stored and
-                    # claimed together, on disk before any call that carries them. Claimed
-                    # before the call (lease in the ledger): no other process sends them. New
-                    # rows are inserted claimed; the rest (held rows passing now) are claimed
-                    # here.
-                    with self.ledger.transaction():
-                        written, claimed = self._store(
-                            owners[start:end], verdicts, stored, now, lease
-                        )
-                        rest = [r for r in written if r.id not in claimed]
-                        claimed.update(r.id for r in self.ledger.claim_outbox(rest, now, lease))
-                    for row in written:
-                        if row.id not in claimed:
-                            key = (row.ci_lineitemid, row.tracking)
-                            first_in_call[row.shipment_id].results[key] = _in_flight(row)
-                    crashpoint("after_outbox")
-                    self._ordered.update(
-                        (v.line.ci_lineitemid, v.line.quantity) for v in verdicts if v.line
-                    )
-                    sending = [r for r in written if r.id in claimed]
-                    to_send += sending
-                    if pool is not None:
-                        flight.add(sending)
-                sent = (
-                    flight.finish(now)
-                    if pool is not None
-                    else self._send(to_send, now, premarked=True)
+        with self.ledger.transaction():  # one commit: rows stored and claimed together
+            # Claimed before the call (lease in the ledger): no other process sends them. New
+            # rows are inserted claimed; the rest (held rows passing now) are claimed here.
+            written, claimed = self._store(owners, verdicts, stored, now, lease)
+            rest = [r for r in written if r.id not in claimed]
+            claimed.update(r.id for r in self.ledger.claim_outbox(rest, now, lease))
+        to_send = [r for r in written if r.id in claimed]
+        for row in written:
+            if row.id not in claimed:
+                first_in_call[row.shipment_id].results[(row.ci_lineitemid, row.tracking)] = (
+                    _in_flight(row)
                 )
+        crashpoint("after_outbox")
+        self._ordered = {v.line.ci_lineitemid: v.line.quantity for v in verdicts if v.line}
+        try:
+            sent = self._send(to_send, now, premarked=True)
         except BaseException:
             # Every settled row ended its claim with its outcome; free the rest for a retry.
             self.ledger.release_outbox(r.id for r in to_send)
@@ -509,15 +470,12 @@ class Dispatcher:
         else:
             for endpoint, batch in batches:
                 results += self._send_batch(endpoint, batch, now, accepted, premarked=premarked)
-        self._record_accepted(accepted, now)
-        return results
-
-    def _record_accepted(self, accepted: list[OutboxRow], now: datetime) -> None:
         if accepted:
             self.ledger.record_tracking_accepted(
                 [(r.id, r.ci_lineitemid, r.quantity) for r in accepted], now
             )
             crashpoint("tracking_recorded")
+        return results
 
     def _send_in_flight(
         self,
@@ -830,83 +788,3 @@ class _Plan:
             else:
                 result = LineResult(lid, LineOutcome.REJECTED, problem or "", tracking)
             self.results[(lid, tracking)] = result
-
-
-def _segments(
-    checks: Sequence[tuple[str, str, Candidate]],
-    owners: Sequence[_Plan],
-    lines: Mapping[int, DispatchLine],
-    size: int,
-) -> list[tuple[int, int]]:
-    """Cut ``checks`` into runs of at least ``size`` candidates for a pipelined dispatch:
-    only between two shipments, and only where no line, tracking number or order of the
-    candidates before the cut appears after it. Pre-flight's cross-candidate checks (open
-    quantity, shared tracking, six numbers per order) then see, for each run, exactly the
-    rows one pass over the whole call would have compared it with."""
-    keys: list[tuple[object, ...]] = []
-    last: dict[object, int] = {}
-    for i, (_, _, cand) in enumerate(checks):
-        line = lines.get(cand.ci_lineitemid)
-        mine: tuple[object, ...] = (cand.ci_lineitemid, ("t", cand.tracking))
-        if line is not None:
-            mine += (("o", line.orderid),)
-        keys.append(mine)
-        for k in mine:
-            last[k] = i
-    out: list[tuple[int, int]] = []
-    start = reach = 0
-    count = len(checks)
-    for i, mine in enumerate(keys):
-        for k in mine:
-            reach = max(reach, last[k])
-        end = i + 1
-        if reach < end and end - start >= size and (end == count or owners[end] is not owners[i]):
-            out.append((start, end))
-            start = end
-    if start < count:
-        out.append((start, count))
-    return out
-
-
-class _Flight:
-    """The packed calls of a pipelined ``dispatch_many``: rows are added as their segment is
-    committed; each full ``tracking_notification`` batch is submitted as soon as it is
-    complete, the rest (the last full-line batch, then the partial ones) at the end. The
-    batches are the ones :meth:`Dispatcher._send` makes of all the rows at once (full-line
-    rows in order, then partial ones, ``size`` a call), and their outcomes are taken in that
-    order on this thread, as :meth:`Dispatcher._send_in_flight` takes them."""
-
-    def __init__(self, dispatcher: Dispatcher, pool: CallPool | None, size: int) -> None:
-        self.dispatcher = dispatcher
-        self.pool = pool
-        self.size = size
-        self.full: list[OutboxRow] = []
-        self.partial: list[OutboxRow] = []
-        self.calls: list[tuple[str, list[OutboxRow], Future[None]]] = []
-
-    def add(self, rows: Sequence[OutboxRow]) -> None:
-        for r in rows:
-            (self.partial if r.endpoint == PARTIAL_ENDPOINT else self.full).append(r)
-        while len(self.full) >= self.size:
-            self._submit(FULL_LINE_ENDPOINT, self.full[: self.size])
-            del self.full[: self.size]
-
-    def _submit(self, endpoint: str, rows: list[OutboxRow]) -> None:
-        assert self.pool is not None
-        request = self.dispatcher._request(endpoint, rows)
-        self.calls.append((endpoint, rows, self.pool.submit(request)))
-
-    def finish(self, now: datetime) -> list[LineResult]:
-        if self.full:
-            self._submit(FULL_LINE_ENDPOINT, self.full)
-        for i in range(0, len(self.partial), self.size):
-            self._submit(PARTIAL_ENDPOINT, self.partial[i : i + self.size])
-        self.full, self.partial = [], []
-        results: list[LineResult] = []
-        accepted: list[OutboxRow] = []
-        for endpoint, rows, call in self.calls:
-            results += self.dispatcher._send_batch(
-                endpoint, rows, now, accepted, premarked=True, call=call
-            )
-        self.dispatcher._record_accepted(accepted, now)
-        return results

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
@@ -154,26 +154,17 @@ class Preflight:
         the ledger and the outbox rows already pending, sending or accepted."""
         return self.check_many([(courier, service, c) for c in candidates])
 
-    def lines_of(self, ids: Iterable[int]) -> Mapping[int, DispatchLine]:
-        """The known lines among ``ids``, as :meth:`check_many` reads them."""
-        # No JSON here: the ship-to check reads only the customer of the raw records of the
-        # lines it compares (Ledger.line_customers).
-        return self.ledger.dispatch_lines(ids)
-
-    def check_many(
-        self,
-        items: Sequence[tuple[str, str, Candidate]],
-        lines: Mapping[int, DispatchLine] | None = None,
-    ) -> list[Verdict]:
+    def check_many(self, items: Sequence[tuple[str, str, Candidate]]) -> list[Verdict]:
         """Check candidates of many shipments at once, each with its shipment's courier and
         service. The cross-candidate checks (quantity, shared tracking, six numbers per order)
         see every candidate of the call, so two shipments of one batch cannot together
-        over-ship a line. The ledger is read a fixed number of times, not once per row.
-        ``lines``: the candidates' lines as :meth:`lines_of` read them (else read here)."""
+        over-ship a line. The ledger is read a fixed number of times, not once per row."""
         if not items:
             return []
-        if lines is None:
-            lines = self.lines_of(c.ci_lineitemid for _, _, c in items)
+        # No JSON here: the ship-to check reads only the customer of the raw records of the
+        # lines it compares (Ledger.line_customers); the lines themselves only the columns
+        # checked (Ledger.dispatch_lines: no LineRow, no dates).
+        lines = self.ledger.dispatch_lines(c.ci_lineitemid for _, _, c in items)
         carriers: dict[tuple[str, str], tuple[str | None, str]] = {}
         verdicts: list[Verdict] = []
         passed: list[Verdict] = []
