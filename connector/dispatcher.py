@@ -203,20 +203,21 @@ class Dispatcher:
                 state = "sending" if v.ok else "held"
                 old = stored.get(shipment.shipment_id, {}).get(key)
                 attempts = (old.attempts if old is not None else 0) + (1 if v.ok else 0)
-                fields = {
-                    "state": state,
-                    "attempts": attempts,
-                    "hold_kind": None if v.ok else v.kind,
-                    "reason": v.warning if v.ok else v.reason,
-                    "carrier_code": v.carrier_code,
-                    "endpoint": endpoint,
-                    "quantity": cand.quantity,
-                    "courier": shipment.courier,
-                    "service": shipment.service,
-                    **_line_ids(v),
-                }
                 if old is not None:
-                    self.ledger.update_outbox(old.id, now, **fields)
+                    self.ledger.update_outbox(
+                        old.id,
+                        now,
+                        state=state,
+                        attempts=attempts,
+                        hold_kind=None if v.ok else v.kind,
+                        reason=v.warning if v.ok else v.reason,
+                        carrier_code=v.carrier_code,
+                        endpoint=endpoint,
+                        quantity=cand.quantity,
+                        courier=shipment.courier,
+                        service=shipment.service,
+                        **_line_ids(v),
+                    )
                     if v.ok:
                         out.append(self.ledger.outbox_rows(ids=[old.id])[0])
                 else:

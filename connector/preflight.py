@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
 from connector.importer import CANCELLED_STATUSES
-from connector.ledger import Ledger, LineRow, OutboxRow
+from connector.ledger import DispatchLine, Ledger, OutboxRow
 from connector.mappings import Mappings
 from connector.models import Account, HoldKind
 
@@ -98,7 +98,7 @@ class Verdict:
     kind: HoldKind | None = None
     reason: str = ""
     carrier_code: str | None = None
-    line: LineRow | None = None
+    line: DispatchLine | None = None
     warning: str = ""
 
 
@@ -162,8 +162,9 @@ class Preflight:
         if not items:
             return []
         # No JSON here: the ship-to check reads only the customer of the raw records of the
-        # lines it compares (Ledger.line_customers).
-        lines = self.ledger.get_lines((c.ci_lineitemid for _, _, c in items), light=True)
+        # lines it compares (Ledger.line_customers); the lines themselves only the columns
+        # checked (Ledger.dispatch_lines: no LineRow, no dates).
+        lines = self.ledger.dispatch_lines(c.ci_lineitemid for _, _, c in items)
         carriers: dict[tuple[str, str], tuple[str | None, str]] = {}
         verdicts: list[Verdict] = []
         passed: list[Verdict] = []
@@ -205,7 +206,7 @@ class Preflight:
     # -- per line -----------------------------------------------------------------------------
 
     def _line_checks(
-        self, cand: Candidate, line: LineRow | None, code: str | None, courier_reason: str
+        self, cand: Candidate, line: DispatchLine | None, code: str | None, courier_reason: str
     ) -> Verdict:
         lid = cand.ci_lineitemid
         if line is None:
@@ -335,7 +336,7 @@ class Preflight:
         return str(directory / name) if directory else name
 
 
-def _fail(cand: Candidate, line: LineRow | None, reason: str) -> Verdict:
+def _fail(cand: Candidate, line: DispatchLine | None, reason: str) -> Verdict:
     return Verdict(cand, False, HoldKind.PREFLIGHT, reason, None, line)
 
 

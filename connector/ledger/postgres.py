@@ -537,6 +537,8 @@ class PostgresLedger(Ledger):
 
     # A sequence may hand out ids out of order across sessions: always read rows back.
     _consecutive_ids = False
+    # No unary ``+`` on text here; PostgreSQL's planner uses the table statistics instead.
+    _active_outbox_filter = "state IN ('pending', 'sending', 'retry', 'accepted')"
 
     def _begin(self, durable: bool) -> None:
         """``BEGIN``; a non-durable batch commits asynchronously (``synchronous_commit`` off

@@ -40,6 +40,7 @@ __all__ = [
     "OUTBOX_STATES",
     "UNCONFIRMED_STATES",
     "BindingLine",
+    "DispatchLine",
     "KnownLine",
     "Ledger",
     "LedgerIdentity",
@@ -313,6 +314,19 @@ class BindingLine(NamedTuple):
     hold_kind: HoldKind | None
     hold_reason: str
     host_order_id: str | None
+
+
+class DispatchLine(NamedTuple):
+    """The columns dispatch pre-flight checks a line against (:meth:`Ledger.dispatch_lines`):
+    a tuple read by position, without the record or the dates a :class:`LineRow` decodes
+    (a wave of shipments reads every line it ships)."""
+
+    ci_lineitemid: int
+    orderid: str
+    fulfillment_lineitem_id: str | None
+    quantity: int
+    state: str
+    ci_status: str
 
 
 class EvalLine(NamedTuple):
@@ -956,6 +970,20 @@ class Ledger:
                 if line.hold_kind:
                     line = line._replace(hold_kind=HoldKind(line.hold_kind))
                 found[line.ci_lineitemid] = line
+        return found
+
+    def dispatch_lines(self, ids: Iterable[int]) -> dict[int, DispatchLine]:
+        """The known lines among ``ids``, as dispatch pre-flight checks them (no JSON, no
+        dates: :meth:`get_lines` ``light=True`` built a whole :class:`LineRow` per line)."""
+        found: dict[int, DispatchLine] = {}
+        make = DispatchLine._make
+        for chunk, marks in _in_chunks(list(dict.fromkeys(ids))):
+            for r in self._query(
+                "SELECT ci_lineitemid, orderid, fulfillment_lineitem_id, quantity, state,"  # noqa: S608
+                f" ci_status FROM lines WHERE ci_lineitemid IN ({marks})",
+                chunk,
+            ):
+                found[r[0]] = make(r)
         return found
 
     def lines(self, states: Iterable[str] | None = None) -> Iterator[LineRow]:
@@ -1607,6 +1635,12 @@ class Ledger:
         row whose key existed is returned as stored, for :meth:`claim_outbox`.
         """
         return self._insert_outbox(rows, now, owner or process_owner(), lease_seconds)
+
+    # ``+state``: the state filter of :meth:`active_outbox_of` may not use an index. With more
+    # than a few values in an IN list SQLite's planner preferred ``outbox_state`` (every
+    # active row, accepted ones included: a scan per dispatch call that grew with the ledger)
+    # over the index of the column searched.
+    _active_outbox_filter = "+state IN ('pending', 'sending', 'retry', 'accepted')"
 
     # Rows inserted in one transaction take consecutive ids (AUTOINCREMENT under the write
     # lock of BEGIN IMMEDIATE): a batch that inserted every row needs no read-back.
@@ -2295,7 +2329,7 @@ class Ledger:
         """Rows pending, sending, retrying or accepted that touch any of the given lines,
         tracking numbers or orders (pre-flight of a batch reads them once, not per row)."""
         found: dict[int, OutboxRow] = {}
-        states = "('pending', 'sending', 'retry', 'accepted')"
+        states = self._active_outbox_filter
         wanted: list[tuple[str, list[Any]]] = [
             ("ci_lineitemid", list(dict.fromkeys(lines))),
             ("tracking", list(dict.fromkeys(trackings))),
@@ -2306,7 +2340,7 @@ class Ledger:
             # The usual dispatch call: one statement, not three. UNION ALL, not OR: each part
             # keeps its own index (an OR plan may pick the state index: every active row).
             sql = " UNION ALL ".join(
-                f"SELECT * FROM outbox WHERE state IN {states}"  # noqa: S608
+                f"SELECT * FROM outbox WHERE {states}"  # noqa: S608
                 f" AND {column} IN ({','.join('?' * len(values))})"
                 for column, values in parts
             )
@@ -2316,7 +2350,7 @@ class Ledger:
         for column, values in wanted:
             for chunk, marks in _in_chunks(values):
                 for r in self._query(
-                    f"SELECT * FROM outbox WHERE state IN {states}"  # noqa: S608
+                    f"SELECT * FROM outbox WHERE {states}"  # noqa: S608
                     f" AND {column} IN ({marks})",
                     chunk,
                 ):

@@ -1,0 +1,40 @@
+"""``dispatch_lines`` (issue 11, dispatch pre-flight): the columns pre-flight checks, the same
+values a full ``get_lines`` read gives, unknown lines left out; on both backends."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from connector.ledger import DispatchLine, ledger_path, open_ledger_file
+
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def test_dispatch_lines_match_a_full_read(tmp_path: Path) -> None:
+    ledger = open_ledger_file(ledger_path(tmp_path, "us"), "us")
+    try:
+        record = {"orderid": "A", "customer": {"name": "Giulia", "address1": "Via 14"}}
+        ledger.stage_line(
+            ci_lineitemid=1, orderid="A", now=T0, quantity=2, record=record,
+            fulfillment_lineitem_id="F1",
+        )  # fmt: skip
+        ledger.stage_line(ci_lineitemid=2, orderid="A", now=T0, quantity=1, ci_status="cancelled")
+        ledger.stage_line(ci_lineitemid=3, orderid="B", now=T0, quantity=5, state="held")
+        ledger.update_line(1, T0, state="acked")
+        wanted = [3, 1, 99, 2, 1, *range(1000, 1600)]  # more than one chunk of ids
+        got = ledger.dispatch_lines(wanted)
+        full = ledger.get_lines(wanted)
+        assert sorted(got) == sorted(full) == [1, 2, 3]
+        for lid, line in got.items():
+            assert isinstance(line, DispatchLine)
+            row = full[lid]
+            assert line == (
+                row.ci_lineitemid, row.orderid, row.fulfillment_lineitem_id, row.quantity,
+                row.state, row.ci_status,
+            )  # fmt: skip
+        assert got[1] == DispatchLine(1, "A", "F1", 2, "acked", "open")
+        assert got[2].ci_status == "cancelled"
+        assert ledger.dispatch_lines([]) == {}
+    finally:
+        ledger.close()
