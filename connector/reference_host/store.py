@@ -471,6 +471,10 @@ class HostStore:
             line_rows: list[tuple[object, ...]] = []
             existing = 0
             texts: dict[datetime, str] = {}  # a batch's orders share a few dates
+            # A batch's lines share a handful of component tuples (one per mapping): their
+            # column texts are found by identity (the tuple is held in the entry, so its id
+            # stays its own), not by hashing each line's tuple of dataclasses.
+            mapped: dict[int, tuple[tuple[SkuComponent, ...], bool, str | None, str]] = {}
             for order in taken:
                 host_order_id = known.get(order.orderid)
                 if host_order_id is None:
@@ -492,14 +496,37 @@ class HostStore:
                     )
                 else:
                     existing += 1
-                line_rows.extend(_line_rows(account, host_order_id, order))
-                receipts.append(
-                    StoredOrder(
-                        orderid=order.orderid,
-                        host_order_id=host_order_id,
-                        ci_lineitemids=order.ci_lineitemids,
+                # The order's rows and receipt in one pass over its lines (``INSERT OR
+                # IGNORE``: a replay adds none). A line with no single resolved component is
+                # stocked under its Groupon SKU.
+                ids = []
+                for line in order.lines:
+                    components = line.components
+                    entry = mapped.get(id(components))
+                    if entry is None:
+                        single = len(components) == 1
+                        entry = mapped[id(components)] = (
+                            components,
+                            single,
+                            components[0].host_sku if single else None,
+                            _components_json(components),
+                        )
+                    lid = line.ci_lineitemid
+                    ids.append(lid)
+                    line_rows.append(
+                        (
+                            host_order_id,
+                            account,
+                            lid,
+                            line.fulfillment_lineitem_id,
+                            line.sku,
+                            entry[2] if entry[1] else line.sku,
+                            entry[3],
+                            line.quantity,
+                            "cancelled" if line.status == "cancelled" else "open",
+                        )
                     )
-                )
+                receipts.append(StoredOrder(order.orderid, host_order_id, tuple(ids)))
             db.executemany(
                 "INSERT INTO orders (seq, host_order_id, account, orderid, order_date, ship_by, "
                 "ship_to, total, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -924,25 +951,6 @@ class HostStore:
             "GROUP BY account, ci_lineitemid HAVING COUNT(*) > 1"
         ).fetchall()
         return [(str(r[0]), str(r[1]), int(r[2])) for r in rows]
-
-
-def _line_rows(account: str, host_order_id: str, order: Order) -> list[tuple[object, ...]]:
-    """The ``order_lines`` rows of one order (``INSERT OR IGNORE``: a replay adds none).
-    A line with no resolved components is stocked under its Groupon SKU."""
-    return [
-        (
-            host_order_id,
-            account,
-            line.ci_lineitemid,
-            line.fulfillment_lineitem_id,
-            line.sku,
-            line.components[0].host_sku if len(line.components) == 1 else line.sku,
-            _components_json(line.components),
-            line.quantity,
-            "cancelled" if line.status == "cancelled" else "open",
-        )
-        for line in order.lines
-    ]
 
 
 def _parcels_of(shipment: Shipment) -> list[dict[str, object]]:
