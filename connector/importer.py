@@ -46,6 +46,7 @@ from connector.ledger import (
     EvalLine,
     Ledger,
     LineRow,
+    json_value,
     record_key,
 )
 from connector.mappings import Mappings
@@ -1263,16 +1264,6 @@ _PARSED_TYPE = tuple[
     Any, Any, Any, Any, Any, Any, str, str | None, str, Any, str | None, Any, Any, Any,
 ]  # fmt: skip
 _decode_parsed_typed = msgspec.json.Decoder(_PARSED_TYPE).decode
-_decode_plain = msgspec.json.Decoder().decode
-
-
-def _plain_json(text: str | bytes) -> Any:
-    """``json.loads(text)``, through msgspec where it accepts the text (as the ledger's
-    own decode: lone surrogates, NaN and huge numbers go to ``json.loads``)."""
-    try:
-        return _decode_plain(text)
-    except msgspec.DecodeError:
-        return json.loads(text)
 
 
 def _decode_parsed(text: str) -> Any:
@@ -1281,13 +1272,13 @@ def _decode_parsed(text: str) -> Any:
     try:
         return _decode_parsed_typed(text)
     except msgspec.DecodeError:  # includes msgspec.ValidationError
-        return _plain_json(text)
+        return json_value(text)
 
 
 def _unraw(value: Any) -> Any:
     """A value of a parsed form, its JSON decoded if :func:`_decode_parsed` left it raw."""
     if type(value) is msgspec.Raw:
-        return _plain_json(bytes(value))
+        return json_value(bytes(value))
     return value
 
 

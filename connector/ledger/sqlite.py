@@ -47,6 +47,7 @@ __all__ = [
     "LedgerVersionError",
     "LineRow",
     "OutboxRow",
+    "json_value",
     "ledger_path",
     "open_ledger_file",
     "record_key",
@@ -425,7 +426,7 @@ def _line_from(
     loads: Callable[[str], Any] | None = None,
 ) -> LineRow:
     """A LineRow from a row of :data:`_ROW_COLUMNS` (read by position); ``loads`` decodes
-    the raw record (default :func:`_json_value`)."""
+    the raw record (default :func:`json_value`)."""
     (
         lid,
         account,
@@ -456,7 +457,7 @@ def _line_from(
         account,
         orderid,
         fli,
-        (loads or _json_value)(record) if record else None,
+        (loads or json_value)(record) if record else None,
         None if order_date is None else datetime.fromisoformat(order_date),
         None if ship_by is None else datetime.fromisoformat(ship_by),
         quantity,
@@ -475,7 +476,7 @@ def _line_from(
         None if cancel_detected_at is None else datetime.fromisoformat(cancel_detected_at),
         bool(cancel_reported),
         tracking,
-        _json_value(parsed) if parsed else None,
+        json_value(parsed) if parsed else None,
     )
 
 
@@ -493,16 +494,16 @@ _decode_customer = msgspec.json.Decoder(_CustomerOnly).decode
 
 
 def _customer_of(text: str) -> Any:
-    """``_json_value(text).get("customer")`` without building the rest of the record. Text
+    """``json_value(text).get("customer")`` without building the rest of the record. Text
     msgspec refuses, or a record that is not an object, takes the full decode."""
     try:
         return _decode_customer(text).customer
     except msgspec.DecodeError:
-        record = _json_value(text)
+        record = json_value(text)
         return record.get("customer") if isinstance(record, dict) else None
 
 
-def _json_value(text: str) -> Any:
+def json_value(text: str | bytes) -> Any:
     """``json.loads(text)``, through msgspec's decoder (~4x faster per ledger row). Text it
     refuses (lone surrogates, NaN/Infinity, numbers beyond float range: all accepted by
     ``json.loads``) goes to ``json.loads``, so the value is the same either way."""
@@ -931,7 +932,7 @@ class Ledger:
         stored record then share one decoded ``record`` dict (treat it as read-only)."""
         wanted = list(dict.fromkeys(ids))
         found: dict[int, LineRow] = {}
-        loads: Callable[[str], Any] = _json_value
+        loads: Callable[[str], Any] = json_value
         if light:
             select = f"SELECT {_LIGHT_COLUMNS} FROM lines"  # noqa: S608
         elif not parsed:
@@ -944,7 +945,7 @@ class Ledger:
             def loads(text: str) -> Any:
                 value = decoded.get(text)
                 if value is None:
-                    value = decoded[text] = _json_value(text)
+                    value = decoded[text] = json_value(text)
                 return value
 
         else:
@@ -1198,8 +1199,8 @@ class Ledger:
         else:
             columns = _EVAL_LINE_V8 if self._side_records else _EVAL_LINE_INLINE
             select = f"SELECT {columns} FROM lines"  # noqa: S608
-        loads = _json_value
-        parse = decode or _json_value
+        loads = json_value
+        parse = decode or json_value
         date = datetime.fromisoformat
         kinds: dict[str, HoldKind] = {}
         for chunk, marks in _in_chunks(list(dict.fromkeys(orderids))):
