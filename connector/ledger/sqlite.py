@@ -961,31 +961,25 @@ class Ledger:
         """The known lines among ``ids``, as checked before a binding (no JSON, no dates)."""
         found: dict[int, BindingLine] = {}
         make = BindingLine._make
-        for chunk, marks in _in_chunks(list(dict.fromkeys(ids))):
-            for r in self._query(
-                "SELECT ci_lineitemid, orderid, state, ci_status, hold_kind, hold_reason,"  # noqa: S608
-                f" host_order_id FROM lines WHERE ci_lineitemid IN ({marks})",
-                chunk,
-            ):
-                line = make(r)
-                if line.hold_kind:
-                    line = line._replace(hold_kind=HoldKind(line.hold_kind))
-                found[line.ci_lineitemid] = line
+        for r in self._line_columns(BindingLine._fields, ids):
+            line = make(r)
+            if line.hold_kind:
+                line = line._replace(hold_kind=HoldKind(line.hold_kind))
+            found[line.ci_lineitemid] = line
         return found
 
     def dispatch_lines(self, ids: Iterable[int]) -> dict[int, DispatchLine]:
         """The known lines among ``ids``, as dispatch pre-flight checks them (no JSON, no
         dates: :meth:`get_lines` ``light=True`` built a whole :class:`LineRow` per line)."""
-        found: dict[int, DispatchLine] = {}
         make = DispatchLine._make
+        return {r[0]: make(r) for r in self._line_columns(DispatchLine._fields, ids)}
+
+    def _line_columns(self, columns: Sequence[str], ids: Iterable[int]) -> Iterator[Any]:
+        """``columns`` (``lines`` column names, the first ``ci_lineitemid``) of the known
+        lines among ``ids``, one row each, 500 ids a query."""
+        select = f"SELECT {', '.join(columns)} FROM lines WHERE ci_lineitemid IN"  # noqa: S608
         for chunk, marks in _in_chunks(list(dict.fromkeys(ids))):
-            for r in self._query(
-                "SELECT ci_lineitemid, orderid, fulfillment_lineitem_id, quantity, state,"  # noqa: S608
-                f" ci_status FROM lines WHERE ci_lineitemid IN ({marks})",
-                chunk,
-            ):
-                found[r[0]] = make(r)
-        return found
+            yield from self._query(f"{select} ({marks})", chunk)
 
     def lines(self, states: Iterable[str] | None = None) -> Iterator[LineRow]:
         """Every line (optionally only in ``states``), with accepted tracking numbers.
