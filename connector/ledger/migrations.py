@@ -304,6 +304,61 @@ instructions. SQLite cannot alter a CHECK, so the table is rebuilt (copy, drop, 
 indexes as v1/v3/v8 made them); PostgreSQL checks an ``IN`` list cheaply and alters the
 constraint in place (``PG_MIGRATION_OVERRIDES``)."""
 
+SCHEMA_V11 = """
+CREATE TABLE outbox_v11 (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    shipment_id TEXT NOT NULL,
+    ci_lineitemid INTEGER NOT NULL,
+    fulfillment_lineitem_id TEXT,
+    orderid TEXT NOT NULL DEFAULT '',
+    tracking TEXT NOT NULL,
+    courier TEXT NOT NULL DEFAULT '',
+    service TEXT NOT NULL DEFAULT '',
+    carrier_code TEXT,
+    quantity INTEGER NOT NULL,
+    endpoint TEXT,
+    state TEXT NOT NULL CHECK (state = 'pending' OR state = 'sending' OR state = 'accepted'
+        OR state = 'rejected' OR state = 'held' OR state = 'retry' OR state = 'manual'),
+    hold_kind TEXT,
+    reason TEXT NOT NULL DEFAULT '',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    lease_owner TEXT,
+    lease_until TEXT,
+    UNIQUE (shipment_id, ci_lineitemid, tracking)
+);
+INSERT INTO outbox_v11 (
+    id, shipment_id, ci_lineitemid, fulfillment_lineitem_id, orderid, tracking, courier,
+    service, carrier_code, quantity, endpoint, state, hold_kind, reason, attempts,
+    next_attempt_at, created_at, updated_at, lease_owner, lease_until
+) SELECT
+    id, shipment_id, ci_lineitemid, fulfillment_lineitem_id, orderid, tracking, courier,
+    service, carrier_code, quantity, endpoint, state, hold_kind, reason, attempts,
+    next_attempt_at, created_at, updated_at, lease_owner, lease_until
+FROM outbox;
+INSERT INTO sqlite_sequence (name, seq)
+    SELECT 'outbox_v11', seq FROM sqlite_sequence WHERE name = 'outbox'
+    AND NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'outbox_v11');
+UPDATE sqlite_sequence
+    SET seq = max(seq, (SELECT seq FROM sqlite_sequence WHERE name = 'outbox'))
+    WHERE name = 'outbox_v11' AND EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'outbox');
+DROP TABLE outbox;
+ALTER TABLE outbox_v11 RENAME TO outbox;
+CREATE INDEX outbox_state ON outbox (state);
+CREATE INDEX outbox_line ON outbox (ci_lineitemid);
+CREATE INDEX outbox_tracking ON outbox (tracking);
+CREATE INDEX outbox_order ON outbox (orderid);
+"""
+"""v11 (dispatch performance): the same ``outbox`` table (columns, order, defaults, unique
+key, indexes), its state CHECK written as ``=`` comparisons instead of ``state IN (...)``, as
+v10 did for ``lines``: SQLite built an ephemeral table of the seven values on every row
+written (each tracking row is written three times: pending, sending, accepted). The table is
+rebuilt (copy, drop, rename); AUTOINCREMENT's high-water mark is carried over, so the id of a
+row moved to ``outbox_closed`` is never given out again. PostgreSQL alters the constraint in
+place (``PG_MIGRATION_OVERRIDES``)."""
+
 MIGRATIONS: tuple[tuple[int, str], ...] = (
     (1, SCHEMA_V1),
     (2, SCHEMA_V2),
@@ -315,5 +370,6 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
     (8, SCHEMA_V8),
     (9, SCHEMA_V9),
     (10, SCHEMA_V10),
+    (11, SCHEMA_V11),
 )
 """Every migration this version of the connector knows, in order."""

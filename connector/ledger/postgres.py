@@ -77,6 +77,13 @@ PG_MIGRATION_OVERRIDES: dict[int, str] = {
         " OR state = 'held' OR state = 'delivered' OR state = 'stored' OR state = 'acked'"
         " OR state = 'cancelled');\n"
     ),
+    # v11 does the same for the outbox state CHECK.
+    11: (
+        "ALTER TABLE outbox DROP CONSTRAINT outbox_state_check;\n"
+        "ALTER TABLE outbox ADD CONSTRAINT outbox_state_check CHECK (state = 'pending'"
+        " OR state = 'sending' OR state = 'accepted' OR state = 'rejected' OR state = 'held'"
+        " OR state = 'retry' OR state = 'manual');\n"
+    ),
 }
 """Migrations whose SQLite script cannot be translated mechanically: the PostgreSQL script of
 the same version (same resulting schema)."""
