@@ -385,7 +385,8 @@ def raw_ledger_fields(raw: msgspec.Raw) -> tuple[str, str, list[list[Any]]] | No
     """:func:`record_text` and :func:`ledger_fields` of a record left ``msgspec.Raw`` by
     ``connector.ci.client.CIClient.iter_raw_pages``, straight from its bytes: the text is
     the bytes as CI sent them (valid UTF-8, checked with the page; a JSON text that reads
-    back as the record, whitespace and escapes as CI wrote them), the Structs are decoded
+    back as the record, spaces and escapes as CI wrote them; compacted only when it spans
+    several lines), the Structs are decoded
     from them (no dict built). ``(text, order id, rows)``, or ``None`` to defer: then
     :func:`raw_value` gives the record for the other paths."""
     try:
@@ -396,7 +397,13 @@ def raw_ledger_fields(raw: msgspec.Raw) -> tuple[str, str, list[list[Any]]] | No
     fields = _fields_of(record)
     if fields is None:
         return None
-    return str(memoryview(raw), "utf-8"), *fields
+    text = str(memoryview(raw), "utf-8")
+    if "\n" in text:
+        # Pretty-printed (JSON strings hold no raw newline): its indentation would be most
+        # of what is stored, so the text is compacted (~5 us; single-line JSON is kept as
+        # sent: the few spaces after separators cost less to store than to strip).
+        text = msgspec.json.format(text, indent=-1)
+    return text, *fields
 
 
 def raw_value(raw: msgspec.Raw) -> tuple[Any, bool]:

@@ -150,3 +150,19 @@ def test_iter_raw_pages_leaves_records_raw_and_iter_pages_does_not() -> None:
     assert [bytes(r) for r in raw_page.records] == [json.dumps(V4).encode()]
     assert page.records == [V4]
     assert raw_page.meta == page.meta
+
+
+def test_a_pretty_printed_record_is_stored_compact() -> None:
+    pretty = json.dumps(V4, indent=4)
+    got, _ = _orders_object(_body(pretty))
+    assert got is not None
+    [record] = got["data"]
+    fast = raw_ledger_fields(record)
+    assert fast is not None
+    text = fast[0]
+    assert "\n" not in text
+    assert len(text) < len(json.dumps(V4, separators=(",", ":"), ensure_ascii=False)) + 1
+    assert json.loads(text) == V4
+    same = raw_ledger_fields(_orders_object(_body(json.dumps(V4)))[0]["data"][0])  # type: ignore[index]
+    assert same is not None
+    assert fast[1:] == same[1:]
