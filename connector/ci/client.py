@@ -1155,8 +1155,19 @@ def _json_object(content: bytes) -> tuple[dict[str, Any] | None, bool]:
     return (parsed, plain) if isinstance(parsed, dict) else (None, False)
 
 
-_decode_members = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
-_decode_raw_list = msgspec.json.Decoder(list[msgspec.Raw]).decode
+class _OrdersBody(msgspec.Struct):
+    """A ``get_orders`` body in one scan: the members the page is made of (decoded as
+    ``json`` would: ``Any``) and ``data``'s elements as ``msgspec.Raw``. Other members are
+    skipped: only an answer that is not a plain success would name them (and such an answer
+    is read again by ``_json_object``)."""
+
+    success: Any = None
+    reason: Any = None  # read for a 401/403 whatever the body says (_interpret)
+    meta: Any = None
+    data: list[msgspec.Raw] | None = None
+
+
+_decode_orders_body = msgspec.json.Decoder(_OrdersBody).decode
 # Python's int() refuses longer digit strings (sys.get_int_max_str_digits), so json.loads does.
 _INT_DIGITS = 4300
 _DIGIT_SPAN = _INT_DIGITS // 2
@@ -1183,21 +1194,24 @@ def _long_digit_run(content: bytes) -> bool:
 def _orders_object(content: bytes) -> tuple[dict[str, Any] | None, bool]:
     """A ``get_orders`` body as :func:`_json_object` reads it, except that each element of
     ``data`` stays ``msgspec.Raw`` (its exact bytes: the page is scanned, not built into
-    dicts). Only when the answer is the same as :func:`_json_object`'s would be: msgspec
-    reads the body, ``data`` is an array, the body is valid UTF-8 and holds no integer
+    dicts) and members other than ``success``, ``reason``, ``meta`` and ``data`` are left
+    out (nothing reads them from a success). Only for
+    a success whose answer is otherwise :func:`_json_object`'s: msgspec reads the body,
+    ``success`` is true, ``data`` is an array, the body is valid UTF-8 and holds no integer
     longer than ``json`` reads (what msgspec's scan of a Raw does not check; both would
     refuse the body). Any other body: :func:`_json_object` itself. A number msgspec finds
     out of range but ``json`` reads (``1e400``) may still sit in a record: its decode falls
     back per record (:func:`connector.ci.fast.raw_value`)."""
     try:
-        members = _decode_members(content)
-        records = _decode_raw_list(members["data"])
-        body = {k: records if k == "data" else _decode_json(v) for k, v in members.items()}
+        scanned = _decode_orders_body(content)
         content.decode("utf-8")
-    except Exception:  # msgspec.DecodeError, KeyError, UnicodeDecodeError, RecursionError
+    except Exception:  # msgspec.DecodeError, UnicodeDecodeError, RecursionError
         return _json_object(content)
-    if _long_digit_run(content):
+    if scanned.success is not True or scanned.data is None or _long_digit_run(content):
         return _json_object(content)
+    body = {"success": True, "meta": scanned.meta, "data": scanned.data}
+    if scanned.reason is not None:
+        body["reason"] = scanned.reason
     return body, True
 
 

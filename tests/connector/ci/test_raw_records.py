@@ -85,9 +85,9 @@ def test_every_example_record_takes_the_raw_fast_path() -> None:
         assert raw_ledger_fields(record) is not None
 
 
-def test_a_raw_page_has_the_other_members_and_the_records_bytes() -> None:
+def test_a_raw_page_has_the_members_read_and_the_records_bytes() -> None:
     texts = [json.dumps(r, ensure_ascii=False) for r in BASES]
-    body = _body(", ".join(texts))
+    body = _body(", ".join(texts)).replace(b'"success": true', b'"success": true, "reason": "ok"')
     got, plain = _orders_object(body)
     assert plain
     assert got is not None
@@ -166,3 +166,18 @@ def test_a_pretty_printed_record_is_stored_compact() -> None:
     same = raw_ledger_fields(_orders_object(_body(json.dumps(V4)))[0]["data"][0])  # type: ignore[index]
     assert same is not None
     assert fast[1:] == same[1:]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"success": false, "reason": "no", "data": []}',
+        b'{"success": "yes", "meta": {}, "data": [], "other": 1}',
+        b'{"success": true, "meta": {}}',
+        b'{"success": true, "meta": {}, "data": {"a": 1}}',
+        b'[{"success": true}]',
+    ],
+    ids=["failure", "success-not-bool", "no-data", "data-not-array", "not-an-object"],
+)
+def test_anything_but_a_plain_success_is_read_as_before(body: bytes) -> None:
+    assert _orders_object(body) == _json_object(body)
