@@ -75,11 +75,15 @@ class CrashingFetchClient(CIClient):
     """
 
     def get_orders_page(
-        self, page: int = 1, window: tuple[datetime, datetime] | None = None
+        self,
+        page: int = 1,
+        window: tuple[datetime, datetime] | None = None,
+        *,
+        raw_records: bool = False,
     ) -> OrdersPage:
         if page > 1:
             crashpoint("fetch_page")
-        return super().get_orders_page(page, window)
+        return super().get_orders_page(page, window, raw_records=raw_records)
 
 
 def _client_factory(account: Account) -> CIPort:

@@ -30,6 +30,7 @@ from typing import Any, Protocol, cast
 import msgspec
 
 from connector.ci.fast import ledger_fields as fast_ledger_fields
+from connector.ci.fast import raw_ledger_fields, raw_value
 from connector.ci.fast import record_text as fast_record_text
 from connector.ci.schemas import (
     ParsedRecord,
@@ -263,7 +264,11 @@ class Importer:
         )
 
     def _pages(self, window: tuple[datetime, datetime] | None) -> Iterable[OrdersPageLike]:
-        pages = getattr(self.client, "iter_pages", None)
+        # The records as their bytes when the client can (CIClient.iter_raw_pages): staging
+        # takes a record's text from them and decodes them straight into Structs.
+        pages = getattr(self.client, "iter_raw_pages", None) or getattr(
+            self.client, "iter_pages", None
+        )
         read: Iterable[OrdersPageLike]
         if pages is not None:
             # Page N+1 is read on a worker thread while page N is staged here: one page
@@ -424,13 +429,30 @@ class Importer:
     ) -> None:
         """Parse each record once and stage its lines: one transaction, batched writes.
         ``clean`` collects the order ids among ``broken`` of records that parsed cleanly;
-        ``plain``: the records hold JSON values only (``OrdersPage.plain_json``)."""
+        ``plain``: the records hold JSON values only (``OrdersPage.plain_json``); a record
+        may be ``msgspec.Raw`` (``CIClient.iter_raw_pages``)."""
         # (line id, parsed fields, their JSON text, record text, bad order id, problem)
         items: list[tuple[int, list[Any] | None, str, str, str | None, str]] = []
+        text: str | None
         for raw in records:
+            plain_record = plain
+            if type(raw) is msgspec.Raw:
+                # Hottest path: the text is the record's bytes, the fields come from its
+                # typed decode; a record that does not decode typed becomes its JSON value
+                # (as a dict page would hold it) for the paths below.
+                fast = raw_ledger_fields(raw)
+                if fast is not None:
+                    text, orderid, rows = fast
+                    if clean is not None and orderid in broken:
+                        clean.add(orderid)
+                    for line_fields in rows:
+                        parsed = _fields_text(line_fields)
+                        items.append((line_fields[_F_LID], line_fields, parsed, text, None, ""))
+                    continue
+                raw, plain_record = raw_value(raw)
             # Hot path: compact JSON text and the positional fields straight from the fast
             # strict parser (connector.ci.fast); anything it defers takes the full parser.
-            text = fast_record_text(raw, plain)
+            text = fast_record_text(raw, plain_record)
             staged = None if text is None else fast_ledger_fields(raw)
             if text is not None and staged is not None:
                 orderid, rows = staged

@@ -155,10 +155,14 @@ class OrdersPage:
     ``plain_json``: the page was decoded by msgspec, which refuses NaN, infinities and lone
     surrogates, so every record holds JSON values only (valid-unicode text, ints, finite
     floats, booleans, null, lists, objects) and re-encodes to JSON that reads back equal to
-    it. False when the standard decoder read it (or the page was built by hand)."""
+    it. False when the standard decoder read it (or the page was built by hand).
+
+    A page read by :meth:`CIClient.iter_raw_pages` with ``plain_json`` holds each record as
+    ``msgspec.Raw``: its exact bytes in the body, valid JSON and UTF-8 (see
+    ``_orders_object``; decode one with :func:`connector.ci.fast.raw_value`)."""
 
     meta: PageMeta
-    records: list[dict[str, Any]]
+    records: list[Any]
     plain_json: bool = False
 
 
@@ -578,10 +582,15 @@ class CIClient:
     # -- reads ---------------------------------------------------------------------------------
 
     def get_orders_page(
-        self, page: int = 1, window: tuple[datetime, datetime] | None = None
+        self,
+        page: int = 1,
+        window: tuple[datetime, datetime] | None = None,
+        *,
+        raw_records: bool = False,
     ) -> OrdersPage:
         """``GET get_orders`` for one page. Without ``window`` CI lists the not-yet-exported
         records; with one (aware datetimes, shorter than 24 h) every record in it.
+        ``raw_records``: see :meth:`iter_raw_pages`.
 
         :raises ValueError: bad page number or window (checked before any call).
         :raises CIError: see the module docstring.
@@ -594,7 +603,13 @@ class CIClient:
             params["start_datetime"] = start
             params["end_datetime"] = end
         params["page"] = str(page)
-        body, plain = self._call_json("get_orders", "GET", params, _check_orders_envelope)
+        body, plain = self._call_json(
+            "get_orders",
+            "GET",
+            params,
+            _check_orders_envelope,
+            _orders_object if raw_records else _json_object,
+        )
         meta = body["meta"]
         return OrdersPage(
             meta=PageMeta(
@@ -614,7 +629,18 @@ class CIClient:
         """
         return list(self.iter_pages(window))
 
-    def iter_pages(self, window: tuple[datetime, datetime] | None = None) -> Iterator[OrdersPage]:
+    def iter_raw_pages(
+        self, window: tuple[datetime, datetime] | None = None
+    ) -> Iterator[OrdersPage]:
+        """:meth:`iter_pages`, each page's records left as ``msgspec.Raw`` (their exact bytes)
+        when msgspec reads the page (``plain_json``), else dicts as :meth:`iter_pages` has
+        them. For the import's staging: a record's text is then its bytes, and its typed
+        decode reads them straight into Structs (no dict built, no re-encoding)."""
+        return self.iter_pages(window, raw_records=True)
+
+    def iter_pages(
+        self, window: tuple[datetime, datetime] | None = None, *, raw_records: bool = False
+    ) -> Iterator[OrdersPage]:
         """Yield the pages of one listing one at a time (page 1 first); marks nothing.
 
         The first page's ``no_of_pages`` decides how many pages are read; reading also stops
@@ -628,7 +654,7 @@ class CIClient:
         ``max_items`` records, or that delivers more records than ``max_items``, stops with
         :class:`CILimitError` before the offending page is yielded (nothing further is staged).
         """
-        first = self.get_orders_page(1, window)
+        first = self.get_orders_page(1, window, raw_records=raw_records)
         self._check_items(len(first.records), 1)
         expected = first.meta.no_of_pages
         if expected == 0 or not first.records:
@@ -667,7 +693,7 @@ class CIClient:
         yield first
         del first  # hold one page at a time
         for number in range(2, last + 1):
-            page = self.get_orders_page(number, window)
+            page = self.get_orders_page(number, window, raw_records=raw_records)
             if page.meta.no_of_pages != expected or page.meta.current_page != number:
                 log.warning(
                     "CI get_orders anomaly: page %d says current_page=%d, no_of_pages=%d "
@@ -840,9 +866,10 @@ class CIClient:
         method: str,
         fields: Mapping[str, str],
         check: Callable[[dict[str, Any]], None] | None = None,
+        decode: Callable[[bytes], tuple[dict[str, Any] | None, bool]] | None = None,
     ) -> tuple[dict[str, Any], bool]:
         """:meth:`_call`, also telling whether msgspec decoded the body (see
-        :attr:`OrdersPage.plain_json`)."""
+        :attr:`OrdersPage.plain_json`); ``decode`` reads the body (``_json_object``)."""
         seconds, what = self._call_seconds()
         if seconds <= 0:
             self._stats.failure("CILimitError")
@@ -851,7 +878,9 @@ class CIClient:
             )
         with CallGuard(seconds) as guard:
             try:
-                return self._attempts(endpoint, method, fields, check, guard)
+                return self._attempts(
+                    endpoint, method, fields, check, guard, decode or _json_object
+                )
             except DeadlineExceeded:
                 pass
         # Raised outside the handler: nothing of the original exception chain is kept.
@@ -870,6 +899,7 @@ class CIClient:
         fields: Mapping[str, str],
         check: Callable[[dict[str, Any]], None] | None,
         guard: CallGuard,
+        decode: Callable[[bytes], tuple[dict[str, Any] | None, bool]] | None = None,
     ) -> tuple[dict[str, Any], bool]:
         url = f"{self.base_url}/api/{self.api_version}/{endpoint}"
         payload = {"supplier_id": self.supplier_id, "token": self._token.reveal(), **fields}
@@ -900,7 +930,7 @@ class CIClient:
                 continue
             retry_reason = "protocol"
             try:
-                body, plain = self._interpret(endpoint, answer)
+                body, plain = self._interpret(endpoint, answer, decode)
                 if check is not None:
                     check(body)
                 return body, plain
@@ -1023,7 +1053,12 @@ class CIClient:
         log.warning("%s", problem)
         raise CILimitError(problem, endpoint=endpoint)
 
-    def _interpret(self, endpoint: str, response: _Answer) -> tuple[dict[str, Any], bool]:
+    def _interpret(
+        self,
+        endpoint: str,
+        response: _Answer,
+        decode: Callable[[bytes], tuple[dict[str, Any] | None, bool]] | None = None,
+    ) -> tuple[dict[str, Any], bool]:
         status = response.status
         if status == 429 or status >= 500:
             retried = f" after {self.max_retries} retries" if status in RETRY_STATUSES else ""
@@ -1032,7 +1067,7 @@ class CIClient:
                 endpoint=endpoint,
                 status=status,
             )
-        body, plain = _json_object(response.content)
+        body, plain = (decode or _json_object)(response.content)
         if status in (401, 403):
             reason = _reason(body) if body is not None else f"HTTP {status}"
             raise CIAuthError(reason, endpoint=endpoint, status=status)
@@ -1118,6 +1153,66 @@ def _json_object(content: bytes) -> tuple[dict[str, Any] | None, bool]:
             return None, False
         plain = False
     return (parsed, plain) if isinstance(parsed, dict) else (None, False)
+
+
+class _OrdersBody(msgspec.Struct):
+    """A ``get_orders`` body in one scan: the members the page is made of (decoded as
+    ``json`` would: ``Any``) and ``data``'s elements as ``msgspec.Raw``. Other members are
+    skipped: only an answer that is not a plain success would name them (and such an answer
+    is read again by ``_json_object``)."""
+
+    success: Any = None
+    reason: Any = None  # read for a 401/403 whatever the body says (_interpret)
+    meta: Any = None
+    data: list[msgspec.Raw] | None = None
+
+
+_decode_orders_body = msgspec.json.Decoder(_OrdersBody).decode
+# Python's int() refuses longer digit strings (sys.get_int_max_str_digits), so json.loads does.
+_INT_DIGITS = 4300
+_DIGIT_SPAN = _INT_DIGITS // 2
+_DIGITS = frozenset(b"0123456789")
+
+
+def _long_digit_run(content: bytes) -> bool:
+    """Whether ``content`` may hold a run of more than 4300 digits (never a false "no"; a
+    run of more than 2150 digits may say yes). A run longer than twice the sampling step
+    covers two sample points and the whole span between them, so sampling is enough: ~200
+    probes per page, not a scan."""
+    step = _DIGIT_SPAN
+    digits = _DIGITS
+    for at in range(0, len(content) - step, step):
+        if (
+            content[at] in digits
+            and content[at + step] in digits
+            and content[at : at + step + 1].isdigit()
+        ):
+            return True
+    return False
+
+
+def _orders_object(content: bytes) -> tuple[dict[str, Any] | None, bool]:
+    """A ``get_orders`` body as :func:`_json_object` reads it, except that each element of
+    ``data`` stays ``msgspec.Raw`` (its exact bytes: the page is scanned, not built into
+    dicts) and members other than ``success``, ``reason``, ``meta`` and ``data`` are left
+    out (nothing reads them from a success). Only for
+    a success whose answer is otherwise :func:`_json_object`'s: msgspec reads the body,
+    ``success`` is true, ``data`` is an array, the body is valid UTF-8 and holds no integer
+    longer than ``json`` reads (what msgspec's scan of a Raw does not check; both would
+    refuse the body). Any other body: :func:`_json_object` itself. A number msgspec finds
+    out of range but ``json`` reads (``1e400``) may still sit in a record: its decode falls
+    back per record (:func:`connector.ci.fast.raw_value`)."""
+    try:
+        scanned = _decode_orders_body(content)
+        content.decode("utf-8")
+    except Exception:  # msgspec.DecodeError, UnicodeDecodeError, RecursionError
+        return _json_object(content)
+    if scanned.success is not True or scanned.data is None or _long_digit_run(content):
+        return _json_object(content)
+    body = {"success": True, "meta": scanned.meta, "data": scanned.data}
+    if scanned.reason is not None:
+        body["reason"] = scanned.reason
+    return body, True
 
 
 def _reason(body: Mapping[str, Any]) -> str:

@@ -16,6 +16,7 @@ hypothesis). Measured in ``docs/ARCHITECTURE.md`` ("Validation on the hot path")
 
 from __future__ import annotations
 
+import json
 import math
 from decimal import Decimal
 from functools import lru_cache
@@ -26,7 +27,15 @@ import msgspec
 from connector.ci.records import MAX_TEXT, ParsedRecord, as_line_id, parse_ci_datetime
 from connector.models import Address, OrderLine
 
-__all__ = ["RecordStruct", "build_parsed", "ledger_fields", "parse_fast", "record_text"]
+__all__ = [
+    "RecordStruct",
+    "build_parsed",
+    "ledger_fields",
+    "parse_fast",
+    "raw_ledger_fields",
+    "raw_value",
+    "record_text",
+]
 
 # Text: at most MAX_TEXT characters (msgspec counts characters, like len()). Valid unicode is
 # checked once per record by encoding (see _encodable and record_text).
@@ -106,6 +115,7 @@ RecordStruct = _Record
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
+_decode_record = msgspec.json.Decoder(_Record).decode
 
 
 # --- the rules (each mirrors a marshmallow field of connector.ci.schemas) ---------------------
@@ -368,8 +378,48 @@ def ledger_fields(raw: Any) -> tuple[str, list[list[Any]]] | None:
     Call it only for a record :func:`record_text` accepted (valid unicode is not re-checked).
     """
     record = _convert(raw)
-    checked = None if record is None else _checked(record)
-    if record is None or checked is None:
+    return None if record is None else _fields_of(record)
+
+
+def raw_ledger_fields(raw: msgspec.Raw) -> tuple[str, str, list[list[Any]]] | None:
+    """:func:`record_text` and :func:`ledger_fields` of a record left ``msgspec.Raw`` by
+    ``connector.ci.client.CIClient.iter_raw_pages``, straight from its bytes: the text is
+    the bytes as CI sent them (valid UTF-8, checked with the page; a JSON text that reads
+    back as the record, spaces and escapes as CI wrote them; compacted only when it spans
+    several lines), the Structs are decoded
+    from them (no dict built). ``(text, order id, rows)``, or ``None`` to defer: then
+    :func:`raw_value` gives the record for the other paths."""
+    try:
+        record = _decode_record(raw)
+    except Exception:  # msgspec.ValidationError / DecodeError: the tolerant path words it
+        return None
+    # The decode checked the escapes (no lone surrogate), the page check the UTF-8.
+    fields = _fields_of(record)
+    if fields is None:
+        return None
+    text = str(memoryview(raw), "utf-8")
+    if "\n" in text:
+        # Pretty-printed (JSON strings hold no raw newline): its indentation would be most
+        # of what is stored, so the text is compacted (~5 us; single-line JSON is kept as
+        # sent: the few spaces after separators cost less to store than to strip).
+        text = msgspec.json.format(text, indent=-1)
+    return text, *fields
+
+
+def raw_value(raw: msgspec.Raw) -> tuple[Any, bool]:
+    """The JSON value of a record left ``msgspec.Raw``, and whether msgspec decoded it (as
+    :attr:`connector.ci.client.OrdersPage.plain_json` for a page): what the standard decoder
+    reads where msgspec refuses (a number beyond its range), as ``json`` would have read the
+    whole page."""
+    try:
+        return _decode(raw), True
+    except Exception:  # msgspec.DecodeError, RecursionError
+        return json.loads(bytes(raw)), False
+
+
+def _fields_of(record: _Record) -> tuple[str, list[list[Any]]] | None:
+    checked = _checked(record)
+    if checked is None:
         return None
     _, date_iso, values, total = checked
     customer = record.customer

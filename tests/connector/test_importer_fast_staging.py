@@ -14,6 +14,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 import connector.importer as importer_module
@@ -117,3 +118,47 @@ def test_a_broken_records_key_does_not_depend_on_key_order(tmp_path: Path) -> No
     assert key_one == hashlib.sha256(sorted_text.encode("utf-8")).hexdigest()
     assert orderid == "NOLINES"
     assert "line_items" in reason
+
+
+def _raw(records: list[Any]) -> list[Any]:
+    """``records`` as ``CIClient.iter_raw_pages`` would leave them (CI-style JSON bytes)."""
+    return list(msgspec.json.decode(json.dumps(records).encode(), type=list[msgspec.Raw]))
+
+
+def _ledger_view(imp: Importer, lids: list[int]) -> dict[int, tuple[Any, ...]]:
+    rows = imp.ledger.get_lines(lids)
+    return {
+        lid: (row.state, row.hold_reason, _row_fields(row), row.record) for lid, row in rows.items()
+    }
+
+
+def test_raw_records_are_staged_as_their_dicts_are(tmp_path: Path) -> None:
+    clean = [*_v4(), make_record("A", [make_line(1), make_line(2, "SKU-2", quantity=3)])]
+    int_zip = copy.deepcopy(_v4()[0])
+    int_zip["customer"]["zip"] = 10121  # the typed decode defers: the dict paths decide
+    for line in int_zip["line_items"]:
+        line["ci_lineitemid"] += 1000
+    bad = make_record("BAD", [make_line(5)])
+    bad["line_items"][0]["quantity"] = "lots"  # held with marshmallow's reason
+    nolines = {"orderid": "NOLINES", "line_items": [], "amount": {"b": 2, "a": 1}}
+    records = [*clean, int_zip, bad, nolines]
+    lids = [line["ci_lineitemid"] for r in records for line in r["line_items"]]
+    by_dict = _importer(tmp_path / "dict")
+    by_raw = _importer(tmp_path / "raw")
+    problems = _stage(by_dict, copy.deepcopy(records))
+    assert _stage(by_raw, _raw(records)) == problems  # same keys: the sorted dict text
+    assert len(problems) == 1
+    assert problems[0][1] == "NOLINES"
+    assert _ledger_view(by_raw, lids) == _ledger_view(by_dict, lids)
+
+
+def test_a_raw_records_text_is_its_bytes_and_reads_back(tmp_path: Path) -> None:
+    records = _v4()
+    imp = _importer(tmp_path)
+    assert _stage(imp, _raw(records)) == []
+    rows = imp.ledger.get_lines(line["ci_lineitemid"] for r in records for line in r["line_items"])
+    by_lid = {line["ci_lineitemid"]: r for r in records for line in r["line_items"]}
+    for lid, row in rows.items():
+        assert row.record == by_lid[lid]
+    texts = [t for (t,) in imp.ledger._conn.execute("SELECT record FROM records")]
+    assert sorted(texts) == sorted(json.dumps(r) for r in records)
