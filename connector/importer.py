@@ -23,7 +23,6 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from functools import lru_cache
 from time import monotonic
 from typing import Any, Protocol, cast
 
@@ -726,7 +725,7 @@ class Importer:
 
         # The lines of one record share its date text: each distinct text parsed once.
         if len(forms) == 1:
-            order_date = _iso_datetime(forms[0][_F_DATE])
+            order_date = _DATETIMES[forms[0][_F_DATE]]
         else:
             order_date = min(map(_iso_datetime, {f[_F_DATE] for f in forms}))
         if delay and delay_until(order_date, min(row.first_seen for row in live), delay)[0] > now:
@@ -764,10 +763,30 @@ class Importer:
         lines: list[OrderLine] = []
         heads: dict[Any, Any] = {}
         ship_by = None
+        decimals, datetimes = _DECIMALS, _DATETIMES
         for f, components in zip(forms, resolved, strict=True):
             if f[_F_RECORD] not in heads:
                 heads[f[_F_RECORD]] = f
-            line = _order_line(f, components)
+            cost = f[_F_COST]
+            line_ship_by = f[_F_SHIP_BY]
+            # _order_line, inlined (once per delivered line).
+            line = OrderLine(
+                f[_F_LID],
+                f[_F_FLI],
+                f[_F_SKU],
+                f[_F_BOM],
+                f[_F_NAME],
+                f[_F_QTY],
+                decimals[f[_F_PRICE]],
+                components,
+                None if cost is None else decimals[cost],
+                decimals[f[_F_DISCOUNT]],
+                f[_F_STATUS],
+                None if line_ship_by is None else datetimes[line_ship_by],
+                f[_F_UUID],
+                f[_F_VOUCHER],
+                f[_F_GIFT],
+            )
             lines.append(line)
             if line.ship_by is not None and (ship_by is None or line.ship_by < ship_by):
                 ship_by = line.ship_by
@@ -1368,10 +1387,30 @@ def _line_fields(line: OrderLine) -> list[Any]:
     ]
 
 
-# Delivery turns the same few price and date texts into values again and again (a catalogue
-# has few prices, a page few minutes): both are immutable, so one object serves every line.
-_decimal = lru_cache(maxsize=4096)(Decimal)
-_iso_datetime = lru_cache(maxsize=4096)(datetime.fromisoformat)
+class _Values(dict[Any, Any]):
+    """Text -> its value, made on first use (``make``): delivery turns the same few price
+    and date texts into values again and again (a catalogue has few prices, a page few
+    minutes), and both are immutable, so one object serves every line. A plain dict
+    subscript (``__missing__`` on a miss) costs a fraction of an ``lru_cache`` call; emptied
+    at 4,096 entries, so it stays small whatever the listing."""
+
+    __slots__ = ("_make",)
+
+    def __init__(self, make: Callable[[Any], Any]) -> None:
+        super().__init__()
+        self._make = make
+
+    def __missing__(self, key: Any) -> Any:
+        if len(self) >= 4096:
+            self.clear()
+        value = self[key] = self._make(key)
+        return value
+
+
+_DECIMALS = _Values(Decimal)
+_DATETIMES = _Values(datetime.fromisoformat)
+_decimal = _DECIMALS.__getitem__
+_iso_datetime = _DATETIMES.__getitem__
 _ZERO = Decimal("0")
 _UNRESOLVED: Any = object()  # a (sku, bom_sku) not looked up yet (None: looked up, unmapped)
 
@@ -1387,12 +1426,12 @@ def _order_line(f: list[Any], components: tuple[SkuComponent, ...] = ()) -> Orde
         f[_F_BOM],
         f[_F_NAME],
         f[_F_QTY],
-        _decimal(f[_F_PRICE]),
+        _DECIMALS[f[_F_PRICE]],
         components,
-        None if cost is None else _decimal(cost),
-        _decimal(f[_F_DISCOUNT]),
+        None if cost is None else _DECIMALS[cost],
+        _DECIMALS[f[_F_DISCOUNT]],
         f[_F_STATUS],
-        None if ship_by is None else _iso_datetime(ship_by),
+        None if ship_by is None else _DATETIMES[ship_by],
         f[_F_UUID],
         f[_F_VOUCHER],
         f[_F_GIFT],
