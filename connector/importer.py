@@ -1401,6 +1401,10 @@ class _Values(dict[Any, Any]):
         self._make = make
 
     def __missing__(self, key: Any) -> Any:
+        if type(key) is not str:
+            # Only text is kept: equal numbers of other types (0 and -0.0, 1 and 1.0) would
+            # share an entry and give one the other's value.
+            return self._make(key)
         if len(self) >= 4096:
             self.clear()
         value = self[key] = self._make(key)
