@@ -1186,9 +1186,10 @@ class Ledger:
     def eval_rows_of_orders(
         self, orderids: Sequence[str], decode: Callable[[str], Any] | None = None
     ) -> dict[str, list[EvalLine]]:
-        """What delivery evaluates of the lines of ``orderids`` (ordered by line id): the
-        :meth:`eval_lines_of_orders` rows cut to :class:`EvalLine`'s columns, ``parsed``
-        decoded, the raw ``record`` only for rows without a parsed form.
+        """What delivery evaluates of the lines of ``orderids`` (each order's lines in line
+        id order; the orders' own order is the backend's): the :meth:`eval_lines_of_orders`
+        rows cut to :class:`EvalLine`'s columns, ``parsed`` decoded, the raw ``record`` only
+        for rows without a parsed form.
 
         ``decode``: turns a stored parsed form (JSON text) into ``EvalLine.parsed`` (default:
         the plain JSON value). The importer passes one that knows the form's layout and
