@@ -23,7 +23,6 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from functools import lru_cache
 from time import monotonic
 from typing import Any, Protocol, cast
 
@@ -223,6 +222,8 @@ class Importer:
         """Whether a durable commit followed the (unsynced) evaluation of :attr:`prepared`."""
         self._durable_delivery = True
         """Whether :meth:`_deliver_chunk` commits durably (off while evaluating ahead)."""
+        self._components_for: Mappings | None = None
+        self._components_cache: dict[tuple[Any, Any], tuple[SkuComponent, ...] | None] = {}
 
     # -- import -------------------------------------------------------------------------------
 
@@ -745,7 +746,10 @@ class Importer:
             return None
 
         # The lines of one record share its date text: each distinct text parsed once.
-        order_date = min(map(_iso_datetime, {f[_F_DATE] for f in forms}))
+        if len(forms) == 1:
+            order_date = _DATETIMES[forms[0][_F_DATE]]
+        else:
+            order_date = min(map(_iso_datetime, {f[_F_DATE] for f in forms}))
         if delay and delay_until(order_date, min(row.first_seen for row in live), delay)[0] > now:
             # Too young: stays staged (import_delay_minutes gives Groupon's checks time); a
             # future-dated order counts from first sight (see waiting_lines for the reason
@@ -755,11 +759,20 @@ class Importer:
                     updates.append((row.ci_lineitemid, "staged", None, ""))
             return None
 
-        # Components first (from the SKU fields), so each OrderLine is built once with them.
+        # Components first (from the SKU fields, each distinct pair looked up once per
+        # call), so each OrderLine is built once with them.
+        components_of = self._components_of()
         resolved: list[tuple[SkuComponent, ...]] = []
         unmapped: list[int] = []
         for row, f in zip(live, forms, strict=True):
-            components = self._components(f[_F_SKU], f[_F_BOM])
+            sku_key = (f[_F_SKU], f[_F_BOM])
+            try:
+                components = components_of.get(sku_key, _UNRESOLVED)
+            except TypeError:  # not text (a hand-edited ledger): asked as before
+                components = self._components(*sku_key)
+            else:
+                if components is _UNRESOLVED:
+                    components = components_of[sku_key] = self._components(*sku_key)
             if components is None:
                 unmapped.append(row.ci_lineitemid)
             else:
@@ -769,30 +782,63 @@ class Importer:
             return None
 
         # ``rows`` come in line id order (eval_rows_of_orders), so the lines do.
-        lines = []
+        lines: list[OrderLine] = []
         heads: dict[Any, Any] = {}
-        for row, f, components in zip(live, forms, resolved, strict=True):
+        ship_by = None
+        decimals, datetimes = _DECIMALS, _DATETIMES
+        for f, components in zip(forms, resolved, strict=True):
             if f[_F_RECORD] not in heads:
                 heads[f[_F_RECORD]] = f
-            lines.append(_order_line(f, components))
+            cost = f[_F_COST]
+            line_ship_by = f[_F_SHIP_BY]
+            # _order_line, inlined (once per delivered line).
+            line = OrderLine(
+                f[_F_LID],
+                f[_F_FLI],
+                f[_F_SKU],
+                f[_F_BOM],
+                f[_F_NAME],
+                f[_F_QTY],
+                decimals[f[_F_PRICE]],
+                components,
+                None if cost is None else decimals[cost],
+                decimals[f[_F_DISCOUNT]],
+                f[_F_STATUS],
+                None if line_ship_by is None else datetimes[line_ship_by],
+                f[_F_UUID],
+                f[_F_VOUCHER],
+                f[_F_GIFT],
+            )
+            lines.append(line)
+            if line.ship_by is not None and (ship_by is None or line.ship_by < ship_by):
+                ship_by = line.ship_by
+        for row in live:
             if row.state != "delivered" or row.hold_kind is not None:
                 updates.append((row.ci_lineitemid, "delivered", None, ""))
         first = forms[0] if len(heads) == 1 else min(heads.values(), key=lambda f: str(f[_F_DATE]))
-        ship_bys = [ln.ship_by for ln in lines if ln.ship_by is not None]
         billing = _unraw(first[_F_BILLING])
         return Order(
-            account=self.account.name,
-            orderid=orderid,
-            order_date=order_date,
-            ship_by=min(ship_bys) if ship_bys else fallback_ship_by(order_date),
-            ship_to=_address(_unraw(first[_F_SHIP_TO])),
-            lines=tuple(lines),
-            total=sum([_decimal(f[_F_TOTAL]) for f in heads.values()], _ZERO),
-            parent_orderid=first[_F_PARENT],
-            billing=None if billing is None else _address(billing),
-            shipping_method=first[_F_METHOD],
-            supplier_name=first[_F_SUPPLIER],
+            self.account.name,
+            orderid,
+            order_date,
+            ship_by if ship_by is not None else fallback_ship_by(order_date),
+            _address(_unraw(first[_F_SHIP_TO])),
+            tuple(lines),
+            sum([_decimal(f[_F_TOTAL]) for f in heads.values()], _ZERO),
+            first[_F_PARENT],
+            None if billing is None else _address(billing),
+            first[_F_METHOD],
+            first[_F_SUPPLIER],
         )
+
+    def _components_of(self) -> dict[tuple[Any, Any], tuple[SkuComponent, ...] | None]:
+        """What :meth:`_components` answered per ``(sku, bom_sku)`` under the current
+        mapping tables (a catalogue repeats few SKUs over many lines; ``_prepare_next``
+        evaluates with other tables, which get their own answers)."""
+        if self._components_for is not self.mappings:
+            self._components_for = self.mappings
+            self._components_cache = {}
+        return self._components_cache
 
     def _hold_unmapped(
         self,
@@ -1363,11 +1409,36 @@ def _line_fields(line: OrderLine) -> list[Any]:
     ]
 
 
-# Delivery turns the same few price and date texts into values again and again (a catalogue
-# has few prices, a page few minutes): both are immutable, so one object serves every line.
-_decimal = lru_cache(maxsize=4096)(Decimal)
-_iso_datetime = lru_cache(maxsize=4096)(datetime.fromisoformat)
+class _Values(dict[Any, Any]):
+    """Text -> its value, made on first use (``make``): delivery turns the same few price
+    and date texts into values again and again (a catalogue has few prices, a page few
+    minutes), and both are immutable, so one object serves every line. A plain dict
+    subscript (``__missing__`` on a miss) costs a fraction of an ``lru_cache`` call; emptied
+    at 4,096 entries, so it stays small whatever the listing."""
+
+    __slots__ = ("_make",)
+
+    def __init__(self, make: Callable[[Any], Any]) -> None:
+        super().__init__()
+        self._make = make
+
+    def __missing__(self, key: Any) -> Any:
+        if type(key) is not str:
+            # Only text is kept: equal numbers of other types (0 and -0.0, 1 and 1.0) would
+            # share an entry and give one the other's value.
+            return self._make(key)
+        if len(self) >= 4096:
+            self.clear()
+        value = self[key] = self._make(key)
+        return value
+
+
+_DECIMALS = _Values(Decimal)
+_DATETIMES = _Values(datetime.fromisoformat)
+_decimal = _DECIMALS.__getitem__
+_iso_datetime = _DATETIMES.__getitem__
 _ZERO = Decimal("0")
+_UNRESOLVED: Any = object()  # a (sku, bom_sku) not looked up yet (None: looked up, unmapped)
 
 
 def _order_line(f: list[Any], components: tuple[SkuComponent, ...] = ()) -> OrderLine:
@@ -1381,12 +1452,12 @@ def _order_line(f: list[Any], components: tuple[SkuComponent, ...] = ()) -> Orde
         f[_F_BOM],
         f[_F_NAME],
         f[_F_QTY],
-        _decimal(f[_F_PRICE]),
+        _DECIMALS[f[_F_PRICE]],
         components,
-        None if cost is None else _decimal(cost),
-        _decimal(f[_F_DISCOUNT]),
+        None if cost is None else _DECIMALS[cost],
+        _DECIMALS[f[_F_DISCOUNT]],
         f[_F_STATUS],
-        None if ship_by is None else _iso_datetime(ship_by),
+        None if ship_by is None else _DATETIMES[ship_by],
         f[_F_UUID],
         f[_F_VOUCHER],
         f[_F_GIFT],

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -345,6 +346,11 @@ class EvalLine(NamedTuple):
     first_seen: datetime
     record: dict[str, Any] | None
     parsed: Any
+
+
+# A round stages its lines with few distinct first-seen stamps (one per staging batch):
+# evaluation parses each text once instead of once per line.
+_first_seen = lru_cache(maxsize=256)(datetime.fromisoformat)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -1180,9 +1186,10 @@ class Ledger:
     def eval_rows_of_orders(
         self, orderids: Sequence[str], decode: Callable[[str], Any] | None = None
     ) -> dict[str, list[EvalLine]]:
-        """What delivery evaluates of the lines of ``orderids`` (ordered by line id): the
-        :meth:`eval_lines_of_orders` rows cut to :class:`EvalLine`'s columns, ``parsed``
-        decoded, the raw ``record`` only for rows without a parsed form.
+        """What delivery evaluates of the lines of ``orderids`` (each order's lines in line
+        id order; the orders' own order is the backend's): the :meth:`eval_lines_of_orders`
+        rows cut to :class:`EvalLine`'s columns, ``parsed`` decoded, the raw ``record`` only
+        for rows without a parsed form.
 
         ``decode``: turns a stored parsed form (JSON text) into ``EvalLine.parsed`` (default:
         the plain JSON value). The importer passes one that knows the form's layout and
@@ -1195,32 +1202,47 @@ class Ledger:
             select = f"SELECT {columns} FROM lines"  # noqa: S608
         loads = json_value
         parse = decode or json_value
-        date = datetime.fromisoformat
+        date = _first_seen
+        # The tuple built directly: NamedTuple's own ``__new__`` is a Python-level lambda
+        # (one more frame per line read).
+        make = tuple.__new__
         kinds: dict[str, HoldKind] = {}
+        unsorted: set[str] = set()
+        # No ORDER BY: sorting every row of the chunk (parsed text and all) cost SQLite a
+        # temporary B-tree; only each order's own lines must be in line id order, and SQLite
+        # reads them so through ``lines_orderid`` (the row id ends each index entry). Any
+        # order read otherwise (another plan, PostgreSQL) is sorted here.
         for chunk, marks in _in_chunks(list(dict.fromkeys(orderids))):
             for lid, orderid, state, status, kind, reason, seen, record, parsed in self._query(
-                f"{select} WHERE orderid IN ({marks}) ORDER BY ci_lineitemid",
+                f"{select} WHERE orderid IN ({marks})",
                 chunk,
             ):
                 hold = None
                 if kind:
                     hold = kinds.get(kind) or kinds.setdefault(kind, HoldKind(kind))
-                line = EvalLine(
-                    lid,
-                    orderid,
-                    state,
-                    status,
-                    hold,
-                    reason,
-                    date(seen),
-                    loads(record) if record else None,
-                    parse(parsed) if parsed else None,
+                line = make(
+                    EvalLine,
+                    (
+                        lid,
+                        orderid,
+                        state,
+                        status,
+                        hold,
+                        reason,
+                        date(seen),
+                        loads(record) if record else None,
+                        parse(parsed) if parsed else None,
+                    ),
                 )
                 group = grouped.get(orderid)
                 if group is None:
                     grouped[orderid] = [line]
                 else:
+                    if lid < group[-1][0]:
+                        unsorted.add(orderid)
                     group.append(line)
+        for orderid in unsorted:
+            grouped[orderid].sort(key=lambda line: line.ci_lineitemid)
         return grouped
 
     def set_line_states(

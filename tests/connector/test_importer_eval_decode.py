@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
 
-from connector.importer import Importer, _decode_parsed
+from connector.importer import Importer, _decimal, _decode_parsed
 from connector.ledger import EvalLine, open_ledger
 from tests.connector.fakes import T0, fake_mappings, make_host
 
@@ -85,3 +86,13 @@ def test_typed_decode_evaluates_as_the_plain_decode(
     typed, plain = evaluate(_decode_parsed), evaluate(_plain)
     assert typed == plain
     assert repr(typed) == repr(plain)  # the same Decimal and datetime spellings too
+
+
+def test_cached_values_keep_numbers_of_other_types_apart() -> None:
+    # Price texts are cached; a number where text belongs (plain decode) is never cached, so
+    # 0 and -0.0 (equal as keys) keep their own values, as Decimal gives them.
+    assert str(_decimal(0)) == "0"
+    assert str(_decimal(-0.0)) == "-0"
+    assert str(_decimal("-0")) == "-0"
+    assert _decimal("10.75") is _decimal("10.75")
+    assert _decimal(1.5) == Decimal("1.5")
