@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from functools import lru_cache
+from itertools import chain
 from pathlib import Path
 
 from connector.models import (
@@ -310,7 +311,7 @@ def _insert_rows(db: sqlite3.Connection, head: str, rows: Sequence[tuple[object,
     for start in range(0, len(rows), _ROWS_PER_INSERT):
         chunk = rows[start : start + _ROWS_PER_INSERT]
         sql = head + ", ".join([group] * len(chunk))
-        cur = db.execute(sql, [value for row in chunk for value in row])
+        cur = db.execute(sql, list(chain.from_iterable(chunk)))
         inserted += max(cur.rowcount, 0)
     return inserted
 
