@@ -737,12 +737,16 @@ class CIClient:
         :raises ValueError: an id is not a positive int; the API version has no writes.
         """
         self._require_write("mark_exported")
-        ids = [_positive_int(i, "ci_lineitemid") for i in ci_lineitemids]
+        ids = list(ci_lineitemids)
         if not ids:
             return
-        self._call(
-            "mark_exported", "POST", {"ci_lineitem_ids": json.dumps(ids, separators=(",", ":"))}
-        )
+        if all(type(i) is int for i in ids) and min(ids) > 0:
+            # Plain positive ints (the importer's always): json.dumps' text, ~5x faster.
+            text = "[" + ",".join(map(str, ids)) + "]"
+        else:
+            ids = [_positive_int(i, "ci_lineitemid") for i in ids]
+            text = json.dumps(ids, separators=(",", ":"))
+        self._call("mark_exported", "POST", {"ci_lineitem_ids": text})
 
     def tracking_notification(self, items: Sequence[TrackingItem]) -> None:
         """``POST tracking_notification``: one element per (line, tracking number).

@@ -23,9 +23,10 @@ takes ``requests``' own path.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from typing import Any, cast
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote_plus, urlencode, urlsplit
 
 import requests
 from requests.cookies import RequestsCookieJar
@@ -44,7 +45,26 @@ def form_body(payload: Mapping[str, str | None]) -> str:
     (``None`` values left out). Done here because ``requests`` checks each argument against
     typing protocols on the way (about 0.4 ms a call on CPython 3.11); the caller sends the
     ``Content-Type`` header ``requests`` would have added."""
-    return urlencode([(k, v) for k, v in payload.items() if v is not None])
+    pairs = [(k, v) for k, v in payload.items() if v is not None]
+    if all(type(k) is str and type(v) is str for k, v in pairs):
+        return "&".join(_quote(k) + "=" + _quote(v) for k, v in pairs)
+    return urlencode(pairs)
+
+
+# What quote_plus leaves as it is, and a JSON list of ints (mark_exported's ids).
+_PLAIN = re.compile(r"[A-Za-z0-9_.~-]*")
+_INT_LIST = re.compile(r"[0-9\[\],]*")
+
+
+def _quote(text: str) -> str:
+    """``urllib.parse.quote_plus(text, safe="")`` (what ``urlencode`` does to each key and
+    value), with two short cuts giving the same text: ``quote_plus`` quotes byte by byte in
+    Python, ~0.1 ms for the 1 KB id list of one ``mark_exported`` call (a tenth of its CPU)."""
+    if _PLAIN.fullmatch(text):
+        return text
+    if _INT_LIST.fullmatch(text):
+        return text.replace("[", "%5B").replace(",", "%2C").replace("]", "%5D")
+    return quote_plus(text, safe="")
 
 
 _CACHE_LIMIT = 64

@@ -199,6 +199,13 @@ _SET_STATE = (
 )
 
 
+# A line's acknowledgement recorded (``record_acks``), ``{marks}`` its ids' placeholders.
+_ACK_LINES = (
+    "UPDATE lines SET state = 'acked', ack_attempts = ack_attempts + 1, ack_owner = NULL,"
+    " ack_lease_until = NULL, updated_at = ? WHERE ci_lineitemid IN ({marks})"
+)
+
+
 # Bindings: one statement per :data:`_IN_CHUNK` lines, the ``(id, host order id)`` pairs
 # joined as a ``VALUES`` list (``UPDATE ... FROM``, SQLite >= 3.33 and PostgreSQL): ~40% less
 # CPU than one ``executemany`` row per line, whose per-row bind and step dominated.
@@ -1438,24 +1445,9 @@ class Ledger:
         with self._lock:
             try:
                 with self.transaction(durable=durable):
-                    done: set[int] = set()
+                    fresh: list[int] = []
                     for chunk, marks in _in_chunks(list(dict.fromkeys(ids))):
-                        done.update(
-                            r[0]
-                            for r in self._conn.execute(
-                                "SELECT ci_lineitemid FROM lines"  # noqa: S608
-                                f" WHERE ci_lineitemid IN ({marks}) AND state = 'acked'",
-                                chunk,
-                            )
-                        )
-                    fresh = [lid for lid in dict.fromkeys(ids) if lid not in done]
-                    for chunk, marks in _in_chunks(fresh):
-                        self._conn.execute(
-                            "UPDATE lines SET state = 'acked', ack_attempts = ack_attempts + 1,"  # noqa: S608
-                            " ack_owner = NULL, ack_lease_until = NULL, updated_at = ?"
-                            f" WHERE ci_lineitemid IN ({marks})",
-                            (stamp, *chunk),
-                        )
+                        fresh += self._ack_chunk(chunk, marks, stamp)
                     for chunk, _ in _in_chunks(fresh):
                         self._conn.execute(
                             "INSERT INTO acks (ci_lineitemid, at, outcome, reason) VALUES "  # noqa: S608
@@ -1465,6 +1457,35 @@ class Ledger:
             except sqlite3.Error as exc:
                 raise self._error(exc) from None
         return fresh
+
+    def _ack_chunk(self, chunk: list[int], marks: str, stamp: str | None) -> list[int]:
+        """``record_acks`` for one chunk of distinct ids: the ids recorded now, in order.
+
+        Usually every line is known and not acked yet (this process claimed it): one UPDATE
+        of the lines not acked finds that from its row count, with no read first (a read of
+        the chunk cost ~18% of ``record_acks``). Otherwise the UPDATE is undone (savepoint)
+        and the lines acked already are read and left out, as always; an unknown id is not
+        one of them (it is logged, as it always was)."""
+        self._conn.execute("SAVEPOINT record_acks")
+        changed = self._conn.execute(
+            _ACK_LINES.format(marks=marks) + " AND state != 'acked'", (stamp, *chunk)
+        ).rowcount
+        if changed != len(chunk):
+            self._conn.execute("ROLLBACK TO record_acks")
+            done = {
+                r[0]
+                for r in self._conn.execute(
+                    "SELECT ci_lineitemid FROM lines"  # noqa: S608
+                    f" WHERE ci_lineitemid IN ({marks}) AND state = 'acked'",
+                    chunk,
+                )
+            }
+            chunk = [lid for lid in chunk if lid not in done]
+            if chunk:
+                marks = ",".join("?" * len(chunk))
+                self._conn.execute(_ACK_LINES.format(marks=marks), (stamp, *chunk))
+        self._conn.execute("RELEASE record_acks")
+        return chunk
 
     def bind_stored(
         self,

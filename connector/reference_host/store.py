@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from functools import lru_cache
+from itertools import chain
 from pathlib import Path
 
 from connector.models import (
@@ -293,6 +294,28 @@ def _first_column_in(
     return found
 
 
+_ROWS_PER_INSERT = 100  # rows of one multi-row INSERT (9 values each: 900 parameters)
+
+
+def _insert_rows(db: sqlite3.Connection, head: str, rows: Sequence[tuple[object, ...]]) -> int:
+    """``head`` (``INSERT ... VALUES ``) for every row, ``_ROWS_PER_INSERT`` rows a statement;
+    returns the rows inserted. One statement for many rows binds and steps once per
+    statement: ``executemany`` did both per row, most of the Python-side cost of a stored
+    line. The statement texts repeat (every full chunk is the same), so SQLite's statement
+    cache keeps them."""
+    if not rows:
+        return 0
+    width = len(rows[0])
+    group = "(" + ", ".join("?" * width) + ")"
+    inserted = 0
+    for start in range(0, len(rows), _ROWS_PER_INSERT):
+        chunk = rows[start : start + _ROWS_PER_INSERT]
+        sql = head + ", ".join([group] * len(chunk))
+        cur = db.execute(sql, list(chain.from_iterable(chunk)))
+        inserted += max(cur.rowcount, 0)
+    return inserted
+
+
 def _iso(moment: datetime | None) -> str | None:
     return None if moment is None else moment.isoformat()
 
@@ -474,7 +497,7 @@ class HostStore:
         """Like :meth:`store_orders`, with counts of what was new, replayed and refused.
 
         One transaction and a handful of statements per batch: the orders already stored are
-        looked up together, new orders and lines are inserted with ``executemany``."""
+        looked up together, new orders and lines are inserted many rows a statement."""
         with fewer_collections():  # a batch is thousands of rows: see connector.runtime.collector
             return self._store_batch(account, orders, accept)
 
@@ -556,20 +579,18 @@ class HostStore:
                         )
                     )
                 receipts.append(StoredOrder(order.orderid, host_order_id, tuple(ids)))
-            db.executemany(
+            _insert_rows(
+                db,
                 "INSERT INTO orders (seq, host_order_id, account, orderid, order_date, ship_by, "
-                "ship_to, total, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "ship_to, total, created_at) VALUES ",
                 new_rows,
             )
-            # rowcount of executemany sums the rows each INSERT OR IGNORE really inserted.
-            new_lines = max(
-                db.executemany(
-                    "INSERT OR IGNORE INTO order_lines (host_order_id, account, "
-                    "ci_lineitemid, fulfillment_lineitem_id, sku, host_sku, components, "
-                    "quantity, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    line_rows,
-                ).rowcount,
-                0,
+            # INSERT OR IGNORE: a replayed line adds nothing (and is not counted).
+            new_lines = _insert_rows(
+                db,
+                "INSERT OR IGNORE INTO order_lines (host_order_id, account, ci_lineitemid, "
+                "fulfillment_lineitem_id, sku, host_sku, components, quantity, status) VALUES ",
+                line_rows,
             )
         return StoreOutcome(
             stored=tuple(receipts),

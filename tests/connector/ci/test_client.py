@@ -589,3 +589,19 @@ def test_given_session_gets_retries_mounted(server: Any) -> None:
     assert client.stats.retries == {"503": 1}
     # the caller's session stays usable: the client does not close what it did not open
     assert session.get(server.url + "/api/v4/x", timeout=2).status_code == 200
+
+
+@responses.activate
+def test_mark_exported_ids_of_int_subclasses_are_checked_one_by_one() -> None:
+    # Not plain ints: each id goes through the full check (the fast path takes plain ints).
+    class Id(int):
+        pass
+
+    responses.add(responses.POST, f"{BASE}/api/v4/mark_exported", json={"success": True})
+    _client().mark_exported([Id(5), 7])
+    assert _form(responses.calls[0])["ci_lineitem_ids"] == "[5,7]"
+    with pytest.raises(ValueError):
+        _client().mark_exported([5, -1])
+    with pytest.raises(ValueError):
+        _client().mark_exported([5, False])
+    assert len(responses.calls) == 1

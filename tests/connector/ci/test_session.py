@@ -4,10 +4,13 @@ as ``requests``' own merge."""
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 import requests
 import responses
+from hypothesis import given
+from hypothesis import strategies as st
 
 from connector.ci.client import CIClient
 from connector.ci.session import FORM_CONTENT_TYPE, EnvOnceSession, form_body
@@ -180,3 +183,22 @@ def test_prepared_post_falls_back_for_what_it_does_not_handle(
     assert "Authorization" in ours.headers
     # The first two sessions of each pair took requests' path on their own side too.
     assert len(seen) == 2 * 5
+
+
+@given(
+    st.dictionaries(
+        st.text(max_size=12),
+        st.none() | st.text(max_size=40) | st.from_regex(r"\[[0-9,]*\]", fullmatch=True),
+        max_size=4,
+    )
+)
+def test_form_body_quotes_as_urlencode(payload: dict[str, str | None]) -> None:
+    # The short cuts (nothing to quote; a JSON list of ints) give urlencode's own text.
+    expected = urlencode([(k, v) for k, v in payload.items() if v is not None])
+    assert form_body(payload) == expected
+
+
+def test_form_body_of_an_id_list() -> None:
+    assert form_body({"supplier_id": "77001", "ci_lineitem_ids": "[12,345]"}) == (
+        "supplier_id=77001&ci_lineitem_ids=%5B12%2C345%5D"
+    )

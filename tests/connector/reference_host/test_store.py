@@ -31,6 +31,24 @@ def test_same_batch_twice_stores_nothing_twice(store: HostStore, kit: Any) -> No
     assert store.duplicates() == []
 
 
+def test_batch_of_many_statements_counts_new_lines_only(store: HostStore, kit: Any) -> None:
+    # Rows are inserted 100 a statement: 250 orders (375 lines) span several, the last
+    # partly; a replayed order and a line repeated within the batch add nothing.
+    batch = [
+        kit.order(f"O{i}", [1000 + 2 * i] + ([1001 + 2 * i] if i % 2 else [])) for i in range(250)
+    ]
+    first = store.store_batch("us", batch[:120])
+    again = store.store_batch("us", [*batch[100:], kit.order("O249", [1498, 1499])])
+    assert (first.new_orders, first.new_lines) == (120, 180)
+    assert (again.new_orders, again.existing_orders, again.new_lines) == (130, 21, 195)
+    assert [r.ci_lineitemids for r in again.stored[:20]] == [
+        r.ci_lineitemids for r in first.stored[100:]
+    ]
+    assert store.count_orders() == 250
+    assert store.count_lines() == 375
+    assert store.duplicates() == []
+
+
 def test_same_orderid_in_two_accounts_is_two_orders(store: HostStore, kit: Any) -> None:
     store.store_orders("us", [kit.order("O1", [11])])
     store.store_orders("uk", [kit.order("O1", [11], account="uk")])
