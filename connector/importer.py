@@ -785,30 +785,10 @@ class Importer:
         lines: list[OrderLine] = []
         heads: dict[Any, Any] = {}
         ship_by = None
-        decimals, datetimes = _DECIMALS, _DATETIMES
         for f, components in zip(forms, resolved, strict=True):
             if f[_F_RECORD] not in heads:
                 heads[f[_F_RECORD]] = f
-            cost = f[_F_COST]
-            line_ship_by = f[_F_SHIP_BY]
-            # _order_line, inlined (once per delivered line).
-            line = OrderLine(
-                f[_F_LID],
-                f[_F_FLI],
-                f[_F_SKU],
-                f[_F_BOM],
-                f[_F_NAME],
-                f[_F_QTY],
-                decimals[f[_F_PRICE]],
-                components,
-                None if cost is None else decimals[cost],
-                decimals[f[_F_DISCOUNT]],
-                f[_F_STATUS],
-                None if line_ship_by is None else datetimes[line_ship_by],
-                f[_F_UUID],
-                f[_F_VOUCHER],
-                f[_F_GIFT],
-            )
+            line = _order_line(f, components)
             lines.append(line)
             if line.ship_by is not None and (ship_by is None or line.ship_by < ship_by):
                 ship_by = line.ship_by
