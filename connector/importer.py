@@ -43,6 +43,7 @@ from connector.ledger import (
     HOST_STATES,
     UNCONFIRMED_STATES,
     BindingLine,
+    BoundLine,
     EvalLine,
     Ledger,
     LineRow,
@@ -940,45 +941,60 @@ class Importer:
         self, stored: Sequence[StoredOrder], prepare_with: Mappings | None = None
     ) -> list[LineResult]:
         now = self.clock()
-        wanted = [(so, lid) for so in stored for lid in so.ci_lineitemids]
-        known = self.ledger.binding_lines(lid for _, lid in wanted)
+        # Each line is decided by its first binding (a later one of the same line was skipped
+        # when the checks ran line by line, as here).
+        first: dict[int, StoredOrder] = {}
+        for so in stored:
+            for lid in so.ci_lineitemids:
+                if lid not in first:
+                    first[lid] = so
         results: dict[int, LineResult] = {}
         to_ack: list[int] = []
-        queued: set[int] = set()  # membership test on to_ack itself was O(n^2)
-        bindings: list[tuple[int, str]] = []
         with self.ledger.transaction():
-            for so, lid in wanted:
-                if lid in results or lid in queued:
-                    continue
-                row = known.get(lid)
-                refusal = _binding_refusal(self.account.name, so, lid, row)
-                if refusal is not None:
-                    results[lid] = LineResult(lid, LineOutcome.REJECTED, refusal)
-                    continue
-                assert row is not None
-                if row.state == "acked":
-                    if row.host_order_id is None:
-                        self.ledger.update_line(lid, now, host_order_id=so.host_order_id)
-                    results[lid] = LineResult(
-                        lid, LineOutcome.ALREADY_DONE, "already marked exported in CI"
-                    )
-                    continue
-                bindings.append((lid, so.host_order_id))
-                if row.hold_kind is HoldKind.REJECTED_BY_CI:
-                    results[lid] = LineResult(lid, LineOutcome.REJECTED, row.hold_reason)
+            # The checks are folded into the binding's write (a line is bound only if it may
+            # be): the lines it did not bind, usually none, are read to say why. The lines
+            # acknowledged next are claimed in the same write (one rewrite and one commit less
+            # per batch); claim_acks runs only for those it could not claim.
+            bound = self.ledger.bind_checked(
+                [(lid, so.orderid, so.host_order_id) for lid, so in first.items()],
+                now,
+                claim=self.options.mark_exported,
+                lease_seconds=self.options.lease_seconds,
+            )
+            rest = [lid for lid in first if lid not in bound]
+            known = self.ledger.binding_lines(rest) if rest else {}
+            late: list[tuple[int, str]] = []  # bindable after all (not seen in practice)
+            for lid in first:
+                line = bound.get(lid)
+                if line is None:
+                    so = first[lid]
+                    row = known.get(lid)
+                    refusal = _binding_refusal(self.account.name, so, lid, row)
+                    if refusal is not None:
+                        results[lid] = LineResult(lid, LineOutcome.REJECTED, refusal)
+                        continue
+                    assert row is not None
+                    if row.state == "acked":
+                        if row.host_order_id is None:
+                            self.ledger.update_line(lid, now, host_order_id=so.host_order_id)
+                        results[lid] = LineResult(
+                            lid, LineOutcome.ALREADY_DONE, "already marked exported in CI"
+                        )
+                        continue
+                    late.append((lid, so.host_order_id))
+                    rejected = row.hold_kind is HoldKind.REJECTED_BY_CI
+                    line = BoundLine(lid, row.hold_reason if rejected else None, False)
+                if line.rejected_reason is not None:
+                    results[lid] = LineResult(lid, LineOutcome.REJECTED, line.rejected_reason)
                 elif self.options.mark_exported:
                     to_ack.append(lid)
-                    queued.add(lid)
                 else:
                     results[lid] = LineResult(lid, LineOutcome.ACCEPTED)
-            # The lines acknowledged next are claimed in the same row write as their binding
-            # (one rewrite and one commit less per batch); the write says which it took, so
-            # claim_acks runs only for the rest (held elsewhere: taken over if free).
-            bound = self.ledger.bind_stored(
-                bindings, now, claim=to_ack, lease_seconds=self.options.lease_seconds
-            )
+            if late:
+                self.ledger.bind_stored(late, now)
+        taken = [lid for lid in to_ack if lid in bound and bound[lid].claimed]
         try:
-            for result in self._ack(to_ack, now, prepare_with, settle=True, taken=bound):
+            for result in self._ack(to_ack, now, prepare_with, settle=True, taken=taken):
                 results[result.ci_lineitemid] = result
         finally:
             # Claims not used up (queued: CI unreachable, refused, or an error) end here, so
@@ -995,8 +1011,7 @@ class Importer:
             # its own: its states are made durable here unless a record already did it.
             self.ledger.sync()
             self._prepared_synced = True
-        ordered = list(dict.fromkeys(lid for _, lid in wanted))
-        return [results[lid] for lid in ordered]
+        return [results[lid] for lid in first]
 
     def flush_acks(self) -> list[LineResult]:
         """Acknowledge every line the host stored that CI has not taken yet."""

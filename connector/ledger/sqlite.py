@@ -41,6 +41,7 @@ __all__ = [
     "OUTBOX_STATES",
     "UNCONFIRMED_STATES",
     "BindingLine",
+    "BoundLine",
     "DispatchLine",
     "KnownLine",
     "Ledger",
@@ -222,6 +223,39 @@ _BIND_CLAIM = (
 )
 _BIND_HELD_ELSEWHERE = _BIND + " AND lines.ack_owner IS NOT NULL AND lines.ack_owner != ?"
 
+# bind_checked: the binding checks of mark_exported folded into the write. A line is bound
+# only if known, of the host's order and handed over (delivered, or stored already).
+# _BIND_CHECKED is the usual case: every line of the statement may be bound, CI refused none
+# of them (hold rejected_by_ci: no claim, a result of its own), and, with ``{claim}``, none is
+# held elsewhere; its row count says so, with no read before or after (a RETURNING list cost
+# the UPDATE ~30% more: SQLite keeps the rows in a temporary table). Otherwise
+# _BIND_CHECKED_RETURNING runs on the same rows and says line by line what it bound and
+# claimed (rewriting the lines the first one bound with the same values).
+_BIND_CHECKED = (
+    "UPDATE lines SET state = 'stored', host_order_id = v.column3, updated_at = ?{claim}"
+    " FROM (VALUES {values}) AS v WHERE lines.ci_lineitemid = v.column1"
+    " AND lines.orderid = v.column2 AND (lines.state = 'delivered' OR lines.state = 'stored')"
+    " AND (lines.hold_kind IS NULL OR lines.hold_kind != 'rejected_by_ci')"
+    "{owned}"
+)
+_BIND_CHECKED_CLAIM = ", ack_owner = ?, ack_lease_until = ?"
+_BIND_CHECKED_OWNED = " AND (lines.ack_owner IS NULL OR lines.ack_owner = ?)"
+_BIND_CHECKED_RETURNING = (
+    "UPDATE lines SET state = 'stored', host_order_id = v.column3, updated_at = ?{claim}"
+    " FROM (VALUES {values}) AS v WHERE lines.ci_lineitemid = v.column1"
+    " AND lines.orderid = v.column2 AND (lines.state = 'delivered' OR lines.state = 'stored')"
+    " RETURNING ci_lineitemid, hold_kind = 'rejected_by_ci', hold_reason"
+    "{claimed}"
+)
+_CLAIMABLE = (
+    "(hold_kind IS NULL OR hold_kind != 'rejected_by_ci') AND (ack_owner IS NULL OR ack_owner = ?)"
+)
+_BIND_RETURNING_CLAIM = (
+    f", ack_owner = CASE WHEN {_CLAIMABLE} THEN ? ELSE ack_owner END,"
+    f" ack_lease_until = CASE WHEN {_CLAIMABLE} THEN ? ELSE ack_lease_until END"
+)
+_BIND_RETURNING_CLAIMED = ", ack_owner IS NOT NULL AND ack_owner = ? AND ack_lease_until = ?"
+
 
 def record_key(text: str, anchor: int) -> str:
     """The key of a raw record's stored text in ``records`` (schema v8):
@@ -323,6 +357,16 @@ class BindingLine(NamedTuple):
     hold_kind: HoldKind | None
     hold_reason: str
     host_order_id: str | None
+
+
+class BoundLine(NamedTuple):
+    """A line :meth:`Ledger.bind_checked` bound: what its acknowledgement needs."""
+
+    ci_lineitemid: int
+    rejected_reason: str | None
+    """The hold's reason if CI refused its ``mark_exported`` (hold ``rejected_by_ci``)."""
+    claimed: bool
+    """This process holds its ``mark_exported`` claim (taken, or held already, until then)."""
 
 
 class DispatchLine(NamedTuple):
@@ -555,6 +599,56 @@ _VALUES_ROWS = 500
 """Rows per multi-row ``INSERT``."""
 _MAX_PARAMS = 32766 if sqlite3.sqlite_version_info >= (3, 32) else 999
 """SQLite's default bound-parameter limit (PostgreSQL allows 65535)."""
+
+
+_PAD_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 384, _IN_CHUNK)
+"""Row counts a padded statement is written for (see :func:`_padded_rows`)."""
+
+
+def _padded_rows(count: int) -> int:
+    """The row count to write a statement of ``count`` id rows for: one of a few sizes, so
+    its text repeats and SQLite's statement cache hits. Parsing a statement of 500 ``(?, ?)``
+    rows cost ~12,000 instructions a row; the padding rows (NULLs, which match no line) cost
+    a few hundred."""
+    for size in _PAD_SIZES:
+        if count <= size:
+            return size
+    return count
+
+
+@lru_cache(maxsize=64)
+def _bind_checked_sql(rows: int, claim: bool, returning: bool) -> str:
+    """:data:`_BIND_CHECKED` (or ``_RETURNING``) for ``rows`` ``(id, orderid, host order id)``
+    rows."""
+    values = ",".join(["(?, ?, ?)"] * rows)
+    if returning:
+        return _BIND_CHECKED_RETURNING.format(
+            values=values,
+            claim=_BIND_RETURNING_CLAIM if claim else "",
+            claimed=_BIND_RETURNING_CLAIMED if claim else "",
+        )
+    return _BIND_CHECKED.format(
+        values=values,
+        claim=_BIND_CHECKED_CLAIM if claim else "",
+        owned=_BIND_CHECKED_OWNED if claim else "",
+    )
+
+
+def _piece_rows(count: int) -> int:
+    """The largest of :data:`_PAD_SIZES` not over ``count`` (``count`` > 0): rows cut into
+    such pieces are written by a few statement texts that recur, without padding."""
+    for size in reversed(_PAD_SIZES):
+        if size <= count:
+            return size
+    return count
+
+
+@lru_cache(maxsize=16)
+def _log_accepted_sql(rows: int) -> str:
+    """The ``acks`` log rows of ``rows`` accepted lines, ``(id, at)`` parameters each."""
+    return "INSERT INTO acks (ci_lineitemid, at, outcome, reason) VALUES " + ",".join(  # noqa: S608
+        ["(?, ?, 'accepted', '')"] * rows
+    )
 
 
 def _in_chunks(values: Sequence[Any]) -> Iterator[tuple[list[Any], str]]:
@@ -980,6 +1074,76 @@ class Ledger:
                 line = line._replace(hold_kind=HoldKind(line.hold_kind))
             found[line.ci_lineitemid] = line
         return found
+
+    def bind_checked(
+        self,
+        bindings: Sequence[tuple[int, str, str]],
+        now: datetime,
+        *,
+        claim: bool = False,
+        lease_seconds: float = 0.0,
+        owner: str | None = None,
+    ) -> dict[int, BoundLine]:
+        """Bind the lines of ``bindings`` ``(id, orderid, host_order_id)`` that may be bound
+        -- known, of that order, handed to the host (``delivered``, or ``stored`` already) --
+        as :meth:`bind_stored` does; the rest is left untouched (read them with
+        :meth:`binding_lines` to say why). Returns the lines bound, by id.
+
+        ``claim``: each bound line CI has not refused (hold ``rejected_by_ci``) also gets
+        ``owner``'s ``mark_exported`` claim until ``now + lease_seconds`` where nobody else
+        holds it (see :meth:`claim_acks`), in the same row write; :attr:`BoundLine.claimed`
+        says which are held so (:meth:`claim_acks` would find them held and write nothing).
+        An id given twice is bound with its first ``(orderid, host_order_id)``."""
+        stamp = _iso(now)
+        me = owner or process_owner()
+        until = _iso(now + timedelta(seconds=lease_seconds))
+        claiming = claim and self._leases
+        rows: dict[int, tuple[str, str]] = {}
+        for lid, orderid, host in bindings:
+            rows.setdefault(lid, (orderid, host))
+        head: tuple[Any, ...] = (stamp, me, until) if claiming else (stamp,)
+        tail: tuple[Any, ...] = (me,) if claiming else ()
+        found: dict[int, BoundLine] = {}
+        items = list(rows.items())
+        conn = self._conn
+        with self._lock:
+            try:
+                with self.transaction():
+                    for start in range(0, len(items), _IN_CHUNK):
+                        chunk = items[start : start + _IN_CHUNK]
+                        size = _padded_rows(len(chunk))
+                        params: list[Any] = [v for lid, (o, h) in chunk for v in (lid, o, h)]
+                        params += [None] * (3 * (size - len(chunk)))  # rows matching no line
+                        sql = _bind_checked_sql(size, claiming, False)
+                        if conn.execute(sql, (*head, *params, *tail)).rowcount == len(chunk):
+                            for lid, _ in chunk:
+                                found[lid] = BoundLine(lid, None, claiming)
+                            continue
+                        # Some line was left out: the lines it did bind are bound and claimed
+                        # again alike (same values), the rest as they may be.
+                        self._bind_returning(found, size, params, stamp, me, until, claiming)
+            except sqlite3.Error as exc:
+                raise self._error(exc) from None
+        return found
+
+    def _bind_returning(
+        self,
+        found: dict[int, BoundLine],
+        size: int,
+        params: list[Any],
+        stamp: str | None,
+        me: str,
+        until: str | None,
+        claiming: bool,
+    ) -> None:
+        """:meth:`bind_checked` for one chunk, line by line: which lines it bound, which of
+        them CI refused, which it claims."""
+        if claiming:
+            args: tuple[Any, ...] = (stamp, me, me, me, until, *params, me, until)
+        else:
+            args = (stamp, *params)
+        for r in self._conn.execute(_bind_checked_sql(size, claiming, True), args).fetchall():
+            found[r[0]] = BoundLine(r[0], r[2] if r[1] else None, bool(claiming and r[3]))
 
     def dispatch_lines(self, ids: Iterable[int]) -> dict[int, DispatchLine]:
         """The known lines among ``ids``, as dispatch pre-flight checks them (no JSON, no
@@ -1446,29 +1610,36 @@ class Ledger:
             try:
                 with self.transaction(durable=durable):
                     fresh: list[int] = []
-                    for chunk, marks in _in_chunks(list(dict.fromkeys(ids))):
-                        fresh += self._ack_chunk(chunk, marks, stamp)
-                    for chunk, _ in _in_chunks(fresh):
+                    for chunk, _ in _in_chunks(list(dict.fromkeys(ids))):
+                        fresh += self._ack_chunk(chunk, stamp)
+                    # In pieces of the padded sizes (a log row cannot be padded): each
+                    # statement text recurs, so it is parsed once (see _padded_rows).
+                    start = 0
+                    while start < len(fresh):
+                        size = _piece_rows(len(fresh) - start)
+                        piece = fresh[start : start + size]
+                        start += size
                         self._conn.execute(
-                            "INSERT INTO acks (ci_lineitemid, at, outcome, reason) VALUES "  # noqa: S608
-                            + ",".join(["(?, ?, 'accepted', '')"] * len(chunk)),
-                            [v for lid in chunk for v in (lid, stamp)],
+                            _log_accepted_sql(size), [v for lid in piece for v in (lid, stamp)]
                         )
             except sqlite3.Error as exc:
                 raise self._error(exc) from None
         return fresh
 
-    def _ack_chunk(self, chunk: list[int], marks: str, stamp: str | None) -> list[int]:
+    def _ack_chunk(self, chunk: list[int], stamp: str | None) -> list[int]:
         """``record_acks`` for one chunk of distinct ids: the ids recorded now, in order.
 
         Usually every line is known and not acked yet (this process claimed it): one UPDATE
         of the lines not acked finds that from its row count, with no read first (a read of
         the chunk cost ~18% of ``record_acks``). Otherwise the UPDATE is undone (savepoint)
         and the lines acked already are read and left out, as always; an unknown id is not
-        one of them (it is logged, as it always was)."""
+        one of them (it is logged, as it always was). The id list is padded with NULLs
+        (which match no line) to a size whose statement text recurs (see _padded_rows)."""
+        pad = [None] * (_padded_rows(len(chunk)) - len(chunk))
+        marks = ",".join("?" * (len(chunk) + len(pad)))
         self._conn.execute("SAVEPOINT record_acks")
         changed = self._conn.execute(
-            _ACK_LINES.format(marks=marks) + " AND state != 'acked'", (stamp, *chunk)
+            _ACK_LINES.format(marks=marks) + " AND state != 'acked'", (stamp, *chunk, *pad)
         ).rowcount
         if changed != len(chunk):
             self._conn.execute("ROLLBACK TO record_acks")
@@ -1477,7 +1648,7 @@ class Ledger:
                 for r in self._conn.execute(
                     "SELECT ci_lineitemid FROM lines"  # noqa: S608
                     f" WHERE ci_lineitemid IN ({marks}) AND state = 'acked'",
-                    chunk,
+                    (*chunk, *pad),
                 )
             }
             chunk = [lid for lid in chunk if lid not in done]
