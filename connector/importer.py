@@ -950,6 +950,7 @@ class Importer:
                     first[lid] = so
         results: dict[int, LineResult] = {}
         to_ack: list[int] = []
+        mark = self.options.mark_exported
         with self.ledger.transaction():
             # The checks are folded into the binding's write (a line is bound only if it may
             # be): the lines it did not bind, usually none, are read to say why. The lines
@@ -958,41 +959,22 @@ class Importer:
             bound = self.ledger.bind_checked(
                 [(lid, so.orderid, so.host_order_id) for lid, so in first.items()],
                 now,
-                claim=self.options.mark_exported,
+                claim=mark,
                 lease_seconds=self.options.lease_seconds,
             )
-            rest = [lid for lid in first if lid not in bound]
-            known = self.ledger.binding_lines(rest) if rest else {}
-            late: list[tuple[int, str]] = []  # bindable after all (not seen in practice)
+            if len(bound) < len(first):
+                self._not_bound(first, bound, results, now)
             for lid in first:
                 line = bound.get(lid)
                 if line is None:
-                    so = first[lid]
-                    row = known.get(lid)
-                    refusal = _binding_refusal(self.account.name, so, lid, row)
-                    if refusal is not None:
-                        results[lid] = LineResult(lid, LineOutcome.REJECTED, refusal)
-                        continue
-                    assert row is not None
-                    if row.state == "acked":
-                        if row.host_order_id is None:
-                            self.ledger.update_line(lid, now, host_order_id=so.host_order_id)
-                        results[lid] = LineResult(
-                            lid, LineOutcome.ALREADY_DONE, "already marked exported in CI"
-                        )
-                        continue
-                    late.append((lid, so.host_order_id))
-                    rejected = row.hold_kind is HoldKind.REJECTED_BY_CI
-                    line = BoundLine(lid, row.hold_reason if rejected else None, False)
+                    continue  # refused, or acknowledged before: its result is set
                 if line.rejected_reason is not None:
                     results[lid] = LineResult(lid, LineOutcome.REJECTED, line.rejected_reason)
-                elif self.options.mark_exported:
+                elif mark:
                     to_ack.append(lid)
                 else:
                     results[lid] = LineResult(lid, LineOutcome.ACCEPTED)
-            if late:
-                self.ledger.bind_stored(late, now)
-        taken = [lid for lid in to_ack if lid in bound and bound[lid].claimed]
+        taken = [lid for lid in to_ack if bound[lid].claimed]
         try:
             for result in self._ack(to_ack, now, prepare_with, settle=True, taken=taken):
                 results[result.ci_lineitemid] = result
@@ -1012,6 +994,41 @@ class Importer:
             self.ledger.sync()
             self._prepared_synced = True
         return [results[lid] for lid in first]
+
+    def _not_bound(
+        self,
+        first: dict[int, StoredOrder],
+        bound: dict[int, BoundLine],
+        results: dict[int, LineResult],
+        now: datetime,
+    ) -> None:
+        """The lines :meth:`Ledger.bind_checked` left alone, read to say why: refused (never
+        imported, another order, cancelled, not handed over) or acknowledged already. One
+        that may be bound after all (nothing else writes inside the transaction: not seen)
+        is bound here and added to ``bound``."""
+        rest = [lid for lid in first if lid not in bound]
+        known = self.ledger.binding_lines(rest)
+        late: list[tuple[int, str]] = []
+        for lid in rest:
+            so = first[lid]
+            row = known.get(lid)
+            refusal = _binding_refusal(self.account.name, so, lid, row)
+            if refusal is not None:
+                results[lid] = LineResult(lid, LineOutcome.REJECTED, refusal)
+                continue
+            assert row is not None
+            if row.state == "acked":
+                if row.host_order_id is None:
+                    self.ledger.update_line(lid, now, host_order_id=so.host_order_id)
+                results[lid] = LineResult(
+                    lid, LineOutcome.ALREADY_DONE, "already marked exported in CI"
+                )
+                continue
+            late.append((lid, so.host_order_id))
+            rejected = row.hold_kind is HoldKind.REJECTED_BY_CI
+            bound[lid] = BoundLine(row.hold_reason if rejected else None, False)
+        if late:
+            self.ledger.bind_stored(late, now)
 
     def flush_acks(self) -> list[LineResult]:
         """Acknowledge every line the host stored that CI has not taken yet."""
@@ -1050,11 +1067,13 @@ class Importer:
         if not batches:
             return []
         claimed = set(taken)
-        rest = [lid for lid in ids if lid not in claimed]
+        every = len(claimed) == len(ids)  # usual (bind_checked claimed them): no line to sort
+        rest = [] if every else [lid for lid in ids if lid not in claimed]
         if rest:
             claimed.update(self.ledger.claim_acks(rest, now, self.options.lease_seconds))
+            every = len(claimed) == len(set(ids))
         held = set(claimed)  # claims not yet ended by record_acks or release_acks
-        others = [lid for lid in ids if lid not in claimed]
+        others = [] if every else [lid for lid in ids if lid not in claimed]
         acked = (
             {
                 lid
@@ -1064,7 +1083,7 @@ class Importer:
             if others
             else set()
         )
-        mine = [[lid for lid in batch if lid in claimed] for batch in batches]
+        mine = batches if every else [[lid for lid in b if lid in claimed] for b in batches]
         workers = self.options.ack_concurrency if runs_concurrently(self.client) else 1
         pool = CallPool(workers, thread_setup(self.client), "ci-ack") if workers > 1 else None
         if pool is None:
@@ -1094,13 +1113,19 @@ class Importer:
                     results += self._queue(batch, stop_reason, now)
                     continue
                 # A line acked already, or in flight in another process, is not sent again.
-                head = [
-                    LineResult(lid, LineOutcome.ALREADY_DONE, "already marked exported in CI")
-                    if lid in acked
-                    else LineResult(lid, LineOutcome.QUEUED, "queued: being acknowledged elsewhere")
-                    for lid in batch
-                    if lid not in claimed
-                ]
+                head = (
+                    []
+                    if every
+                    else [
+                        LineResult(lid, LineOutcome.ALREADY_DONE, "already marked exported in CI")
+                        if lid in acked
+                        else LineResult(
+                            lid, LineOutcome.QUEUED, "queued: being acknowledged elsewhere"
+                        )
+                        for lid in batch
+                        if lid not in claimed
+                    ]
+                )
                 own = mine[k]
                 if not own:
                     results += head

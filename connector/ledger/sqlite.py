@@ -360,13 +360,17 @@ class BindingLine(NamedTuple):
 
 
 class BoundLine(NamedTuple):
-    """A line :meth:`Ledger.bind_checked` bound: what its acknowledgement needs."""
+    """What the acknowledgement needs of a line :meth:`Ledger.bind_checked` bound (the
+    usual one, bound and claimed or not claimed, is one shared value: no tuple per line)."""
 
-    ci_lineitemid: int
     rejected_reason: str | None
     """The hold's reason if CI refused its ``mark_exported`` (hold ``rejected_by_ci``)."""
     claimed: bool
     """This process holds its ``mark_exported`` claim (taken, or held already, until then)."""
+
+
+_BOUND = BoundLine(None, False)
+_BOUND_CLAIMED = BoundLine(None, True)
 
 
 class DispatchLine(NamedTuple):
@@ -1116,8 +1120,8 @@ class Ledger:
                         params += [None] * (3 * (size - len(chunk)))  # rows matching no line
                         sql = _bind_checked_sql(size, claiming, False)
                         if conn.execute(sql, (*head, *params, *tail)).rowcount == len(chunk):
-                            for lid, _ in chunk:
-                                found[lid] = BoundLine(lid, None, claiming)
+                            plain = _BOUND_CLAIMED if claiming else _BOUND
+                            found.update(dict.fromkeys([lid for lid, _ in chunk], plain))
                             continue
                         # Some line was left out: the lines it did bind are bound and claimed
                         # again alike (same values), the rest as they may be.
@@ -1143,7 +1147,10 @@ class Ledger:
         else:
             args = (stamp, *params)
         for r in self._conn.execute(_bind_checked_sql(size, claiming, True), args).fetchall():
-            found[r[0]] = BoundLine(r[0], r[2] if r[1] else None, bool(claiming and r[3]))
+            if r[1]:
+                found[r[0]] = BoundLine(r[2], False)
+            else:
+                found[r[0]] = _BOUND_CLAIMED if claiming and r[3] else _BOUND
 
     def dispatch_lines(self, ids: Iterable[int]) -> dict[int, DispatchLine]:
         """The known lines among ``ids``, as dispatch pre-flight checks them (no JSON, no

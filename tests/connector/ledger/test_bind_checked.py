@@ -41,8 +41,8 @@ def test_only_lines_that_may_be_bound_are_bound_and_returned(tmp_path: Path) -> 
     bindings = [(lid, "A", f"H{lid}") for lid in range(1, 8)] + [(99, "A", "H99")]
     bound = ledger.bind_checked(bindings, NOW)
     assert bound == {
-        1: BoundLine(1, None, False),
-        2: BoundLine(2, None, False),
+        1: BoundLine(None, False),
+        2: BoundLine(None, False),
     }
     after = _rows(ledger)
     assert (after[1][:2], after[2][:2]) == (("stored", "H1"), ("stored", "H2"))
@@ -62,7 +62,7 @@ def test_claims_are_taken_where_free_or_own_and_reported(tmp_path: Path) -> None
     assert bound[1].claimed
     assert bound[4].claimed
     assert not bound[2].claimed  # in flight elsewhere: bound, claim left alone
-    assert bound[3] == BoundLine(3, "CI refused mark_exported: no", False)
+    assert bound[3] == BoundLine("CI refused mark_exported: no", False)
     rows = _rows(ledger)
     assert rows[1][3] == rows[4][3] == UNTIL
     assert rows[2][2] == ELSEWHERE
@@ -76,7 +76,7 @@ def test_claims_are_taken_where_free_or_own_and_reported(tmp_path: Path) -> None
 def test_without_claim_no_claim_is_taken(tmp_path: Path) -> None:
     ledger = _ledger(tmp_path, {1: "delivered"})
     bound = ledger.bind_checked([(1, "A", "H1")], NOW, claim=False, lease_seconds=600)
-    assert bound == {1: BoundLine(1, None, False)}
+    assert bound == {1: BoundLine(None, False)}
     assert _rows(ledger)[1] == ("stored", "H1", None, None)
 
 
@@ -111,8 +111,8 @@ def test_a_line_ci_refused_is_bound_and_reported_with_or_without_claim(tmp_path:
     ledger.hold_line(1, HoldKind.REJECTED_BY_CI, "CI refused mark_exported: gone", NOW)
     bound = ledger.bind_checked([(1, "A", "H1"), (2, "A", "H2")], NOW)
     assert bound == {
-        1: BoundLine(1, "CI refused mark_exported: gone", False),
-        2: BoundLine(2, None, False),
+        1: BoundLine("CI refused mark_exported: gone", False),
+        2: BoundLine(None, False),
     }
     assert _rows(ledger)[1] == ("stored", "H1", None, None)
     assert _rows(ledger)[2] == ("stored", "H2", None, None)
