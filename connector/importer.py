@@ -1061,7 +1061,7 @@ class Importer:
         before the record only re-acknowledges those lines at the next flush. ``settle``: the
         caller returns to the host next, so the last record skips its fsync (see below).
         ``taken``: ids this process holds the claim of already, taken at ``now`` with this
-        lease (``bind_stored``): what ``claim_acks`` would find held; the rest is claimed."""
+        lease (``bind_checked``): what ``claim_acks`` would find held; the rest is claimed."""
         size = max(1, self.options.ack_batch_size)
         batches = [list(ids[start : start + size]) for start in range(0, len(ids), size)]
         if not batches:
