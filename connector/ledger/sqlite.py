@@ -1271,7 +1271,9 @@ class Ledger:
         # One statement per (state, hold, reason) and 500 lines: a delivery is one or two.
         groups: dict[tuple[str, str | None, str], list[int]] = {}
         for lid, state, kind, reason in updates:
-            groups.setdefault((state, _to_sql(kind), reason), []).append(lid)
+            # No _to_sql call for the usual no-hold update (its type tests, once per line).
+            hold = None if kind is None else _to_sql(kind)
+            groups.setdefault((state, hold, reason), []).append(lid)
         with self._lock:
             try:
                 with self.transaction():
