@@ -358,6 +358,7 @@ class EvalLine(NamedTuple):
 # A round stages its lines with few distinct first-seen stamps (one per staging batch):
 # evaluation parses each text once instead of once per line.
 _first_seen = lru_cache(maxsize=256)(datetime.fromisoformat)
+_NOTHING: Any = object()  # no value read yet
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -1227,6 +1228,8 @@ class Ledger:
         make = tuple.__new__
         kinds: dict[str, HoldKind] = {}
         unsorted: set[str] = set()
+        last_seen: Any = _NOTHING
+        first_seen: Any = None
         # No ORDER BY: sorting every row of the chunk (parsed text and all) cost SQLite a
         # temporary B-tree; only each order's own lines must be in line id order, and SQLite
         # reads them so through ``lines_orderid`` (the row id ends each index entry). Any
@@ -1237,6 +1240,8 @@ class Ledger:
                 hold = None
                 if kind:
                     hold = kinds.get(kind) or kinds.setdefault(kind, HoldKind(kind))
+                if seen != last_seen:  # lines staged together share their stamp
+                    last_seen, first_seen = seen, date(seen)
                 line = make(
                     EvalLine,
                     (
@@ -1246,7 +1251,7 @@ class Ledger:
                         status,
                         hold,
                         reason,
-                        date(seen),
+                        first_seen,
                         loads(record) if record else None,
                         parse(parsed) if parsed else None,
                     ),
@@ -1270,10 +1275,15 @@ class Ledger:
         stamp = _iso(now)
         # One statement per (state, hold, reason) and 500 lines: a delivery is one or two.
         groups: dict[tuple[str, str | None, str], list[int]] = {}
+        last: tuple[Any, ...] = ()
+        ids: list[int] = []
         for lid, state, kind, reason in updates:
-            # No _to_sql call for the usual no-hold update (its type tests, once per line).
-            hold = None if kind is None else _to_sql(kind)
-            groups.setdefault((state, hold, reason), []).append(lid)
+            if (state, kind, reason) != last:  # runs of one change (a delivery) grouped once
+                last = (state, kind, reason)
+                # No _to_sql call for the usual no-hold update (its type tests, per line).
+                hold = None if kind is None else _to_sql(kind)
+                ids = groups.setdefault((state, hold, reason), [])
+            ids.append(lid)
         with self._lock:
             try:
                 with self.transaction():
