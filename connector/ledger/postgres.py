@@ -535,6 +535,10 @@ class PostgresLedger(Ledger):
             "and the host"
         )
 
+    def _query_tuples(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        # The adapter's rows are tuples already (``_Row``).
+        return cast("list[tuple[Any, ...]]", self._query(sql, params))
+
     def _exec(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
         """One statement; outside a transaction it commits on its own (PostgreSQL's
         autocommit: one round trip instead of BEGIN/statement/COMMIT — a single statement is

@@ -406,6 +406,7 @@ class EvalLine(NamedTuple):
 # A round stages its lines with few distinct first-seen stamps (one per staging batch):
 # evaluation parses each text once instead of once per line.
 _first_seen = lru_cache(maxsize=256)(datetime.fromisoformat)
+_NOTHING: Any = object()  # no value read yet
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -860,6 +861,18 @@ class Ledger:
         with self._lock:
             try:
                 return list(self._conn.execute(sql, params).fetchall())
+            except sqlite3.Error as exc:
+                raise self._error(exc) from None
+
+    def _query_tuples(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """:meth:`_query` with each row a plain tuple, for hot reads taken apart by position:
+        no ``sqlite3.Row`` is built per row, and unpacking a tuple is one step instead of an
+        item lookup per column."""
+        with self._lock:
+            try:
+                cursor = self._conn.cursor()
+                cursor.row_factory = None
+                return cursor.execute(sql, params).fetchall()
             except sqlite3.Error as exc:
                 raise self._error(exc) from None
 
@@ -1386,18 +1399,20 @@ class Ledger:
         make = tuple.__new__
         kinds: dict[str, HoldKind] = {}
         unsorted: set[str] = set()
+        last_seen: Any = _NOTHING
+        first_seen: Any = None
         # No ORDER BY: sorting every row of the chunk (parsed text and all) cost SQLite a
         # temporary B-tree; only each order's own lines must be in line id order, and SQLite
         # reads them so through ``lines_orderid`` (the row id ends each index entry). Any
         # order read otherwise (another plan, PostgreSQL) is sorted here.
         for chunk, marks in _in_chunks(list(dict.fromkeys(orderids))):
-            for lid, orderid, state, status, kind, reason, seen, record, parsed in self._query(
-                f"{select} WHERE orderid IN ({marks})",
-                chunk,
-            ):
+            rows = self._query_tuples(f"{select} WHERE orderid IN ({marks})", chunk)
+            for lid, orderid, state, status, kind, reason, seen, record, parsed in rows:
                 hold = None
                 if kind:
                     hold = kinds.get(kind) or kinds.setdefault(kind, HoldKind(kind))
+                if seen != last_seen:  # lines staged together share their stamp
+                    last_seen, first_seen = seen, date(seen)
                 line = make(
                     EvalLine,
                     (
@@ -1407,7 +1422,7 @@ class Ledger:
                         status,
                         hold,
                         reason,
-                        date(seen),
+                        first_seen,
                         loads(record) if record else None,
                         parse(parsed) if parsed else None,
                     ),
@@ -1431,8 +1446,15 @@ class Ledger:
         stamp = _iso(now)
         # One statement per (state, hold, reason) and 500 lines: a delivery is one or two.
         groups: dict[tuple[str, str | None, str], list[int]] = {}
+        last: tuple[Any, ...] = ()
+        ids: list[int] = []
         for lid, state, kind, reason in updates:
-            groups.setdefault((state, _to_sql(kind), reason), []).append(lid)
+            if (state, kind, reason) != last:  # runs of one change (a delivery) grouped once
+                last = (state, kind, reason)
+                # No _to_sql call for the usual no-hold update (its type tests, per line).
+                hold = None if kind is None else _to_sql(kind)
+                ids = groups.setdefault((state, hold, reason), [])
+            ids.append(lid)
         with self._lock:
             try:
                 with self.transaction():
