@@ -166,3 +166,30 @@ def test_a_relaxed_transaction_skips_only_its_own_fsync(tmp_path: Path) -> None:
     assert ledger.get_line(1) is not None
     assert ledger.get_line(2) is None
     assert ledger.get_line(3) is not None
+
+
+@pytest.mark.sqlite_only
+def test_statement_journals_stay_in_memory_and_still_undo_a_failed_statement(
+    tmp_path: Path,
+) -> None:
+    """temp_store=MEMORY: a many-row statement's journal is not spilled to a temporary file,
+    and a statement that fails half-way is still undone alone (earlier work of the same
+    transaction stays until the transaction decides)."""
+    ledger = open_ledger_file(ledger_path(tmp_path, "x"), "x")
+    assert ledger._query("PRAGMA temp_store")[0][0] == 2  # MEMORY
+    for lid in range(1, 3001):  # ~80 pages of rows: the journal passes SQLite's 64 KB spill
+        ledger.stage_line(ci_lineitemid=lid, orderid=f"O{lid}", now=NOW)
+    conn = ledger._conn
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute("UPDATE lines SET hold_reason = 'first' WHERE ci_lineitemid <= 3000")
+    with pytest.raises(sqlite3.IntegrityError):  # the CHECK fails on the last row only
+        conn.execute(
+            "UPDATE lines SET hold_reason = 'second', state = CASE WHEN ci_lineitemid = 3000"
+            " THEN 'bogus' ELSE 'delivered' END"
+        )
+    assert conn.in_transaction
+    rows = conn.execute("SELECT DISTINCT state, hold_reason FROM lines").fetchall()
+    assert [tuple(r) for r in rows] == [("staged", "first")]
+    conn.execute("ROLLBACK")
+    assert ledger._query("SELECT COUNT(*) FROM lines WHERE hold_reason = ''")[0][0] == 3000
+    ledger.close()
