@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -192,4 +193,47 @@ def test_statement_journals_stay_in_memory_and_still_undo_a_failed_statement(
     assert [tuple(r) for r in rows] == [("staged", "first")]
     conn.execute("ROLLBACK")
     assert ledger._query("SELECT COUNT(*) FROM lines WHERE hold_reason = ''")[0][0] == 3000
+    ledger.close()
+
+
+def _rows_in_file(path: Path) -> int:
+    """Lines in the ledger file itself, WAL ignored (what checkpoints have copied)."""
+    conn = sqlite3.connect(f"file:{path}?immutable=1", uri=True)
+    try:
+        return int(conn.execute("SELECT COUNT(*) FROM lines").fetchone()[0])
+    finally:
+        conn.close()
+
+
+@pytest.mark.sqlite_only
+def test_background_checkpointer_copies_the_wal_and_stops_on_close(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from connector.ledger import sqlite as ledger_module
+
+    monkeypatch.setattr(ledger_module, "_CHECKPOINT_WAL_BYTES", 0)  # any WAL counts as big
+    monkeypatch.setattr(ledger_module, "_CHECKPOINT_INTERVAL", 0.01)
+    ledger = open_ledger_file(ledger_path(tmp_path, "x"), "x")
+    # The committing connection checkpoints by itself only far past SQLite's default.
+    assert ledger._query("PRAGMA wal_autocheckpoint")[0][0] == 8000
+    ledger.stage_line(ci_lineitemid=1, orderid="A", now=NOW)
+    checkpointer = ledger._checkpointer
+    assert checkpointer is not None
+    deadline = time.monotonic() + 10
+    while _rows_in_file(ledger.path) < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert _rows_in_file(ledger.path) == 1  # copied by the other thread
+    ledger.stage_line(ci_lineitemid=2, orderid="A", now=NOW)
+    ledger.close()
+    assert not checkpointer._thread.is_alive()
+    assert _rows_in_file(ledger.path) == 2  # the last close checkpoints, as before
+    assert not Path(f"{ledger.path}-wal").exists()
+
+
+@pytest.mark.sqlite_only
+def test_small_ledgers_start_no_checkpoint_thread(tmp_path: Path) -> None:
+    ledger = open_ledger_file(ledger_path(tmp_path, "x"), "x")
+    for lid in range(1, 50):
+        ledger.stage_line(ci_lineitemid=lid, orderid="A", now=NOW)
+    assert ledger._checkpointer is None
     ledger.close()
