@@ -31,6 +31,8 @@ import msgspec
 from connector.errors import LedgerError, LedgerIdentityError
 from connector.ledger.migrations import MIGRATIONS
 from connector.models import CarrierEvent, HeldLine, HoldKind
+from connector.runtime import checkpoint
+from connector.runtime.checkpoint import WalCheckpointer
 from connector.runtime.files import ensure_private
 from connector.runtime.identity import owner_is_dead, process_owner
 from connector.secrets import redact
@@ -557,65 +559,6 @@ _MAX_PARAMS = 32766 if sqlite3.sqlite_version_info >= (3, 32) else 999
 """SQLite's default bound-parameter limit (PostgreSQL allows 65535)."""
 
 
-_CHECKPOINT_WAL_BYTES = 8 * 1024 * 1024
-"""WAL size from which commits hand checkpoints to :class:`_Checkpointer` (SQLite's own
-automatic checkpoint starts at 1,000 pages: 8 MB with the ledger's 8 KB pages)."""
-_CHECKPOINT_INTERVAL = 0.5
-"""Seconds at least between two background checkpoints (each syncs the WAL and the file)."""
-_CHECKPOINT_BACKSTOP_PAGES = 8000
-"""The committing connection's own automatic checkpoint: only reached if the background one
-falls behind (or never starts), so the WAL stays bounded whatever happens to that thread."""
-
-
-class _Checkpointer:
-    """Copies the WAL back into the ledger file on a thread of its own, with its own
-    connection (``PRAGMA wal_checkpoint(PASSIVE)``: it never blocks a writer nor waits for
-    one).
-
-    Why: SQLite runs its automatic checkpoint inside the COMMIT that crosses the threshold,
-    i.e. on the importer's main thread: ~1,000 pages read from the WAL, written to the file
-    and the file fsync'd, several times per import and in phase 2 too, where every second of
-    the main thread is import time. Here that I/O overlaps the main thread's work (SQLite
-    releases the GIL while it runs). Durability is unchanged: a commit is on disk once its
-    WAL frames are synced by the COMMIT itself; a checkpoint only moves synced pages
-    into the file (this connection syncs as the ledger's does), and a kill in the middle of
-    one is repaired by SQLite on the next open. Started by the first commit that finds the
-    WAL past :data:`_CHECKPOINT_WAL_BYTES` (small ledgers never start it)."""
-
-    def __init__(self, path: Path) -> None:
-        self._conn = sqlite3.connect(
-            str(path), isolation_level=None, check_same_thread=False, timeout=30.0
-        )
-        self._conn.execute("PRAGMA synchronous=FULL")
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="ledger-checkpoint", daemon=True)
-        self._thread.start()
-
-    def nudge(self) -> None:
-        """A commit happened: checkpoint soon (at most every :data:`_CHECKPOINT_INTERVAL`)."""
-        self._wake.set()
-
-    def _run(self) -> None:
-        while True:
-            self._wake.wait()
-            if self._stop.is_set():
-                return
-            self._wake.clear()
-            # Busy (another process checkpointing) or an I/O error: the next nudge retries,
-            # and the committing connection's backstop checkpoint remains.
-            with suppress(sqlite3.Error):
-                self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-            self._stop.wait(_CHECKPOINT_INTERVAL)
-
-    def close(self) -> None:
-        """Stop the thread (after a checkpoint in progress) and close its connection."""
-        self._stop.set()
-        self._wake.set()
-        self._thread.join()
-        self._conn.close()
-
-
 def _in_chunks(values: Sequence[Any]) -> Iterator[tuple[list[Any], str]]:
     """``values`` in slices of :data:`_IN_CHUNK`, each with its ``?,?,...`` placeholders."""
     for start in range(0, len(values), _IN_CHUNK):
@@ -656,9 +599,8 @@ def open_ledger_file(
 class Ledger:
     """Durable per-account state. See the module docstring for the transaction rule."""
 
-    # A file ledger's WAL and its background checkpointer (none on PostgreSQL).
-    _wal: Path | None = None
-    _checkpointer: _Checkpointer | None = None
+    # A file ledger's background checkpointer (none on PostgreSQL).
+    _checkpointer: WalCheckpointer | None = None
 
     def __init__(
         self, path: Path, account_name: str, migrations: Sequence[tuple[int, str]] = MIGRATIONS
@@ -692,10 +634,10 @@ class Ledger:
             # main thread in phase 2; in memory none (the copy is bounded by the statement's
             # pages, a few hundred KB). Nothing durable lives there (it dies with the statement).
             self._conn.execute("PRAGMA temp_store=MEMORY")
-            # Checkpoints run on a thread of their own (_Checkpointer); this connection's
-            # automatic one is only the backstop.
-            self._conn.execute(f"PRAGMA wal_autocheckpoint={_CHECKPOINT_BACKSTOP_PAGES}")
-            self._wal = Path(f"{self.path}-wal")
+            # Checkpoints run on a thread of their own from 8 MB of WAL (SQLite's 1,000
+            # pages); this connection's automatic one is only the backstop.
+            self._conn.execute(f"PRAGMA wal_autocheckpoint={checkpoint.BACKSTOP_PAGES}")
+            self._checkpointer = WalCheckpointer(self.path, 1000 * 8192)
         except (sqlite3.Error, OSError) as exc:
             raise LedgerError(redact(f"cannot open ledger {self.path}: {exc}")) from None
         self._migrate(migrations)
@@ -791,25 +733,8 @@ class Ledger:
                     raise self._error(exc, "commit failed") from None
                 finally:
                     self._end(durable)
-                self._after_commit()
-
-    def _after_commit(self) -> None:
-        """Past :data:`_CHECKPOINT_WAL_BYTES` of WAL, have the background checkpointer copy
-        it into the file (started here the first time; see :class:`_Checkpointer`)."""
-        checkpointer = self._checkpointer
-        if checkpointer is None:
-            wal = self._wal
-            if wal is None:
-                return
-            try:
-                if wal.stat().st_size < _CHECKPOINT_WAL_BYTES:
-                    return
-                checkpointer = self._checkpointer = _Checkpointer(self.path)
-            except (OSError, sqlite3.Error):
-                # No background checkpoints then: the backstop one still bounds the WAL.
-                self._wal = None
-                return
-        checkpointer.nudge()
+                if self._checkpointer is not None:
+                    self._checkpointer.after_commit()
 
     def _begin(self, durable: bool) -> None:
         """``BEGIN IMMEDIATE``; a non-durable batch first drops to ``synchronous=NORMAL``:
@@ -884,7 +809,7 @@ class Ledger:
         """Close the connection (and the background checkpointer's, first: the last
         connection to close checkpoints and removes the WAL, as before)."""
         with self._lock:
-            checkpointer, self._checkpointer, self._wal = self._checkpointer, None, None
+            checkpointer, self._checkpointer = self._checkpointer, None
             try:
                 if checkpointer is not None:
                     checkpointer.close()

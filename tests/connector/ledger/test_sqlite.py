@@ -201,31 +201,34 @@ def _rows_in_file(path: Path) -> int:
     conn = sqlite3.connect(f"file:{path}?immutable=1", uri=True)
     try:
         return int(conn.execute("SELECT COUNT(*) FROM lines").fetchone()[0])
+    except sqlite3.OperationalError:  # not even the table copied yet
+        return 0
     finally:
         conn.close()
 
 
 @pytest.mark.sqlite_only
-def test_background_checkpointer_copies_the_wal_and_stops_on_close(
+def test_ledger_checkpoints_in_the_background_and_stops_it_on_close(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from connector.ledger import sqlite as ledger_module
+    from connector.runtime import checkpoint
 
-    monkeypatch.setattr(ledger_module, "_CHECKPOINT_WAL_BYTES", 0)  # any WAL counts as big
-    monkeypatch.setattr(ledger_module, "_CHECKPOINT_INTERVAL", 0.01)
+    monkeypatch.setattr(checkpoint, "INTERVAL", 0.01)
     ledger = open_ledger_file(ledger_path(tmp_path, "x"), "x")
     # The committing connection checkpoints by itself only far past SQLite's default.
-    assert ledger._query("PRAGMA wal_autocheckpoint")[0][0] == 8000
-    ledger.stage_line(ci_lineitemid=1, orderid="A", now=NOW)
+    assert ledger._query("PRAGMA wal_autocheckpoint")[0][0] == checkpoint.BACKSTOP_PAGES
     checkpointer = ledger._checkpointer
     assert checkpointer is not None
+    monkeypatch.setattr(checkpointer, "_threshold", 0)  # any WAL counts as big
+    ledger.stage_line(ci_lineitemid=1, orderid="A", now=NOW)
+    assert checkpointer.running
     deadline = time.monotonic() + 10
     while _rows_in_file(ledger.path) < 1 and time.monotonic() < deadline:
         time.sleep(0.01)
     assert _rows_in_file(ledger.path) == 1  # copied by the other thread
     ledger.stage_line(ci_lineitemid=2, orderid="A", now=NOW)
     ledger.close()
-    assert not checkpointer._thread.is_alive()
+    assert not checkpointer.running
     assert _rows_in_file(ledger.path) == 2  # the last close checkpoints, as before
     assert not Path(f"{ledger.path}-wal").exists()
 
@@ -235,5 +238,6 @@ def test_small_ledgers_start_no_checkpoint_thread(tmp_path: Path) -> None:
     ledger = open_ledger_file(ledger_path(tmp_path, "x"), "x")
     for lid in range(1, 50):
         ledger.stage_line(ci_lineitemid=lid, orderid="A", now=NOW)
-    assert ledger._checkpointer is None
+    assert ledger._checkpointer is not None
+    assert not ledger._checkpointer.running
     ledger.close()
