@@ -34,6 +34,8 @@ from connector.models import (
     SkuComponent,
     StoredOrder,
 )
+from connector.runtime import checkpoint
+from connector.runtime.checkpoint import WalCheckpointer
 from connector.runtime.collector import fewer_collections
 from connector.runtime.files import ensure_private
 
@@ -366,6 +368,7 @@ class _Transaction:
                 raise HostStoreError(
                     f"cannot commit to host database {store.path}: {error}"
                 ) from None
+            store._checkpointer.after_commit()
         finally:
             self._restore()
 
@@ -395,6 +398,12 @@ class HostStore:
             # The connection's own level (FULL unless SQLite was built otherwise), restored
             # after each non-durable commit.
             self._synchronous = int(self._db.execute("PRAGMA synchronous").fetchone()[0])
+            # WAL checkpoints on a thread of their own from SQLite's usual 1,000 pages (see
+            # connector.runtime.checkpoint: store_batch's commits ran them on the importer's
+            # main thread); this connection's automatic one is only the backstop.
+            self._db.execute(f"PRAGMA wal_autocheckpoint={checkpoint.BACKSTOP_PAGES}")
+            page = int(self._db.execute("PRAGMA page_size").fetchone()[0])
+            self._checkpointer = WalCheckpointer(self.path, 1000 * page)
         except (OSError, sqlite3.Error) as exc:
             raise HostStoreError(f"cannot open host database {self.path}: {exc}") from None
 
@@ -463,7 +472,9 @@ class HostStore:
         db.execute("COMMIT")
 
     def close(self) -> None:
-        """Close the database connection."""
+        """Close the database connection (the background checkpointer's first: the last
+        connection to close checkpoints and removes the WAL, as before)."""
+        self._checkpointer.close()
         self._db.close()
 
     def __enter__(self) -> HostStore:

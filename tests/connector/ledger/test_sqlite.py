@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -166,3 +167,77 @@ def test_a_relaxed_transaction_skips_only_its_own_fsync(tmp_path: Path) -> None:
     assert ledger.get_line(1) is not None
     assert ledger.get_line(2) is None
     assert ledger.get_line(3) is not None
+
+
+@pytest.mark.sqlite_only
+def test_statement_journals_stay_in_memory_and_still_undo_a_failed_statement(
+    tmp_path: Path,
+) -> None:
+    """temp_store=MEMORY: a many-row statement's journal is not spilled to a temporary file,
+    and a statement that fails half-way is still undone alone (earlier work of the same
+    transaction stays until the transaction decides)."""
+    ledger = open_ledger_file(ledger_path(tmp_path, "x"), "x")
+    assert ledger._query("PRAGMA temp_store")[0][0] == 2  # MEMORY
+    for lid in range(1, 3001):  # ~80 pages of rows: the journal passes SQLite's 64 KB spill
+        ledger.stage_line(ci_lineitemid=lid, orderid=f"O{lid}", now=NOW)
+    conn = ledger._conn
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute("UPDATE lines SET hold_reason = 'first' WHERE ci_lineitemid <= 3000")
+    with pytest.raises(sqlite3.IntegrityError):  # the CHECK fails on the last row only
+        conn.execute(
+            "UPDATE lines SET hold_reason = 'second', state = CASE WHEN ci_lineitemid = 3000"
+            " THEN 'bogus' ELSE 'delivered' END"
+        )
+    assert conn.in_transaction
+    rows = conn.execute("SELECT DISTINCT state, hold_reason FROM lines").fetchall()
+    assert [tuple(r) for r in rows] == [("staged", "first")]
+    conn.execute("ROLLBACK")
+    assert ledger._query("SELECT COUNT(*) FROM lines WHERE hold_reason = ''")[0][0] == 3000
+    ledger.close()
+
+
+def _rows_in_file(path: Path) -> int:
+    """Lines in the ledger file itself, WAL ignored (what checkpoints have copied)."""
+    conn = sqlite3.connect(f"file:{path}?immutable=1", uri=True)
+    try:
+        return int(conn.execute("SELECT COUNT(*) FROM lines").fetchone()[0])
+    except sqlite3.OperationalError:  # not even the table copied yet
+        return 0
+    finally:
+        conn.close()
+
+
+@pytest.mark.sqlite_only
+def test_ledger_checkpoints_in_the_background_and_stops_it_on_close(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from connector.runtime import checkpoint
+
+    monkeypatch.setattr(checkpoint, "INTERVAL", 0.01)
+    ledger = open_ledger_file(ledger_path(tmp_path, "x"), "x")
+    # The committing connection checkpoints by itself only far past SQLite's default.
+    assert ledger._query("PRAGMA wal_autocheckpoint")[0][0] == checkpoint.BACKSTOP_PAGES
+    checkpointer = ledger._checkpointer
+    assert checkpointer is not None
+    monkeypatch.setattr(checkpointer, "_threshold", 0)  # any WAL counts as big
+    ledger.stage_line(ci_lineitemid=1, orderid="A", now=NOW)
+    assert checkpointer.running
+    deadline = time.monotonic() + 10
+    while _rows_in_file(ledger.path) < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert _rows_in_file(ledger.path) == 1  # copied by the other thread
+    ledger.stage_line(ci_lineitemid=2, orderid="A", now=NOW)
+    ledger.close()
+    assert not checkpointer.running
+    assert _rows_in_file(ledger.path) == 2  # the last close checkpoints, as before
+    assert not Path(f"{ledger.path}-wal").exists()
+
+
+@pytest.mark.sqlite_only
+def test_small_ledgers_start_no_checkpoint_thread(tmp_path: Path) -> None:
+    ledger = open_ledger_file(ledger_path(tmp_path, "x"), "x")
+    for lid in range(1, 50):
+        ledger.stage_line(ci_lineitemid=lid, orderid="A", now=NOW)
+    assert ledger._checkpointer is not None
+    assert not ledger._checkpointer.running
+    ledger.close()

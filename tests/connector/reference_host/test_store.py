@@ -188,3 +188,28 @@ def test_record_notices_writes_many_in_one_commit(store: HostStore) -> None:
         ("dispatch_held", 11),
         ("dispatch_rejected", 12),
     ]
+
+
+def test_checkpoints_run_off_the_committing_thread(
+    tmp_path: Path, kit: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """store_batch's commits hand WAL checkpoints to a thread of their own (the connection's
+    automatic one is only a backstop); close stops it and leaves no WAL behind."""
+    from connector.runtime import checkpoint
+
+    monkeypatch.setattr(checkpoint, "INTERVAL", 0.01)
+    path = tmp_path / "host.sqlite3"
+    store = HostStore(path, clock=lambda: kit.T0)
+    assert store._db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == (
+        checkpoint.BACKSTOP_PAGES
+    )
+    checkpointer = store._checkpointer
+    monkeypatch.setattr(checkpointer, "_threshold", 0)  # any WAL counts as big
+    store.store_batch("us", [kit.order("O1", [11, 12])])
+    assert checkpointer.running
+    store.store_batch("us", [kit.order("O2", [21])])
+    store.close()
+    assert not checkpointer.running
+    assert not Path(f"{path}-wal").exists()
+    with HostStore(path, clock=lambda: kit.T0) as again:
+        assert again.count_lines() == 3

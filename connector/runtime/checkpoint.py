@@ -1,0 +1,99 @@
+"""WAL checkpoints of a SQLite file on a thread of their own (the ledger's, the reference
+host's).
+
+SQLite runs its automatic checkpoint inside the COMMIT that takes the WAL past 1,000 pages,
+i.e. on the committing thread: the importer's main thread, which reads ~1,000 pages from the
+WAL, writes them to the file and fsyncs it, several times per import and in phase 2 too,
+where every second of that thread is import time. :class:`WalCheckpointer` moves that I/O to
+a thread with its own connection (``PRAGMA wal_checkpoint(PASSIVE)``: it never blocks a
+writer nor waits for one; SQLite releases the GIL while it runs).
+
+Durability is unchanged: a commit is on disk once the COMMIT has synced its WAL frames; a
+checkpoint only copies synced pages into the file (syncing the WAL before and the file after,
+as the automatic one does), and a kill in the middle of one is repaired by SQLite on the next
+open. The committing connection keeps an automatic checkpoint far past the usual size
+(:data:`BACKSTOP_PAGES`), so the WAL stays bounded whatever happens to the thread.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from contextlib import suppress
+from pathlib import Path
+
+__all__ = ["BACKSTOP_PAGES", "INTERVAL", "WalCheckpointer"]
+
+INTERVAL = 0.5
+"""Seconds at least between two background checkpoints (each syncs the WAL and the file)."""
+BACKSTOP_PAGES = 8000
+"""``PRAGMA wal_autocheckpoint`` for the committing connection: only reached if the thread
+falls behind (or could not start)."""
+
+
+class WalCheckpointer:
+    """Checkpoints the WAL of ``path`` off the committing thread once it passes
+    ``threshold_bytes``. Call :meth:`after_commit` after each commit (cheap: one ``stat``
+    until the WAL first gets that big; the thread starts then, so small files never start
+    it) and :meth:`close` before closing the committing connection (the last connection to
+    close checkpoints and removes the WAL, as before)."""
+
+    def __init__(self, path: Path, threshold_bytes: int) -> None:
+        self._path = Path(path)
+        self._wal: Path | None = Path(f"{path}-wal")
+        self._threshold = threshold_bytes
+        self._conn: sqlite3.Connection | None = None
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def after_commit(self) -> None:
+        """A commit happened: checkpoint soon (at most every :data:`INTERVAL`) if the WAL is
+        big enough."""
+        if self._thread is None:
+            wal = self._wal
+            if wal is None:
+                return
+            try:
+                if wal.stat().st_size < self._threshold:
+                    return
+                self._conn = sqlite3.connect(
+                    str(self._path), isolation_level=None, check_same_thread=False, timeout=30.0
+                )
+                self._conn.execute("PRAGMA synchronous=FULL")
+            except (OSError, sqlite3.Error):
+                # No background checkpoints then: the backstop one still bounds the WAL.
+                self._wal = None
+                return
+            self._thread = threading.Thread(target=self._run, name="wal-checkpoint", daemon=True)
+            self._thread.start()
+        self._wake.set()
+
+    def _run(self) -> None:
+        conn = self._conn
+        assert conn is not None  # set before the thread starts
+        while True:
+            self._wake.wait()
+            if self._stop.is_set():
+                return
+            self._wake.clear()
+            # Busy (another process checkpointing) or an I/O error: the next commit retries,
+            # and the committing connection's backstop checkpoint remains.
+            with suppress(sqlite3.Error):
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            self._stop.wait(INTERVAL)
+
+    @property
+    def running(self) -> bool:
+        """Whether the thread has started and not stopped."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def close(self) -> None:
+        """Stop the thread (after a checkpoint in progress) and close its connection."""
+        self._wal = None
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join()
+        if self._conn is not None:
+            self._conn.close()
