@@ -1482,10 +1482,16 @@ def _positional_builder(cls: type[_T]) -> Callable[..., _T]:
     each), then the instance becomes ``cls`` by ``__class__`` assignment, which CPython
     allows between classes of one layout: the result is a ``cls`` instance like any other
     (same type, values, equality, hash, immutability); only the build is cheaper. Falls back
-    to ``cls`` itself if its layout is not one plain slot per field."""
+    to ``cls`` itself if its layout is not one plain slot per field or it has a
+    ``__post_init__``."""
     names = tuple(f.name for f in dataclass_fields(cls))  # type: ignore[arg-type]
     slots = cls.__dict__.get("__slots__")
-    if slots != names or cls.__bases__ != (object,) or "__init__" not in cls.__dict__:
+    if (
+        slots != names
+        or cls.__bases__ != (object,)
+        or "__init__" not in cls.__dict__
+        or hasattr(cls, "__post_init__")  # its checks would be skipped: the class builds
+    ):
         return cls
     # The same ``__slots__`` object: the layout check compares it first.
     parts = type(f"_{cls.__name__}Parts", (), {"__slots__": slots})

@@ -86,3 +86,19 @@ def test_a_class_of_another_layout_keeps_its_constructor() -> None:
     build = _positional_builder(Base)
     assert build is not Base
     _same(build(1), Base(1))
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    a: int
+
+    def __post_init__(self) -> None:
+        if self.a < 0:
+            raise ValueError("negative")
+
+
+def test_a_class_with_post_init_keeps_its_constructor_and_its_checks() -> None:
+    build = _positional_builder(Checked)
+    assert build is Checked
+    with pytest.raises(ValueError, match="negative"):
+        build(-1)
