@@ -733,10 +733,9 @@ class Ledger:
             # main thread in phase 2; in memory none (the copy is bounded by the statement's
             # pages, a few hundred KB). Nothing durable lives there (it dies with the statement).
             self._conn.execute("PRAGMA temp_store=MEMORY")
-            # Checkpoints run on a thread of their own from 8 MB of WAL (SQLite's 1,000
-            # pages); this connection's automatic one is only the backstop.
-            self._conn.execute(f"PRAGMA wal_autocheckpoint={checkpoint.BACKSTOP_PAGES}")
-            self._checkpointer = WalCheckpointer(self.path, 1000 * 8192)
+            # Checkpoints run on a thread of their own from SQLite's 1,000 pages of WAL;
+            # this connection's automatic one is only the backstop.
+            self._checkpointer = checkpoint.attach(self._conn, self.path)
         except (sqlite3.Error, OSError) as exc:
             raise LedgerError(redact(f"cannot open ledger {self.path}: {exc}")) from None
         self._migrate(migrations)

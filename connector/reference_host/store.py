@@ -35,7 +35,6 @@ from connector.models import (
     StoredOrder,
 )
 from connector.runtime import checkpoint
-from connector.runtime.checkpoint import WalCheckpointer
 from connector.runtime.collector import fewer_collections
 from connector.runtime.files import ensure_private
 
@@ -401,9 +400,7 @@ class HostStore:
             # WAL checkpoints on a thread of their own from SQLite's usual 1,000 pages (see
             # connector.runtime.checkpoint: store_batch's commits ran them on the importer's
             # main thread); this connection's automatic one is only the backstop.
-            self._db.execute(f"PRAGMA wal_autocheckpoint={checkpoint.BACKSTOP_PAGES}")
-            page = int(self._db.execute("PRAGMA page_size").fetchone()[0])
-            self._checkpointer = WalCheckpointer(self.path, 1000 * page)
+            self._checkpointer = checkpoint.attach(self._db, self.path)
         except (OSError, sqlite3.Error) as exc:
             raise HostStoreError(f"cannot open host database {self.path}: {exc}") from None
 

@@ -22,13 +22,24 @@ import threading
 from contextlib import suppress
 from pathlib import Path
 
-__all__ = ["BACKSTOP_PAGES", "INTERVAL", "WalCheckpointer"]
+__all__ = ["BACKSTOP_PAGES", "INTERVAL", "START_PAGES", "WalCheckpointer", "attach"]
 
 INTERVAL = 0.5
 """Seconds at least between two background checkpoints (each syncs the WAL and the file)."""
 BACKSTOP_PAGES = 8000
 """``PRAGMA wal_autocheckpoint`` for the committing connection: only reached if the thread
 falls behind (or could not start)."""
+START_PAGES = 1000
+"""WAL pages from which the thread checkpoints (SQLite's own automatic checkpoint size)."""
+
+
+def attach(conn: sqlite3.Connection, path: Path) -> WalCheckpointer:
+    """Make ``conn``'s automatic checkpoint the backstop and return the checkpointer of its
+    file ``path``, started from :data:`START_PAGES` of the file's own page size (a file keeps
+    the page size it was created with)."""
+    conn.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}")
+    page = int(conn.execute("PRAGMA page_size").fetchone()[0])
+    return WalCheckpointer(path, START_PAGES * page)
 
 
 class WalCheckpointer:

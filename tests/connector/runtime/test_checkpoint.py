@@ -70,3 +70,18 @@ def test_no_file_no_thread(tmp_path: Path) -> None:
     cp.after_commit()  # no WAL to stat: nothing starts, nothing raises
     assert not cp.running
     cp.close()
+
+
+@pytest.mark.parametrize("page_size", [4096, 8192])
+def test_attach_makes_the_connection_a_backstop_and_starts_at_its_own_pages(
+    tmp_path: Path, page_size: int
+) -> None:
+    path = tmp_path / "db.sqlite3"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute(f"PRAGMA page_size={page_size}")
+    conn.execute("PRAGMA journal_mode=WAL")
+    cp = checkpoint.attach(conn, path)
+    assert conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == checkpoint.BACKSTOP_PAGES
+    assert cp._threshold == checkpoint.START_PAGES * page_size
+    cp.close()
+    conn.close()
