@@ -665,6 +665,23 @@ def _in_chunks(values: Sequence[Any]) -> Iterator[tuple[list[Any], str]]:
         yield chunk, ",".join("?" * len(chunk))
 
 
+def _padded_in_chunks(values: Sequence[Any]) -> Iterator[tuple[list[Any], str]]:
+    """:func:`_in_chunks` with each slice padded with NULLs to one of :data:`_PAD_SIZES`:
+    ``x IN (..., NULL)`` matches what ``x IN (...)`` does, and the statement text recurs, so
+    SQLite's statement cache hits instead of parsing the last, partial slice's text anew."""
+    for start in range(0, len(values), _IN_CHUNK):
+        chunk = list(values[start : start + _IN_CHUNK])
+        size = _padded_rows(len(chunk))
+        chunk += [None] * (size - len(chunk))
+        yield chunk, _in_marks(size)
+
+
+@lru_cache(maxsize=32)
+def _in_marks(count: int) -> str:
+    """``count`` ``?`` placeholders, comma-separated."""
+    return ",".join("?" * count)
+
+
 def _to_sql(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
@@ -1197,7 +1214,7 @@ class Ledger:
         """``columns`` (``lines`` column names, the first ``ci_lineitemid``) of the known
         lines among ``ids``, one row each, 500 ids a query."""
         select = f"SELECT {', '.join(columns)} FROM lines WHERE ci_lineitemid IN"  # noqa: S608
-        for chunk, marks in _in_chunks(list(dict.fromkeys(ids))):
+        for chunk, marks in _padded_in_chunks(list(dict.fromkeys(ids))):
             yield from self._query(f"{select} ({marks})", chunk)
 
     def lines(self, states: Iterable[str] | None = None) -> Iterator[LineRow]:
@@ -1427,7 +1444,7 @@ class Ledger:
         # temporary B-tree; only each order's own lines must be in line id order, and SQLite
         # reads them so through ``lines_orderid`` (the row id ends each index entry). Any
         # order read otherwise (another plan, PostgreSQL) is sorted here.
-        for chunk, marks in _in_chunks(list(dict.fromkeys(orderids))):
+        for chunk, marks in _padded_in_chunks(list(dict.fromkeys(orderids))):
             rows = self._query_tuples(f"{select} WHERE orderid IN ({marks})", chunk)
             for lid, orderid, state, status, kind, reason, seen, record, parsed in rows:
                 hold = None
@@ -1481,7 +1498,7 @@ class Ledger:
             try:
                 with self.transaction():
                     for (state, hold, reason), ids in groups.items():
-                        for chunk, marks in _in_chunks(ids):
+                        for chunk, marks in _padded_in_chunks(ids):
                             self._conn.execute(
                                 _SET_STATE.format(marks=marks),
                                 (state, hold, reason, stamp, hold, hold, stamp, *chunk),
@@ -1491,7 +1508,7 @@ class Ledger:
 
     def end_evaluation(self, orderids: Sequence[str]) -> None:
         """These orders were evaluated in this round (whatever the outcome)."""
-        for chunk, marks in _in_chunks(orderids):
+        for chunk, marks in _padded_in_chunks(orderids):
             self._exec(
                 f"UPDATE lines SET pending_eval = 0 WHERE pending_eval = 1"  # noqa: S608
                 f" AND orderid IN ({marks})",
@@ -1502,7 +1519,7 @@ class Ledger:
         """How many distinct lines of ``ids`` are known and in ``state`` (one COUNT per 500
         ids: no row is read back)."""
         total = 0
-        for chunk, marks in _in_chunks(list(dict.fromkeys(ids))):
+        for chunk, marks in _padded_in_chunks(list(dict.fromkeys(ids))):
             rows = self._query(
                 f"SELECT COUNT(*) FROM lines WHERE state = ?"  # noqa: S608
                 f" AND ci_lineitemid IN ({marks})",
