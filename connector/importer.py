@@ -988,7 +988,7 @@ class Importer:
                 elif mark:
                     to_ack.append(lid)
                 else:
-                    results[lid] = LineResult(lid, LineOutcome.ACCEPTED)
+                    results[lid] = _accepted(lid, _ACCEPTED, "", None, None, None)
         taken = [lid for lid in to_ack if bound[lid].claimed]
         try:
             for result in self._ack(to_ack, now, prepare_with, settle=True, taken=taken):
@@ -1262,7 +1262,8 @@ class Importer:
         else:
             self.ledger.record_acks(batch, now)  # one transaction, batched writes
             crashpoint("ack_recorded")
-        return [LineResult(lid, LineOutcome.ACCEPTED) for lid in batch]
+        # Positional builder: one result per acknowledged line (see _accepted).
+        return [_accepted(lid, _ACCEPTED, "", None, None, None) for lid in batch]
 
     def _reject_ack(self, lid: int, reason: str, now: datetime) -> LineResult:
         text = f"CI refused mark_exported: {reason}"
@@ -1509,6 +1510,10 @@ def _positional_builder(cls: type[_T]) -> Callable[..., _T]:
 _build_order = _positional_builder(Order)
 _build_order_line = _positional_builder(OrderLine)
 _build_address = _positional_builder(Address)
+# LineResult built per acknowledged line: every field positionally, half the cost of its
+# (keyword-default) __init__; the same LineResult instance as LineResult(lid, ACCEPTED).
+_accepted = _positional_builder(LineResult)
+_ACCEPTED = LineOutcome.ACCEPTED
 _ADDRESS_LEN = len(dataclass_fields(Address))
 
 _DECIMALS = _Values(Decimal)
