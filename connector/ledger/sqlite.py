@@ -109,6 +109,11 @@ class LedgerVersionError(LedgerError):
 UNCONFIRMED_STATES = ("staged", "held", "delivered")
 """Line states not yet confirmed by the host (re-evaluated every import round)."""
 
+_UNFINISHED = "state != 'acked'"
+"""The condition of the partial index ``lines_state`` (schema v12): a query that looks lines
+up by a state other than ``acked`` carries it, so the planner may use the index (SQLite
+takes a partial index only for a query whose WHERE holds its condition's terms)."""
+
 HOST_STATES = ("delivered", "stored", "acked")
 """Line states of lines the host has been handed (the lines SLA risks and carrier events are
 accepted for, and the only ones reported as cancellations). A ledger line in state
@@ -1233,8 +1238,10 @@ class Ledger:
         else:
             wanted = list(states)
             marks = ",".join("?" * len(wanted))
+            # Without acknowledged lines, the partial index applies (see _UNFINISHED).
+            unfinished = "" if "acked" in wanted else f" AND {_UNFINISHED}"
             rows = self._query(
-                f"{select} WHERE state IN ({marks}) ORDER BY ci_lineitemid",
+                f"{select} WHERE state IN ({marks}){unfinished} ORDER BY ci_lineitemid",
                 wanted,
             )
         for r in rows:
@@ -1296,7 +1303,7 @@ class Ledger:
             marks = ",".join("?" * len(UNCONFIRMED_STATES))
             self._exec(
                 f"UPDATE lines SET pending_eval = 1 WHERE state IN ({marks})"  # noqa: S608
-                " AND pending_eval = 0",
+                f" AND {_UNFINISHED} AND pending_eval = 0",
                 UNCONFIRMED_STATES,
             )
         return number
@@ -1566,8 +1573,9 @@ class Ledger:
         """Distinct order dates (>= ``since``) of unconfirmed lines held for an invalid CI
         record: window mode re-reads them so a record CI fixed releases its order."""
         rows = self._query(
-            "SELECT DISTINCT order_date FROM lines WHERE hold_kind = ? AND state = 'held'"
-            " AND order_date IS NOT NULL AND order_date >= ? ORDER BY order_date",
+            "SELECT DISTINCT order_date FROM lines WHERE hold_kind = ? AND state = 'held'"  # noqa: S608
+            f" AND {_UNFINISHED} AND order_date IS NOT NULL AND order_date >= ?"
+            " ORDER BY order_date",
             (HoldKind.INVALID_PAYLOAD.value, _iso(since)),
         )
         return [datetime.fromisoformat(r[0]) for r in rows]
@@ -1576,8 +1584,9 @@ class Ledger:
         """``(line id, order id, order date, first seen)`` of every staged, unheld line with
         an order date: what may be waiting on the import delay."""
         rows = self._query(
-            "SELECT ci_lineitemid, orderid, order_date, first_seen FROM lines"
-            " WHERE state = 'staged' AND hold_kind IS NULL AND order_date IS NOT NULL"
+            "SELECT ci_lineitemid, orderid, order_date, first_seen FROM lines"  # noqa: S608
+            f" WHERE state = 'staged' AND {_UNFINISHED} AND hold_kind IS NULL"
+            " AND order_date IS NOT NULL"
             " ORDER BY order_date, ci_lineitemid"
         )
         return [
@@ -1587,7 +1596,7 @@ class Ledger:
     def stored_unacked(self) -> list[int]:
         """Line ids the host stored that CI has not acknowledged (not refused by CI)."""
         rows = self._query(
-            "SELECT ci_lineitemid FROM lines WHERE state = 'stored'"
+            f"SELECT ci_lineitemid FROM lines WHERE state = 'stored' AND {_UNFINISHED}"  # noqa: S608
             " AND (hold_kind IS NULL OR hold_kind != ?) ORDER BY ci_lineitemid",
             (HoldKind.REJECTED_BY_CI.value,),
         )
@@ -2282,7 +2291,8 @@ class Ledger:
         """Order date of the oldest line still staged without a hold (held back by
         ``import_delay_minutes`` until old enough), or ``None``."""
         rows = self._query(
-            "SELECT MIN(order_date) FROM lines WHERE state = 'staged' AND hold_kind IS NULL"
+            "SELECT MIN(order_date) FROM lines WHERE state = 'staged'"  # noqa: S608
+            f" AND {_UNFINISHED} AND hold_kind IS NULL"
         )
         return _dt(rows[0][0]) if rows else None
 
