@@ -633,9 +633,17 @@ class Importer:
                 )
                 if order is not None:
                     orders.append(order)
+            # Every line read for these orders (all their lines) changes state here, which
+            # ends its pending evaluation too: then end_evaluation would find none left (one
+            # index search per order for nothing). The ids of ``updates`` are these orders'
+            # lines, so as many distinct ids as lines read means every line.
+            every = len(grouped) == len(orderids) and len({u[0] for u in updates}) == sum(
+                map(len, grouped.values())
+            )
             with self.ledger.transaction(durable=self._durable_delivery):
                 self.ledger.set_line_states(updates, now)
-                self.ledger.end_evaluation(orderids)
+                if not every:
+                    self.ledger.end_evaluation(orderids)
         return orders, self.ledger.has_pending_evaluation()
 
     def _prepare_next(self, mappings: Mappings) -> None:
