@@ -757,11 +757,11 @@ class Importer:
 
         # The lines of one record share its date text: each distinct text parsed once.
         if len(forms) == 1:
-            order_date = _iso_datetime(forms[0][_F_DATE])
+            order_date = _DATETIMES[forms[0][_F_DATE]]
         else:
             dates = {f[_F_DATE] for f in forms}
             if len(dates) == 1:  # one record, or records of one date: no min() to run
-                order_date = _iso_datetime(dates.pop())
+                order_date = _DATETIMES[dates.pop()]
             else:
                 order_date = min(map(_iso_datetime, dates))
         if delay and delay_until(order_date, min(row.first_seen for row in live), delay)[0] > now:
@@ -1451,32 +1451,27 @@ def _line_fields(line: OrderLine) -> list[Any]:
     ]
 
 
-class _Values:
+class _Values(dict[Any, Any]):
     """Text -> its value, made on first use (``make``): delivery turns the same few price
     and date texts into values again and again (a catalogue has few prices, a page few
-    minutes), and both are immutable, so one object serves every line. :attr:`known` is a
-    plain dict, which the hot paths subscript directly (a miss: KeyError, then this call):
-    an exact dict's subscript is the interpreter's specialised fast path, a dict subclass's
-    goes through a slot call (``dict.__getitem__`` is a method, not a slot, there: ~4x the
-    instructions). Emptied at 4,096 entries, so it stays small whatever the listing."""
+    minutes), and both are immutable, so one object serves every line. A plain dict
+    subscript (``__missing__`` on a miss) costs a fraction of an ``lru_cache`` call; emptied
+    at 4,096 entries, so it stays small whatever the listing."""
 
-    __slots__ = ("_make", "known")
+    __slots__ = ("_make",)
 
     def __init__(self, make: Callable[[Any], Any]) -> None:
-        self.known: dict[str, Any] = {}
+        super().__init__()
         self._make = make
 
-    def __call__(self, key: Any) -> Any:
+    def __missing__(self, key: Any) -> Any:
         if type(key) is not str:
             # Only text is kept: equal numbers of other types (0 and -0.0, 1 and 1.0) would
             # share an entry and give one the other's value.
             return self._make(key)
-        known = self.known
-        value = known.get(key)
-        if value is None:
-            if len(known) >= 4096:
-                known.clear()  # in place: the hot paths hold this dict
-            value = known[key] = self._make(key)
+        if len(self) >= 4096:
+            self.clear()
+        value = self[key] = self._make(key)
         return value
 
 
@@ -1529,10 +1524,8 @@ _ADDRESS_LEN = len(dataclass_fields(Address))
 
 _DECIMALS = _Values(Decimal)
 _DATETIMES = _Values(datetime.fromisoformat)
-_decimal = _DECIMALS.__call__
-_iso_datetime = _DATETIMES.__call__
-_DECIMAL_OF = _DECIMALS.known
-_DATETIME_OF = _DATETIMES.known
+_decimal = _DECIMALS.__getitem__
+_iso_datetime = _DATETIMES.__getitem__
 _ZERO = Decimal("0")
 _UNRESOLVED: Any = object()  # a (sku, bom_sku) not looked up yet (None: looked up, unmapped)
 
@@ -1540,20 +1533,6 @@ _UNRESOLVED: Any = object()  # a (sku, bom_sku) not looked up yet (None: looked 
 def _order_line(f: list[Any], components: tuple[SkuComponent, ...] = ()) -> OrderLine:
     cost = f[_F_COST]
     ship_by = f[_F_SHIP_BY]
-    try:  # the values known already (usual), by plain dict subscripts (see _Values)
-        price = _DECIMAL_OF[f[_F_PRICE]]
-        discount = _DECIMAL_OF[f[_F_DISCOUNT]]
-        if cost is not None:
-            cost = _DECIMAL_OF[cost]
-        if ship_by is not None:
-            ship_by = _DATETIME_OF[ship_by]
-    except KeyError:  # one not seen yet, or not text: made (and kept) by the caches
-        cost = f[_F_COST]
-        ship_by = f[_F_SHIP_BY]
-        price = _decimal(f[_F_PRICE])
-        discount = _decimal(f[_F_DISCOUNT])
-        cost = None if cost is None else _decimal(cost)
-        ship_by = None if ship_by is None else _iso_datetime(ship_by)
     # Positional, in OrderLine's field order (every field: the builder has no defaults).
     return _build_order_line(
         f[_F_LID],
@@ -1562,12 +1541,12 @@ def _order_line(f: list[Any], components: tuple[SkuComponent, ...] = ()) -> Orde
         f[_F_BOM],
         f[_F_NAME],
         f[_F_QTY],
-        price,
+        _DECIMALS[f[_F_PRICE]],
         components,
-        cost,
-        discount,
+        None if cost is None else _DECIMALS[cost],
+        _DECIMALS[f[_F_DISCOUNT]],
         f[_F_STATUS],
-        ship_by,
+        None if ship_by is None else _DATETIMES[ship_by],
         f[_F_UUID],
         f[_F_VOUCHER],
         f[_F_GIFT],

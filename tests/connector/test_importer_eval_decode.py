@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from connector.importer import Importer, _decimal, _decode_parsed, _order_line
+from connector.importer import Importer, _decimal, _decode_parsed
 from connector.ledger import EvalLine, open_ledger
 from tests.connector.fakes import T0, fake_mappings, make_host
 
@@ -96,20 +96,3 @@ def test_cached_values_keep_numbers_of_other_types_apart() -> None:
     assert str(_decimal("-0")) == "-0"
     assert _decimal("10.75") is _decimal("10.75")
     assert _decimal(1.5) == Decimal("1.5")
-
-
-def test_line_values_the_same_whether_cached_or_not() -> None:
-    # _order_line reads known texts by plain dict subscripts; a text not seen yet, or a value
-    # that is not text, takes the caches' own call: the line is the same either way.
-    fresh = _form(7, 7, price="31.17", ship_by="2024-03-09T05:59:00+00:00")
-    first = _order_line(fresh)  # every text new
-    again = _order_line(fresh)  # every text known
-    assert first == again
-    assert repr(first) == repr(again)
-    assert first.unit_price is again.unit_price
-    numbers = _form(8, 8, price=12)  # a number where text belongs (plain decode)
-    line = _order_line(numbers)
-    assert line.unit_price == Decimal(12)
-    assert line.unit_price is not _decimal("12")
-    assert line.groupon_cost == Decimal("6.0")
-    assert line.ship_by == datetime(2024, 3, 3, 5, 59, tzinfo=UTC)
