@@ -109,6 +109,11 @@ class LedgerVersionError(LedgerError):
 UNCONFIRMED_STATES = ("staged", "held", "delivered")
 """Line states not yet confirmed by the host (re-evaluated every import round)."""
 
+_UNFINISHED = "state != 'acked'"
+"""The condition of the partial index ``lines_state`` (schema v12): a query that looks lines
+up by a state other than ``acked`` carries it, so the planner may use the index (SQLite
+takes a partial index only for a query whose WHERE holds its condition's terms)."""
+
 HOST_STATES = ("delivered", "stored", "acked")
 """Line states of lines the host has been handed (the lines SLA risks and carrier events are
 accepted for, and the only ones reported as cancellations). A ledger line in state
@@ -665,6 +670,23 @@ def _in_chunks(values: Sequence[Any]) -> Iterator[tuple[list[Any], str]]:
         yield chunk, ",".join("?" * len(chunk))
 
 
+def _padded_in_chunks(values: Sequence[Any]) -> Iterator[tuple[list[Any], str]]:
+    """:func:`_in_chunks` with each slice padded with NULLs to one of :data:`_PAD_SIZES`:
+    ``x IN (..., NULL)`` matches what ``x IN (...)`` does, and the statement text recurs, so
+    SQLite's statement cache hits instead of parsing the last, partial slice's text anew."""
+    for start in range(0, len(values), _IN_CHUNK):
+        chunk = list(values[start : start + _IN_CHUNK])
+        size = _padded_rows(len(chunk))
+        chunk += [None] * (size - len(chunk))
+        yield chunk, _in_marks(size)
+
+
+@lru_cache(maxsize=32)
+def _in_marks(count: int) -> str:
+    """``count`` ``?`` placeholders, comma-separated."""
+    return ",".join("?" * count)
+
+
 def _to_sql(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
@@ -1197,7 +1219,7 @@ class Ledger:
         """``columns`` (``lines`` column names, the first ``ci_lineitemid``) of the known
         lines among ``ids``, one row each, 500 ids a query."""
         select = f"SELECT {', '.join(columns)} FROM lines WHERE ci_lineitemid IN"  # noqa: S608
-        for chunk, marks in _in_chunks(list(dict.fromkeys(ids))):
+        for chunk, marks in _padded_in_chunks(list(dict.fromkeys(ids))):
             yield from self._query(f"{select} ({marks})", chunk)
 
     def lines(self, states: Iterable[str] | None = None) -> Iterator[LineRow]:
@@ -1216,8 +1238,10 @@ class Ledger:
         else:
             wanted = list(states)
             marks = ",".join("?" * len(wanted))
+            # Without acknowledged lines, the partial index applies (see _UNFINISHED).
+            unfinished = "" if "acked" in wanted else f" AND {_UNFINISHED}"
             rows = self._query(
-                f"{select} WHERE state IN ({marks}) ORDER BY ci_lineitemid",
+                f"{select} WHERE state IN ({marks}){unfinished} ORDER BY ci_lineitemid",
                 wanted,
             )
         for r in rows:
@@ -1279,7 +1303,7 @@ class Ledger:
             marks = ",".join("?" * len(UNCONFIRMED_STATES))
             self._exec(
                 f"UPDATE lines SET pending_eval = 1 WHERE state IN ({marks})"  # noqa: S608
-                " AND pending_eval = 0",
+                f" AND {_UNFINISHED} AND pending_eval = 0",
                 UNCONFIRMED_STATES,
             )
         return number
@@ -1427,7 +1451,7 @@ class Ledger:
         # temporary B-tree; only each order's own lines must be in line id order, and SQLite
         # reads them so through ``lines_orderid`` (the row id ends each index entry). Any
         # order read otherwise (another plan, PostgreSQL) is sorted here.
-        for chunk, marks in _in_chunks(list(dict.fromkeys(orderids))):
+        for chunk, marks in _padded_in_chunks(list(dict.fromkeys(orderids))):
             rows = self._query_tuples(f"{select} WHERE orderid IN ({marks})", chunk)
             for lid, orderid, state, status, kind, reason, seen, record, parsed in rows:
                 hold = None
@@ -1481,7 +1505,7 @@ class Ledger:
             try:
                 with self.transaction():
                     for (state, hold, reason), ids in groups.items():
-                        for chunk, marks in _in_chunks(ids):
+                        for chunk, marks in _padded_in_chunks(ids):
                             self._conn.execute(
                                 _SET_STATE.format(marks=marks),
                                 (state, hold, reason, stamp, hold, hold, stamp, *chunk),
@@ -1491,7 +1515,7 @@ class Ledger:
 
     def end_evaluation(self, orderids: Sequence[str]) -> None:
         """These orders were evaluated in this round (whatever the outcome)."""
-        for chunk, marks in _in_chunks(orderids):
+        for chunk, marks in _padded_in_chunks(orderids):
             self._exec(
                 f"UPDATE lines SET pending_eval = 0 WHERE pending_eval = 1"  # noqa: S608
                 f" AND orderid IN ({marks})",
@@ -1502,7 +1526,7 @@ class Ledger:
         """How many distinct lines of ``ids`` are known and in ``state`` (one COUNT per 500
         ids: no row is read back)."""
         total = 0
-        for chunk, marks in _in_chunks(list(dict.fromkeys(ids))):
+        for chunk, marks in _padded_in_chunks(list(dict.fromkeys(ids))):
             rows = self._query(
                 f"SELECT COUNT(*) FROM lines WHERE state = ?"  # noqa: S608
                 f" AND ci_lineitemid IN ({marks})",
@@ -1549,8 +1573,9 @@ class Ledger:
         """Distinct order dates (>= ``since``) of unconfirmed lines held for an invalid CI
         record: window mode re-reads them so a record CI fixed releases its order."""
         rows = self._query(
-            "SELECT DISTINCT order_date FROM lines WHERE hold_kind = ? AND state = 'held'"
-            " AND order_date IS NOT NULL AND order_date >= ? ORDER BY order_date",
+            "SELECT DISTINCT order_date FROM lines WHERE hold_kind = ? AND state = 'held'"  # noqa: S608
+            f" AND {_UNFINISHED} AND order_date IS NOT NULL AND order_date >= ?"
+            " ORDER BY order_date",
             (HoldKind.INVALID_PAYLOAD.value, _iso(since)),
         )
         return [datetime.fromisoformat(r[0]) for r in rows]
@@ -1559,8 +1584,9 @@ class Ledger:
         """``(line id, order id, order date, first seen)`` of every staged, unheld line with
         an order date: what may be waiting on the import delay."""
         rows = self._query(
-            "SELECT ci_lineitemid, orderid, order_date, first_seen FROM lines"
-            " WHERE state = 'staged' AND hold_kind IS NULL AND order_date IS NOT NULL"
+            "SELECT ci_lineitemid, orderid, order_date, first_seen FROM lines"  # noqa: S608
+            f" WHERE state = 'staged' AND {_UNFINISHED} AND hold_kind IS NULL"
+            " AND order_date IS NOT NULL"
             " ORDER BY order_date, ci_lineitemid"
         )
         return [
@@ -1570,7 +1596,7 @@ class Ledger:
     def stored_unacked(self) -> list[int]:
         """Line ids the host stored that CI has not acknowledged (not refused by CI)."""
         rows = self._query(
-            "SELECT ci_lineitemid FROM lines WHERE state = 'stored'"
+            f"SELECT ci_lineitemid FROM lines WHERE state = 'stored' AND {_UNFINISHED}"  # noqa: S608
             " AND (hold_kind IS NULL OR hold_kind != ?) ORDER BY ci_lineitemid",
             (HoldKind.REJECTED_BY_CI.value,),
         )
@@ -2265,7 +2291,8 @@ class Ledger:
         """Order date of the oldest line still staged without a hold (held back by
         ``import_delay_minutes`` until old enough), or ``None``."""
         rows = self._query(
-            "SELECT MIN(order_date) FROM lines WHERE state = 'staged' AND hold_kind IS NULL"
+            "SELECT MIN(order_date) FROM lines WHERE state = 'staged'"  # noqa: S608
+            f" AND {_UNFINISHED} AND hold_kind IS NULL"
         )
         return _dt(rows[0][0]) if rows else None
 

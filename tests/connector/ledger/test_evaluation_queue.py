@@ -50,3 +50,35 @@ def test_reopened_orders_wait_for_evaluation_again(tmp_path: Path) -> None:
     ledger.reopen_evaluation([])  # nothing to do
     assert ledger.pending_orderids(10) == ["A"]
     ledger.close()
+
+
+def test_partial_id_lists_padded_with_nulls_change_and_count_only_their_lines(
+    tmp_path: Path,
+) -> None:
+    """Lists of ids / orders that end in a partial slice (padded with NULLs to a recurring
+    statement size) select, count and change exactly the lines they name."""
+    ledger = open_ledger_file(ledger_path(tmp_path, "us"), "us")
+    round_no = ledger.begin_import_round()
+    lids = range(1, 504)
+    ledger.stage_rows(
+        records=[(f"k{lid}", "{}") for lid in lids],
+        inserts=[_insert(lid, f"O{lid % 5}", round_no) for lid in lids],
+    )
+    ledger.complete_import_round(round_no)
+    delivered = [lid for lid in range(1, 502) if lid % 5 != 4]  # 401: O4's lines left out
+    with ledger.transaction():
+        ledger.set_line_states([(lid, "delivered", None, "") for lid in delivered], T0)
+        ledger.set_line_states([(502, "stored", None, "")], T0)
+        ledger.end_evaluation(["O1", "O2"])
+    assert ledger.count_in_state(lids, "delivered") == len(delivered)
+    assert ledger.count_in_state([*lids, 999], "staged") == len(lids) - len(delivered) - 1
+    assert ledger.count_in_state([502, 503, 999], "stored") == 1
+    # O3's line 503 and O4's lines were left staged.
+    assert sorted(ledger.pending_orderids(10)) == ["O3", "O4"]
+    rows = ledger.eval_rows_of_orders(["O2", "O3", "X"])
+    assert sorted(rows) == ["O2", "O3"]
+    assert [line.ci_lineitemid for line in rows["O2"]] == list(range(2, 504, 5))
+    assert {line.state for line in rows["O2"]} == {"delivered", "stored"}
+    assert [line.ci_lineitemid for line in rows["O3"]] == list(range(3, 504, 5))
+    assert set(ledger.dispatch_lines([502, 503, 999])) == {502, 503}
+    ledger.close()
