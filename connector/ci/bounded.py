@@ -31,6 +31,8 @@ from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
+from requests.structures import CaseInsensitiveDict
+from requests.utils import get_encoding_from_headers
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import InvalidHeader
@@ -405,12 +407,58 @@ class _GuardedHTTPSPool(HTTPSConnectionPool):
 _POOLS = {"http": _GuardedPool, "https": _GuardedHTTPSPool}
 
 
+_CACHE_LIMIT = 64
+
+
 class BoundedAdapter(HTTPAdapter):
-    """``HTTPAdapter`` whose connections attach their sockets to the current :class:`CallGuard`."""
+    """``HTTPAdapter`` whose connections attach their sockets to the current :class:`CallGuard`.
+
+    Per call it also skips two things ``requests`` does for every answer, with the same
+    outcome: the request line of a URL (without a proxy) is remembered (it parsed the URL
+    twice for it), and an answer that sets no cookie is not searched for cookies (a parse of
+    the URL and a mock request and response per call)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._paths: dict[str, str] = {}  # URL -> request line, without a proxy
+        super().__init__(*args, **kwargs)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:  # a pickled adapter
+        self._paths = {}
+        super().__setstate__(state)  # type: ignore[misc]  # requests has it (not its stubs)
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
         self.poolmanager.pool_classes_by_scheme = dict(_POOLS)
+
+    def request_url(self, request: Any, proxies: Any) -> str:
+        url = request.url
+        if proxies or not isinstance(url, str):
+            return str(super().request_url(request, proxies))
+        path = self._paths.get(url)
+        if path is None:  # the path and query of the URL: nothing else decides it here
+            path = str(super().request_url(request, proxies))
+            if len(self._paths) >= _CACHE_LIMIT:
+                self._paths.clear()
+            self._paths[url] = path
+        return path
+
+    def build_response(self, req: Any, resp: Any) -> requests.Response:
+        from .session import sets_cookies  # session imports this module
+
+        if sets_cookies(resp):
+            return super().build_response(req, resp)
+        # requests' build_response, step for step, but for extract_cookies_to_jar (which
+        # finds nothing in such an answer: response.cookies stays the empty jar it is).
+        response = requests.Response()
+        response.status_code = getattr(resp, "status", None)  # type: ignore[assignment]
+        response.headers = CaseInsensitiveDict(getattr(resp, "headers", {}))
+        response.encoding = get_encoding_from_headers(response.headers)
+        response.raw = resp
+        response.reason = response.raw.reason
+        response.url = req.url.decode("utf-8") if isinstance(req.url, bytes) else req.url
+        response.request = req
+        response.connection = self
+        return response
 
     def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
         manager = super().proxy_manager_for(proxy, **proxy_kwargs)
