@@ -192,8 +192,14 @@ class EnvOnceSession(requests.Session):
         return prepared
 
     def _merged_headers(self, extra: Any) -> CaseInsensitiveDict[Any] | None:
+        own = self.headers
         try:
-            key = (tuple(self.headers.items()), tuple((extra or {}).items()))
+            # A CaseInsensitiveDict's items are its store's values, read here in C.
+            # (_store: requests' own attribute, not in its stubs.)
+            items = (
+                cast(Any, own)._store.values() if type(own) is CaseInsensitiveDict else own.items()
+            )
+            key = (tuple(items), tuple((extra or {}).items()))
             known = self._headers.get(key)
         except TypeError:  # an unhashable header value: requests' own path
             return None
@@ -205,7 +211,10 @@ class EnvOnceSession(requests.Session):
             if len(self._headers) >= _CACHE_LIMIT:
                 self._headers.clear()
             self._headers[key] = known
-        return known.copy()
+        # known.copy(), without a Python __setitem__ per header: the same store, copied.
+        copy: Any = CaseInsensitiveDict()
+        copy._store = cast(Any, known)._store.copy()
+        return cast("CaseInsensitiveDict[Any]", copy)
 
     def _from_environment(
         self, url: str, no_proxy: str | None
