@@ -1030,14 +1030,15 @@ class CIClient:
             response.close()
             return _Answer(status, response.headers, b"")
         content = self._read(endpoint, response, guard)
-        log.debug(
-            "CI %s %s -> HTTP %d, %d bytes in %.3fs",
-            method,
-            redact(response.url),
-            status,
-            len(content),
-            time.monotonic() - started,
-        )
+        if log.isEnabledFor(logging.DEBUG):  # the redaction's regexes only when it is logged
+            log.debug(
+                "CI %s %s -> HTTP %d, %d bytes in %.3fs",
+                method,
+                redact(response.url),
+                status,
+                len(content),
+                time.monotonic() - started,
+            )
         return _Answer(status, response.headers, content)
 
     def _read(self, endpoint: str, response: requests.Response, guard: CallGuard) -> bytes:

@@ -78,7 +78,10 @@ class WalCheckpointer:
                 return
             self._thread = threading.Thread(target=self._run, name="wal-checkpoint", daemon=True)
             self._thread.start()
-        self._wake.set()
+        if not self._wake.is_set():
+            # Already set: the thread has not taken the last wake-up yet, and setting it
+            # again (a lock and a notify per commit) changes nothing.
+            self._wake.set()
 
     def _run(self) -> None:
         conn = self._conn
