@@ -96,6 +96,61 @@ class Dispatcher:
         tracking packed into as few CI calls as the batch size allows, one commit for what
         CI accepted. Results come shipment by shipment, one per (line, parcel)."""
         now = self.clock()
+        lease = self.account.options.lease_seconds
+        # One transaction from the first read to the outbox commit: the reads (stored rows,
+        # pre-flight's lines and active rows) run inside it rather than as a read transaction
+        # each (SQLite: a WAL read lock taken and dropped per statement), and what pre-flight
+        # saw is what the rows are written against. It holds the ledger's write lock through
+        # pre-flight (CPU, no I/O but the reads): the hooks run under the account lock, which
+        # already keeps every other writer of this ledger out for the whole call.
+        with self.ledger.transaction():  # one commit: rows stored and claimed together
+            plans, first_in_call, verdicts, owners, stored = self._plan(shipments)
+            # Claimed before the call (lease in the ledger): no other process sends them. New
+            # rows are inserted claimed; the rest (held rows passing now) are claimed here.
+            written, claimed = self._store(owners, verdicts, stored, now, lease)
+            rest = [r for r in written if r.id not in claimed]
+            claimed.update(r.id for r in self.ledger.claim_outbox(rest, now, lease))
+        to_send = [r for r in written if r.id in claimed]
+        for row in written:
+            if row.id not in claimed:
+                first_in_call[row.shipment_id].results[(row.ci_lineitemid, row.tracking)] = (
+                    _in_flight(row)
+                )
+        crashpoint("after_outbox")
+        self._ordered = {v.line.ci_lineitemid: v.line.quantity for v in verdicts if v.line}
+        try:
+            sent = self._send(to_send, now, premarked=True)
+        except BaseException:
+            # Every settled row ended its claim with its outcome; free the rest for a retry.
+            self.ledger.release_outbox(r.id for r in to_send)
+            raise
+        finally:
+            self._ordered = {}
+        by_row = {(r.shipment_id, r.ci_lineitemid, r.tracking_number or ""): r for r in sent}
+        out: list[LineResult] = []
+        for plan in plans:
+            sid = plan.shipment.shipment_id
+            for key in plan.wanted:
+                result = plan.results.get(key) or by_row[(sid, *key)]
+                out.append(
+                    result if result.shipment_id == sid else replace(result, shipment_id=sid)
+                )
+        if to_send:
+            self.settle_holds(now)
+        return out
+
+    def _plan(
+        self, shipments: Sequence[Shipment]
+    ) -> tuple[
+        list[_Plan],
+        dict[str, _Plan],
+        list[Verdict],
+        list[_Plan],
+        dict[str, dict[tuple[int, str], OutboxRow]],
+    ]:
+        """Read what the ledger holds of ``shipments`` and pre-flight what is new: the plans
+        (results known so far), the first plan of each shipment id, the verdicts and the
+        plan owning each verdict, and the stored rows by shipment."""
         ids = [s.shipment_id for s in shipments]
         stored: dict[str, dict[tuple[int, str], OutboxRow]] = {}
         for row in self.ledger.outbox_of_shipments(ids):
@@ -142,42 +197,7 @@ class Dispatcher:
                     owners.append(plan)
                 else:
                     plan.results[(lid, tracking)] = _known_result(known)
-        verdicts = self.preflight.check_many(checks)
-        lease = self.account.options.lease_seconds
-        with self.ledger.transaction():  # one commit: rows stored and claimed together
-            # Claimed before the call (lease in the ledger): no other process sends them. New
-            # rows are inserted claimed; the rest (held rows passing now) are claimed here.
-            written, claimed = self._store(owners, verdicts, stored, now, lease)
-            rest = [r for r in written if r.id not in claimed]
-            claimed.update(r.id for r in self.ledger.claim_outbox(rest, now, lease))
-        to_send = [r for r in written if r.id in claimed]
-        for row in written:
-            if row.id not in claimed:
-                first_in_call[row.shipment_id].results[(row.ci_lineitemid, row.tracking)] = (
-                    _in_flight(row)
-                )
-        crashpoint("after_outbox")
-        self._ordered = {v.line.ci_lineitemid: v.line.quantity for v in verdicts if v.line}
-        try:
-            sent = self._send(to_send, now, premarked=True)
-        except BaseException:
-            # Every settled row ended its claim with its outcome; free the rest for a retry.
-            self.ledger.release_outbox(r.id for r in to_send)
-            raise
-        finally:
-            self._ordered = {}
-        by_row = {(r.shipment_id, r.ci_lineitemid, r.tracking_number or ""): r for r in sent}
-        out: list[LineResult] = []
-        for plan in plans:
-            sid = plan.shipment.shipment_id
-            for key in plan.wanted:
-                result = plan.results.get(key) or by_row[(sid, *key)]
-                out.append(
-                    result if result.shipment_id == sid else replace(result, shipment_id=sid)
-                )
-        if to_send:
-            self.settle_holds(now)
-        return out
+        return plans, first_in_call, self.preflight.check_many(checks), owners, stored
 
     def _store(
         self,
@@ -194,7 +214,7 @@ class Dispatcher:
         fresh: list[dict[str, object]] = []
         if not verdicts:
             return [], set()
-        with self.ledger.transaction():
+        with self.ledger.transaction():  # joins dispatch_many's
             for plan, v in zip(owners, verdicts, strict=True):
                 shipment = plan.shipment
                 cand = v.candidate

@@ -238,3 +238,35 @@ def test_line_customers_is_the_customer_of_each_known_lines_record(tmp_path: Pat
         assert expected[1] == address
     finally:
         ledger.close()
+
+
+def test_dispatch_lines_and_customers_is_both_reads_in_one(tmp_path: Path) -> None:
+    """``dispatch_lines_and_customers`` (pre-flight's one read of its lines): exactly what
+    ``dispatch_lines`` and ``line_customers`` give for the same ids, across more than one
+    chunk of ids; unknown lines have no entry in either."""
+    ledger = open_ledger(_account(tmp_path, "us"))
+    try:
+        address = {"name": "Ann", "address1": "1 Main St", "zip": "10001", "country": "US"}
+        records: list[dict[str, Any] | None] = [
+            {"orderid": "A", "customer": address},
+            {"orderid": "A", "customer": address},  # the same text as line 1
+            {"orderid": "C", "customer": "not an object"},
+            {"orderid": "D"},
+            None,
+        ]
+        for n, record in enumerate(records, start=1):
+            ledger.stage_line(
+                ci_lineitemid=n, orderid=f"O{n}", now=NOW, record=record, quantity=n,
+                fulfillment_lineitem_id=f"F{n}" if n % 2 else None,
+            )  # fmt: skip
+        ledger.update_line(2, NOW, state="acked")
+        ids = [3, 1, 99, 2, 1, 5, 4, *range(1000, 1600)]
+        lines, customers = ledger.dispatch_lines_and_customers(ids)
+        assert lines == ledger.dispatch_lines(ids)
+        assert customers == ledger.line_customers(ids)
+        assert sorted(lines) == sorted(customers) == [1, 2, 3, 4, 5]
+        assert customers[1] == customers[2] == address
+        assert customers[5] is None
+        assert ledger.dispatch_lines_and_customers([]) == ({}, {})
+    finally:
+        ledger.close()
