@@ -207,68 +207,68 @@ class Dispatcher:
         now: datetime,
         lease_seconds: float,
     ) -> tuple[list[OutboxRow], set[int]]:
-        """Write every checked candidate to the outbox in one transaction; rows that pass are
-        written as ``sending`` (attempt counted) since they are sent right after the commit.
-        Returns the rows to send and the ids of those inserted already claimed."""
+        """Write every checked candidate to the outbox, in the caller's transaction (the one
+        of the reads the checks made); rows that pass are written as ``sending`` (attempt
+        counted) since they are sent right after the commit. Returns the rows to send and
+        the ids of those inserted already claimed."""
         out: list[OutboxRow | int] = []  # a row, or the index of a new row in ``fresh``
         fresh: list[dict[str, object]] = []
         if not verdicts:
             return [], set()
-        with self.ledger.transaction():  # joins dispatch_many's
-            for plan, v in zip(owners, verdicts, strict=True):
-                shipment = plan.shipment
-                cand = v.candidate
-                key = (cand.ci_lineitemid, cand.tracking)
-                endpoint = self._endpoint(v) if v.ok else None
-                state = "sending" if v.ok else "held"
-                old = stored.get(shipment.shipment_id, {}).get(key)
-                attempts = (old.attempts if old is not None else 0) + (1 if v.ok else 0)
-                if old is not None:
-                    self.ledger.update_outbox(
-                        old.id,
-                        now,
-                        state=state,
-                        attempts=attempts,
-                        hold_kind=None if v.ok else v.kind,
-                        reason=v.warning if v.ok else v.reason,
-                        carrier_code=v.carrier_code,
-                        endpoint=endpoint,
-                        quantity=cand.quantity,
-                        courier=shipment.courier,
-                        service=shipment.service,
-                        **_line_ids(v),
-                    )
-                    if v.ok:
-                        out.append(self.ledger.outbox_rows(ids=[old.id])[0])
-                else:
-                    if v.ok:
-                        out.append(len(fresh))
-                    fresh.append(
-                        {
-                            "shipment_id": shipment.shipment_id,
-                            "ci_lineitemid": cand.ci_lineitemid,
-                            "tracking": cand.tracking,
-                            "quantity": cand.quantity,
-                            "orderid": v.line.orderid if v.line else "",
-                            "fulfillment_lineitem_id": v.line.fulfillment_lineitem_id
-                            if v.line
-                            else None,
-                            "courier": shipment.courier,
-                            "service": shipment.service,
-                            "carrier_code": v.carrier_code,
-                            "endpoint": endpoint,
-                            "state": state,
-                            "hold_kind": None if v.ok else v.kind,
-                            "reason": v.warning if v.ok else v.reason,
-                            "attempts": attempts,
-                        }
-                    )
-                if not v.ok:
-                    plan.results[key] = LineResult(
-                        cand.ci_lineitemid, LineOutcome.HELD, v.reason, cand.tracking
-                    )
-            # New rows in one statement (same transaction: the checks above saw no new row).
-            inserted, claimed = self.ledger.insert_outbox_claimed(fresh, now, lease_seconds)
+        for plan, v in zip(owners, verdicts, strict=True):
+            shipment = plan.shipment
+            cand = v.candidate
+            key = (cand.ci_lineitemid, cand.tracking)
+            endpoint = self._endpoint(v) if v.ok else None
+            state = "sending" if v.ok else "held"
+            old = stored.get(shipment.shipment_id, {}).get(key)
+            attempts = (old.attempts if old is not None else 0) + (1 if v.ok else 0)
+            if old is not None:
+                self.ledger.update_outbox(
+                    old.id,
+                    now,
+                    state=state,
+                    attempts=attempts,
+                    hold_kind=None if v.ok else v.kind,
+                    reason=v.warning if v.ok else v.reason,
+                    carrier_code=v.carrier_code,
+                    endpoint=endpoint,
+                    quantity=cand.quantity,
+                    courier=shipment.courier,
+                    service=shipment.service,
+                    **_line_ids(v),
+                )
+                if v.ok:
+                    out.append(self.ledger.outbox_rows(ids=[old.id])[0])
+            else:
+                if v.ok:
+                    out.append(len(fresh))
+                fresh.append(
+                    {
+                        "shipment_id": shipment.shipment_id,
+                        "ci_lineitemid": cand.ci_lineitemid,
+                        "tracking": cand.tracking,
+                        "quantity": cand.quantity,
+                        "orderid": v.line.orderid if v.line else "",
+                        "fulfillment_lineitem_id": v.line.fulfillment_lineitem_id
+                        if v.line
+                        else None,
+                        "courier": shipment.courier,
+                        "service": shipment.service,
+                        "carrier_code": v.carrier_code,
+                        "endpoint": endpoint,
+                        "state": state,
+                        "hold_kind": None if v.ok else v.kind,
+                        "reason": v.warning if v.ok else v.reason,
+                        "attempts": attempts,
+                    }
+                )
+            if not v.ok:
+                plan.results[key] = LineResult(
+                    cand.ci_lineitemid, LineOutcome.HELD, v.reason, cand.tracking
+                )
+        # New rows in one statement (same transaction: the checks above saw no new row).
+        inserted, claimed = self.ledger.insert_outbox_claimed(fresh, now, lease_seconds)
         return [inserted[r] if isinstance(r, int) else r for r in out], claimed
 
     # -- hold lifecycle -------------------------------------------------------------------------

@@ -1960,7 +1960,7 @@ class Ledger:
                 r["quantity"],
                 r.get("endpoint"),
                 r.get("state", "pending"),
-                _to_sql(r.get("hold_kind")),
+                None if (kind := r.get("hold_kind")) is None else _to_sql(kind),
                 r.get("reason", ""),
                 r.get("attempts", 0),
                 stamp,
