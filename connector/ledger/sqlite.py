@@ -601,6 +601,9 @@ def _outbox_from(row: sqlite3.Row) -> OutboxRow:
 
 
 _IN_CHUNK = 500
+
+# Up to this many outbox rows are inserted by one multi-row INSERT (see _insert_outbox).
+_SMALL_INSERT = 8
 """Values per ``IN (...)`` query, well under SQLite's bound-parameter limit."""
 _VALUES_ROWS = 500
 """Rows per multi-row ``INSERT``."""
@@ -1974,30 +1977,37 @@ class Ledger:
             for r in rows
         ]
         leases = [lease if p[10] == "sending" else (None, None) for p in params]
+        columns = (
+            "shipment_id, ci_lineitemid, fulfillment_lineitem_id, orderid, tracking, courier,"
+            " service, carrier_code, quantity, endpoint, state, hold_kind, reason, attempts,"
+            " created_at, updated_at"
+        )
+        marks = "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+        values: Sequence[Sequence[Any]] = params
+        if lease[0] is not None:
+            columns += ", lease_owner, lease_until"
+            marks = "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+            values = [p + held for p, held in zip(params, leases, strict=True)]
+        sql = f"INSERT OR IGNORE INTO outbox ({columns}) VALUES "  # noqa: S608
         with self._lock:
             try:
                 with self.transaction():
-                    if lease[0] is None:
-                        inserted = self._conn.executemany(
-                            "INSERT OR IGNORE INTO outbox (shipment_id, ci_lineitemid,"
-                            " fulfillment_lineitem_id, orderid, tracking, courier, service,"
-                            " carrier_code, quantity, endpoint, state, hold_kind, reason,"
-                            " attempts, created_at, updated_at)"
-                            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                            params,
-                        ).rowcount
-                    else:
-                        inserted = self._conn.executemany(
-                            "INSERT OR IGNORE INTO outbox (shipment_id, ci_lineitemid,"
-                            " fulfillment_lineitem_id, orderid, tracking, courier, service,"
-                            " carrier_code, quantity, endpoint, state, hold_kind, reason,"
-                            " attempts, created_at, updated_at, lease_owner, lease_until)"
-                            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                            [p + held for p, held in zip(params, leases, strict=True)],
-                        ).rowcount
                     last = None
-                    if self._consecutive_ids and inserted == len(params):
-                        last = self._conn.execute("SELECT last_insert_rowid()").fetchone()[0]
+                    if self._consecutive_ids and len(values) <= _SMALL_INSERT:
+                        # A few rows (a one-shipment dispatch): one multi-row INSERT, whose
+                        # cursor gives the last id, instead of executemany and a second
+                        # statement to ask for it (~40,000 instructions a statement).
+                        cursor = self._conn.execute(
+                            sql + ",".join([marks] * len(values)),
+                            [v for row in values for v in row],
+                        )
+                        inserted = cursor.rowcount
+                        if inserted == len(params):
+                            last = cursor.lastrowid
+                    else:
+                        inserted = self._conn.executemany(sql + marks, values).rowcount
+                        if self._consecutive_ids and inserted == len(params):
+                            last = self._conn.execute("SELECT last_insert_rowid()").fetchone()[0]
             except sqlite3.Error as exc:
                 raise self._error(exc) from None
         if last is not None:

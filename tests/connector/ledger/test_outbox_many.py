@@ -270,3 +270,29 @@ def test_dispatch_lines_and_customers_is_both_reads_in_one(tmp_path: Path) -> No
         assert ledger.dispatch_lines_and_customers([]) == ({}, {})
     finally:
         ledger.close()
+
+
+@pytest.mark.parametrize("count", [1, 8, 9, 40])
+def test_claimed_insert_of_few_or_many_rows_is_what_the_ledger_stores(
+    tmp_path: Path, count: int
+) -> None:
+    """Up to eight rows go in as one multi-row INSERT (the id from its cursor), more through
+    executemany: either way the rows returned are the rows stored, ids included, and a second
+    insert of the same keys returns them unchanged and claims nothing."""
+    ledger = open_ledger(_account(tmp_path, "us"))
+    try:
+        ledger.insert_outbox_many([{**_rows()[0], "shipment_id": "EARLIER"}], NOW)
+        rows = [
+            {**_rows()[n % 5], "shipment_id": f"S-{n}", "ci_lineitemid": n} for n in range(count)
+        ]
+        got, ids = ledger.insert_outbox_claimed(rows, NOW, 600)
+        assert got == ledger.outbox_rows(ids=[r.id for r in got])
+        assert [(r.shipment_id, r.ci_lineitemid) for r in got] == [
+            (r["shipment_id"], r["ci_lineitemid"]) for r in rows
+        ]
+        assert ids == {r.id for r in got if r.state == "sending"}
+        again, none = ledger.insert_outbox_claimed(rows, NOW + timedelta(hours=1), 600)
+        assert again == got
+        assert none == set()
+    finally:
+        ledger.close()
