@@ -153,11 +153,12 @@ class Dispatcher:
         plan owning each verdict, and the stored rows by shipment."""
         ids = [s.shipment_id for s in shipments]
         stored: dict[str, dict[tuple[int, str], OutboxRow]] = {}
-        for row in self.ledger.outbox_of_shipments(ids):
-            stored.setdefault(row.shipment_id, {})[(row.ci_lineitemid, row.tracking)] = row
         closed: dict[str, dict[tuple[int, str], ClosedOutboxRow]] = {}
-        for c in self.ledger.closed_outbox(ids):
-            closed.setdefault(c.shipment_id, {})[(c.ci_lineitemid, c.tracking)] = c
+        if self.ledger.any_outbox_of_shipments(ids):  # new shipments: one statement, not two
+            for row in self.ledger.outbox_of_shipments(ids):
+                stored.setdefault(row.shipment_id, {})[(row.ci_lineitemid, row.tracking)] = row
+            for c in self.ledger.closed_outbox(ids):
+                closed.setdefault(c.shipment_id, {})[(c.ci_lineitemid, c.tracking)] = c
         plans: list[_Plan] = []
         first_in_call: dict[str, _Plan] = {}
         checks: list[tuple[str, str, Candidate]] = []

@@ -2573,6 +2573,20 @@ class Ledger:
                 )
         return sorted((_closed_from(r) for r in rows), key=lambda c: c.id)
 
+    def any_outbox_of_shipments(self, shipment_ids: Iterable[str]) -> bool:
+        """Whether any of the given shipments has a row, in the outbox or closed: one
+        statement per 500 ids, where :meth:`outbox_of_shipments` and :meth:`closed_outbox`
+        are one each (a dispatch of new shipments, the usual case, needs neither)."""
+        for chunk, marks in _in_chunks(list(dict.fromkeys(shipment_ids))):
+            rows = self._query_tuples(
+                f"SELECT EXISTS (SELECT 1 FROM outbox WHERE shipment_id IN ({marks}))"  # noqa: S608
+                f" OR EXISTS (SELECT 1 FROM outbox_closed WHERE shipment_id IN ({marks}))",
+                chunk + chunk,
+            )
+            if rows[0][0]:
+                return True
+        return False
+
     def outbox_of_shipments(self, shipment_ids: Iterable[str]) -> list[OutboxRow]:
         """Every outbox row of the given shipments (one query per 500 ids), oldest first."""
         found: list[OutboxRow] = []

@@ -296,3 +296,22 @@ def test_claimed_insert_of_few_or_many_rows_is_what_the_ledger_stores(
         assert none == set()
     finally:
         ledger.close()
+
+
+def test_any_outbox_of_shipments_sees_open_and_closed_rows(tmp_path: Path) -> None:
+    """``any_outbox_of_shipments``: true when any given shipment has an outbox row or a
+    closed one (as ``outbox_of_shipments`` or ``closed_outbox`` would list), across chunks."""
+    ledger = open_ledger(_account(tmp_path, "us"))
+    try:
+        rows = ledger.insert_outbox_many(_rows(), NOW)  # shipments S-0, S-1, S-2
+        gone = [r for r in rows if r.shipment_id == "S-2"]
+        ledger.close_outbox(gone, "voided", "test", NOW)
+        padding = [f"X-{n}" for n in range(600)]  # more than one chunk of ids
+        assert not ledger.any_outbox_of_shipments([])
+        assert not ledger.any_outbox_of_shipments(["S-9", *padding])
+        for sid in ("S-0", "S-1", "S-2"):
+            assert ledger.any_outbox_of_shipments([*padding, sid])
+        assert ledger.outbox_of_shipments(["S-2"]) == []
+        assert ledger.closed_outbox(["S-2"])
+    finally:
+        ledger.close()
