@@ -96,13 +96,69 @@ class Dispatcher:
         tracking packed into as few CI calls as the batch size allows, one commit for what
         CI accepted. Results come shipment by shipment, one per (line, parcel)."""
         now = self.clock()
+        lease = self.account.options.lease_seconds
+        # One transaction from the first read to the outbox commit: the reads (stored rows,
+        # pre-flight's lines and active rows) run inside it rather than as a read transaction
+        # each (SQLite: a WAL read lock taken and dropped per statement), and what pre-flight
+        # saw is what the rows are written against. It holds the ledger's write lock through
+        # pre-flight (CPU, no I/O but the reads): the hooks run under the account lock, which
+        # already keeps every other writer of this ledger out for the whole call.
+        with self.ledger.transaction():  # one commit: rows stored and claimed together
+            plans, first_in_call, verdicts, owners, stored = self._plan(shipments)
+            # Claimed before the call (lease in the ledger): no other process sends them. New
+            # rows are inserted claimed; the rest (held rows passing now) are claimed here.
+            written, claimed = self._store(owners, verdicts, stored, now, lease)
+            rest = [r for r in written if r.id not in claimed]
+            claimed.update(r.id for r in self.ledger.claim_outbox(rest, now, lease))
+        to_send = [r for r in written if r.id in claimed]
+        for row in written:
+            if row.id not in claimed:
+                first_in_call[row.shipment_id].results[(row.ci_lineitemid, row.tracking)] = (
+                    _in_flight(row)
+                )
+        crashpoint("after_outbox")
+        self._ordered = {v.line.ci_lineitemid: v.line.quantity for v in verdicts if v.line}
+        try:
+            sent = self._send(to_send, now, premarked=True)
+        except BaseException:
+            # Every settled row ended its claim with its outcome; free the rest for a retry.
+            self.ledger.release_outbox(r.id for r in to_send)
+            raise
+        finally:
+            self._ordered = {}
+        by_row = {(r.shipment_id, r.ci_lineitemid, r.tracking_number or ""): r for r in sent}
+        out: list[LineResult] = []
+        for plan in plans:
+            sid = plan.shipment.shipment_id
+            for key in plan.wanted:
+                result = plan.results.get(key) or by_row[(sid, *key)]
+                out.append(
+                    result if result.shipment_id == sid else replace(result, shipment_id=sid)
+                )
+        if to_send:
+            self.settle_holds(now)
+        return out
+
+    def _plan(
+        self, shipments: Sequence[Shipment]
+    ) -> tuple[
+        list[_Plan],
+        dict[str, _Plan],
+        list[Verdict],
+        list[_Plan],
+        dict[str, dict[tuple[int, str], OutboxRow]],
+    ]:
+        """Read what the ledger holds of ``shipments`` and pre-flight what is new: the plans
+        (results known so far), the first plan of each shipment id, the verdicts and the
+        plan owning each verdict, and the stored rows by shipment."""
         ids = [s.shipment_id for s in shipments]
         stored: dict[str, dict[tuple[int, str], OutboxRow]] = {}
-        for row in self.ledger.outbox_of_shipments(ids):
-            stored.setdefault(row.shipment_id, {})[(row.ci_lineitemid, row.tracking)] = row
         closed: dict[str, dict[tuple[int, str], ClosedOutboxRow]] = {}
-        for c in self.ledger.closed_outbox(ids):
-            closed.setdefault(c.shipment_id, {})[(c.ci_lineitemid, c.tracking)] = c
+        if self.ledger.any_outbox_of_shipments(ids):  # new shipments: one statement, not two
+            for row in self.ledger.outbox_of_shipments(ids):
+                stored.setdefault(row.shipment_id, {})[(row.ci_lineitemid, row.tracking)] = row
+            for c in self.ledger.closed_outbox(ids):
+                closed.setdefault(c.shipment_id, {})[(c.ci_lineitemid, c.tracking)] = c
         plans: list[_Plan] = []
         first_in_call: dict[str, _Plan] = {}
         checks: list[tuple[str, str, Candidate]] = []
@@ -142,42 +198,7 @@ class Dispatcher:
                     owners.append(plan)
                 else:
                     plan.results[(lid, tracking)] = _known_result(known)
-        verdicts = self.preflight.check_many(checks)
-        lease = self.account.options.lease_seconds
-        with self.ledger.transaction():  # one commit: rows stored and claimed together
-            # Claimed before the call (lease in the ledger): no other process sends them. New
-            # rows are inserted claimed; the rest (held rows passing now) are claimed here.
-            written, claimed = self._store(owners, verdicts, stored, now, lease)
-            rest = [r for r in written if r.id not in claimed]
-            claimed.update(r.id for r in self.ledger.claim_outbox(rest, now, lease))
-        to_send = [r for r in written if r.id in claimed]
-        for row in written:
-            if row.id not in claimed:
-                first_in_call[row.shipment_id].results[(row.ci_lineitemid, row.tracking)] = (
-                    _in_flight(row)
-                )
-        crashpoint("after_outbox")
-        self._ordered = {v.line.ci_lineitemid: v.line.quantity for v in verdicts if v.line}
-        try:
-            sent = self._send(to_send, now, premarked=True)
-        except BaseException:
-            # Every settled row ended its claim with its outcome; free the rest for a retry.
-            self.ledger.release_outbox(r.id for r in to_send)
-            raise
-        finally:
-            self._ordered = {}
-        by_row = {(r.shipment_id, r.ci_lineitemid, r.tracking_number or ""): r for r in sent}
-        out: list[LineResult] = []
-        for plan in plans:
-            sid = plan.shipment.shipment_id
-            for key in plan.wanted:
-                result = plan.results.get(key) or by_row[(sid, *key)]
-                out.append(
-                    result if result.shipment_id == sid else replace(result, shipment_id=sid)
-                )
-        if to_send:
-            self.settle_holds(now)
-        return out
+        return plans, first_in_call, self.preflight.check_many(checks), owners, stored
 
     def _store(
         self,
@@ -187,68 +208,68 @@ class Dispatcher:
         now: datetime,
         lease_seconds: float,
     ) -> tuple[list[OutboxRow], set[int]]:
-        """Write every checked candidate to the outbox in one transaction; rows that pass are
-        written as ``sending`` (attempt counted) since they are sent right after the commit.
-        Returns the rows to send and the ids of those inserted already claimed."""
+        """Write every checked candidate to the outbox, in the caller's transaction (the one
+        of the reads the checks made); rows that pass are written as ``sending`` (attempt
+        counted) since they are sent right after the commit. Returns the rows to send and
+        the ids of those inserted already claimed."""
         out: list[OutboxRow | int] = []  # a row, or the index of a new row in ``fresh``
         fresh: list[dict[str, object]] = []
         if not verdicts:
             return [], set()
-        with self.ledger.transaction():
-            for plan, v in zip(owners, verdicts, strict=True):
-                shipment = plan.shipment
-                cand = v.candidate
-                key = (cand.ci_lineitemid, cand.tracking)
-                endpoint = self._endpoint(v) if v.ok else None
-                state = "sending" if v.ok else "held"
-                old = stored.get(shipment.shipment_id, {}).get(key)
-                attempts = (old.attempts if old is not None else 0) + (1 if v.ok else 0)
-                if old is not None:
-                    self.ledger.update_outbox(
-                        old.id,
-                        now,
-                        state=state,
-                        attempts=attempts,
-                        hold_kind=None if v.ok else v.kind,
-                        reason=v.warning if v.ok else v.reason,
-                        carrier_code=v.carrier_code,
-                        endpoint=endpoint,
-                        quantity=cand.quantity,
-                        courier=shipment.courier,
-                        service=shipment.service,
-                        **_line_ids(v),
-                    )
-                    if v.ok:
-                        out.append(self.ledger.outbox_rows(ids=[old.id])[0])
-                else:
-                    if v.ok:
-                        out.append(len(fresh))
-                    fresh.append(
-                        {
-                            "shipment_id": shipment.shipment_id,
-                            "ci_lineitemid": cand.ci_lineitemid,
-                            "tracking": cand.tracking,
-                            "quantity": cand.quantity,
-                            "orderid": v.line.orderid if v.line else "",
-                            "fulfillment_lineitem_id": v.line.fulfillment_lineitem_id
-                            if v.line
-                            else None,
-                            "courier": shipment.courier,
-                            "service": shipment.service,
-                            "carrier_code": v.carrier_code,
-                            "endpoint": endpoint,
-                            "state": state,
-                            "hold_kind": None if v.ok else v.kind,
-                            "reason": v.warning if v.ok else v.reason,
-                            "attempts": attempts,
-                        }
-                    )
-                if not v.ok:
-                    plan.results[key] = LineResult(
-                        cand.ci_lineitemid, LineOutcome.HELD, v.reason, cand.tracking
-                    )
-            # New rows in one statement (same transaction: the checks above saw no new row).
-            inserted, claimed = self.ledger.insert_outbox_claimed(fresh, now, lease_seconds)
+        for plan, v in zip(owners, verdicts, strict=True):
+            shipment = plan.shipment
+            cand = v.candidate
+            key = (cand.ci_lineitemid, cand.tracking)
+            endpoint = self._endpoint(v) if v.ok else None
+            state = "sending" if v.ok else "held"
+            old = stored.get(shipment.shipment_id, {}).get(key)
+            attempts = (old.attempts if old is not None else 0) + (1 if v.ok else 0)
+            if old is not None:
+                self.ledger.update_outbox(
+                    old.id,
+                    now,
+                    state=state,
+                    attempts=attempts,
+                    hold_kind=None if v.ok else v.kind,
+                    reason=v.warning if v.ok else v.reason,
+                    carrier_code=v.carrier_code,
+                    endpoint=endpoint,
+                    quantity=cand.quantity,
+                    courier=shipment.courier,
+                    service=shipment.service,
+                    **_line_ids(v),
+                )
+                if v.ok:
+                    out.append(self.ledger.outbox_rows(ids=[old.id])[0])
+            else:
+                if v.ok:
+                    out.append(len(fresh))
+                fresh.append(
+                    {
+                        "shipment_id": shipment.shipment_id,
+                        "ci_lineitemid": cand.ci_lineitemid,
+                        "tracking": cand.tracking,
+                        "quantity": cand.quantity,
+                        "orderid": v.line.orderid if v.line else "",
+                        "fulfillment_lineitem_id": v.line.fulfillment_lineitem_id
+                        if v.line
+                        else None,
+                        "courier": shipment.courier,
+                        "service": shipment.service,
+                        "carrier_code": v.carrier_code,
+                        "endpoint": endpoint,
+                        "state": state,
+                        "hold_kind": None if v.ok else v.kind,
+                        "reason": v.warning if v.ok else v.reason,
+                        "attempts": attempts,
+                    }
+                )
+            if not v.ok:
+                plan.results[key] = LineResult(
+                    cand.ci_lineitemid, LineOutcome.HELD, v.reason, cand.tracking
+                )
+        # New rows in one statement (same transaction: the checks above saw no new row).
+        inserted, claimed = self.ledger.insert_outbox_claimed(fresh, now, lease_seconds)
         return [inserted[r] if isinstance(r, int) else r for r in out], claimed
 
     # -- hold lifecycle -------------------------------------------------------------------------

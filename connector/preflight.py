@@ -108,7 +108,11 @@ def _ship_to(customer: Any) -> tuple[Any, ...] | None:
     means separate parcels."""
     if not isinstance(customer, dict):
         return None
-    return tuple(customer.get(k) for k in _ADDRESS_KEYS)
+    get = customer.get  # the keys of _ADDRESS_KEYS, spelled out: no generator per line
+    return (
+        get("name"), get("address1"), get("address2"), get("city"), get("state"), get("zip"),
+        get("country"),
+    )  # fmt: skip
 
 
 class Preflight:
@@ -161,10 +165,12 @@ class Preflight:
         over-ship a line. The ledger is read a fixed number of times, not once per row."""
         if not items:
             return []
-        # No JSON here: the ship-to check reads only the customer of the raw records of the
-        # lines it compares (Ledger.line_customers); the lines themselves only the columns
-        # checked (Ledger.dispatch_lines: no LineRow, no dates).
-        lines = self.ledger.dispatch_lines(c.ci_lineitemid for _, _, c in items)
+        # No JSON here but each record's customer: the ship-to check compares the customers
+        # of the lines; the lines themselves only the columns checked (no LineRow, no dates).
+        # Both in one statement (Ledger.dispatch_lines_and_customers).
+        lines, customers = self.ledger.dispatch_lines_and_customers(
+            c.ci_lineitemid for _, _, c in items
+        )
         carriers: dict[tuple[str, str], tuple[str | None, str]] = {}
         verdicts: list[Verdict] = []
         passed: list[Verdict] = []
@@ -187,7 +193,7 @@ class Preflight:
             )
         )
         failed = self._quantity_checks(passed, active)
-        failed.update(self._shared_tracking_checks(passed, failed, active))
+        failed.update(self._shared_tracking_checks(passed, failed, active, customers))
         failed.update(self._order_limit_checks(passed, failed, active))
         return [
             Verdict(
@@ -275,8 +281,14 @@ class Preflight:
         return failed
 
     def _shared_tracking_checks(
-        self, passed: Iterable[Verdict], failed: dict[int, str], active: _ActiveRows
+        self,
+        passed: Iterable[Verdict],
+        failed: dict[int, str],
+        active: _ActiveRows,
+        customers: dict[int, Any],
     ) -> dict[int, str]:
+        """``customers``: those of the lines checked (read with them); the lines of earlier
+        rows sharing a number are read here."""
         out: dict[int, str] = {}
         by_tracking: dict[str, list[Verdict]] = {}
         for v in passed:
@@ -285,9 +297,9 @@ class Preflight:
         earlier_ids = {r.ci_lineitemid for t in by_tracking for r in active.by_tracking.get(t, ())}
         # The customer of every line compared (known lines only: a line the ledger does not
         # hold has no entry, as it had no row before).
-        customers = self.ledger.line_customers(
-            earlier_ids | {v.candidate.ci_lineitemid for g in by_tracking.values() for v in g}
-        )
+        missing = earlier_ids - customers.keys()
+        if missing:
+            customers = {**customers, **self.ledger.line_customers(missing)}
         for tracking, group in by_tracking.items():
             addresses: dict[tuple[Any, ...] | None, int] = {}
             for r in active.by_tracking.get(tracking, ()):

@@ -113,3 +113,17 @@ def test_at_most_six_tracking_numbers_per_order(tmp_path: Path) -> None:
     results = _one(host, acct, Shipment("S1", "UPS", parcels))
     assert [r.outcome for r in results] == [LineOutcome.ACCEPTED] * 6 + [LineOutcome.HELD]
     assert "more than 6 tracking numbers" in results[6].reason
+
+
+def test_ship_to_is_the_address_keys_in_order() -> None:
+    """``_ship_to`` spells the keys out: the same tuple as reading ``_ADDRESS_KEYS`` in order
+    (missing keys ``None``, other keys ignored); not an object, ``None``."""
+    from connector.preflight import _ADDRESS_KEYS, _ship_to
+
+    customer = {"name": "Ann", "zip": "10001", "city": "NYC", "email": "x", "country": "US"}
+    assert _ship_to(customer) == tuple(customer.get(k) for k in _ADDRESS_KEYS)
+    assert _ship_to({k: k.upper() for k in _ADDRESS_KEYS}) == tuple(
+        k.upper() for k in _ADDRESS_KEYS
+    )
+    assert _ship_to("not an object") is None
+    assert _ship_to(None) is None

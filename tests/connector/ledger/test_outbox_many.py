@@ -238,3 +238,80 @@ def test_line_customers_is_the_customer_of_each_known_lines_record(tmp_path: Pat
         assert expected[1] == address
     finally:
         ledger.close()
+
+
+def test_dispatch_lines_and_customers_is_both_reads_in_one(tmp_path: Path) -> None:
+    """``dispatch_lines_and_customers`` (pre-flight's one read of its lines): exactly what
+    ``dispatch_lines`` and ``line_customers`` give for the same ids, across more than one
+    chunk of ids; unknown lines have no entry in either."""
+    ledger = open_ledger(_account(tmp_path, "us"))
+    try:
+        address = {"name": "Ann", "address1": "1 Main St", "zip": "10001", "country": "US"}
+        records: list[dict[str, Any] | None] = [
+            {"orderid": "A", "customer": address},
+            {"orderid": "A", "customer": address},  # the same text as line 1
+            {"orderid": "C", "customer": "not an object"},
+            {"orderid": "D"},
+            None,
+        ]
+        for n, record in enumerate(records, start=1):
+            ledger.stage_line(
+                ci_lineitemid=n, orderid=f"O{n}", now=NOW, record=record, quantity=n,
+                fulfillment_lineitem_id=f"F{n}" if n % 2 else None,
+            )  # fmt: skip
+        ledger.update_line(2, NOW, state="acked")
+        ids = [3, 1, 99, 2, 1, 5, 4, *range(1000, 1600)]
+        lines, customers = ledger.dispatch_lines_and_customers(ids)
+        assert lines == ledger.dispatch_lines(ids)
+        assert customers == ledger.line_customers(ids)
+        assert sorted(lines) == sorted(customers) == [1, 2, 3, 4, 5]
+        assert customers[1] == customers[2] == address
+        assert customers[5] is None
+        assert ledger.dispatch_lines_and_customers([]) == ({}, {})
+    finally:
+        ledger.close()
+
+
+@pytest.mark.parametrize("count", [1, 8, 9, 40])
+def test_claimed_insert_of_few_or_many_rows_is_what_the_ledger_stores(
+    tmp_path: Path, count: int
+) -> None:
+    """Up to eight rows go in as one multi-row INSERT (the id from its cursor), more through
+    executemany: either way the rows returned are the rows stored, ids included, and a second
+    insert of the same keys returns them unchanged and claims nothing."""
+    ledger = open_ledger(_account(tmp_path, "us"))
+    try:
+        ledger.insert_outbox_many([{**_rows()[0], "shipment_id": "EARLIER"}], NOW)
+        rows = [
+            {**_rows()[n % 5], "shipment_id": f"S-{n}", "ci_lineitemid": n} for n in range(count)
+        ]
+        got, ids = ledger.insert_outbox_claimed(rows, NOW, 600)
+        assert got == ledger.outbox_rows(ids=[r.id for r in got])
+        assert [(r.shipment_id, r.ci_lineitemid) for r in got] == [
+            (r["shipment_id"], r["ci_lineitemid"]) for r in rows
+        ]
+        assert ids == {r.id for r in got if r.state == "sending"}
+        again, none = ledger.insert_outbox_claimed(rows, NOW + timedelta(hours=1), 600)
+        assert again == got
+        assert none == set()
+    finally:
+        ledger.close()
+
+
+def test_any_outbox_of_shipments_sees_open_and_closed_rows(tmp_path: Path) -> None:
+    """``any_outbox_of_shipments``: true when any given shipment has an outbox row or a
+    closed one (as ``outbox_of_shipments`` or ``closed_outbox`` would list), across chunks."""
+    ledger = open_ledger(_account(tmp_path, "us"))
+    try:
+        rows = ledger.insert_outbox_many(_rows(), NOW)  # shipments S-0, S-1, S-2
+        gone = [r for r in rows if r.shipment_id == "S-2"]
+        ledger.close_outbox(gone, "voided", "test", NOW)
+        padding = [f"X-{n}" for n in range(600)]  # more than one chunk of ids
+        assert not ledger.any_outbox_of_shipments([])
+        assert not ledger.any_outbox_of_shipments(["S-9", *padding])
+        for sid in ("S-0", "S-1", "S-2"):
+            assert ledger.any_outbox_of_shipments([*padding, sid])
+        assert ledger.outbox_of_shipments(["S-2"]) == []
+        assert ledger.closed_outbox(["S-2"])
+    finally:
+        ledger.close()
