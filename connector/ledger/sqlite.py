@@ -606,10 +606,10 @@ def _outbox_from(row: sqlite3.Row) -> OutboxRow:
 
 
 _IN_CHUNK = 500
-
-# Up to this many outbox rows are inserted by one multi-row INSERT (see _insert_outbox).
-_SMALL_INSERT = 8
 """Values per ``IN (...)`` query, well under SQLite's bound-parameter limit."""
+_SMALL_INSERT = 8
+"""Up to this many outbox rows are inserted by one multi-row ``INSERT`` (see
+``_insert_outbox``)."""
 _VALUES_ROWS = 500
 """Rows per multi-row ``INSERT``."""
 _MAX_PARAMS = 32766 if sqlite3.sqlite_version_info >= (3, 32) else 999
