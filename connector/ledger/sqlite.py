@@ -572,6 +572,16 @@ def _customer_of(text: str) -> Any:
         return record.get("customer") if isinstance(record, dict) else None
 
 
+def _cached_customer(text: str | None, decoded: dict[str, Any]) -> Any:
+    """The customer of a raw record's ``text`` (None without a record), each distinct text
+    decoded once per read (the lines of one record share it)."""
+    if not text:
+        return None
+    if text not in decoded:
+        decoded[text] = _customer_of(text)
+    return decoded[text]
+
+
 def json_value(text: str | bytes) -> Any:
     """``json.loads(text)``, through msgspec's decoder (~4x faster per ledger row). Text it
     refuses (lone surrogates, NaN/Infinity, numbers beyond float range: all accepted by
@@ -1237,13 +1247,7 @@ class Ledger:
             for row in self._query_tuples(f"{select} ({marks})", chunk):
                 lid = row[0]
                 lines[lid] = make(row[:width])
-                text = row[width]
-                if not text:
-                    customers[lid] = None
-                    continue
-                if text not in decoded:
-                    decoded[text] = _customer_of(text)
-                customers[lid] = decoded[text]
+                customers[lid] = _cached_customer(row[width], decoded)
         return lines, customers
 
     def _line_columns(self, columns: Sequence[str], ids: Iterable[int]) -> Iterator[Any]:
@@ -2661,12 +2665,7 @@ class Ledger:
                 f" WHERE ci_lineitemid IN ({marks})",
                 chunk,
             ):
-                if not text:
-                    found[lid] = None
-                    continue
-                if text not in decoded:
-                    decoded[text] = _customer_of(text)
-                found[lid] = decoded[text]
+                found[lid] = _cached_customer(text, decoded)
         return found
 
     def active_outbox_of(
