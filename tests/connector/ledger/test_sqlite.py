@@ -201,7 +201,9 @@ def _rows_in_file(path: Path) -> int:
     conn = sqlite3.connect(f"file:{path}?immutable=1", uri=True)
     try:
         return int(conn.execute("SELECT COUNT(*) FROM lines").fetchone()[0])
-    except sqlite3.OperationalError:  # not even the table copied yet
+    except sqlite3.DatabaseError:
+        # Not even the table copied yet, or (immutable=1 takes no lock) a page read while
+        # the checkpoint thread writes it: the caller looks again.
         return 0
     finally:
         conn.close()
