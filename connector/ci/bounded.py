@@ -40,6 +40,8 @@ from urllib3.exceptions import InvalidHeader
 from urllib3.response import BaseHTTPResponse
 from urllib3.util.retry import Retry
 
+from .session import _CACHE_LIMIT, sets_cookies
+
 __all__ = [
     "ACCEPT_ENCODING",
     "BodyBroken",
@@ -417,9 +419,6 @@ class _GuardedHTTPSPool(HTTPSConnectionPool):
 _POOLS = {"http": _GuardedPool, "https": _GuardedHTTPSPool}
 
 
-_CACHE_LIMIT = 64
-
-
 class BoundedAdapter(HTTPAdapter):
     """``HTTPAdapter`` whose connections attach their sockets to the current :class:`CallGuard`.
 
@@ -507,8 +506,6 @@ class BoundedAdapter(HTTPAdapter):
         return path
 
     def build_response(self, req: Any, resp: Any) -> requests.Response:
-        from .session import sets_cookies  # session imports this module
-
         if sets_cookies(resp):
             return super().build_response(req, resp)
         # requests' build_response, step for step, but for extract_cookies_to_jar (which

@@ -78,6 +78,8 @@ def _quote(text: str) -> str:
 
 
 _CACHE_LIMIT = 64
+"""Entries per per-call cache here and in :class:`connector.ci.bounded.BoundedAdapter`
+(cleared when full: a client calls a handful of URLs)."""
 
 
 def _no_hooks(hooks: Any) -> bool:
