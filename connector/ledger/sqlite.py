@@ -1748,7 +1748,7 @@ class Ledger:
         one of them (it is logged, as it always was). The id list is padded with NULLs
         (which match no line) to a size whose statement text recurs (see _padded_rows)."""
         pad = [None] * (_padded_rows(len(chunk)) - len(chunk))
-        marks = ",".join("?" * (len(chunk) + len(pad)))
+        marks = _in_marks(len(chunk) + len(pad))
         self._conn.execute("SAVEPOINT record_acks")
         changed = self._conn.execute(
             _ACK_LINES.format(marks=marks) + " AND state != 'acked'", (stamp, *chunk, *pad)
