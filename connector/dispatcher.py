@@ -16,6 +16,7 @@ as a no-op.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import replace
@@ -92,37 +93,54 @@ class Dispatcher:
         return self.dispatch_many([shipment])
 
     def dispatch_many(self, shipments: Sequence[Shipment]) -> list[LineResult]:
-        """Pre-flight, store and send many shipments: one ledger transaction for the outbox,
+        """Pre-flight, store and send many shipments: the outbox committed before any call,
         tracking packed into as few CI calls as the batch size allows, one commit for what
-        CI accepted. Results come shipment by shipment, one per (line, parcel)."""
+        CI accepted. Results come shipment by shipment, one per (line, parcel).
+
+        With calls in flight (``ack_concurrency`` > 1 and a client that allows it), a long
+        call is worked through in parts of about one tracking call's worth of items
+        (:func:`_parts`): each part is pre-flighted and committed (durable), and its full
+        batches go out while the next part is pre-flighted, so CI's time overlaps the
+        connector's. The calls carry the same items (each endpoint's rows in order,
+        ``tracking_batch_size`` a call) and the results are the same as in one part."""
         now = self.clock()
         lease = self.account.options.lease_seconds
-        # One transaction from the first read to the outbox commit: the reads (stored rows,
-        # pre-flight's lines and active rows) run inside it rather than as a read transaction
-        # each (SQLite: a WAL read lock taken and dropped per statement), and what pre-flight
-        # saw is what the rows are written against. It holds the ledger's write lock through
-        # pre-flight (CPU, no I/O but the reads): the hooks run under the account lock, which
-        # already keeps every other writer of this ledger out for the whole call.
-        with self.ledger.transaction():  # one commit: rows stored and claimed together
-            plans, first_in_call, verdicts, owners, stored = self._plan(shipments)
-            # Claimed before the call (lease in the ledger): no other process sends them. New
-            # rows are inserted claimed; the rest (held rows passing now) are claimed here.
-            written, claimed = self._store(owners, verdicts, stored, now, lease)
-            rest = [r for r in written if r.id not in claimed]
-            claimed.update(r.id for r in self.ledger.claim_outbox(rest, now, lease))
-        to_send = [r for r in written if r.id in claimed]
-        for row in written:
-            if row.id not in claimed:
-                first_in_call[row.shipment_id].results[(row.ci_lineitemid, row.tracking)] = (
-                    _in_flight(row)
-                )
-        crashpoint("after_outbox")
-        self._ordered = {v.line.ci_lineitemid: v.line.quantity for v in verdicts if v.line}
+        sender = _Sender(self, now, premarked=True)
+        parts = _parts(shipments, sender.batch_size) if sender.overlaps else [shipments]
+        plans: list[_Plan] = []
+        first_in_call: dict[str, _Plan] = {}
         try:
-            sent = self._send(to_send, now, premarked=True)
+            for k, part in enumerate(parts):
+                # One transaction from the first read to the outbox commit: the reads (stored
+                # rows, pre-flight's lines and active rows) run inside it rather than as a
+                # read transaction each (SQLite: a WAL read lock taken and dropped per
+                # statement), and what pre-flight saw is what the rows are written against.
+                # It holds the ledger's write lock through pre-flight (CPU, no I/O but the
+                # reads): the hooks run under the account lock, which already keeps every
+                # other writer of this ledger out for the whole call.
+                with self.ledger.transaction():  # one commit: rows stored and claimed together
+                    verdicts, owners, stored = self._plan(part, plans, first_in_call)
+                    # Claimed before the call (lease in the ledger): no other process sends
+                    # them. New rows are inserted claimed; the rest (held rows passing now)
+                    # are claimed here.
+                    written, claimed = self._store(owners, verdicts, stored, now, lease)
+                    rest = [r for r in written if r.id not in claimed]
+                    claimed.update(r.id for r in self.ledger.claim_outbox(rest, now, lease))
+                for row in written:
+                    if row.id not in claimed:
+                        first_in_call[row.shipment_id].results[
+                            (row.ci_lineitemid, row.tracking)
+                        ] = _in_flight(row)
+                crashpoint("after_outbox")
+                self._ordered.update(
+                    (v.line.ci_lineitemid, v.line.quantity) for v in verdicts if v.line
+                )
+                sender.add([r for r in written if r.id in claimed], more=k + 1 < len(parts))
+            sent = sender.finish()
         except BaseException:
             # Every settled row ended its claim with its outcome; free the rest for a retry.
-            self.ledger.release_outbox(r.id for r in to_send)
+            sender.close(abort=True)
+            self.ledger.release_outbox(r.id for r in sender.rows)
             raise
         finally:
             self._ordered = {}
@@ -135,22 +153,20 @@ class Dispatcher:
                 out.append(
                     result if result.shipment_id == sid else replace(result, shipment_id=sid)
                 )
-        if to_send:
+        if sender.rows:
             self.settle_holds(now)
         return out
 
     def _plan(
-        self, shipments: Sequence[Shipment]
-    ) -> tuple[
-        list[_Plan],
-        dict[str, _Plan],
-        list[Verdict],
-        list[_Plan],
-        dict[str, dict[tuple[int, str], OutboxRow]],
-    ]:
-        """Read what the ledger holds of ``shipments`` and pre-flight what is new: the plans
-        (results known so far), the first plan of each shipment id, the verdicts and the
-        plan owning each verdict, and the stored rows by shipment."""
+        self,
+        shipments: Sequence[Shipment],
+        plans: list[_Plan],
+        first_in_call: dict[str, _Plan],
+    ) -> tuple[list[Verdict], list[_Plan], dict[str, dict[tuple[int, str], OutboxRow]]]:
+        """Read what the ledger holds of ``shipments`` and pre-flight what is new. Appends a
+        plan per shipment to ``plans`` (results known so far) and notes the first plan of each
+        shipment id in ``first_in_call`` (both kept across the parts of one call); returns the
+        verdicts, the plan owning each verdict and the stored rows by shipment."""
         ids = [s.shipment_id for s in shipments]
         stored: dict[str, dict[tuple[int, str], OutboxRow]] = {}
         closed: dict[str, dict[tuple[int, str], ClosedOutboxRow]] = {}
@@ -159,8 +175,6 @@ class Dispatcher:
                 stored.setdefault(row.shipment_id, {})[(row.ci_lineitemid, row.tracking)] = row
             for c in self.ledger.closed_outbox(ids):
                 closed.setdefault(c.shipment_id, {})[(c.ci_lineitemid, c.tracking)] = c
-        plans: list[_Plan] = []
-        first_in_call: dict[str, _Plan] = {}
         checks: list[tuple[str, str, Candidate]] = []
         owners: list[_Plan] = []
         for shipment in shipments:
@@ -198,7 +212,7 @@ class Dispatcher:
                     owners.append(plan)
                 else:
                     plan.results[(lid, tracking)] = _known_result(known)
-        return plans, first_in_call, self.preflight.check_many(checks), owners, stored
+        return self.preflight.check_many(checks), owners, stored
 
     def _store(
         self,
@@ -478,49 +492,13 @@ class Dispatcher:
         just before, so no second commit. A crash before the acceptance commit leaves rows
         ``sending``: the next flush re-sends them and CI treats an identical re-send as a
         no-op."""
-        results: list[LineResult] = []
-        accepted: list[OutboxRow] = []
-        size = max(1, self.account.options.tracking_batch_size)
-        batches: list[tuple[str, list[OutboxRow]]] = []
-        for endpoint in (FULL_LINE_ENDPOINT, PARTIAL_ENDPOINT):
-            group = [r for r in rows if (r.endpoint or FULL_LINE_ENDPOINT) == endpoint]
-            batches += [(endpoint, group[i : i + size]) for i in range(0, len(group), size)]
-        workers = self.account.options.ack_concurrency
-        if premarked and workers > 1 and len(batches) > 1 and runs_concurrently(self.client):
-            results = self._send_in_flight(batches, now, accepted, workers)
-        else:
-            for endpoint, batch in batches:
-                results += self._send_batch(endpoint, batch, now, accepted, premarked=premarked)
-        if accepted:
-            self.ledger.record_tracking_accepted(
-                [(r.id, r.ci_lineitemid, r.quantity) for r in accepted], now
-            )
-            crashpoint("tracking_recorded")
-        return results
-
-    def _send_in_flight(
-        self,
-        batches: list[tuple[str, list[OutboxRow]]],
-        now: datetime,
-        accepted: list[OutboxRow],
-        workers: int,
-    ) -> list[LineResult]:
-        """Premarked batches with up to ``workers`` calls in flight (``ack_concurrency``):
-        requests are built here, worker threads only make the HTTP call, outcomes are taken
-        (and written) here in batch order, so results match one call after the other."""
-        results: list[LineResult] = []
-        calls: dict[int, Future[None]] = {}
-        ahead = 0
-        with CallPool(workers, thread_setup(self.client), "ci-tracking") as pool:
-            for k, (endpoint, batch) in enumerate(batches):
-                while ahead < len(batches) and len(calls) < workers:
-                    calls[ahead] = pool.submit(self._request(*batches[ahead]))
-                    ahead += 1
-                call = calls.pop(k)
-                results += self._send_batch(
-                    endpoint, batch, now, accepted, premarked=True, call=call
-                )
-        return results
+        sender = _Sender(self, now, premarked=premarked)
+        try:
+            sender.add(rows, more=False)
+            return sender.finish()
+        except BaseException:
+            sender.close(abort=True)
+            raise
 
     def _send_batch(
         self,
@@ -651,6 +629,128 @@ class Dispatcher:
             )
             for r in rows
         ]
+
+
+class _Sender:
+    """Sends claimed outbox rows for one dispatcher call: batches per endpoint,
+    ``tracking_batch_size`` rows a call, then every acceptance in one commit (:meth:`finish`).
+
+    With overlap (premarked rows, ``ack_concurrency`` > 1, a client that allows calls from
+    several threads), up to ``ack_concurrency`` calls are in flight on worker threads, which
+    only make the HTTP call: requests are built, and outcomes taken and written, on the
+    calling thread in the order the calls were made. :meth:`add` with ``more`` sends the full
+    batches at once, while the caller prepares more rows; the rest go at :meth:`finish`. A
+    single call is made on the calling thread (no thread started for it)."""
+
+    def __init__(self, dispatcher: Dispatcher, now: datetime, *, premarked: bool) -> None:
+        options = dispatcher.account.options
+        self.dispatcher = dispatcher
+        self.now = now
+        self.premarked = premarked
+        self.batch_size = max(1, options.tracking_batch_size)
+        self.workers = options.ack_concurrency
+        self.overlaps = premarked and self.workers > 1 and runs_concurrently(dispatcher.client)
+        #: Every row handed over (a caller that fails releases their claims).
+        self.rows: list[OutboxRow] = []
+        self._waiting: dict[str, list[OutboxRow]] = {FULL_LINE_ENDPOINT: [], PARTIAL_ENDPOINT: []}
+        self._calls: deque[tuple[str, list[OutboxRow], Future[None]]] = deque()
+        self._pool: CallPool | None = None
+        self._results: list[LineResult] = []
+        self._accepted: list[OutboxRow] = []
+
+    def add(self, rows: Sequence[OutboxRow], *, more: bool) -> None:
+        """Take ``rows`` (claimed, committed); with ``more`` (and overlap) send the full
+        batches now and take the outcomes of the calls already answered."""
+        self.rows += rows
+        for r in rows:
+            self._waiting[r.endpoint or FULL_LINE_ENDPOINT].append(r)
+        if not (more and self.overlaps):
+            return
+        size = self.batch_size
+        for endpoint, group in self._waiting.items():
+            while len(group) >= size:
+                self._submit(endpoint, group[:size])
+                del group[:size]
+        while self._calls and self._calls[0][2].done():
+            self._take()
+
+    def finish(self) -> list[LineResult]:
+        """Send what is left, take every outcome, record the acceptances (one commit)."""
+        size = self.batch_size
+        batches = [
+            (endpoint, group[i : i + size])
+            for endpoint, group in self._waiting.items()
+            for i in range(0, len(group), size)
+        ]
+        for group in self._waiting.values():
+            group.clear()
+        if self.overlaps and (self._calls or len(batches) > 1):
+            for endpoint, batch in batches:
+                self._submit(endpoint, batch)
+            while self._calls:
+                self._take()
+            self.close()
+        else:
+            d = self.dispatcher
+            for endpoint, batch in batches:
+                self._results += d._send_batch(
+                    endpoint, batch, self.now, self._accepted, premarked=self.premarked
+                )
+        if self._accepted:
+            self.dispatcher.ledger.record_tracking_accepted(
+                [(r.id, r.ci_lineitemid, r.quantity) for r in self._accepted], self.now
+            )
+            crashpoint("tracking_recorded")
+        return self._results
+
+    def close(self, *, abort: bool = False) -> None:
+        """Join the worker threads; with ``abort``, cut the calls in flight short first."""
+        if self._pool is not None:
+            self._pool.close(abort=abort)
+            self._pool = None
+
+    def _submit(self, endpoint: str, batch: list[OutboxRow]) -> None:
+        if self._pool is None:
+            client = self.dispatcher.client
+            self._pool = CallPool(self.workers, thread_setup(client), "ci-tracking")
+        call = self._pool.submit(self.dispatcher._request(endpoint, batch))
+        self._calls.append((endpoint, batch, call))
+
+    def _take(self) -> None:
+        """The outcome of the oldest call (waiting for it), written on this thread."""
+        endpoint, batch, call = self._calls.popleft()
+        self._results += self.dispatcher._send_batch(
+            endpoint, batch, self.now, self._accepted, premarked=True, call=call
+        )
+
+
+def _parts(shipments: Sequence[Shipment], items: int) -> list[Sequence[Shipment]]:
+    """``shipments`` cut into parts of at least ``items`` items (a line in a parcel) each;
+    the last part may have fewer. A cut falls only where no line and no tracking number has
+    items on both sides: pre-flight's checks across candidates (quantity still open, one
+    address per tracking number) then see in one part everything they would see in the whole
+    call, and the six-numbers-per-order check sees earlier parts' rows in the ledger as it
+    would have seen them in memory."""
+    last: dict[object, int] = {}  # a line id or tracking number -> its last shipment
+    for i, shipment in enumerate(shipments):
+        for parcel in shipment.parcels:
+            last[parcel.tracking_number.strip()] = i
+            for item in parcel.lines:
+                last[item.ci_lineitemid] = i
+    parts: list[Sequence[Shipment]] = []
+    start = count = reach = 0
+    for i, shipment in enumerate(shipments):
+        for parcel in shipment.parcels:
+            reach = max(reach, last[parcel.tracking_number.strip()])
+            for item in parcel.lines:
+                reach = max(reach, last[item.ci_lineitemid])
+            count += len(parcel.lines)
+        if count >= items and reach <= i:
+            parts.append(shipments[start : i + 1])
+            start, count = i + 1, 0
+    if start < len(shipments):
+        parts.append(shipments[start:])
+    return parts
 
 
 def _line_ids(verdict: Verdict) -> dict[str, str | None]:

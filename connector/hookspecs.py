@@ -235,12 +235,17 @@ def oms_dispatch_many(account: Account, shipments: Sequence[Shipment]) -> list[L
 
     Every shipment gets exactly the checks and identity rules of :func:`oms_dispatch`; the
     cross-line checks (quantity still open, one address per tracking number, six numbers per
-    order) also see the other shipments of the call. All outbox rows are written in one
-    ledger transaction, the tracking items of every shipment are packed into as few CI calls
+    order) also see the other shipments of the call. The outbox rows are committed before
+    any of them is sent, the tracking items of every shipment are packed into as few CI calls
     as ``tracking_batch_size`` allows (one call per endpoint and batch size, not one per
     shipment), and what CI accepted is recorded in one commit. A host dispatching a wave of
     parcels should prefer it: it is several times faster than one call per shipment (see
     ``docs/engine.md``).
+
+    With calls in flight (``ack_concurrency`` > 1), a call of more than
+    ``tracking_batch_size`` items is stored and sent in parts of about one CI call each, so
+    CI answers one part while the next is checked; the calls and results are those of the
+    whole call at once.
 
     :param account: the account the lines belong to.
     :param shipments: the host's dispatches, in any order; a ``shipment_id`` twice in one
@@ -250,11 +255,15 @@ def oms_dispatch_many(account: Account, shipments: Sequence[Shipment]) -> list[L
         shipment, shipment by shipment in the order given, each with its ``shipment_id``;
         ``None`` if the account belongs to another channel.
     :raises connector.errors.ChannelError: the ledger could not be written (nothing of the
-        call was stored; send it again).
+        part being written was stored; earlier parts were, and go out with the next
+        :func:`oms_flush_outbox`); send the call again: the shipments already stored answer
+        ``already_done`` or ``queued``.
 
     Calling mode: firstresult. Stops at the first non-``None`` result.
 
     .. versionadded:: 0.2.0
+    .. versionchanged:: 0.9.0
+       Stored and sent in parts when calls may be in flight (was: one transaction).
     """
 
 

@@ -474,7 +474,7 @@ class GrouponPlugin:
     def oms_dispatch_many(
         self, account: Account, shipments: Sequence[Shipment]
     ) -> list[LineResult] | None:
-        """Many shipments in one outbox transaction and as few CI calls as allowed."""
+        """Many shipments, packed into as few CI calls as allowed (see the hookspec)."""
         if account.channel != CHANNEL:
             return None
         with self._using(account) as rt:

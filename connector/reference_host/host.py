@@ -284,8 +284,9 @@ class ReferenceHost:
 
     def ship_many(self, account: Account, shipments: Sequence[Shipment]) -> list[LineResult]:
         """Record many shipments, then send them through ``oms_dispatch_many`` in one call
-        (one outbox transaction, tracking packed into as few CI calls as allowed). A shipment
-        whose id the host already used for other contents is refused and not sent.
+        (the outbox committed before any call, tracking packed into as few CI calls as
+        allowed). A shipment whose id the host already used for other contents is refused
+        and not sent.
 
         .. versionadded:: 0.2.0
         """
