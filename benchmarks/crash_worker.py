@@ -3,7 +3,9 @@
 ``python -m benchmarks.crash_worker --url URL --supplier-id ID --data-dir DIR --token-env VAR``
 
 One run = ``ReferenceHost.sync`` (import, store, mark_exported, notices, flush), then one
-shipment per stored order that still has open lines, then ``oms_flush_outbox``. ``--role``
+shipment per stored order that still has open lines (the first half one ``ReferenceHost.ship``
+each, the rest in waves of :data:`WAVE_SHIPMENTS` through ``ReferenceHost.ship_many``, which
+stores and sends a wave in parts while calls are in flight), then ``oms_flush_outbox``. ``--role``
 runs one part only (the concurrent mode runs several roles at once on one account):
 ``sync`` (the sync cycle), ``dispatch`` (the shipments), ``flush`` (the outbox). Shipment ids
 and tracking numbers are derived from the order's line ids, so a re-run after a crash builds
@@ -52,6 +54,7 @@ __all__ = [
     "EXIT_IDLE",
     "EXIT_WORKED",
     "HOST_DB",
+    "WAVE_SHIPMENTS",
     "CrashingFetchClient",
     "main",
     "plan_shipments",
@@ -62,6 +65,7 @@ ACCOUNT_NAME = "crash"
 HOST_DB = "host.sqlite3"
 COURIER = "UPS"
 CHUNK_ORDERS = 40  # max_orders_per_import (see build_account)
+WAVE_SHIPMENTS = 20  # shipments per ship_many: with tracking batches of 25, 1-3 parts
 EXIT_IDLE = 0
 EXIT_WORKED = 3
 EXIT_ERROR = 1
@@ -188,9 +192,12 @@ def run(args: argparse.Namespace, token: str) -> dict[str, object]:
             report = host.sync(account)
         if role in ("all", "dispatch"):
             shipments = plan_shipments(host.store.open_lines(account.name))
-            for shipment in shipments:
-                for result in host.ship(account, shipment):
-                    outcomes[result.outcome.value] = outcomes.get(result.outcome.value, 0) + 1
+            half = len(shipments) // 2
+            results = [r for shipment in shipments[:half] for r in host.ship(account, shipment)]
+            for start in range(half, len(shipments), WAVE_SHIPMENTS):
+                results += host.ship_many(account, shipments[start : start + WAVE_SHIPMENTS])
+            for result in results:
+                outcomes[result.outcome.value] = outcomes.get(result.outcome.value, 0) + 1
         if role in ("all", "flush"):
             flushed = host.facade.flush_outbox(account=account)
     finally:

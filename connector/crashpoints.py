@@ -41,7 +41,8 @@ POINTS: dict[str, str] = {
     "ack_sent": "importer: CI accepted a mark_exported batch; the ledger has not recorded it",
     "ack_recorded": "importer: one mark_exported batch recorded as acked (between batches)",
     "host_shipment": "reference host: the shipment is committed in the host; not yet dispatched",
-    "after_outbox": "dispatcher: outbox rows committed as sending; no tracking call made",
+    "after_outbox": "dispatcher: outbox rows committed as sending (a dispatch call's, or one "
+    "part's of a long oms_dispatch_many); no tracking call of those rows made",
     "tracking_sent": "dispatcher: CI accepted a tracking batch; the outcome is not recorded",
     "tracking_recorded": "dispatcher: one tracking batch recorded as accepted (between batches)",
     "flush": "dispatcher flush: due outbox rows selected; none re-sent yet",
