@@ -98,15 +98,21 @@ class Dispatcher:
         CI accepted. Results come shipment by shipment, one per (line, parcel).
 
         With calls in flight (``ack_concurrency`` > 1 and a client that allows it), a long
-        call is worked through in parts of about one tracking call's worth of items
-        (:func:`_parts`): each part is pre-flighted and committed (durable), and its full
-        batches go out while the next part is pre-flighted, so CI's time overlaps the
-        connector's. The calls carry the same items (each endpoint's rows in order,
-        ``tracking_batch_size`` a call) and the results are the same as in one part."""
+        call is worked through in parts (:func:`_parts`; the first of about one tracking
+        call's worth of items, the others of ``ack_concurrency`` calls' worth): each part is
+        pre-flighted and committed (durable), and its full batches go out while the next
+        part is pre-flighted, so CI's time overlaps the connector's. The calls carry the
+        same items (each endpoint's rows in order, ``tracking_batch_size`` a call) and the
+        results are the same as in one part."""
         now = self.clock()
         lease = self.account.options.lease_seconds
         sender = _Sender(self, now, premarked=True)
-        parts = _parts(shipments, sender.batch_size) if sender.overlaps else [shipments]
+        parts: list[Sequence[Shipment]] = [shipments]
+        if sender.overlaps:
+            # The first part one call's worth, so the first call goes out soon; the others
+            # as many calls as may be in flight: fewer durable commits, no call left waiting.
+            size = sender.batch_size
+            parts = _parts(shipments, size, size * sender.workers)
         plans: list[_Plan] = []
         first_in_call: dict[str, _Plan] = {}
         try:
@@ -724,13 +730,14 @@ class _Sender:
         )
 
 
-def _parts(shipments: Sequence[Shipment], items: int) -> list[Sequence[Shipment]]:
-    """``shipments`` cut into parts of at least ``items`` items (a line in a parcel) each;
-    the last part may have fewer. A cut falls only where no line and no tracking number has
-    items on both sides: pre-flight's checks across candidates (quantity still open, one
-    address per tracking number) then see in one part everything they would see in the whole
-    call, and the six-numbers-per-order check sees earlier parts' rows in the ledger as it
-    would have seen them in memory."""
+def _parts(shipments: Sequence[Shipment], first: int, then: int) -> list[Sequence[Shipment]]:
+    """``shipments`` cut into parts: the first of at least ``first`` items (a line in a
+    parcel), the others of at least ``then``; the last part may have fewer. A cut falls only
+    between shipments, and only where no line and no tracking number has items on both sides:
+    pre-flight's checks across candidates (quantity still open, one address per tracking
+    number) then see in one part everything they would see in the whole call, and the
+    six-numbers-per-order check sees earlier parts' rows in the ledger as it would have seen
+    them in memory."""
     last: dict[object, int] = {}  # a line id or tracking number -> its last shipment
     for i, shipment in enumerate(shipments):
         for parcel in shipment.parcels:
@@ -745,7 +752,7 @@ def _parts(shipments: Sequence[Shipment], items: int) -> list[Sequence[Shipment]
             for item in parcel.lines:
                 reach = max(reach, last[item.ci_lineitemid])
             count += len(parcel.lines)
-        if count >= items and reach <= i:
+        if count >= (then if parts else first) and reach <= i:
             parts.append(shipments[start : i + 1])
             start, count = i + 1, 0
     if start < len(shipments):

@@ -243,7 +243,7 @@ def oms_dispatch_many(account: Account, shipments: Sequence[Shipment]) -> list[L
     ``docs/engine.md``).
 
     With calls in flight (``ack_concurrency`` > 1), a call of more than
-    ``tracking_batch_size`` items is stored and sent in parts of about one CI call each, so
+    ``tracking_batch_size`` items is stored and sent in parts of a few CI calls each, so
     CI answers one part while the next is checked; the calls and results are those of the
     whole call at once.
 
