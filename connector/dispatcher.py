@@ -98,10 +98,10 @@ class Dispatcher:
         CI accepted. Results come shipment by shipment, one per (line, parcel).
 
         With calls in flight (``ack_concurrency`` > 1 and a client that allows it), a long
-        call is worked through in parts (:func:`_parts`; the first of about one tracking
-        call's worth of items, the others of ``ack_concurrency`` calls' worth): each part is
-        pre-flighted and committed (durable), and its full batches go out while the next
-        part is pre-flighted, so CI's time overlaps the connector's. The calls carry the
+        call is worked through in parts (:func:`_parts`; of about one tracking call's worth
+        of items at the start and at the end, of ``ack_concurrency`` calls' worth between):
+        each part is pre-flighted and committed (durable), and its full batches go out while
+        the next part is pre-flighted, so CI's time overlaps the connector's. The calls carry the
         same items (each endpoint's rows in order, ``tracking_batch_size`` a call) and the
         results are the same as in one part."""
         now = self.clock()
@@ -109,13 +109,14 @@ class Dispatcher:
         sender = _Sender(self, now, premarked=True)
         parts: list[Sequence[Shipment]] = [shipments]
         if sender.overlaps:
-            # The first part one call's worth, so the first call goes out soon; the others
-            # as many calls as may be in flight: fewer durable commits, no call left waiting.
+            # Small parts are one call's worth, large ones as many calls as may be in flight.
             size = sender.batch_size
             parts = _parts(shipments, size, size * sender.workers)
         plans: list[_Plan] = []
         first_in_call: dict[str, _Plan] = {}
         try:
+            if len(parts) > 1:
+                sender.start()  # the threads, before any call is made (see _Sender.start)
             for k, part in enumerate(parts):
                 # One transaction from the first read to the outbox commit: the reads (stored
                 # rows, pre-flight's lines and active rows) run inside it rather than as a
@@ -681,7 +682,9 @@ class _Sender:
             self._take()
 
     def finish(self) -> list[LineResult]:
-        """Send what is left, take every outcome, record the acceptances (one commit)."""
+        """Send what is left, take every outcome, record the acceptances: in one commit, or
+        with calls in flight also while waiting for an answer (time the calling thread would
+        otherwise spend idle; those commits are not fsync'd either)."""
         size = self.batch_size
         batches = [
             (endpoint, group[i : i + size])
@@ -694,6 +697,8 @@ class _Sender:
             for endpoint, batch in batches:
                 self._submit(endpoint, batch)
             while self._calls:
+                if self._accepted and not self._calls[0][2].done():
+                    self._record()
                 self._take()
             self.close()
         else:
@@ -703,11 +708,15 @@ class _Sender:
                     endpoint, batch, self.now, self._accepted, premarked=self.premarked
                 )
         if self._accepted:
-            self.dispatcher.ledger.record_tracking_accepted(
-                [(r.id, r.ci_lineitemid, r.quantity) for r in self._accepted], self.now
-            )
-            crashpoint("tracking_recorded")
+            self._record()
         return self._results
+
+    def start(self) -> None:
+        """Start the worker threads now, before the first call: a thread started while the
+        others make their calls waits for the GIL they hold (milliseconds a thread, measured
+        in the middle of a wave), one started now does not."""
+        if self.overlaps:
+            self._open_pool().start()
 
     def close(self, *, abort: bool = False) -> None:
         """Join the worker threads; with ``abort``, cut the calls in flight short first."""
@@ -715,12 +724,23 @@ class _Sender:
             self._pool.close(abort=abort)
             self._pool = None
 
-    def _submit(self, endpoint: str, batch: list[OutboxRow]) -> None:
+    def _open_pool(self) -> CallPool:
         if self._pool is None:
             client = self.dispatcher.client
             self._pool = CallPool(self.workers, thread_setup(client), "ci-tracking")
-        call = self._pool.submit(self.dispatcher._request(endpoint, batch))
+        return self._pool
+
+    def _submit(self, endpoint: str, batch: list[OutboxRow]) -> None:
+        call = self._open_pool().submit(self.dispatcher._request(endpoint, batch))
         self._calls.append((endpoint, batch, call))
+
+    def _record(self) -> None:
+        """Record what CI accepted so far (one commit, see
+        :meth:`~connector.ledger.Ledger.record_tracking_accepted`)."""
+        rows = [(r.id, r.ci_lineitemid, r.quantity) for r in self._accepted]
+        self.dispatcher.ledger.record_tracking_accepted(rows, self.now)
+        self._accepted = []
+        crashpoint("tracking_recorded")
 
     def _take(self) -> None:
         """The outcome of the oldest call (waiting for it), written on this thread."""
@@ -730,31 +750,38 @@ class _Sender:
         )
 
 
-def _parts(shipments: Sequence[Shipment], first: int, then: int) -> list[Sequence[Shipment]]:
-    """``shipments`` cut into parts: the first of at least ``first`` items (a line in a
-    parcel), the others of at least ``then``; the last part may have fewer. A cut falls only
-    between shipments, and only where no line and no tracking number has items on both sides:
-    pre-flight's checks across candidates (quantity still open, one address per tracking
-    number) then see in one part everything they would see in the whole call, and the
-    six-numbers-per-order check sees earlier parts' rows in the ledger as it would have seen
-    them in memory."""
+def _parts(shipments: Sequence[Shipment], small: int, large: int) -> list[Sequence[Shipment]]:
+    """``shipments`` cut into parts of at least ``small`` or ``large`` items (a line in a
+    parcel): the first part small (its calls go out soon), the middle ones large (fewer
+    commits), the last ones small again (less left to send once every part is stored); the
+    very last part may have fewer.
+
+    A cut falls only between shipments, and only where no line and no tracking number has
+    items on both sides: pre-flight's checks across candidates (quantity still open, one
+    address per tracking number) then see in one part everything they would see in the
+    whole call, and the six-numbers-per-order check sees earlier parts' rows in the ledger
+    as it would have seen them in memory."""
     last: dict[object, int] = {}  # a line id or tracking number -> its last shipment
+    left = 0  # items not in a part yet
     for i, shipment in enumerate(shipments):
         for parcel in shipment.parcels:
             last[parcel.tracking_number.strip()] = i
+            left += len(parcel.lines)
             for item in parcel.lines:
                 last[item.ci_lineitemid] = i
     parts: list[Sequence[Shipment]] = []
     start = count = reach = 0
+    target = small
     for i, shipment in enumerate(shipments):
         for parcel in shipment.parcels:
             reach = max(reach, last[parcel.tracking_number.strip()])
             for item in parcel.lines:
                 reach = max(reach, last[item.ci_lineitemid])
             count += len(parcel.lines)
-        if count >= (then if parts else first) and reach <= i:
+        if count >= target and reach <= i:
             parts.append(shipments[start : i + 1])
-            start, count = i + 1, 0
+            start, left, count = i + 1, left - count, 0
+            target = large if left > large + small else small
     if start < len(shipments):
         parts.append(shipments[start:])
     return parts

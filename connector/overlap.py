@@ -82,6 +82,11 @@ class CallPool:
         self._threads: list[threading.Thread] = []
         self._pending: list[Future[Any]] = []
 
+    def start(self) -> None:
+        """Start every worker thread now rather than one per call as calls come."""
+        while len(self._threads) < self.workers:
+            self._start_thread()
+
     def submit(self, fn: Callable[..., R], *args: Any) -> Future[R]:
         future: Future[R] = Future()
         context = contextvars.copy_context()  # the caller's budget goes along
@@ -90,12 +95,15 @@ class CallPool:
         self._pending.append(future)
         self._jobs.put((future, context, fn, args))
         if len(self._threads) < self.workers:
-            thread = threading.Thread(
-                target=self._work, name=f"{self._name}-{len(self._threads) + 1}", daemon=True
-            )
-            self._threads.append(thread)
-            thread.start()
+            self._start_thread()
         return future
+
+    def _start_thread(self) -> None:
+        thread = threading.Thread(
+            target=self._work, name=f"{self._name}-{len(self._threads) + 1}", daemon=True
+        )
+        self._threads.append(thread)
+        thread.start()
 
     def _work(self) -> None:
         try:

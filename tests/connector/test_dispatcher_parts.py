@@ -61,7 +61,7 @@ def test_each_part_is_committed_before_its_call_and_calls_overlap_later_parts(
 
     def checking(self: Preflight, items: Any) -> Any:
         events.append("check")
-        if events.count("check") == 3:
+        if events.count("check") == 4:
             # The last part: an earlier part's call is made while it is pre-flighted (without
             # overlap no call would start before every part was checked).
             deadline = time.monotonic() + 5
@@ -87,6 +87,15 @@ def test_each_part_is_committed_before_its_call_and_calls_overlap_later_parts(
 
     monkeypatch.setattr(Preflight, "check_many", checking)
     monkeypatch.setattr(SlowCI, "tracking_notification", committed_first)
+    ledger = host.plugin.ledger_for(acct)
+    record = type(ledger).record_tracking_accepted
+    recorded: list[list[int]] = []
+
+    def recording(self: Any, rows: Any, now: Any) -> Any:
+        recorded.append(sorted(lid for _, lid, _ in rows))
+        return record(self, rows, now)
+
+    monkeypatch.setattr(type(ledger), "record_tracking_accepted", recording)
     shipments = [Shipment.single(f"S{lid}", "UPS", _ups(lid), {lid: 1}) for lid in range(1, 13)]
     results = host.pm.hook.oms_dispatch_many(account=acct, shipments=shipments)
 
@@ -94,12 +103,14 @@ def test_each_part_is_committed_before_its_call_and_calls_overlap_later_parts(
         (lid, LineOutcome.ACCEPTED) for lid in range(1, 13)
     ]
     assert unseen == []  # every item of every call was committed 'sending' before it
-    assert events.count("check") == 3  # parts of 2, 6 and 4 items (one call, then three)
+    assert events.count("check") == 4  # parts of 2, 6, 2 and 2 items (calls: 1, 3, 1, 1)
     assert events.index("call") < events.index("last part checked")  # overlap
     assert len(ci.calls_to("tracking_notification")) == 6
     assert {lid for lid, _ in ci.tracking} == set(range(1, 13))
-    states = host.plugin.ledger_for(acct).outbox_rows()
-    assert {r.state for r in states} == {"accepted"}
+    # Acceptances are recorded while later answers are awaited, each row once.
+    assert len(recorded) > 1
+    assert sorted(lid for rows in recorded for lid in rows) == list(range(1, 13))
+    assert {r.state for r in ledger.outbox_rows()} == {"accepted"}
     assert _our_threads() == []
 
 
@@ -240,11 +251,14 @@ def test_parts_never_split_a_line_or_a_tracking_number() -> None:
         ["e", "f", "g"],
         ["h", "i", "j"],
     ]
+    # Small, large, then small again at the end (11 items: 4 | 5 | 2 left, under 5 + 1).
     assert [[s.shipment_id for s in p] for p in _parts(shipments, 1, 5)] == [
         ["a", "b", "c", "d"],
         ["e", "f", "g", "h", "i"],
         ["j"],
     ]
+    plain = [_shipment(f"s{n}", (f"N{n}", {n: 1})) for n in range(12)]
+    assert [len(p) for p in _parts(plain, 1, 3)] == [1, 3, 3, 3, 1, 1]
     assert _parts(shipments, 100, 100) == [shipments]
     assert _parts([], 2, 2) == []
 
