@@ -144,6 +144,10 @@ def test_staged_lines_keep_every_value_with_and_without_holds(tmp_path: Path) ->
         (3, '{"problem": "bad"}'),
         (4, '["a1"]'),
     ]
+    # A row without a parsed form (not one the importer writes) gets no line_parsed row.
+    ledger.stage_rows(inserts=[(5, *plain[0][1:5], None, *plain[0][6:])])
+    assert _raw(ledger, "SELECT COUNT(*) FROM line_parsed WHERE line_id = 5") == [(0,)]
+    assert _raw(ledger, _STAGED_COLUMNS)[-1] == (5, *want[0][1:])
 
 
 def test_v9_migration_moves_parsed_forms_without_loss(tmp_path: Path) -> None:
