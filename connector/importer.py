@@ -492,8 +492,13 @@ class Importer:
         refreshes: list[tuple[Any, ...]] = []
         bad_refreshes: list[tuple[Any, ...]] = []
         statuses: list[tuple[Any, ...]] = []
-        # The raw records the written lines name (text -> key), stored once each.
-        keys: dict[str, str] = {}
+        # The raw records the written lines name, stored once each: key by the text's
+        # object (its lines share it), not by the text, whose hash would be computed once
+        # per record (~3 KB of SipHash). ``items`` holds every text until the end, so no id
+        # is reused meanwhile; equal texts of two objects (a record twice on a page) get
+        # the same key twice, and the second row is ignored as a record stored before is.
+        keys: dict[int, str] = {}
+        record_rows: list[tuple[str, str]] = []
         seen: set[int] = set()
         for lid, fields, parsed, text, bad_orderid, reason in items:
             if lid in seen:
@@ -503,11 +508,12 @@ class Importer:
             if row is not None and row.seen_round == round_no:
                 continue  # already staged from an earlier page of this round
             if row is None or row.state in UNCONFIRMED_STATES:
-                key = keys.get(text)
+                key = keys.get(id(text))
                 if key is None:
                     # Anchored on the record's first line id (the same for all its lines).
                     anchor = lid if fields is None else fields[_F_RECORD]
-                    key = keys[text] = record_key(text, anchor)
+                    key = keys[id(text)] = record_key(text, anchor)
+                    record_rows.append((key, text))
                 text = key  # the line names its record; the text goes to ``records``
             if fields is None:
                 problem = json.dumps({"problem": reason})
@@ -594,7 +600,7 @@ class Importer:
             else:
                 statuses.append((status, detected, round_no, status, stamp, lid))
         self.ledger.stage_rows(
-            records=[(key, text) for text, key in keys.items()],
+            records=record_rows,
             inserts=inserts,
             refreshes=refreshes,
             bad_refreshes=bad_refreshes,

@@ -162,3 +162,27 @@ def test_a_raw_records_text_is_its_bytes_and_reads_back(tmp_path: Path) -> None:
         assert row.record == by_lid[lid]
     texts = [t for (t,) in imp.ledger._conn.execute("SELECT record FROM records")]
     assert sorted(texts) == sorted(json.dumps(r) for r in records)
+
+
+@pytest.mark.parametrize("raw", [False, True], ids=["dicts", "raw"])
+def test_each_record_of_a_page_is_stored_once_under_its_lines_key(
+    tmp_path: Path, raw: bool
+) -> None:
+    # The lines of one record name one stored copy; a record repeated on the page, an
+    # equal copy of it (another object) and a broken record's lines too.
+    two = make_record("A", [make_line(1), make_line(2, "SKU-2")])
+    one = make_record("B", [make_line(3)])
+    bad = make_record("BAD", [make_line(5), make_line(6)])
+    bad["line_items"][0]["quantity"] = "lots"
+    records = [two, one, copy.deepcopy(two), bad, one]
+    imp = _importer(tmp_path)
+    _stage(imp, _raw(records) if raw else records)
+    keys = dict(imp.ledger._conn.execute("SELECT ci_lineitemid, record_key FROM lines"))
+    assert keys[1] == keys[2]
+    assert keys[5] == keys[6]
+    assert len({keys[1], keys[3], keys[5]}) == 3
+    stored = dict(imp.ledger._conn.execute("SELECT key, record FROM records"))
+    assert sorted(stored) == sorted({keys[1], keys[3], keys[5]})
+    assert json.loads(stored[keys[1]]) == two
+    assert json.loads(stored[keys[3]]) == one
+    assert json.loads(stored[keys[5]]) == bad

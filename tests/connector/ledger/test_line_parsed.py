@@ -112,6 +112,44 @@ def test_product_rows_and_prune_see_the_side_table(tmp_path: Path) -> None:
     assert all(ln.parsed is None for ln in ledger.lines())
 
 
+_STAGED_COLUMNS = (
+    "SELECT ci_lineitemid, account, orderid, fulfillment_lineitem_id, record_key, order_date,"
+    " ship_by, quantity, sku, bom_sku, state, hold_kind, hold_reason, held_since, ci_status,"
+    " first_seen, updated_at, seen_round, pending_eval FROM lines ORDER BY ci_lineitemid"
+)
+
+
+def test_staged_lines_keep_every_value_with_and_without_holds(tmp_path: Path) -> None:
+    # A page of plain new lines takes the statement with hold_kind and held_since as NULL
+    # literals; a page with a held line writes every row's values as given. Both store
+    # exactly the row the importer built (its parsed form aside).
+    ledger = open_ledger_file(ledger_path(tmp_path, "us"), "us")
+    stamp = T0.isoformat()
+    head1 = (1, "us", "A", "F11", "k1", '["a1"]', "2024-01-01", "2024-01-03", 2, "S1", None)
+    head2 = (2, "us", "A", None, "k1", '["a2"]', "2024-01-01", None, 1, "S2", "B2")
+    # state, hold_kind, hold_reason, held_since (no hold), ci_status, stamps, round
+    plain = [
+        (*head1, "staged", None, "", None, "open", stamp, stamp, 1),
+        (*head2, "staged", None, "", None, "cancelled", stamp, stamp, 1),
+    ]
+    held = (3, "us", "C", None, "k3", '{"problem": "bad"}', None, None, 0, "", None, "held")
+    held += (HoldKind.INVALID_PAYLOAD.value, "bad", stamp, "open", stamp, stamp, 2)
+    ledger.stage_rows(inserts=plain)
+    ledger.stage_rows(inserts=[held, (4, *plain[0][1:])])
+    want = [(*r[:5], *r[6:], 1) for r in (*plain, held, (4, *plain[0][1:]))]
+    assert _raw(ledger, _STAGED_COLUMNS) == want
+    assert _raw(ledger, "SELECT line_id, parsed FROM line_parsed ORDER BY line_id") == [
+        (1, '["a1"]'),
+        (2, '["a2"]'),
+        (3, '{"problem": "bad"}'),
+        (4, '["a1"]'),
+    ]
+    # A row without a parsed form (not one the importer writes) gets no line_parsed row.
+    ledger.stage_rows(inserts=[(5, *plain[0][1:5], None, *plain[0][6:])])
+    assert _raw(ledger, "SELECT COUNT(*) FROM line_parsed WHERE line_id = 5") == [(0,)]
+    assert _raw(ledger, _STAGED_COLUMNS)[-1] == (5, *want[0][1:])
+
+
 def test_v9_migration_moves_parsed_forms_without_loss(tmp_path: Path) -> None:
     path = ledger_path(tmp_path, "us")
     old = open_ledger_file(path, "us", MIGRATIONS[:8])
