@@ -713,6 +713,24 @@ def _in_marks(count: int) -> str:
     return ",".join("?" * count)
 
 
+# Up to this many values, a lookup by an indexed column is written as one ``column = ?``
+# part per value (UNION ALL) rather than ``column IN (...)``: SQLite builds a temporary
+# table for an IN list of two or more values that drives an index search, which costs more
+# than the search itself (a one-shipment dispatch's lists hold one to a few values).
+_EQ_PARTS_MAX = 4
+
+
+_first = itemgetter(0)
+
+
+def _eq_or_in(column: str, count: int) -> list[str]:
+    """The ``WHERE`` terms for ``count`` values of ``column``: ``column = ?`` each (one
+    UNION ALL part per term) for a short list, else one ``column IN (...)``."""
+    if count <= _EQ_PARTS_MAX:
+        return [f"{column} = ?"] * count
+    return [f"{column} IN ({_in_marks(count)})"]
+
+
 def _to_sql(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
@@ -1251,13 +1269,19 @@ class Ledger:
         width = len(DispatchLine._fields)
         select = (
             f"SELECT {', '.join(DispatchLine._fields)}, {self._record_column()}"  # noqa: S608
-            " FROM lines WHERE ci_lineitemid IN"
+            " FROM lines WHERE"
         )
         lines: dict[int, DispatchLine] = {}
         customers: dict[int, Any] = {}
         decoded: dict[str, Any] = {}
-        for chunk, marks in _in_chunks(list(dict.fromkeys(ids))):
-            for row in self._query_tuples(f"{select} ({marks})", chunk):
+        for chunk, _ in _in_chunks(list(dict.fromkeys(ids))):
+            sql = " UNION ALL ".join(
+                f"{select} {term}" for term in _eq_or_in("ci_lineitemid", len(chunk))
+            )
+            rows = self._query_tuples(sql, chunk)
+            if len(rows) > 1:
+                rows.sort(key=_first)  # the order an IN list on the key gives
+            for row in rows:
                 lid = row[0]
                 lines[lid] = make(row[:width])
                 customers[lid] = _cached_customer(row[width], decoded)
@@ -2664,6 +2688,14 @@ class Ledger:
     def settled_holds(self) -> list[OutboxRow]:
         """Held or CI-rejected dispatch rows whose line needs nothing more: fully shipped by
         other rows, or cancelled."""
+        # Usually there is no held or rejected row at all (each sending dispatch asks): two
+        # index probes by equality say so for a third of the query's cost, whose two-value
+        # IN list builds a temporary table each time. With none, nothing can be settled.
+        if not self._query(
+            "SELECT 1 WHERE EXISTS (SELECT 1 FROM outbox WHERE state = 'held')"
+            " OR EXISTS (SELECT 1 FROM outbox WHERE state = 'rejected')"
+        ):
+            return []
         rows = self._query(
             "SELECT o.* FROM outbox o JOIN lines l ON l.ci_lineitemid = o.ci_lineitemid"
             " WHERE o.state IN ('held', 'rejected') AND (l.qty_shipped >= l.quantity"
@@ -2713,9 +2745,9 @@ class Ledger:
             # The usual dispatch call: one statement, not three. UNION ALL, not OR: each part
             # keeps its own index (an OR plan may pick the state index: every active row).
             sql = " UNION ALL ".join(
-                f"SELECT * FROM outbox WHERE {states}"  # noqa: S608
-                f" AND {column} IN ({','.join('?' * len(values))})"
+                f"SELECT * FROM outbox WHERE {states} AND {term}"  # noqa: S608
                 for column, values in parts
+                for term in _eq_or_in(column, len(values))
             )
             for r in self._query(sql, [v for _, values in parts for v in values]):
                 found[r["id"]] = _outbox_from(r)

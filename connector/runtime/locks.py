@@ -93,6 +93,12 @@ class FileAccountLock:
         # and must open its own.
         self._idle: tuple[int, int] | None = None  # (fd, pid)
         self._machine: str | None = None
+        # (device, inode) of the open descriptor's file, taken once per open: a descriptor
+        # keeps its file for life, so each acquire stats only the path (no fstat).
+        self._fd_file: tuple[int, int, int] | None = None  # (fd, device, inode)
+        # The holder text last written, by (pid, since): a hook called in a loop writes the
+        # same text for a whole second, encoded once.
+        self._text: tuple[int, str, bytes] | None = None
 
     def acquire(self, timeout: float) -> None:
         deadline = time.monotonic() + max(timeout, 0.0)
@@ -116,6 +122,7 @@ class FileAccountLock:
             # A forked child: closing its copy leaves the parent's flock alone (only the last
             # descriptor of the open file, or LOCK_UN, releases it).
             os.close(fd)
+        self._fd_file = None  # a new descriptor (perhaps of the same number): stat it anew
         try:
             try:
                 return os.open(self.path, os.O_RDWR | os.O_CREAT, PRIVATE_MODE)
@@ -131,13 +138,32 @@ class FileAccountLock:
         """The size of ``fd``'s file, or ``None`` when it is no longer the file at the path
         (deleted or replaced since it was opened: a flock on a file nobody else opens
         excludes nobody)."""
+        known = self._fd_file
+        if known is None or known[0] != fd:
+            here = os.fstat(fd)
+            known = self._fd_file = (fd, here.st_dev, here.st_ino)
         try:
-            here, there = os.fstat(fd), os.stat(self.path)
+            there = os.stat(self.path)
         except FileNotFoundError:
             return None
-        if (here.st_dev, here.st_ino) != (there.st_dev, there.st_ino):
+        if (known[1], known[2]) != (there.st_dev, there.st_ino):
             return None
-        return here.st_size
+        # The size without a stat result: the offset of the end (nothing reads or writes
+        # this descriptor at its offset: the text goes by pwrite, holder() opens the path).
+        return os.lseek(fd, 0, os.SEEK_END)
+
+    def _holder_text(self) -> bytes:
+        """What the lock file says while we hold it: pid, machine and since, as JSON."""
+        pid = os.getpid()
+        since = self._clock.now(UTC).isoformat(timespec="seconds")
+        last = self._text
+        if last is not None and last[0] == pid and last[1] == since:
+            return last[2]
+        if self._machine is None:
+            self._machine = machine_name()
+        data = json.dumps({"pid": pid, "host": self._machine, "since": since}).encode()
+        self._text = (pid, since, data)
+        return data
 
     def _lock_file(self, deadline: float, timeout: float) -> None:
         while True:
@@ -157,11 +183,7 @@ class FileAccountLock:
                 if size is None:
                     os.close(fd)  # releases the flock of the stale file; open the path again
                     continue
-                if self._machine is None:
-                    self._machine = machine_name()
-                since = self._clock.now(UTC).isoformat(timespec="seconds")
-                text = json.dumps({"pid": os.getpid(), "host": self._machine, "since": since})
-                data = text.encode()
+                data = self._holder_text()
                 os.pwrite(fd, data, 0)
                 if size > len(data):  # a holder killed before its release left a longer text
                     os.ftruncate(fd, len(data))

@@ -76,3 +76,30 @@ def test_settled_holds_are_closed_once_and_kept_for_the_shipment_identity(tmp_pa
         assert ledger.settled_holds() == []
     finally:
         ledger.close()
+
+
+def test_settled_holds_by_state_held_and_rejected_and_none_without_holds(tmp_path: Path) -> None:
+    ledger = open_ledger(_account(tmp_path))
+    try:
+        for lid in (1, 2, 3):
+            ledger.stage_line(ci_lineitemid=lid, orderid="A", now=NOW, quantity=1, sku="s")
+            ledger.update_line(lid, NOW, state="acked", qty_shipped=1)  # all fully shipped
+        ledger.insert_outbox(
+            shipment_id="S-sent", ci_lineitemid=1, tracking="1Z1", quantity=1, now=NOW,
+            orderid="A", state="accepted",
+        )  # fmt: skip
+        assert ledger.settled_holds() == []  # no held or rejected row at all
+        rejected = ledger.insert_outbox(
+            shipment_id="S-rej", ci_lineitemid=2, tracking="1Z2", quantity=1, now=NOW,
+            orderid="A", state="rejected", reason="refused by CI",
+        )  # fmt: skip
+        assert [r.id for r in ledger.settled_holds()] == [rejected.id]  # rejected only
+        held = ledger.insert_outbox(
+            shipment_id="S-held", ci_lineitemid=3, tracking="1Z3", quantity=1, now=NOW,
+            orderid="A", state="held", hold_kind=HoldKind.PREFLIGHT, reason="bad tracking",
+        )  # fmt: skip
+        assert [r.id for r in ledger.settled_holds()] == [rejected.id, held.id]
+        ledger.close_outbox([rejected], "superseded", "line fully shipped", NOW)
+        assert [r.id for r in ledger.settled_holds()] == [held.id]  # held only
+    finally:
+        ledger.close()

@@ -204,11 +204,25 @@ def test_active_rows_statement_uses_the_line_tracking_and_order_indexes(
         ledger._conn.set_trace_callback(None)
         (sql,) = statements
         plan = [r[3] for r in ledger._conn.execute(f"EXPLAIN QUERY PLAN {sql}")]
-        assert [d.split(" USING INDEX ")[1].split(" ")[0] for d in plan if "SEARCH" in d] == [
-            "outbox_line",
-            "outbox_tracking",
-            "outbox_order",
+        # A short list is one part per value (no temporary table for an IN list), a long
+        # one a part per column: either way in the order given.
+        parts = [
+            (index, len(values) if len(values) <= 4 else 1)
+            for index, values in (
+                ("outbox_line", lines),
+                ("outbox_tracking", trackings),
+                ("outbox_order", orderids),
+            )
         ]
+        assert [d.split(" USING INDEX ")[1].split(" ")[0] for d in plan if "SEARCH" in d] == [
+            index for index, count in parts for _ in range(count)
+        ]
+        if all(
+            count == len(values)
+            for (_, count), values in zip(parts, (lines, trackings, orderids), strict=True)
+        ):
+            opcodes = [r[1] for r in ledger._conn.execute(f"EXPLAIN {sql}")]
+            assert "OpenEphemeral" not in opcodes  # no temporary table for a short list
     finally:
         ledger.close()
 
@@ -268,6 +282,11 @@ def test_dispatch_lines_and_customers_is_both_reads_in_one(tmp_path: Path) -> No
         assert customers[1] == customers[2] == address
         assert customers[5] is None
         assert ledger.dispatch_lines_and_customers([]) == ({}, {})
+        for few in ([3, 1, 99, 2], [4], [5, 4], [2, 2, 1]):  # one-shipment lists: = parts
+            lines, customers = ledger.dispatch_lines_and_customers(few)
+            assert lines == ledger.dispatch_lines(few)
+            assert customers == ledger.line_customers(few)
+            assert sorted(lines) == sorted(customers) == sorted(set(few) - {99})
     finally:
         ledger.close()
 

@@ -8,6 +8,7 @@ import stat
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from connector.runtime.locks import FileAccountLock, lock_path
 
 HOLD_SCRIPT = """
 import sys, time
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from connector.runtime.locks import FileAccountLock
 lock = FileAccountLock(Path(sys.argv[1]), "us")
@@ -179,3 +181,49 @@ def test_longer_stale_holder_text_is_cut_to_ours(tmp_path: Path) -> None:
     lock.release()
     assert path.read_text() == ""
     lock.close()
+
+
+def test_stale_text_left_between_calls_is_cut_on_the_kept_descriptor(tmp_path: Path) -> None:
+    path = lock_path(tmp_path, "us")
+    lock = FileAccountLock(path, "us")
+    lock.acquire(1)
+    lock.release()  # descriptor kept, its file known
+    with path.open("r+") as other:  # a holder of another process killed while holding
+        other.write('{"pid": 1, "host": "' + "x" * 300 + '", "since": "2020"}')
+    lock.acquire(1)
+    assert lock.holder()["pid"] == os.getpid()  # the whole file is our JSON again
+    lock.release()
+    assert path.read_text() == ""
+    lock.close()
+
+
+def test_holder_text_follows_the_clock_and_the_pid(tmp_path: Path) -> None:
+    moments = iter(
+        [
+            datetime(2026, 1, 1, 10, 0, 0, tzinfo=UTC),
+            datetime(2026, 1, 1, 10, 0, 0, 500, UTC),  # the same second: the same text
+            datetime(2026, 1, 1, 10, 0, 1, tzinfo=UTC),
+        ]
+    )
+
+    class Clock(datetime):
+        @classmethod
+        def now(cls, tz: tzinfo | None = None) -> Clock:
+            moment = next(moments)
+            return cls.fromtimestamp(moment.timestamp(), tz)
+
+    path = lock_path(tmp_path, "us")
+    lock = FileAccountLock(path, "us", clock=Clock)
+    seen = []
+    for _ in range(3):
+        lock.acquire(1)
+        seen.append(lock.holder())
+        lock.release()
+    lock.close()
+    assert [h["since"] for h in seen] == [
+        "2026-01-01T10:00:00+00:00",
+        "2026-01-01T10:00:00+00:00",
+        "2026-01-01T10:00:01+00:00",
+    ]
+    assert {h["pid"] for h in seen} == {os.getpid()}
+    assert {h["host"] for h in seen} == {machine_name()}
