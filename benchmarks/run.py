@@ -16,7 +16,10 @@ fresh, identically seeded simulator:
 * import of ``--latency-lines`` lines with 80 ms injected on every CI call on both sides (the
   simulator's latency fault); the floor stays serial;
 * dispatch of ``--small`` lines, one ``oms_dispatch`` per shipment, and in waves of ``--wave``
-  shipments through ``oms_dispatch_many`` against a floor sending the same packed calls;
+  shipments through ``oms_dispatch_many`` against a floor sending the same packed calls. The
+  waves are measured :data:`BATCHED_RUNS` times, each run against its own floor, and the run
+  with the median ratio is reported (every ratio is printed too): one run's timed part is
+  1-2 s, and its floor alone swung from 0.65 to 1.10 s between runs minutes apart;
 * connector peak RSS at both import sizes; simulator seeding and page times.
 
 ``--quick`` (20,000 / 2,000 / 2,000 lines, 5 page samples) is for a smoke check; the README's
@@ -38,6 +41,8 @@ from typing import Any
 __all__ = ["TARGETS", "evaluate_targets", "main", "run"]
 
 LATENCY_MS = 80
+BATCHED_RUNS = 3
+"""Runs of the waves measurement; the median one is reported."""
 QUICK = {"lines": 20_000, "small": 2_000, "latency_lines": 2_000, "sim_repeats": 5}
 
 TARGETS: dict[str, str] = {
@@ -112,7 +117,10 @@ def run(
     slow_lines = small if latency_lines is None else latency_lines
     slow_run = measure_import(slow_lines, progress=_progress, latency_ms=LATENCY_MS)
     dispatch = measure_dispatch(small, progress=_progress)
-    batched = measure_dispatch(small, progress=_progress, wave=wave)
+    batched_runs = [
+        measure_dispatch(small, progress=_progress, wave=wave) for _ in range(BATCHED_RUNS)
+    ]
+    batched = sorted(batched_runs, key=lambda r: r.ratio)[len(batched_runs) // 2]
 
     figures: dict[str, Any] = {
         "mode": mode,
@@ -162,13 +170,14 @@ def run(
         "dispatch_batched_seconds": _num(batched.connector_seconds),
         "dispatch_batched_floor_seconds": _num(batched.floor_seconds),
         "dispatch_batched_ratio_to_floor": _num(batched.ratio, 2),
+        "dispatch_batched_ratios": [_num(r.ratio, 2) for r in batched_runs],
         "dispatch_batched_tracking_calls": batched.connector_tracking_calls,
         "dispatch_batched_floor_tracking_calls": batched.tracking_calls,
         "dispatch_batched_outcomes": batched.outcomes,
         "dispatch_batched_cpu_us_per_shipment": _num(
             batched.connector_cpu_seconds / batched.shipments * 1e6, 1
         ),
-        "dispatch_complete": dispatch.complete and batched.complete,
+        "dispatch_complete": dispatch.complete and all(r.complete for r in batched_runs),
         "sim_seed_100k_s": sim["seed_100000_lines_s"],
         "sim_seed_1k_s": sim["seed_1000_lines_s"],
         "sim_page_ms_1k": pages_1k["first_page"],
@@ -258,7 +267,8 @@ def _table(f: dict[str, Any]) -> str:
             f" ({f['dispatch_batched_wave']} a wave)",
             f"{f['dispatch_batched_seconds']} s / {f['dispatch_batched_floor_seconds']} s"
             f" = {f['dispatch_batched_ratio_to_floor']}x"
-            f" ({f['dispatch_batched_tracking_calls']} calls)",
+            f" ({f['dispatch_batched_tracking_calls']} calls; median of"
+            f" {', '.join(f'{r}x' for r in f['dispatch_batched_ratios'])})",
             "<= 2.0x",
             mark("dispatch_batched_ratio_to_floor"),
         ),
