@@ -94,8 +94,9 @@ class Dispatcher:
 
     def dispatch_many(self, shipments: Sequence[Shipment]) -> list[LineResult]:
         """Pre-flight, store and send many shipments: the outbox committed before any call,
-        tracking packed into as few CI calls as the batch size allows, one commit for what
-        CI accepted. Results come shipment by shipment, one per (line, parcel).
+        tracking packed into as few CI calls as the batch size allows, what CI accepted
+        recorded in commits without an fsync of their own (one, or a few while the last
+        answers are awaited). Results come shipment by shipment, one per (line, parcel).
 
         With calls in flight (``ack_concurrency`` > 1 and a client that allows it), a long
         call is worked through in parts (:func:`_parts`; of about one tracking call's worth
@@ -640,7 +641,7 @@ class Dispatcher:
 
 class _Sender:
     """Sends claimed outbox rows for one dispatcher call: batches per endpoint,
-    ``tracking_batch_size`` rows a call, then every acceptance in one commit (:meth:`finish`).
+    ``tracking_batch_size`` rows a call, and records what CI accepted (:meth:`finish`).
 
     With overlap (premarked rows, ``ack_concurrency`` > 1, a client that allows calls from
     several threads), up to ``ack_concurrency`` calls are in flight on worker threads, which

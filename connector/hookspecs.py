@@ -238,9 +238,9 @@ def oms_dispatch_many(account: Account, shipments: Sequence[Shipment]) -> list[L
     order) also see the other shipments of the call. The outbox rows are committed before
     any of them is sent, the tracking items of every shipment are packed into as few CI calls
     as ``tracking_batch_size`` allows (one call per endpoint and batch size, not one per
-    shipment), and what CI accepted is recorded in one commit. A host dispatching a wave of
-    parcels should prefer it: it is several times faster than one call per shipment (see
-    ``docs/engine.md``).
+    shipment), and what CI accepted is recorded in a commit or a few. A host dispatching a
+    wave of parcels should prefer it: it is several times faster than one call per shipment
+    (see ``docs/engine.md``).
 
     With calls in flight (``ack_concurrency`` > 1), a call of more than
     ``tracking_batch_size`` items is stored and sent in parts of a few CI calls each, so
