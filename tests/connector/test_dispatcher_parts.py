@@ -34,27 +34,26 @@ def _rig(tmp_path: Path, ci: SlowCI, **options: Any) -> tuple[Host, Any]:
     return host, acct
 
 
-def _simple(ci: SlowCI, lines: int) -> None:
+def _imported(tmp_path: Path, lines: int, *, delay: float) -> tuple[SlowCI, Host, Any]:
+    """``lines`` one-line orders imported and acknowledged; tracking batches of two, three
+    calls in flight."""
+    ci = SlowCI(delay=delay)
+    host, acct = _rig(tmp_path, ci, tracking_batch_size=2, ack_concurrency=3)
     for lid in range(1, lines + 1):
         ci.add(make_record(f"O{lid:04d}", [make_line(lid)]))
+    _store_all(host, acct)
+    return ci, host, acct
 
 
 def _our_threads() -> list[str]:
     return [t.name for t in threading.enumerate() if t.name.startswith("ci-tracking")]
 
 
-def _ledger_file(host: Host, acct: Any) -> Path:
-    return Path(host.plugin.ledger_for(acct).path)
-
-
 def test_each_part_is_committed_before_its_call_and_calls_overlap_later_parts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ci = SlowCI(delay=0.03)
-    host, acct = _rig(tmp_path, ci, tracking_batch_size=2, ack_concurrency=3)
-    _simple(ci, 12)
-    _store_all(host, acct)
-    ledger_file = _ledger_file(host, acct)
+    ci, host, acct = _imported(tmp_path, 12, delay=0.03)
+    ledger_file = Path(host.plugin.ledger_for(acct).path)
     events: list[str] = []
     unseen: list[tuple[int, str]] = []
     check_many = Preflight.check_many
@@ -266,10 +265,7 @@ def test_parts_never_split_a_line_or_a_tracking_number() -> None:
 def test_a_failure_in_a_later_part_frees_the_earlier_parts_for_the_next_flush(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ci = SlowCI(delay=0.02)
-    host, acct = _rig(tmp_path, ci, tracking_batch_size=2, ack_concurrency=3)
-    _simple(ci, 10)
-    _store_all(host, acct)
+    ci, host, acct = _imported(tmp_path, 10, delay=0.02)
     ledger = host.plugin.ledger_for(acct)
     insert = type(ledger).insert_outbox_claimed
     seen = {"parts": 0}
