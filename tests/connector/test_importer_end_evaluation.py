@@ -12,10 +12,13 @@ import pytest
 from connector.ledger import open_ledger
 from connector.ledger.sqlite import Ledger
 from connector.models import StoredOrder
-from tests.connector.fakes import make_host, make_line, make_record
+from tests.connector.fakes import FakeCI, Host, make_host, make_line, make_record
 
 
-def _ends(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+def _rig(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[list[list[str]], Host, Any, FakeCI]:
+    """A fake host and account, and the order ids of every ``end_evaluation`` call."""
     calls: list[list[str]] = []
     real = Ledger.end_evaluation
 
@@ -24,16 +27,15 @@ def _ends(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
         real(self, orderids)
 
     monkeypatch.setattr(Ledger, "end_evaluation", spy)
-    return calls
+    host = make_host()
+    acct = host.account(tmp_path)
+    return calls, host, acct, host.cis["us"]
 
 
 def test_every_line_changing_state_needs_no_end_evaluation(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    calls = _ends(monkeypatch)
-    host = make_host()
-    acct = host.account(tmp_path)
-    ci = host.cis["us"]
+    calls, host, acct, ci = _rig(tmp_path, monkeypatch)
     ci.add(make_record("O1", [make_line(1), make_line(2)]))
     ci.add(make_record("O2", [make_line(3, "NO-ALIAS")]))  # held: a state change too
     batch = host.pm.hook.oms_import_orders(account=acct)
@@ -51,10 +53,7 @@ def test_every_line_changing_state_needs_no_end_evaluation(
 def test_a_line_left_unchanged_still_ends_its_evaluation(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    calls = _ends(monkeypatch)
-    host = make_host()
-    acct = host.account(tmp_path)
-    ci = host.cis["us"]
+    calls, host, acct, ci = _rig(tmp_path, monkeypatch)
     ci.add(make_record("O1", [make_line(1)]))
     first = host.pm.hook.oms_import_orders(account=acct)
     assert [o.orderid for o in first.orders] == ["O1"]
