@@ -969,6 +969,29 @@ class Importer:
     def _mark_exported(
         self, stored: Sequence[StoredOrder], prepare_with: Mappings | None = None
     ) -> list[LineResult]:
+        pool = self._ack_pool() if self.options.mark_exported and stored else None
+        if pool is None:
+            return self._bind_and_ack(stored, prepare_with, None)
+        # The ack threads start while the bindings are written: started as the calls came,
+        # each waited ~1 ms for the GIL behind the calls already running (issue 11).
+        try:
+            pool.start()
+            return self._bind_and_ack(stored, prepare_with, pool)
+        finally:
+            pool.close()  # a no-op once _ack closed it; else (a binding failed) no call ran
+
+    def _ack_pool(self) -> CallPool | None:
+        """Threads for ``ack_concurrency`` calls in flight, if the client may be called from
+        several threads (else None: one call after the other on this thread)."""
+        workers = self.options.ack_concurrency if runs_concurrently(self.client) else 1
+        return CallPool(workers, thread_setup(self.client), "ci-ack") if workers > 1 else None
+
+    def _bind_and_ack(
+        self,
+        stored: Sequence[StoredOrder],
+        prepare_with: Mappings | None,
+        pool: CallPool | None,
+    ) -> list[LineResult]:
         now = self.clock()
         # Each line is decided by its first binding (a later one of the same line was skipped
         # when the checks ran line by line, as here).
@@ -1005,7 +1028,7 @@ class Importer:
                     results[lid] = _accepted(lid, _ACCEPTED, "", None, None, None)
         taken = [lid for lid in to_ack if bound[lid].claimed]
         try:
-            for result in self._ack(to_ack, now, prepare_with, settle=True, taken=taken):
+            for result in self._ack(to_ack, now, prepare_with, settle=True, taken=taken, pool=pool):
                 results[result.ci_lineitemid] = result
         finally:
             # Claims not used up (queued: CI unreachable, refused, or an error) end here, so
@@ -1071,6 +1094,7 @@ class Importer:
         *,
         settle: bool = False,
         taken: Sequence[int] = (),
+        pool: CallPool | None = None,
     ) -> list[LineResult]:
         """Acknowledge ``ids`` in batches of ``ack_batch_size``.
 
@@ -1088,7 +1112,9 @@ class Importer:
         before the record only re-acknowledges those lines at the next flush. ``settle``: the
         caller returns to the host next, so the last record skips its fsync (see below).
         ``taken``: ids this process holds the claim of already, taken at ``now`` with this
-        lease (``bind_checked``): what ``claim_acks`` would find held; the rest is claimed."""
+        lease (``bind_checked``): what ``claim_acks`` would find held; the rest is claimed.
+        ``pool``: the threads to use (:meth:`_ack_pool`, started already); closed here like
+        one made here."""
         size = max(1, self.options.ack_batch_size)
         batches = [list(ids[start : start + size]) for start in range(0, len(ids), size)]
         if not batches:
@@ -1111,8 +1137,9 @@ class Importer:
             else set()
         )
         mine = batches if every else [[lid for lid in b if lid in claimed] for b in batches]
-        workers = self.options.ack_concurrency if runs_concurrently(self.client) else 1
-        pool = CallPool(workers, thread_setup(self.client), "ci-ack") if workers > 1 else None
+        if pool is None:
+            pool = self._ack_pool()
+        workers = 1 if pool is None else pool.workers
         if pool is None:
             prepare_with = None  # nothing would run meanwhile: no overlap to win
         # Calls handed to the pool at once: ``workers`` (the next as one ends), or every

@@ -4,6 +4,7 @@ results, queueing and claims as with one call after the other; no thread left be
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -307,4 +308,54 @@ def test_packed_tracking_calls_are_in_flight_together(tmp_path: Path) -> None:
     assert len(ci.calls_to("tracking_notification")) == 6
     assert 2 <= ci.max_in_flight <= 3
     assert {lid for lid, _ in ci.tracking} == set(range(1, 13))
+    assert _our_threads() == []
+
+
+def test_ack_threads_start_while_the_bindings_are_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Started as the calls came, each thread waited for the GIL behind the calls already
+    # running; started before the binding's transaction, they are ready when it commits.
+    ci = SlowCI(delay=0.0)
+    host, acct = _rig(tmp_path, ci, 20, ack_batch_size=2, ack_concurrency=3)
+    ledger = host.plugin.ledger_for(acct)
+    seen: list[list[str]] = []
+    bind = type(ledger).bind_checked
+
+    def spy(self: Any, *args: Any, **kw: Any) -> Any:
+        seen.append(sorted(_our_threads()))
+        return bind(self, *args, **kw)
+
+    monkeypatch.setattr(type(ledger), "bind_checked", spy)
+    results = _store_all(host, acct)
+    assert [r.outcome for r in results] == [LineOutcome.ACCEPTED] * 20
+    assert seen == [["ci-ack-1", "ci-ack-2", "ci-ack-3"]]
+    assert ci.exported == set(range(1, 21))
+    assert _our_threads() == []
+
+
+def test_a_binding_failure_leaves_no_ack_thread_and_sends_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ci = SlowCI(delay=0.0)
+    host, acct = _rig(tmp_path, ci, 20, ack_batch_size=2, ack_concurrency=3)
+    ledger = host.plugin.ledger_for(acct)
+    stored: list[StoredOrder] = []
+    while True:
+        batch = host.pm.hook.oms_import_orders(account=acct)
+        stored += [StoredOrder(o.orderid, f"H-{o.orderid}", o.ci_lineitemids) for o in batch.orders]
+        if not batch.more:
+            break
+
+    def broken(self: Any, *args: Any, **kw: Any) -> Any:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(type(ledger), "bind_checked", broken)
+    with pytest.raises(Exception, match="disk I/O error"):
+        host.pm.hook.oms_mark_exported(account=acct, stored=stored)
+    assert _our_threads() == []
+    assert ci.exported == set()
+    monkeypatch.undo()
+    results = host.pm.hook.oms_mark_exported(account=acct, stored=stored)
+    assert [r.outcome for r in results] == [LineOutcome.ACCEPTED] * 20
     assert _our_threads() == []
