@@ -7,7 +7,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -95,13 +95,19 @@ def _rig(tmp_path: Path, ci: SlowCI, lines: int, **options: Any) -> tuple[Host, 
     return host, acct
 
 
-def _store_all(host: Host, acct: Any) -> list[Any]:
+def _import_all(host: Host, acct: Any) -> list[StoredOrder]:
+    """Every order imported, as the host would report it stored."""
     stored: list[StoredOrder] = []
     while True:
         batch = host.pm.hook.oms_import_orders(account=acct)
         stored += [StoredOrder(o.orderid, f"H-{o.orderid}", o.ci_lineitemids) for o in batch.orders]
         if not batch.more:
             break
+    return stored
+
+
+def _store_all(host: Host, acct: Any) -> list[Any]:
+    stored = _import_all(host, acct)
     results: list[Any] = host.pm.hook.oms_mark_exported(account=acct, stored=stored)
     return results
 
@@ -311,6 +317,20 @@ def test_packed_tracking_calls_are_in_flight_together(tmp_path: Path) -> None:
     assert _our_threads() == []
 
 
+def _in_place_of_the_bindings(
+    monkeypatch: pytest.MonkeyPatch, host: Host, acct: Any, run: Callable[[], None]
+) -> None:
+    """``run()`` first whenever the account's ledger writes the bindings."""
+    ledger_type = type(host.plugin.ledger_for(acct))
+    bind = ledger_type.bind_checked
+
+    def spy(self: Any, *args: Any, **kw: Any) -> Any:
+        run()
+        return bind(self, *args, **kw)
+
+    monkeypatch.setattr(ledger_type, "bind_checked", spy)
+
+
 def test_ack_threads_start_while_the_bindings_are_written(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -318,15 +338,8 @@ def test_ack_threads_start_while_the_bindings_are_written(
     # running; started before the binding's transaction, they are ready when it commits.
     ci = SlowCI(delay=0.0)
     host, acct = _rig(tmp_path, ci, 20, ack_batch_size=2, ack_concurrency=3)
-    ledger = host.plugin.ledger_for(acct)
     seen: list[list[str]] = []
-    bind = type(ledger).bind_checked
-
-    def spy(self: Any, *args: Any, **kw: Any) -> Any:
-        seen.append(sorted(_our_threads()))
-        return bind(self, *args, **kw)
-
-    monkeypatch.setattr(type(ledger), "bind_checked", spy)
+    _in_place_of_the_bindings(monkeypatch, host, acct, lambda: seen.append(sorted(_our_threads())))
     results = _store_all(host, acct)
     assert [r.outcome for r in results] == [LineOutcome.ACCEPTED] * 20
     assert seen == [["ci-ack-1", "ci-ack-2", "ci-ack-3"]]
@@ -339,18 +352,12 @@ def test_a_binding_failure_leaves_no_ack_thread_and_sends_nothing(
 ) -> None:
     ci = SlowCI(delay=0.0)
     host, acct = _rig(tmp_path, ci, 20, ack_batch_size=2, ack_concurrency=3)
-    ledger = host.plugin.ledger_for(acct)
-    stored: list[StoredOrder] = []
-    while True:
-        batch = host.pm.hook.oms_import_orders(account=acct)
-        stored += [StoredOrder(o.orderid, f"H-{o.orderid}", o.ci_lineitemids) for o in batch.orders]
-        if not batch.more:
-            break
+    stored = _import_all(host, acct)
 
-    def broken(self: Any, *args: Any, **kw: Any) -> Any:
+    def broken() -> None:
         raise sqlite3.OperationalError("disk I/O error")
 
-    monkeypatch.setattr(type(ledger), "bind_checked", broken)
+    _in_place_of_the_bindings(monkeypatch, host, acct, broken)
     with pytest.raises(Exception, match="disk I/O error"):
         host.pm.hook.oms_mark_exported(account=acct, stored=stored)
     assert _our_threads() == []
