@@ -394,9 +394,10 @@ _BOUND_CLAIMED = BoundLine(None, True)
 
 
 class DispatchLine(NamedTuple):
-    """The columns dispatch pre-flight checks a line against (:meth:`Ledger.dispatch_lines`):
-    a tuple read by position, without the record or the dates a :class:`LineRow` decodes
-    (a wave of shipments reads every line it ships)."""
+    """The columns dispatch pre-flight checks a line against
+    (:meth:`Ledger.dispatch_lines_and_customers`): a tuple read by position, without the
+    record or the dates a :class:`LineRow` decodes (a wave of shipments reads every line it
+    ships)."""
 
     ci_lineitemid: int
     orderid: str
@@ -1253,18 +1254,14 @@ class Ledger:
             else:
                 found[r[0]] = _BOUND_CLAIMED if claiming and r[3] else _BOUND
 
-    def dispatch_lines(self, ids: Iterable[int]) -> dict[int, DispatchLine]:
-        """The known lines among ``ids``, as dispatch pre-flight checks them (no JSON, no
-        dates: :meth:`get_lines` ``light=True`` built a whole :class:`LineRow` per line)."""
-        make = DispatchLine._make
-        return {r[0]: make(r) for r in self._line_columns(DispatchLine._fields, ids)}
-
     def dispatch_lines_and_customers(
         self, ids: Iterable[int]
     ) -> tuple[dict[int, DispatchLine], dict[int, Any]]:
-        """:meth:`dispatch_lines` and :meth:`line_customers` of the same ids from one statement
-        (pre-flight needs both for every line that passes; two reads of the same rows were
-        two statements per dispatch call)."""
+        """The known lines among ``ids`` as dispatch pre-flight checks them (no JSON, no
+        dates: :meth:`get_lines` ``light=True`` built a whole :class:`LineRow` per line), and
+        their :meth:`line_customers`, from one statement (pre-flight needs both for every
+        line that passes; two reads of the same rows were two statements per dispatch
+        call)."""
         make = DispatchLine._make
         width = len(DispatchLine._fields)
         select = (

@@ -12,6 +12,7 @@ import pytest
 from connector.ledger import open_ledger
 from connector.models import Account, HoldKind
 from connector.secrets import Secret
+from tests.connector.ledger.test_dispatch_lines import full_read
 
 NOW = datetime(2024, 3, 4, 12, 0, tzinfo=UTC)
 
@@ -256,8 +257,8 @@ def test_line_customers_is_the_customer_of_each_known_lines_record(tmp_path: Pat
 
 def test_dispatch_lines_and_customers_is_both_reads_in_one(tmp_path: Path) -> None:
     """``dispatch_lines_and_customers`` (pre-flight's one read of its lines): exactly what
-    ``dispatch_lines`` and ``line_customers`` give for the same ids, across more than one
-    chunk of ids; unknown lines have no entry in either."""
+    a full read and ``line_customers`` give for the same ids, across more than one chunk of
+    ids; unknown lines have no entry in either."""
     ledger = open_ledger(_account(tmp_path, "us"))
     try:
         address = {"name": "Ann", "address1": "1 Main St", "zip": "10001", "country": "US"}
@@ -276,7 +277,7 @@ def test_dispatch_lines_and_customers_is_both_reads_in_one(tmp_path: Path) -> No
         ledger.update_line(2, NOW, state="acked")
         ids = [3, 1, 99, 2, 1, 5, 4, *range(1000, 1600)]
         lines, customers = ledger.dispatch_lines_and_customers(ids)
-        assert lines == ledger.dispatch_lines(ids)
+        assert lines == full_read(ledger, ids)
         assert customers == ledger.line_customers(ids)
         assert sorted(lines) == sorted(customers) == [1, 2, 3, 4, 5]
         assert customers[1] == customers[2] == address
@@ -284,7 +285,7 @@ def test_dispatch_lines_and_customers_is_both_reads_in_one(tmp_path: Path) -> No
         assert ledger.dispatch_lines_and_customers([]) == ({}, {})
         for few in ([3, 1, 99, 2], [4], [5, 4], [2, 2, 1]):  # one-shipment lists: = parts
             lines, customers = ledger.dispatch_lines_and_customers(few)
-            assert lines == ledger.dispatch_lines(few)
+            assert lines == full_read(ledger, few)
             assert customers == ledger.line_customers(few)
             assert sorted(lines) == sorted(customers) == sorted(set(few) - {99})
     finally:
