@@ -978,7 +978,9 @@ class Importer:
             pool.start()
             return self._bind_and_ack(stored, prepare_with, pool)
         finally:
-            pool.close()  # a no-op once _ack closed it; else (a binding failed) no call ran
+            # A no-op once _ack closed it; else no call was handed to it (the bindings
+            # failed, or none of the lines was left to acknowledge).
+            pool.close()
 
     def _ack_pool(self) -> CallPool | None:
         """Threads for ``ack_concurrency`` calls in flight, if the client may be called from
