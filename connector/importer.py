@@ -1139,8 +1139,7 @@ class Importer:
             else set()
         )
         mine = batches if every else [[lid for lid in b if lid in claimed] for b in batches]
-        if pool is None:
-            pool = self._ack_pool()
+        pool = self._ack_pool() if pool is None else pool
         workers = 1 if pool is None else pool.workers
         if pool is None:
             prepare_with = None  # nothing would run meanwhile: no overlap to win
