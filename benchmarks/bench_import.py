@@ -266,20 +266,30 @@ def connector_import(
     url: str, supplier_id: str, token: str, workdir: Path, options: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """Child side: one reference-host sync (import, store, mark_exported); time and memory.
-    ``options`` override fields of the account's :class:`~connector.models.AccountOptions`."""
+    ``read_seconds``: until the first batch reached the host (the host's ``import`` progress
+    step): every page read and staged, the first chunk evaluated; the rest is storing,
+    binding and acknowledging. ``options`` override fields of the account's
+    :class:`~connector.models.AccountOptions`."""
     from dataclasses import replace
 
     host, account = make_host(url, supplier_id, token, workdir)
     if options:
         account = replace(account, options=replace(account.options, **options))
+    handed: list[float] = []  # when the first batch reached the host (every page read)
+
+    def step(name: str) -> None:
+        if name == "import" and not handed:
+            handed.append(time.perf_counter())
+
     try:
         cpu_before = cpu_seconds()
         started = time.perf_counter()
-        report = host.sync(account)
+        report = host.sync(account, progress=step)
         seconds = time.perf_counter() - started
         cpu = cpu_seconds() - cpu_before
         return {
             "seconds": seconds,
+            "read_seconds": (handed[0] - started) if handed else float("nan"),
             "cpu_seconds": cpu,
             "lines_stored": host.store.count_lines(account.name),
             "orders_stored": host.store.count_orders(account.name),
@@ -332,11 +342,27 @@ class ImportRun:
     connector_cpu_seconds: float = float("nan")
     floor_cpu_seconds: float = float("nan")
     latency_ms: int = 0
+    connector_read_seconds: float = float("nan")
+    """Until the first batch reached the host: every page read and staged."""
+    floor_read_seconds: float = float("nan")
+    """Until the floor's last page was decoded (its marks follow)."""
 
     @property
     def ratio(self) -> float:
         """Connector wall time / floor wall time."""
         return self.connector_seconds / self.floor_seconds
+
+    @property
+    def read_ratio(self) -> float:
+        """Reading phase: connector time to its first hand-over / floor time to its last page."""
+        return self.connector_read_seconds / self.floor_read_seconds
+
+    @property
+    def after_read_ratio(self) -> float:
+        """The rest: the connector's storing, binding and acknowledging / the floor's marks."""
+        return (self.connector_seconds - self.connector_read_seconds) / (
+            self.floor_seconds - self.floor_read_seconds
+        )
 
     @property
     def cpu_us_per_line(self) -> float:
@@ -430,4 +456,6 @@ def measure_import(
         connector_cpu_seconds=float(child["cpu_seconds"]),
         floor_cpu_seconds=float(floor["cpu_seconds"]),
         latency_ms=latency_ms,
+        connector_read_seconds=float(child["read_seconds"]),
+        floor_read_seconds=float(floor.get("read_seconds", nan)),
     )

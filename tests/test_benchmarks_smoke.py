@@ -62,6 +62,13 @@ def test_tiny_run_prints_complete_json_last(capsys: pytest.CaptureFixture[str]) 
         assert figures[reported] == sorted(ratios)[len(ratios) // 2], each
     assert len(figures["import_floor_seconds_runs"]) == run.RUNS
     assert figures["import_floor_seconds"] in figures["import_floor_seconds_runs"]
+    # The reported run by phase: each phase a part of its whole, the ratios from the parts.
+    read, floor_read = figures["import_read_seconds"], figures["import_floor_read_seconds"]
+    assert 0 < read < figures["import_seconds"]
+    assert 0 < floor_read < figures["import_floor_seconds"]
+    assert figures["import_read_ratio_to_floor"] == pytest.approx(read / floor_read, abs=0.02)
+    after = (figures["import_seconds"] - read) / (figures["import_floor_seconds"] - floor_read)
+    assert figures["import_after_read_ratio_to_floor"] == pytest.approx(after, rel=0.1)
     assert figures["import_floor_calls"] == {"get_orders": 4, "mark_exported": 10}
     assert figures["import_floor_calls_latency80"] == {"get_orders": 1, "mark_exported": 2}
     # 80 ms on each of the floor's 3 calls: the fault really delayed them.
