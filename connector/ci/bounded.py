@@ -24,6 +24,7 @@ import socket
 import threading
 import time
 import zlib
+from collections.abc import Callable, Iterator
 from heapq import heapify, heappop, heappush
 from itertools import count
 from os import getpid, register_at_fork
@@ -56,6 +57,8 @@ __all__ = [
     "current_scope",
     "host_port",
     "location_host",
+    "notify_request_written",
+    "on_request_written",
     "read_body",
 ]
 
@@ -328,6 +331,32 @@ def current_scope() -> CallScope | None:
     return _scope.get()
 
 
+_written: contextvars.ContextVar[Callable[[], None] | None] = contextvars.ContextVar(
+    "connector_request_written", default=None
+)
+
+
+@contextlib.contextmanager
+def on_request_written(callback: Callable[[], None]) -> Iterator[None]:
+    """Call ``callback`` each time a request made in this block (this context) has been
+    written to its connection, before its answer is awaited. For a caller that hands the
+    GIL to the thread making the call until its request is out (see
+    :func:`connector.overlap.prefetch`)."""
+    token = _written.set(callback)
+    try:
+        yield
+    finally:
+        _written.reset(token)
+
+
+def notify_request_written() -> None:
+    """A request is out: call the callback of the enclosing :func:`on_request_written`
+    block, if any (the guarded connections call this; so may a stand-in client)."""
+    callback = _written.get()
+    if callback is not None:
+        callback()
+
+
 def _shutdown(sock: socket.socket) -> None:
     with contextlib.suppress(OSError):
         sock.shutdown(socket.SHUT_RDWR)
@@ -392,6 +421,7 @@ class _GuardedHTTPConnection(HTTPConnection):
             self._joining, self._held = False, None
         if held is not None:  # no body went after all: the headers alone
             self.send(held)
+        notify_request_written()
 
     def send(self, data: Any) -> None:
         if self._joining:
