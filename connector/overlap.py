@@ -4,7 +4,8 @@ Two small tools for the importer and the dispatcher (issue 11 point 3):
 
 * :func:`prefetch` yields the items of an iterator while the *next* one is produced on a worker
   thread: at most one item ahead, so memory stays flat (page N is processed while page N+1 is
-  read, never N+2).
+  read, never N+2). Item N is handed over once the request for N+1 is out, so the server
+  works on it while the caller holds the GIL.
 * :class:`CallPool` runs up to ``workers`` calls at once on threads of their own. Only the
   calls run there (HTTP); results come back to the calling thread, which keeps every ledger
   write (SQLite and PostgreSQL connections belong to one thread).

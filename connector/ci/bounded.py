@@ -10,6 +10,8 @@ decompressed without limit. Here:
   thread serves every guard of the process (a thread per call cost ~1 ms a call to start).
 * :class:`BoundedAdapter` is an ``HTTPAdapter`` whose connections report their sockets to the
   current thread's guard.
+* :func:`on_request_written` tells a caller when its request is out (the guarded
+  connections call :func:`notify_request_written` once it is written).
 * :func:`read_body` reads the raw wire bytes itself (``decode_content=False``), counts them,
   and decompresses gzip/deflate with ``max_length``, so neither a huge body nor a gzip bomb
   gets past ``limit`` bytes in memory.
