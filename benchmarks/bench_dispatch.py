@@ -13,19 +13,29 @@ the timed part is the tracking only:
   way for waves, :func:`benchmarks.floor.packed_batches`).
 
 Both children report the CPU time of their timed part and the tracking calls they made.
+
+The floor brackets the connector: each side has its own identically seeded simulator (both
+live in the parent), and the floor child, its set-up done, sends the first half of its calls
+just before the connector child runs and the second half just after it; its time is the sum.
+This machine's speed drifts over minutes (three floors in a row: 16.7, 12.7 and 9.6 s, while
+the connector moved from 25.0 to 21.4 s), so a floor timed wholly after the connector
+measured a different machine; split around it, a drift of steady pace cancels out. The
+connector child closes its host and ledger (their checkpoint threads stopped) before it
+answers, so none of its work runs on the floor's clock.
 """
 
 from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from benchmarks.bench_import import (
     ChildError,
+    SteppedChild,
     cpu_seconds,
     listing_pages,
     make_host,
@@ -147,11 +157,13 @@ def connector_dispatch(
         host.close()
 
 
-def dispatch_floor_child(
+def dispatch_floor_steps(
     url: str, supplier_id: str, token: str, plan: list[dict[str, Any]], wave: int = 0
-) -> dict[str, Any]:
-    """Child side of the dispatch floor: import floor (untimed), then the tracking calls (one
-    per shipment, or packed per wave as ``oms_dispatch_many`` packs them)."""
+) -> Generator[dict[str, Any], tuple[int, int], None]:
+    """Child side of the dispatch floor, in steps (:class:`~benchmarks.bench_import.SteppedChild`):
+    the import floor (untimed), then it yields how many tracking calls the plan makes (one
+    per shipment, or packed per wave as ``oms_dispatch_many`` packs them); each command
+    ``(start, stop)`` sends calls ``start`` to ``stop`` and yields their seconds and CPU."""
     import requests
 
     from benchmarks.floor import dispatch_floor, import_floor, packed_batches, tracking_batches
@@ -159,11 +171,14 @@ def dispatch_floor_child(
     with requests.Session() as session:
         import_floor(session, url, supplier_id, token)
         calls = packed_batches(plan, CARRIER, wave) if wave > 0 else tracking_batches(plan, CARRIER)
-        cpu_before = cpu_seconds()
-        result = dispatch_floor(session, url, supplier_id, token, calls)
-        result["cpu_seconds"] = cpu_seconds() - cpu_before
-    result["peak_rss_mb"] = max_rss_mb()
-    return result
+        command = yield {"calls": len(calls)}
+        while True:
+            start, stop = command
+            cpu_before = cpu_seconds()
+            result = dispatch_floor(session, url, supplier_id, token, calls[start:stop])
+            result["cpu_seconds"] = cpu_seconds() - cpu_before
+            result["peak_rss_mb"] = max_rss_mb()
+            command = yield result
 
 
 @dataclass
@@ -184,6 +199,8 @@ class DispatchRun:
     wave: int = 0
     connector_cpu_seconds: float = float("nan")
     floor_cpu_seconds: float = float("nan")
+    # The floor's seconds before the connector child and after it (floor_seconds is the sum).
+    floor_halves: tuple[float, float] = (float("nan"), float("nan"))
 
     @property
     def ratio(self) -> float:
@@ -210,13 +227,31 @@ def _shipped(sim: Any, plan: list[dict[str, Any]]) -> int:
 
 
 def measure_dispatch(lines: int, *, progress: Progress = _quiet, wave: int = 0) -> DispatchRun:
-    """Dispatch ``lines`` lines with the connector, then the floor on a fresh simulator; one
-    ``oms_dispatch`` per shipment, or ``oms_dispatch_many`` per ``wave`` shipments."""
+    """Dispatch ``lines`` lines with the connector, against a floor on its own identically
+    seeded simulator that sends half of its calls just before the connector child and the
+    other half just after it (see the module docstring); one ``oms_dispatch`` per shipment,
+    or ``oms_dispatch_many`` per ``wave`` shipments."""
     label = f"dispatch {lines:,}" + (f" in waves of {wave}" if wave > 0 else " one by one")
-    with tempfile.TemporaryDirectory(prefix="bench-dispatch-") as tmp:
-        progress(f"{label}: seeding the simulator, planning shipments")
-        with running_simulator(lines) as sim:
-            plan = shipment_plan(listing_pages(sim))
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-dispatch-") as tmp,
+        running_simulator(lines) as sim,
+        running_simulator(lines) as floor_sim,
+    ):
+        progress(f"{label}: seeded two simulators; planning shipments")
+        plan = shipment_plan(listing_pages(sim))
+        progress(f"{label}: floor child, set-up (the import floor)")
+        with SteppedChild(
+            dispatch_floor_steps,
+            url=floor_sim.url,
+            supplier_id=floor_sim.supplier_id,
+            token=floor_sim.token,
+            plan=plan,
+            wave=wave,
+        ) as floor:
+            calls = int(floor.ready["calls"])
+            half = calls // 2
+            progress(f"{label}: floor, first half ({half:,} of {calls:,} calls)")
+            before = floor.send((0, half))
             progress(f"{label}: connector child ({len(plan):,} shipments)")
             child = run_child(
                 connector_dispatch,
@@ -227,33 +262,28 @@ def measure_dispatch(lines: int, *, progress: Progress = _quiet, wave: int = 0) 
                 plan=plan,
                 wave=wave,
             )
-            shipped = _shipped(sim, plan)
-    progress(f"{label}: floor child (fresh, identically seeded simulator)")
-    with running_simulator(lines) as sim:
-        floor = run_child(
-            dispatch_floor_child,
-            url=sim.url,
-            supplier_id=sim.supplier_id,
-            token=sim.token,
-            plan=plan,
-            wave=wave,
-        )
-        floor_shipped = _shipped(sim, plan)
-    if int(floor["lines"]) != lines:
-        raise ChildError(f"dispatch floor sent {floor['lines']} lines, expected {lines}")
+            progress(f"{label}: floor, second half ({calls - half:,} calls)")
+            after = floor.send((half, calls))
+        shipped = _shipped(sim, plan)
+        floor_shipped = _shipped(floor_sim, plan)
+    floor_lines = int(before["lines"]) + int(after["lines"])
+    if floor_lines != lines:
+        raise ChildError(f"dispatch floor sent {floor_lines} lines, expected {lines}")
     return DispatchRun(
         lines=lines,
         shipments=len(plan),
         connector_seconds=float(child["seconds"]),
         plugin_seconds=float(child["plugin_seconds"]),
-        floor_seconds=float(floor["seconds"]),
+        floor_seconds=float(before["seconds"]) + float(after["seconds"]),
         accepted=int(child["accepted"]),
         outcomes={str(k): int(v) for k, v in child["outcomes"].items()},
         shipped_in_sim=shipped,
         floor_shipped_in_sim=floor_shipped,
-        tracking_calls=int(floor["calls"]["tracking_notification"]),
+        tracking_calls=int(before["calls"]["tracking_notification"])
+        + int(after["calls"]["tracking_notification"]),
         connector_tracking_calls=int(child["tracking_calls"]),
         wave=wave,
         connector_cpu_seconds=float(child["cpu_seconds"]),
-        floor_cpu_seconds=float(floor["cpu_seconds"]),
+        floor_cpu_seconds=float(before["cpu_seconds"]) + float(after["cpu_seconds"]),
+        floor_halves=(float(before["seconds"]), float(after["seconds"])),
     )

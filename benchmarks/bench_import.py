@@ -19,8 +19,8 @@ import secrets
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Generator, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ __all__ = [
     "ChildError",
     "ImportRun",
     "SeededSim",
+    "SteppedChild",
     "connector_import",
     "cpu_seconds",
     "listing_pages",
@@ -199,6 +200,84 @@ def _child_main(func: Callable[..., dict[str, Any]], kwargs: dict[str, Any], con
     conn.close()
 
 
+def _stepped_main(
+    func: Callable[..., Generator[dict[str, Any], Any, None]], kwargs: dict[str, Any], conn: Any
+) -> None:
+    """Child side of :class:`SteppedChild`: the generator's first answer (after its set-up),
+    then one answer per command until the parent sends ``None``."""
+    try:
+        steps = func(**kwargs)
+        conn.send({"ok": True, "result": next(steps)})
+        while (command := conn.recv()) is not None:
+            conn.send({"ok": True, "result": steps.send(command)})
+        steps.close()
+    except BaseException as exc:  # report to the parent rather than die with a traceback
+        conn.send({"ok": False, "error": f"{type(exc).__name__}: {exc}"})
+    conn.close()
+
+
+class SteppedChild:
+    """A child process driven step by step: ``func(**kwargs)`` is a generator that yields
+    once after its set-up and then once per command :meth:`send` gives it; so the parent can
+    time another child between two steps of this one (the dispatch floor runs half before
+    the connector and half after it). A forkserver child, as :func:`run_child`'s."""
+
+    def __init__(
+        self,
+        func: Callable[..., Generator[dict[str, Any], Any, None]],
+        timeout: float = 3600,
+        **kwargs: Any,
+    ) -> None:
+        ctx = multiprocessing.get_context("forkserver")
+        self._conn, child = ctx.Pipe(duplex=True)
+        self._name = func.__name__
+        self._timeout = timeout
+        self._token = kwargs.get("token")
+        self._proc = ctx.Process(target=_stepped_main, args=(func, kwargs, child), name=self._name)
+        self._proc.start()
+        child.close()
+        self.ready: dict[str, Any] = self._answer()
+
+    def send(self, command: Any) -> dict[str, Any]:
+        """Hand ``command`` to the generator and return what it yields next."""
+        self._conn.send(command)
+        return self._answer()
+
+    def close(self) -> None:
+        """End the generator and the process."""
+        with suppress(OSError):
+            self._conn.send(None)
+        self._conn.close()
+        self._proc.join(60)
+        if self._proc.is_alive():
+            self._proc.kill()
+
+    def __enter__(self) -> SteppedChild:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _answer(self) -> dict[str, Any]:
+        try:
+            if not self._conn.poll(self._timeout):
+                self._proc.kill()
+                raise ChildError(f"{self._name}: no answer after {self._timeout:.0f} s")
+            answer: dict[str, Any] = self._conn.recv()
+        except EOFError:
+            answer = {"ok": False, "error": "the child died without an answer"}
+        if not answer.get("ok"):
+            raise ChildError(
+                f"{self._name} failed: {_redacted(str(answer.get('error')), self._token)}"
+            )
+        result: dict[str, Any] = answer["result"]
+        return result
+
+
+def _redacted(text: str, token: Any) -> str:
+    return text.replace(token, "***") if isinstance(token, str) and token else text
+
+
 def run_child(
     func: Callable[..., dict[str, Any]], timeout: float = 3600, **kwargs: Any
 ) -> dict[str, Any]:
@@ -225,10 +304,7 @@ def run_child(
         receive.close()
         proc.join(60)
     if not answer.get("ok"):
-        text = str(answer.get("error"))
-        token = kwargs.get("token")
-        if isinstance(token, str) and token:
-            text = text.replace(token, "***")
+        text = _redacted(str(answer.get("error")), kwargs.get("token"))
         raise ChildError(f"{func.__name__} failed (exit code {proc.exitcode}): {text}")
     result: dict[str, Any] = answer["result"]
     return result
