@@ -548,6 +548,11 @@ class PostgresLedger(Ledger):
 
     # A sequence may hand out ids out of order across sessions: always read rows back.
     _consecutive_ids = False
+
+    def _data_version(self) -> int | None:
+        # No counter of other sessions' commits here: identity() reads the row every time.
+        return None
+
     # No unary ``+`` on text here; PostgreSQL's planner uses the table statistics instead.
     _active_outbox_filter = "state IN ('pending', 'sending', 'retry', 'accepted')"
 

@@ -2019,6 +2019,9 @@ class Ledger:
         "(+state = 'pending' OR +state = 'sending' OR +state = 'retry' OR +state = 'accepted')"
     )
 
+    # (data version, identity) of the last identity() read; see there.
+    _identity_seen: tuple[int, LedgerIdentity | None] | None = None
+
     # Rows inserted in one transaction take consecutive ids (AUTOINCREMENT under the write
     # lock of BEGIN IMMEDIATE): a batch that inserted every row needs no read-back.
     _consecutive_ids = True
@@ -2397,21 +2400,43 @@ class Ledger:
     # -- identity and retention (schema v6) --------------------------------------------------
 
     def identity(self) -> LedgerIdentity | None:
-        """What this ledger belongs to, or ``None`` for a ledger that never recorded it."""
-        rows = self._query("SELECT * FROM ledger_identity WHERE id = 1")
-        if not rows:
-            return None
-        r = rows[0]
-        return LedgerIdentity(
-            r["ledger_id"],
-            r["account"],
-            r["supplier_id"],
-            _dt(r["created_at"]) or _EPOCH,
-            r["host"],
-        )
+        """What this ledger belongs to, or ``None`` for a ledger that never recorded it.
+
+        Read again only when another connection has committed to the file since the last
+        read (``PRAGMA data_version`` moved; this connection's own writes go through
+        :meth:`set_identity`, which forgets it): every hook call checks the ledger's host, and
+        the one-shipment dispatch hook is called once per shipment."""
+        with self._lock:
+            version = self._data_version()
+            seen = self._identity_seen
+            if seen is not None and seen[0] == version:
+                return seen[1]
+            rows = self._query("SELECT * FROM ledger_identity WHERE id = 1")
+            found = None
+            if rows:
+                r = rows[0]
+                found = LedgerIdentity(
+                    r["ledger_id"],
+                    r["account"],
+                    r["supplier_id"],
+                    _dt(r["created_at"]) or _EPOCH,
+                    r["host"],
+                )
+            if version is not None:
+                self._identity_seen = (version, found)
+            return found
+
+    def _data_version(self) -> int | None:
+        """A number that moves when another connection commits to the ledger (``PRAGMA
+        data_version``), or ``None`` where there is none (then every read asks again)."""
+        try:
+            return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
+        except sqlite3.Error as exc:
+            raise self._error(exc) from None
 
     def set_identity(self, identity: LedgerIdentity) -> None:
         """Record (or replace) what this ledger belongs to."""
+        self._identity_seen = None
         self._exec(
             "INSERT INTO ledger_identity (id, ledger_id, account, supplier_id, created_at, host)"
             " VALUES (1, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"

@@ -11,7 +11,7 @@ import pytest
 
 from connector.errors import LedgerIdentityError
 from connector.ledger import ledger_path, open_ledger
-from connector.ledger.identity import marker_path, read_marker
+from connector.ledger.identity import claim_host, hand_over, marker_path, read_marker
 from connector.models import Account
 from connector.reference_host.store import HostStore
 from connector.runtime.identity import DEFAULT_HOST, REFERENCE_HOST, acting_as
@@ -165,3 +165,27 @@ def test_an_existing_world_readable_ledger_is_tightened(tmp_path: Path) -> None:
     path.chmod(0o644)
     open_ledger(_account(tmp_path)).close()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_a_hand_over_by_another_connection_is_seen_at_once(tmp_path: Path) -> None:
+    """The identity is kept between reads while nothing else wrote the ledger; a hand-over
+    through another connection (`ci-connector hand-over` beside a running host) and one
+    through this connection are both seen by the next read."""
+    worker = open_ledger(_account(tmp_path))
+    operator = open_ledger(_account(tmp_path))
+    try:
+        claim_host(worker, "odoo-prod")
+        assert worker.identity() is not None
+        assert worker.identity().host == "odoo-prod"  # type: ignore[union-attr]
+        hand_over(operator, "odoo-new")
+        found = worker.identity()
+        assert found is not None
+        assert found.host == "odoo-new"
+        with pytest.raises(LedgerIdentityError):
+            claim_host(worker, "odoo-prod")
+        hand_over(worker, "odoo-back")
+        assert worker.identity().host == "odoo-back"  # type: ignore[union-attr]
+        assert operator.identity().host == "odoo-back"  # type: ignore[union-attr]
+    finally:
+        worker.close()
+        operator.close()
