@@ -14,14 +14,17 @@ the timed part is the tracking only:
 
 Both children report the CPU time of their timed part and the tracking calls they made.
 
-The floor brackets the connector: each side has its own identically seeded simulator (both
-live in the parent), and the floor child, its set-up done, sends the first half of its calls
-just before the connector child runs and the second half just after it; its time is the sum.
-This machine's speed drifts over minutes (three floors in a row: 16.7, 12.7 and 9.6 s, while
-the connector moved from 25.0 to 21.4 s), so a floor timed wholly after the connector
-measured a different machine; split around it, a drift of steady pace cancels out. The
-connector child closes its host and ledger (their checkpoint threads stopped) before it
-answers, so none of its work runs on the floor's clock.
+The two sides take turns. Each child has its own identically seeded simulator (both live in
+the parent) and does its set-up first; then the shipments are cut into slices (one wave each,
+or :data:`SLICES` for one shipment per hook) and the connector and the floor each do slice
+1, then slice 2 in the other order, and so on; each side's time is the sum of its slices.
+This machine's speed drifts within seconds: three one-shipment floors in a row took 16.7,
+12.7 and 9.6 s while the connector moved from 25.0 to 21.4 s, and the two halves of one wave
+floor (52 and 53 calls) 0.36 and 0.59 s. A floor timed wholly before or after the connector
+measured another machine; taking turns, both sides see the same one. After each connector
+slice the parent waits :data:`SETTLE_SECONDS` on neither clock, so the WAL checkpoint the
+connector's last commits woke does not run in the floor's turn. Each slice's ratio is
+reported too.
 """
 
 from __future__ import annotations
@@ -40,11 +43,16 @@ from benchmarks.bench_import import (
     listing_pages,
     make_host,
     max_rss_mb,
-    run_child,
     running_simulator,
 )
 
 __all__ = ["CARRIER", "COURIER", "DispatchRun", "measure_dispatch", "shipment_plan", "ups_number"]
+
+SLICES = 8
+"""Slices of a one-shipment run (a wave run takes turns wave by wave)."""
+SETTLE_SECONDS = 0.8
+"""Pause after each connector slice, on neither clock: the WAL checkpoint its last commits
+woke runs within ``connector.runtime.checkpoint.INTERVAL`` (0.5 s), not in the floor's turn."""
 
 COURIER = "UPS"  # host courier name; mappings/couriers.csv maps it to carrier code "ups"
 CARRIER = "ups"
@@ -80,16 +88,20 @@ def shipment_plan(pages: Sequence[Sequence[dict[str, Any]]]) -> list[dict[str, A
     ]
 
 
-def connector_dispatch(
+def connector_dispatch_steps(
     url: str,
     supplier_id: str,
     token: str,
     workdir: Path,
     plan: list[dict[str, Any]],
     wave: int = 0,
-) -> dict[str, Any]:
-    """Child side: sync (untimed), then ship every planned shipment through the host (timed):
-    one ``ship`` per shipment, or ``ship_many`` per ``wave`` shipments when ``wave`` > 0."""
+) -> Generator[dict[str, Any], Any, None]:
+    """Child side, in steps (:class:`~benchmarks.bench_import.SteppedChild`): a sync
+    (untimed), then it yields how many shipments there are; each command ``(start, stop)``
+    ships shipments ``start`` to ``stop`` through the host (timed): one ``ship`` per
+    shipment, or ``ship_many`` per ``wave`` shipments when ``wave`` > 0 (``start`` a multiple
+    of it); it yields their seconds, CPU and the plugin's share. The command ``"done"``
+    yields the totals (tracking calls, outcomes, peak RSS)."""
     from connector.models import LineOutcome, LineResult, Shipment
 
     host, account = make_host(url, supplier_id, token, workdir)
@@ -104,7 +116,6 @@ def connector_dispatch(
             Shipment.single(s["shipment_id"], COURIER, s["tracking"], dict(map(tuple, s["lines"])))
             for s in plan
         ]
-        outcomes: dict[str, int] = {}
         plugin_seconds = 0.0
         facade_dispatch = host.facade.dispatch
 
@@ -130,24 +141,30 @@ def connector_dispatch(
         host.facade.dispatch_many = timed_many
         calls_key = "calls:tracking_notification"
         calls_before = host.facade.channel_stats(account=account).get(calls_key, 0)
-        cpu_before = cpu_seconds()
-        started = time.perf_counter()
-        if wave > 0:
-            results: list[LineResult] = []
-            for start in range(0, len(shipments), wave):
-                results += host.ship_many(account, shipments[start : start + wave])
-        else:
-            results = [r for shipment in shipments for r in host.ship(account, shipment)]
-        seconds = time.perf_counter() - started
-        cpu = cpu_seconds() - cpu_before
-        calls = host.facade.channel_stats(account=account).get(calls_key, 0) - calls_before
+        results: list[LineResult] = []
+        command = yield {"shipments": len(shipments)}
+        while command != "done":
+            start, stop = command
+            plugin_before = plugin_seconds
+            cpu_before = cpu_seconds()
+            started = time.perf_counter()
+            if wave > 0:
+                for first in range(start, stop, wave):
+                    results += host.ship_many(account, shipments[first : min(first + wave, stop)])
+            else:
+                for shipment in shipments[start:stop]:
+                    results += host.ship(account, shipment)
+            command = yield {
+                "seconds": time.perf_counter() - started,
+                "cpu_seconds": cpu_seconds() - cpu_before,
+                "plugin_seconds": plugin_seconds - plugin_before,
+            }
+        outcomes: dict[str, int] = {}
         for result in results:
             outcomes[result.outcome.value] = outcomes.get(result.outcome.value, 0) + 1
-        return {
-            "seconds": seconds,
-            "cpu_seconds": cpu,
-            "tracking_calls": calls,
-            "plugin_seconds": plugin_seconds,
+        yield {
+            "tracking_calls": host.facade.channel_stats(account=account).get(calls_key, 0)
+            - calls_before,
             "lines": expected,
             "accepted": outcomes.get(LineOutcome.ACCEPTED.value, 0),
             "outcomes": outcomes,
@@ -161,23 +178,26 @@ def dispatch_floor_steps(
     url: str, supplier_id: str, token: str, plan: list[dict[str, Any]], wave: int = 0
 ) -> Generator[dict[str, Any], tuple[int, int], None]:
     """Child side of the dispatch floor, in steps (:class:`~benchmarks.bench_import.SteppedChild`):
-    the import floor (untimed), then it yields how many tracking calls the plan makes (one
-    per shipment, or packed per wave as ``oms_dispatch_many`` packs them); each command
-    ``(start, stop)`` sends calls ``start`` to ``stop`` and yields their seconds and CPU."""
+    the import floor (untimed), then it yields; each command ``(start, stop)`` sends the
+    tracking calls of shipments ``start`` to ``stop`` (one per shipment, or packed per wave
+    as ``oms_dispatch_many`` packs them, ``start`` a multiple of ``wave``) and yields their
+    seconds, CPU, lines and calls."""
     import requests
 
     from benchmarks.floor import dispatch_floor, import_floor, packed_batches, tracking_batches
 
     with requests.Session() as session:
         import_floor(session, url, supplier_id, token)
-        calls = packed_batches(plan, CARRIER, wave) if wave > 0 else tracking_batches(plan, CARRIER)
-        command = yield {"calls": len(calls)}
+        command = yield {}
         while True:
             start, stop = command
+            part = plan[start:stop]
+            calls = (
+                packed_batches(part, CARRIER, wave) if wave > 0 else tracking_batches(part, CARRIER)
+            )
             cpu_before = cpu_seconds()
-            result = dispatch_floor(session, url, supplier_id, token, calls[start:stop])
+            result = dispatch_floor(session, url, supplier_id, token, calls)
             result["cpu_seconds"] = cpu_seconds() - cpu_before
-            result["peak_rss_mb"] = max_rss_mb()
             command = yield result
 
 
@@ -199,8 +219,8 @@ class DispatchRun:
     wave: int = 0
     connector_cpu_seconds: float = float("nan")
     floor_cpu_seconds: float = float("nan")
-    # The floor's seconds before the connector child and after it (floor_seconds is the sum).
-    floor_halves: tuple[float, float] = (float("nan"), float("nan"))
+    # Connector seconds / floor seconds of each slice, in order (see measure_dispatch).
+    slice_ratios: tuple[float, ...] = ()
 
     @property
     def ratio(self) -> float:
@@ -226,64 +246,80 @@ def _shipped(sim: Any, plan: list[dict[str, Any]]) -> int:
     return count
 
 
+def _slices(shipments: int, wave: int) -> list[tuple[int, int]]:
+    """The shipment ranges the two sides take turns on: one wave each, or :data:`SLICES`."""
+    size = wave if wave > 0 else max(1, -(-shipments // SLICES))
+    return [(start, min(start + size, shipments)) for start in range(0, shipments, size)]
+
+
 def measure_dispatch(lines: int, *, progress: Progress = _quiet, wave: int = 0) -> DispatchRun:
-    """Dispatch ``lines`` lines with the connector, against a floor on its own identically
-    seeded simulator that sends half of its calls just before the connector child and the
-    other half just after it (see the module docstring); one ``oms_dispatch`` per shipment,
-    or ``oms_dispatch_many`` per ``wave`` shipments."""
+    """Dispatch ``lines`` lines with the connector and with the floor, each on its own
+    identically seeded simulator, taking turns slice by slice (see the module docstring);
+    one ``oms_dispatch`` per shipment, or ``oms_dispatch_many`` per ``wave`` shipments."""
     label = f"dispatch {lines:,}" + (f" in waves of {wave}" if wave > 0 else " one by one")
+    sides: dict[str, list[dict[str, Any]]] = {"connector": [], "floor": []}
     with (
         tempfile.TemporaryDirectory(prefix="bench-dispatch-") as tmp,
         running_simulator(lines) as sim,
         running_simulator(lines) as floor_sim,
     ):
-        progress(f"{label}: seeded two simulators; planning shipments")
         plan = shipment_plan(listing_pages(sim))
-        progress(f"{label}: floor child, set-up (the import floor)")
-        with SteppedChild(
-            dispatch_floor_steps,
-            url=floor_sim.url,
-            supplier_id=floor_sim.supplier_id,
-            token=floor_sim.token,
-            plan=plan,
-            wave=wave,
-        ) as floor:
-            calls = int(floor.ready["calls"])
-            half = calls // 2
-            progress(f"{label}: floor, first half ({half:,} of {calls:,} calls)")
-            before = floor.send((0, half))
-            progress(f"{label}: connector child ({len(plan):,} shipments)")
-            child = run_child(
-                connector_dispatch,
+        progress(f"{label}: set-up of both children (a sync; the import floor)")
+        with (
+            SteppedChild(
+                connector_dispatch_steps,
                 url=sim.url,
                 supplier_id=sim.supplier_id,
                 token=sim.token,
                 workdir=Path(tmp),
                 plan=plan,
                 wave=wave,
-            )
-            progress(f"{label}: floor, second half ({calls - half:,} calls)")
-            after = floor.send((half, calls))
+            ) as connector,
+            SteppedChild(
+                dispatch_floor_steps,
+                url=floor_sim.url,
+                supplier_id=floor_sim.supplier_id,
+                token=floor_sim.token,
+                plan=plan,
+                wave=wave,
+            ) as floor,
+        ):
+            slices = _slices(len(plan), wave)
+            progress(f"{label}: {len(plan):,} shipments in {len(slices)} slices, taking turns")
+            for number, part in enumerate(slices):
+                turns = (("connector", connector), ("floor", floor))
+                for side, child in turns if number % 2 == 0 else turns[::-1]:
+                    sides[side].append(child.send(part))
+                    if side == "connector":
+                        # Off both clocks: the checkpoint its last commits woke (see above).
+                        time.sleep(SETTLE_SECONDS)
+            totals = connector.send("done")
         shipped = _shipped(sim, plan)
         floor_shipped = _shipped(floor_sim, plan)
-    floor_lines = int(before["lines"]) + int(after["lines"])
+    ours, theirs = sides["connector"], sides["floor"]
+    floor_lines = sum(int(step["lines"]) for step in theirs)
     if floor_lines != lines:
         raise ChildError(f"dispatch floor sent {floor_lines} lines, expected {lines}")
+
+    def total(steps: list[dict[str, Any]], key: str) -> float:
+        return sum(float(step[key]) for step in steps)
+
     return DispatchRun(
         lines=lines,
         shipments=len(plan),
-        connector_seconds=float(child["seconds"]),
-        plugin_seconds=float(child["plugin_seconds"]),
-        floor_seconds=float(before["seconds"]) + float(after["seconds"]),
-        accepted=int(child["accepted"]),
-        outcomes={str(k): int(v) for k, v in child["outcomes"].items()},
+        connector_seconds=total(ours, "seconds"),
+        plugin_seconds=total(ours, "plugin_seconds"),
+        floor_seconds=total(theirs, "seconds"),
+        accepted=int(totals["accepted"]),
+        outcomes={str(k): int(v) for k, v in totals["outcomes"].items()},
         shipped_in_sim=shipped,
         floor_shipped_in_sim=floor_shipped,
-        tracking_calls=int(before["calls"]["tracking_notification"])
-        + int(after["calls"]["tracking_notification"]),
-        connector_tracking_calls=int(child["tracking_calls"]),
+        tracking_calls=sum(int(step["calls"]["tracking_notification"]) for step in theirs),
+        connector_tracking_calls=int(totals["tracking_calls"]),
         wave=wave,
-        connector_cpu_seconds=float(child["cpu_seconds"]),
-        floor_cpu_seconds=float(before["cpu_seconds"]) + float(after["cpu_seconds"]),
-        floor_halves=(float(before["seconds"]), float(after["seconds"])),
+        connector_cpu_seconds=total(ours, "cpu_seconds"),
+        floor_cpu_seconds=total(theirs, "cpu_seconds"),
+        slice_ratios=tuple(
+            float(c["seconds"]) / float(f["seconds"]) for c, f in zip(ours, theirs, strict=True)
+        ),
     )

@@ -17,8 +17,8 @@ fresh, identically seeded simulator:
   simulator's latency fault); the floor stays serial;
 * dispatch of ``--small`` lines, one ``oms_dispatch`` per shipment, and in waves of ``--wave``
   shipments through ``oms_dispatch_many`` against a floor sending the same packed calls; the
-  floor sends half of its calls just before the connector child and half just after it
-  (:mod:`benchmarks.bench_dispatch`), both halves are reported;
+  two sides take turns slice by slice (:mod:`benchmarks.bench_dispatch`), and each slice's
+  ratio is reported;
 * the large import, the one-shipment dispatch and the waves are each measured :data:`RUNS`
   times, each run against its own floor, and the run with the median ratio is reported
   (every ratio is printed too; peak RSS is the largest of the runs). One connector run and
@@ -188,8 +188,8 @@ def run(
         "dispatch_seconds": _num(dispatch.connector_seconds),
         "dispatch_plugin_seconds": _num(dispatch.plugin_seconds),
         "dispatch_floor_seconds": _num(dispatch.floor_seconds),
-        # The floor's halves, just before and just after the connector child.
-        "dispatch_floor_halves_seconds": [_num(h) for h in dispatch.floor_halves],
+        # The reported run's slices (connector and floor take turns), each one's ratio.
+        "dispatch_slice_ratios": [_num(r, 2) for r in dispatch.slice_ratios],
         "dispatch_ratio_to_floor": _num(dispatch.ratio, 2),
         "dispatch_ratios": [_num(r.ratio, 2) for r in dispatch_runs],
         "dispatch_outcomes": dispatch.outcomes,
@@ -202,7 +202,7 @@ def run(
         "dispatch_batched_wave": wave,
         "dispatch_batched_seconds": _num(batched.connector_seconds),
         "dispatch_batched_floor_seconds": _num(batched.floor_seconds),
-        "dispatch_batched_floor_halves_seconds": [_num(h) for h in batched.floor_halves],
+        "dispatch_batched_slice_ratios": [_num(r, 2) for r in batched.slice_ratios],
         "dispatch_batched_ratio_to_floor": _num(batched.ratio, 2),
         "dispatch_batched_ratios": [_num(r.ratio, 2) for r in batched_runs],
         "dispatch_batched_tracking_calls": batched.connector_tracking_calls,
@@ -232,10 +232,6 @@ def run(
 
 def _difference(whole: float | None, part: float | None) -> float | None:
     return None if whole is None or part is None else round(whole - part, 3)
-
-
-def _halves(halves: Sequence[float | None]) -> str:
-    return " s / ".join(str(h) for h in halves) + " s"
 
 
 def _ratios(values: Sequence[float | None]) -> str:
@@ -323,12 +319,7 @@ def _table(f: dict[str, Any]) -> str:
             mark("dispatch_ratio_to_floor"),
         ),
         ("  of which inside the plugin", f"{f['dispatch_plugin_seconds']} s", "", ""),
-        (
-            "  floor before / after the connector",
-            _halves(f["dispatch_floor_halves_seconds"]),
-            "",
-            "",
-        ),
+        ("  slice by slice", _ratios(f["dispatch_slice_ratios"]), "", ""),
         (
             f"dispatch {f['dispatch_lines']:,} lines, oms_dispatch_many"
             f" ({f['dispatch_batched_wave']} a wave)",
@@ -339,12 +330,7 @@ def _table(f: dict[str, Any]) -> str:
             "<= 2.0x",
             mark("dispatch_batched_ratio_to_floor"),
         ),
-        (
-            "  floor before / after the connector",
-            _halves(f["dispatch_batched_floor_halves_seconds"]),
-            "",
-            "",
-        ),
+        ("  slice by slice", _ratios(f["dispatch_batched_slice_ratios"]), "", ""),
         (
             "simulator: seed 100,000 lines",
             f"{f['sim_seed_100k_s']} s",
