@@ -21,10 +21,10 @@ fresh, identically seeded simulator:
   ratio is reported;
 * the large import, the one-shipment dispatch and the waves are each measured :data:`RUNS`
   times, each run against its own floor, and the run with the median ratio is reported
-  (every ratio is printed too; peak RSS is the largest of the runs). One connector run and
-  its floor follow each other, and this VM's speed moves between them: the same code's 100k
-  import gave 1.33x to 2.19x its floor in four runs, its floor alone 6.7 to 11.2 s; a wave
-  run's floor swung from 0.65 to 1.10 s between runs minutes apart;
+  (every ratio is printed too; peak RSS is the largest of the runs). An import run and its
+  floor follow each other, and this VM's speed moves between them: the same code's 100k
+  import gave 1.33x to 2.19x its floor in four runs, its floor alone 6.7 to 11.2 s (the
+  dispatch runs take turns with their floors instead, see above);
 * the reported large import by phase: reading every page (the connector until its first
   batch reached the host, the floor until its last page was decoded), then the rest
   (storing, binding and acknowledging against the floor's marks);
