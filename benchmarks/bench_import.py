@@ -218,9 +218,9 @@ def _stepped_main(
 
 class SteppedChild:
     """A child process driven step by step: ``func(**kwargs)`` is a generator that yields
-    once after its set-up and then once per command :meth:`send` gives it; so the parent can
-    time another child between two steps of this one (the dispatch floor runs half before
-    the connector and half after it). A forkserver child, as :func:`run_child`'s."""
+    once after its set-up and then once per command :meth:`send` gives it, so the parent can
+    run another child between two steps of this one (the dispatch benchmark's connector and
+    floor take turns). A forkserver child, as :func:`run_child`'s."""
 
     def __init__(
         self,
@@ -236,7 +236,11 @@ class SteppedChild:
         self._proc = ctx.Process(target=_stepped_main, args=(func, kwargs, child), name=self._name)
         self._proc.start()
         child.close()
-        self.ready: dict[str, Any] = self._answer()
+        try:
+            self.ready: dict[str, Any] = self._answer()
+        except BaseException:
+            self.close()  # a set-up that failed: the process is gone, or ends now
+            raise
 
     def send(self, command: Any) -> dict[str, Any]:
         """Hand ``command`` to the generator and return what it yields next."""

@@ -49,3 +49,16 @@ def test_close_ends_the_child_process() -> None:
     child.close()
     assert not process.is_alive()
     assert process.exitcode == 0
+
+
+def failing_setup(token: str) -> Generator[dict[str, Any], Any, None]:
+    raise RuntimeError(f"no simulator at all (token {token})")
+    yield {}  # a generator: the error comes from its first step, as a failed set-up would
+
+
+def test_a_failed_set_up_raises_with_its_reason() -> None:
+    with pytest.raises(ChildError) as caught:
+        SteppedChild(failing_setup, token="tok-secret")
+    text = str(caught.value)
+    assert "failing_setup failed: RuntimeError: no simulator at all" in text
+    assert "tok-secret" not in text
