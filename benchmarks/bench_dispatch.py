@@ -117,28 +117,20 @@ def connector_dispatch_steps(
             for s in plan
         ]
         plugin_seconds = 0.0
-        facade_dispatch = host.facade.dispatch
 
-        def timed_dispatch(**kwargs: Any) -> Any:
-            nonlocal plugin_seconds
-            t0 = time.perf_counter()
-            try:
-                return facade_dispatch(**kwargs)
-            finally:
-                plugin_seconds += time.perf_counter() - t0
+        def timed(call: Callable[..., Any]) -> Callable[..., Any]:
+            def run(**kwargs: Any) -> Any:
+                nonlocal plugin_seconds
+                t0 = time.perf_counter()
+                try:
+                    return call(**kwargs)
+                finally:
+                    plugin_seconds += time.perf_counter() - t0
 
-        facade_many = host.facade.dispatch_many
+            return run
 
-        def timed_many(**kwargs: Any) -> Any:
-            nonlocal plugin_seconds
-            t0 = time.perf_counter()
-            try:
-                return facade_many(**kwargs)
-            finally:
-                plugin_seconds += time.perf_counter() - t0
-
-        host.facade.dispatch = timed_dispatch
-        host.facade.dispatch_many = timed_many
+        host.facade.dispatch = timed(host.facade.dispatch)
+        host.facade.dispatch_many = timed(host.facade.dispatch_many)
         calls_key = "calls:tracking_notification"
         calls_before = host.facade.channel_stats(account=account).get(calls_key, 0)
         results: list[LineResult] = []
