@@ -13,6 +13,7 @@ every CI call of both sides through the simulator's latency fault (``POST /_sim/
 
 from __future__ import annotations
 
+import inspect
 import multiprocessing
 import resource
 import secrets
@@ -23,7 +24,7 @@ from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 __all__ = [
     "SUPPLIER_ID",
@@ -191,22 +192,21 @@ def page_stats(pages: Sequence[Sequence[dict[str, Any]]]) -> dict[str, float]:
 # -- children ---------------------------------------------------------------------------------
 
 
-def _child_main(func: Callable[..., dict[str, Any]], kwargs: dict[str, Any], conn: Any) -> None:
-    try:
-        answer: dict[str, Any] = {"ok": True, "result": func(**kwargs)}
-    except BaseException as exc:  # report to the parent rather than die with a traceback
-        answer = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-    conn.send(answer)
-    conn.close()
+def _one_step(value: dict[str, Any]) -> Generator[dict[str, Any], Any, None]:
+    yield value
 
 
 def _stepped_main(
-    func: Callable[..., Generator[dict[str, Any], Any, None]], kwargs: dict[str, Any], conn: Any
+    func: Callable[..., Generator[dict[str, Any], Any, None] | dict[str, Any]],
+    kwargs: dict[str, Any],
+    conn: Any,
 ) -> None:
-    """Child side of :class:`SteppedChild`: the generator's first answer (after its set-up),
-    then one answer per command until the parent sends ``None``."""
+    """Child side of :class:`SteppedChild`: the first answer (after the set-up), then one
+    answer per command until the parent sends ``None``. A ``func`` that returns a dict rather
+    than a generator answers once (:func:`run_child`)."""
     try:
-        steps = func(**kwargs)
+        made = func(**kwargs)
+        steps = made if inspect.isgenerator(made) else _one_step(cast("dict[str, Any]", made))
         conn.send({"ok": True, "result": next(steps)})
         while (command := conn.recv()) is not None:
             conn.send({"ok": True, "result": steps.send(command)})
@@ -220,11 +220,17 @@ class SteppedChild:
     """A child process driven step by step: ``func(**kwargs)`` is a generator that yields
     once after its set-up and then once per command :meth:`send` gives it, so the parent can
     run another child between two steps of this one (the dispatch benchmark's connector and
-    floor take turns). A forkserver child, as :func:`run_child`'s."""
+    floor take turns).
+
+    Children come from a ``forkserver``: a process forked or exec'd from the big parent would
+    inherit the parent's peak RSS in ``ru_maxrss`` (Linux keeps it across fork and exec); a
+    forkserver child starts clean, so its ``ru_maxrss`` is its own. Arguments (the token
+    too) travel over a pipe, never argv, and the token never appears in an error raised here.
+    """
 
     def __init__(
         self,
-        func: Callable[..., Generator[dict[str, Any], Any, None]],
+        func: Callable[..., Generator[dict[str, Any], Any, None] | dict[str, Any]],
         timeout: float = 3600,
         **kwargs: Any,
     ) -> None:
@@ -271,47 +277,22 @@ class SteppedChild:
         except EOFError:
             answer = {"ok": False, "error": "the child died without an answer"}
         if not answer.get("ok"):
-            raise ChildError(
-                f"{self._name} failed: {_redacted(str(answer.get('error')), self._token)}"
-            )
+            self._proc.join(60)  # it ends once it has reported: name its exit code
+            text = str(answer.get("error"))
+            if isinstance(self._token, str) and self._token:
+                text = text.replace(self._token, "***")
+            raise ChildError(f"{self._name} failed (exit code {self._proc.exitcode}): {text}")
         result: dict[str, Any] = answer["result"]
         return result
-
-
-def _redacted(text: str, token: Any) -> str:
-    return text.replace(token, "***") if isinstance(token, str) and token else text
 
 
 def run_child(
     func: Callable[..., dict[str, Any]], timeout: float = 3600, **kwargs: Any
 ) -> dict[str, Any]:
-    """Run ``func(**kwargs)`` in a child process and return the dict it returns.
-
-    Children come from a ``forkserver``: a process forked or exec'd from the big parent would
-    inherit the parent's peak RSS in ``ru_maxrss`` (Linux keeps it across fork and exec); a
-    forkserver child starts clean, so its ``ru_maxrss`` is its own. Arguments (the token
-    too) travel over a pipe, never argv.
-    """
-    ctx = multiprocessing.get_context("forkserver")
-    receive, send = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child_main, args=(func, kwargs, send), name=func.__name__)
-    proc.start()
-    send.close()
-    try:
-        if not receive.poll(timeout):
-            proc.kill()
-            raise ChildError(f"{func.__name__}: no result after {timeout:.0f} s")
-        answer: dict[str, Any] = receive.recv()
-    except EOFError:
-        answer = {"ok": False, "error": "the child died without a result"}
-    finally:
-        receive.close()
-        proc.join(60)
-    if not answer.get("ok"):
-        text = _redacted(str(answer.get("error")), kwargs.get("token"))
-        raise ChildError(f"{func.__name__} failed (exit code {proc.exitcode}): {text}")
-    result: dict[str, Any] = answer["result"]
-    return result
+    """Run ``func(**kwargs)`` in a child process (a :class:`SteppedChild` of one step) and
+    return the dict it returns."""
+    with SteppedChild(func, timeout, **kwargs) as child:
+        return child.ready
 
 
 def make_host(url: str, supplier_id: str, token: str, workdir: Path) -> tuple[Any, Any]:

@@ -1,4 +1,5 @@
-"""The benchmark's child processes: :class:`benchmarks.bench_import.SteppedChild`."""
+"""The benchmark's child processes: :class:`benchmarks.bench_import.SteppedChild` and
+:func:`benchmarks.bench_import.run_child`, a stepped child of one step."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks.bench_import import ChildError, SteppedChild
+from benchmarks.bench_import import ChildError, SteppedChild, run_child
 
 
 def counting_steps(start: int, token: str) -> Generator[dict[str, Any], Any, None]:
@@ -38,7 +39,7 @@ def test_a_failing_step_names_the_child_and_hides_the_token() -> None:
     ):
         child.send(-1)
     text = str(caught.value)
-    assert "counting_steps failed: ValueError: negative step -1" in text
+    assert "counting_steps failed (exit code 0): ValueError: negative step -1" in text
     assert "tok-secret" not in text
     assert "***" in text
 
@@ -60,5 +61,26 @@ def test_a_failed_set_up_raises_with_its_reason() -> None:
     with pytest.raises(ChildError) as caught:
         SteppedChild(failing_setup, token="tok-secret")
     text = str(caught.value)
-    assert "failing_setup failed: RuntimeError: no simulator at all" in text
+    assert "failing_setup failed (exit code 0): RuntimeError: no simulator at all" in text
+    assert "tok-secret" not in text
+
+
+def child_result(value: int, token: str) -> dict[str, Any]:
+    """A plain child function: one result, or a failure naming the token."""
+    if value < 0:
+        raise ValueError(f"negative value {value} with token {token}")
+    return {"double": 2 * value, "pid": os.getpid()}
+
+
+def test_run_child_returns_the_result_of_a_plain_function() -> None:
+    result = run_child(child_result, value=21, token="tok-secret")
+    assert result["double"] == 42
+    assert result["pid"] != os.getpid()
+
+
+def test_run_child_failure_names_the_function_and_hides_the_token() -> None:
+    with pytest.raises(ChildError) as caught:
+        run_child(child_result, value=-1, token="tok-secret")
+    text = str(caught.value)
+    assert "child_result failed (exit code 0): ValueError: negative value -1" in text
     assert "tok-secret" not in text
