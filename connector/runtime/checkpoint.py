@@ -8,6 +8,15 @@ where every second of that thread is import time. :class:`WalCheckpointer` moves
 a thread with its own connection (``PRAGMA wal_checkpoint(PASSIVE)``: it never blocks a
 writer nor waits for one; SQLite releases the GIL while it runs).
 
+The thread's checkpoint is finished on the committing connection, between two of its
+transactions (:meth:`WalCheckpointer.after_commit`): a writer that commits while the thread
+copies (a loop of one-shipment dispatches commits every few milliseconds) leaves frames the
+thread did not copy, and SQLite starts the WAL over from its beginning only once every frame
+is in the file. Without that last step the WAL never started over: every commit appended to
+a file growing up to the backstop (64 MB), so each write allocated and zeroed new blocks and
+each fsync wrote the file's inode too. Measured on this machine's ext4: a durable commit of
+seven pages took 330-480 us appending and 160-180 us overwriting a WAL started over.
+
 Durability is unchanged: a commit is on disk once the COMMIT has synced its WAL frames; a
 checkpoint only copies synced pages into the file (syncing the WAL before and the file after,
 as the automatic one does), and a kill in the middle of one is repaired by SQLite on the next
@@ -39,7 +48,7 @@ def attach(conn: sqlite3.Connection, path: Path) -> WalCheckpointer:
     the page size it was created with)."""
     conn.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}")
     page = int(conn.execute("PRAGMA page_size").fetchone()[0])
-    return WalCheckpointer(path, START_PAGES * page)
+    return WalCheckpointer(path, START_PAGES * page, committer=conn)
 
 
 class WalCheckpointer:
@@ -47,10 +56,16 @@ class WalCheckpointer:
     ``threshold_bytes``. Call :meth:`after_commit` after each commit (cheap: one ``stat``
     until the WAL first gets that big; the thread starts then, so small files never start
     it) and :meth:`close` before closing the committing connection (the last connection to
-    close checkpoints and removes the WAL, as before)."""
+    close checkpoints and removes the WAL, as before). ``committer``, the committing
+    connection, finishes each of the thread's checkpoints (see the module's docstring)."""
 
-    def __init__(self, path: Path, threshold_bytes: int) -> None:
+    def __init__(
+        self, path: Path, threshold_bytes: int, committer: sqlite3.Connection | None = None
+    ) -> None:
         self._path = Path(path)
+        self._committer = committer
+        # Set by the thread after each checkpoint, cleared by the commit that finishes it.
+        self._to_finish = False
         self._wal: Path | None = Path(f"{path}-wal")
         self._threshold = threshold_bytes
         self._conn: sqlite3.Connection | None = None
@@ -60,7 +75,11 @@ class WalCheckpointer:
 
     def after_commit(self) -> None:
         """A commit happened: checkpoint soon (at most every :data:`INTERVAL`) if the WAL is
-        big enough."""
+        big enough; first finish the thread's last checkpoint, if it ran since. Call it on
+        the committing thread, outside a transaction."""
+        if self._to_finish:
+            self._to_finish = False
+            self._finish()
         if self._thread is None:
             wal = self._wal
             if wal is None:
@@ -83,6 +102,17 @@ class WalCheckpointer:
             # again (a lock and a notify per commit) changes nothing.
             self._wake.set()
 
+    def _finish(self) -> None:
+        """Copy what the thread's checkpoint left (frames committed while it ran) on the
+        committing connection: then the whole WAL is in the file and the next commit starts
+        it over. Only those frames are copied, and one fsync of the file is paid per
+        :data:`INTERVAL` on this thread."""
+        if self._committer is None:
+            return
+        # Busy (another process checkpointing, a reader on an old snapshot): the next one.
+        with suppress(sqlite3.Error):
+            self._committer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
     def _run(self) -> None:
         conn = self._conn
         assert conn is not None  # set before the thread starts
@@ -95,6 +125,7 @@ class WalCheckpointer:
             # and the committing connection's backstop checkpoint remains.
             with suppress(sqlite3.Error):
                 conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                self._to_finish = True
             self._stop.wait(INTERVAL)
 
     @property

@@ -87,3 +87,44 @@ def test_attach_makes_the_connection_a_backstop_and_starts_at_its_own_pages(
     assert cp._threshold == checkpoint.START_PAGES * page_size
     cp.close()
     conn.close()
+
+
+def _wal_bytes(path: Path) -> int:
+    return Path(f"{path}-wal").stat().st_size
+
+
+def test_commits_during_the_threads_checkpoint_do_not_keep_the_wal_from_starting_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer that commits while the thread copies leaves frames behind; the committing
+    connection copies them at its next commit, so the WAL starts over from its beginning
+    (written in place) instead of growing with every commit."""
+    monkeypatch.setattr(checkpoint, "START_PAGES", 0)  # the thread starts at the first commit
+    monkeypatch.setattr(checkpoint, "INTERVAL", 60.0)  # and checkpoints once in this test
+    path = tmp_path / "db.sqlite3"
+    conn = _writer(path)
+    cp = checkpoint.attach(conn, path)
+    # A reader on the snapshot before the inserts keeps the thread's checkpoint from copying
+    # them: the state a commit made while the checkpoint ran leaves.
+    reader = sqlite3.connect(path, isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT COUNT(*) FROM t").fetchall()
+    for _ in range(20):
+        conn.execute("INSERT INTO t VALUES (?)", ("x" * 3000,))
+    cp.after_commit()
+    deadline = time.monotonic() + 10
+    while not cp._to_finish and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert cp._to_finish, "the thread did not checkpoint"
+    assert _rows_in_file(path) == 0  # the reader held it back
+    reader.execute("COMMIT")
+    reader.close()
+    conn.execute("INSERT INTO t VALUES ('c')")  # appended: the WAL is not wholly copied
+    cp.after_commit()  # finishes the thread's checkpoint on this connection
+    assert _rows_in_file(path) == 21
+    grown = _wal_bytes(path)
+    conn.execute("INSERT INTO t VALUES (?)", ("d" * 3000,))
+    assert _wal_bytes(path) == grown, "the WAL grew: it did not start over"
+    assert conn.execute("SELECT COUNT(*) FROM t").fetchone()[0] == 22
+    cp.close()
+    conn.close()
