@@ -165,3 +165,18 @@ def test_plan_and_floor_send_the_connector_calls() -> None:
     stats = page_stats(pages)
     assert (stats["split_orders"], stats["orders"], stats["lines"]) == (1, 2, 3)
     assert ups_number(5) != ups_number(6)
+
+
+@pytest.mark.socket
+def test_a_running_simulators_seeded_state_is_out_of_the_gc_scans() -> None:
+    """A full collection in the parent would otherwise stop the simulators' threads while
+    one side is calling (see ``running_simulator``); the freeze ends with the simulator."""
+    import gc
+
+    from benchmarks.bench_import import running_simulator
+
+    before = gc.get_freeze_count()
+    with running_simulator(50) as sim:
+        assert gc.get_freeze_count() > before
+        assert gc.get_freeze_count() >= sim.lines  # at least an object per seeded line
+    assert gc.get_freeze_count() == 0
