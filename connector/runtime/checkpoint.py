@@ -14,8 +14,9 @@ copies (a loop of one-shipment dispatches commits every few milliseconds) leaves
 thread did not copy, and SQLite starts the WAL over from its beginning only once every frame
 is in the file. Without that last step the WAL never started over: every commit appended to
 a file growing up to the backstop (64 MB), so each write allocated and zeroed new blocks and
-each fsync wrote the file's inode too. Measured on this machine's ext4: a durable commit of
-seven pages took 330-480 us appending and 160-180 us overwriting a WAL started over.
+each fsync wrote the file's inode too. Measured on the development machine's ext4: a durable
+commit of seven pages took 330-480 us appending and 160-180 us overwriting a WAL started over
+(docs/reliability.md, issue 11 round 14).
 
 Durability is unchanged: a commit is on disk once the COMMIT has synced its WAL frames; a
 checkpoint only copies synced pages into the file (syncing the WAL before and the file after,
@@ -136,6 +137,7 @@ class WalCheckpointer:
     def close(self) -> None:
         """Stop the thread (after a checkpoint in progress) and close its connection."""
         self._wal = None
+        self._committer = None  # closed after this: nothing is finished on it any more
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
