@@ -128,3 +128,44 @@ def test_commits_during_the_threads_checkpoint_do_not_keep_the_wal_from_starting
     assert conn.execute("SELECT COUNT(*) FROM t").fetchone()[0] == 22
     cp.close()
     conn.close()
+
+
+class _Passes:
+    """A connection whose ``PRAGMA wal_checkpoint`` answers (busy, frames, copied) in turn."""
+
+    def __init__(self, *answers: tuple[int, int, int]) -> None:
+        self.answers = list(answers)
+        self.passes = 0
+
+    def execute(self, sql: str) -> _Passes:
+        assert sql == "PRAGMA wal_checkpoint(PASSIVE)"
+        self.passes += 1
+        return self
+
+    def fetchone(self) -> tuple[int, int, int]:
+        return self.answers.pop(0)
+
+
+@pytest.mark.parametrize(
+    ("answers", "caught_up", "passes"),
+    [
+        # 40 frames committed during the first pass: the committing connection finishes it.
+        (((0, 900, 900), (0, 940, 940)), True, 2),
+        # A writer too fast for it (an import staging): given up, the WAL grows as before.
+        (((0, 1000, 1000), (0, 2000, 2000), (0, 3000, 3000), (0, 4000, 4000)), False, 4),
+        # Slower than the writer at first, then close behind it.
+        (((0, 1000, 1000), (0, 1800, 1800), (0, 1900, 1900)), True, 3),
+        # Another connection was checkpointing: nothing to finish.
+        (((1, -1, -1),), False, 1),
+    ],
+)
+def test_the_thread_asks_for_a_finish_only_once_it_caught_up_with_the_writer(
+    tmp_path: Path, answers: tuple[tuple[int, int, int], ...], caught_up: bool, passes: int
+) -> None:
+    cp = WalCheckpointer(tmp_path / "db.sqlite3", threshold_bytes=0)
+    conn = _Passes(*answers)
+    assert cp._catch_up(conn) is caught_up  # type: ignore[arg-type]
+    assert conn.passes == passes
+    # The cases above are written for these limits.
+    assert checkpoint.FINISH_FRAMES == 128
+    assert checkpoint.CATCH_UP_PASSES == 4
