@@ -139,7 +139,9 @@ def running_simulator(lines: int, seed: int = SEED, latency_ms: int = 0) -> Iter
     parent that stopped both servers' threads for 100-280 ms (measured: a 156 ms collection
     in one wave of the dispatch benchmark made one tracking call take 140 ms, a wave 5x its
     floor's), a CI outage landing on whichever side was calling, neither side's work. Objects
-    made while it serves are collected as before; ``gc.unfreeze`` at the end."""
+    made while it serves are collected as before. ``gc.unfreeze`` at the end thaws every
+    frozen object, so simulators nested in one another should end together (as in
+    :func:`benchmarks.bench_dispatch.measure_dispatch`)."""
     from mock_ci_server.app import create_app
     from mock_ci_server.serve import serve_in_thread
     from mock_ci_server.state import SimState
