@@ -3,7 +3,8 @@
 ``python -m benchmarks.run [--quick] [--lines 100000] [--small 10000] [--latency-lines N]
 [--wave 500] [--sim-repeats 30]`` prints progress to stderr, a table to stdout and, as the LAST
 stdout line, one JSON object with every figure, the machine, ``mode`` (``full`` or ``quick``)
-and ``targets_met`` per target. A missed target is printed as missed; nothing is tuned to pass.
+and ``targets_met`` per target, judged on the measured values (``target_values``), not on the
+rounded figures printed. A missed target is printed as missed; nothing is tuned to pass.
 Exit status is 0 when the run completed (targets met or not), 1 when a benchmark failed to run
 or a run lost data.
 
@@ -85,8 +86,15 @@ def _num(value: float, digits: int = 3) -> float | None:
     return round(value, digits) if math.isfinite(value) else None
 
 
+def _exact(value: float) -> float | None:
+    """A measured value as it is, for judging a target (NaN/inf become null)."""
+    return value if math.isfinite(value) else None
+
+
 def evaluate_targets(figures: dict[str, Any]) -> dict[str, bool | None]:
-    """Each target of :data:`TARGETS` -> met (``True``/``False``), ``None`` if not measured."""
+    """Each target of :data:`TARGETS` -> met (``True``/``False``), ``None`` if not measured.
+    ``run`` passes the unrounded values (``target_values`` in its figures), so a figure that
+    rounds to its limit is judged by what was measured."""
 
     def le(key: str, limit: float) -> bool | None:
         value = figures.get(key)
@@ -108,6 +116,10 @@ def evaluate_targets(figures: dict[str, Any]) -> dict[str, bool | None]:
         "sim_seed_100k_s": None if seed is None else bool(seed < 10.0),
         "sim_page_ratio": le("sim_page_ratio_100k_vs_1k", 1.5),
     }
+
+
+# The figure a target is judged by, where its name differs from the target's.
+_VALUE_OF = {"sim_page_ratio": "sim_page_ratio_100k_vs_1k"}
 
 
 def _median_run(runs: Sequence[_R]) -> _R:
@@ -225,7 +237,22 @@ def run(
         "machine": platform.machine(),
         "total_seconds": None,
     }
-    figures["targets_met"] = evaluate_targets(figures)
+    # Judged on the measured values, not the printed ones: a ratio of 1.5004 prints as 1.5
+    # and is a missed "<= 1.5" all the same.
+    figures["target_values"] = {
+        "import_ratio_to_floor": _exact(large_run.ratio),
+        "import_ratio_to_floor_latency80": _exact(slow_run.ratio),
+        "import_cpu_over_floor_us_per_line": _exact(large_run.cpu_over_floor_us_per_line),
+        "peak_rss_mb_10k": _exact(small_run.peak_rss_mb),
+        "peak_rss_mb_100k": _exact(max(r.peak_rss_mb for r in large_runs)),
+        "dispatch_ratio_to_floor": _exact(dispatch.ratio),
+        "dispatch_batched_ratio_to_floor": _exact(batched.ratio),
+        "sim_seed_100k_s": figures["sim_seed_100k_s"],
+        "sim_page_ratio_100k_vs_1k": max(
+            (pages_100k[k] / pages_1k[k] for k in pages_1k if pages_1k[k]), default=None
+        ),
+    }
+    figures["targets_met"] = evaluate_targets(figures["target_values"])
     figures["total_seconds"] = _num(time.perf_counter() - started, 1)
     return figures
 
@@ -241,9 +268,16 @@ def _ratios(values: Sequence[float | None]) -> str:
 def _table(f: dict[str, Any]) -> str:
     met = f["targets_met"]
 
+    judged = f.get("target_values", {})
+
     def mark(key: str) -> str:
         value = met.get(key)
-        return "n/a" if value is None else ("met" if value else "MISSED")
+        if value is None:
+            return "n/a"
+        if value:
+            return "met"
+        measured = judged.get(_VALUE_OF.get(key, key))
+        return "MISSED" if measured is None else f"MISSED ({measured:.6g})"
 
     small, large = f"{f['small_lines']:,}", f"{f['lines']:,}"
     rows = [
