@@ -5,6 +5,6 @@ Plugin authors write ``from connector import hookimpl``.
 
 from connector.hookspecs import PROJECT_NAME, hookimpl, hookspec
 
-__version__ = "0.9.4"
+__version__ = "0.9.5"
 
 __all__ = ["PROJECT_NAME", "__version__", "hookimpl", "hookspec"]

@@ -32,6 +32,7 @@ from connector.mappings import Mappings
 from connector.models import Account, HoldKind, LineOutcome, LineResult, Shipment, VoidResult
 from connector.overlap import CallPool, runs_concurrently, thread_setup
 from connector.preflight import Candidate, Preflight, TrackingChecker, Verdict
+from connector.runtime.collector import fewer_collections
 from connector.secrets import redact
 
 __all__ = [
@@ -105,6 +106,14 @@ class Dispatcher:
         the next part is pre-flighted, so CI's time overlaps the connector's. The calls carry the
         same items (each endpoint's rows in order, ``tracking_batch_size`` a call) and the
         results are the same as in one part."""
+        # A wave of hundreds of shipments makes tens of thousands of short-lived objects: at
+        # CPython's default threshold that was ~16 young collections a wave of 500, whose
+        # survivors (the wave's results, held to the end) brought on a full collection of the
+        # host's whole heap every few waves (see connector.runtime.collector).
+        with fewer_collections():
+            return self._dispatch_many(shipments)
+
+    def _dispatch_many(self, shipments: Sequence[Shipment]) -> list[LineResult]:
         now = self.clock()
         lease = self.account.options.lease_seconds
         sender = _Sender(self, now, premarked=True)

@@ -4,7 +4,9 @@ An import allocates and frees a few hundred thousand small containers per 10k li
 rows, parsed fields, order objects); almost all are freed by reference counting, yet
 CPython's default generation-0 threshold (700 allocations) runs ~30 collections per 1,000
 lines, and the older generations with them: 8-13% of the connector's CPU in ``make bench``
-(issue 11). While :func:`fewer_collections` is active the generation-0 threshold is
+(issue 11); a wave of ``oms_dispatch_many`` churns alike (~16 collections a wave of 500
+shipments, and through their survivors a full collection of the host's whole heap every few
+waves). While :func:`fewer_collections` is active the generation-0 threshold is
 :data:`GEN0_THRESHOLD`; the old thresholds come back when the outermost use ends. Nothing is
 frozen or disabled: cycles are still collected, only less often (bounded memory).
 """

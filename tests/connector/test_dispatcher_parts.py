@@ -294,3 +294,33 @@ def test_a_failure_in_a_later_part_frees_the_earlier_parts_for_the_next_flush(
     assert [r.outcome for r in again[2:]] == [LineOutcome.ACCEPTED] * 8
     assert sorted(ci.tracking) == sorted((lid, _ups(lid)) for lid in range(1, 11))
     assert {r.state for r in ledger.outbox_rows()} == {"accepted"}
+
+
+def test_a_wave_runs_with_fewer_young_collections_and_puts_the_threshold_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A wave of hundreds of shipments churns like an import page: at CPython's default
+    threshold it ran ~16 young collections a wave of 500 and, through their survivors, a full
+    collection every few waves (see connector.runtime.collector)."""
+    import gc
+
+    from connector.runtime.collector import GEN0_THRESHOLD
+
+    _ci, host, acct = _imported(tmp_path, 4, delay=0.0)
+    seen: list[int] = []
+    check_many = Preflight.check_many
+
+    def checking(self: Preflight, items: Any) -> Any:
+        seen.append(gc.get_threshold()[0])
+        return check_many(self, items)
+
+    monkeypatch.setattr(Preflight, "check_many", checking)
+    before = gc.get_threshold()
+    shipments = [Shipment.single(f"S{lid}", "UPS", _ups(lid), {lid: 1}) for lid in range(1, 5)]
+    results = host.pm.hook.oms_dispatch_many(account=acct, shipments=shipments)
+
+    assert [r.outcome for r in results] == [LineOutcome.ACCEPTED] * 4
+    raised = GEN0_THRESHOLD if 0 < before[0] < GEN0_THRESHOLD else before[0]
+    assert seen
+    assert set(seen) == {raised}
+    assert gc.get_threshold() == before
