@@ -249,7 +249,6 @@ def test_a_ratio_that_rounds_to_its_limit_is_judged_by_its_measured_value(
             "seed_1000_lines_s": 0.1,
             "page_ms_1000_lines": pages,
             "page_ms_100000_lines": pages,
-            "page_ratio_100k_vs_1k": {"first_page": 1.0},
         },
     )
     figures = run.run(1000, 200, 3)
