@@ -7,8 +7,12 @@ identically seeded fresh simulator.
 
 Each child also reports the CPU time (user + system, ``getrusage(RUSAGE_SELF)``, every thread)
 of its timed part: the simulator runs in the parent, so a child's CPU is the connector and the
-reference host (or the floor's plain HTTP client) only. ``latency_ms`` injects that delay on
-every CI call of both sides through the simulator's latency fault (``POST /_sim/faults``).
+reference host (or the floor's plain HTTP client) only. The connector's child also reports
+its system (kernel) CPU and the bytes it had written to its files (Linux ``/proc/self/io``
+``write_bytes``; NaN elsewhere): the ledger's WAL, the checkpoints' copies into the files and
+the host's store, the writes that the import pays for in kernel time. ``latency_ms`` injects
+that delay on every CI call of both sides through the simulator's latency fault
+(``POST /_sim/faults``).
 """
 
 from __future__ import annotations
@@ -42,7 +46,9 @@ __all__ = [
     "page_stats",
     "run_child",
     "running_simulator",
+    "system_cpu_seconds",
     "unexported_count",
+    "written_bytes",
 ]
 
 SUPPLIER_ID = "77001"
@@ -73,6 +79,22 @@ def cpu_seconds() -> float:
     """User + system CPU seconds of this process so far (all its threads)."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+def system_cpu_seconds() -> float:
+    """System (kernel) CPU seconds of this process so far (all its threads)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_stime
+
+
+def written_bytes() -> float:
+    """Bytes this process has caused to be written to storage (``write_bytes`` of
+    ``/proc/self/io``); NaN where the kernel does not report it."""
+    with suppress(OSError, ValueError), open("/proc/self/io", encoding="ascii") as io:
+        for line in io:
+            key, _, value = line.partition(":")
+            if key == "write_bytes":
+                return float(int(value))
+    return float("nan")
 
 
 # -- the simulator (parent side) ----------------------------------------------------------------
@@ -342,29 +364,37 @@ def connector_import(
     """Child side: one reference-host sync (import, store, mark_exported); time and memory.
     ``read_seconds``: until the first batch reached the host (the host's ``import`` progress
     step): every page read and staged, the first chunk evaluated; the rest is storing,
-    binding and acknowledging. ``options`` override fields of the account's
-    :class:`~connector.models.AccountOptions`."""
+    binding and acknowledging. ``written_bytes`` and ``read_written_bytes``: what the child
+    wrote to its files in all and until that hand-over. ``options`` override fields of the
+    account's :class:`~connector.models.AccountOptions`."""
     from dataclasses import replace
 
     host, account = make_host(url, supplier_id, token, workdir)
     if options:
         account = replace(account, options=replace(account.options, **options))
-    handed: list[float] = []  # when the first batch reached the host (every page read)
+    # When the first batch reached the host (every page read), and the bytes written by then.
+    handed: list[tuple[float, float]] = []
 
     def step(name: str) -> None:
         if name == "import" and not handed:
-            handed.append(time.perf_counter())
+            handed.append((time.perf_counter(), written_bytes()))
 
     try:
-        cpu_before = cpu_seconds()
+        cpu_before, system_before = cpu_seconds(), system_cpu_seconds()
+        written_before = written_bytes()
         started = time.perf_counter()
         report = host.sync(account, progress=step)
         seconds = time.perf_counter() - started
-        cpu = cpu_seconds() - cpu_before
+        cpu, system = cpu_seconds() - cpu_before, system_cpu_seconds() - system_before
+        written = written_bytes() - written_before
+        nan = float("nan")
         return {
             "seconds": seconds,
-            "read_seconds": (handed[0] - started) if handed else float("nan"),
+            "read_seconds": (handed[0][0] - started) if handed else nan,
             "cpu_seconds": cpu,
+            "system_cpu_seconds": system,
+            "written_bytes": written,
+            "read_written_bytes": (handed[0][1] - written_before) if handed else nan,
             "lines_stored": host.store.count_lines(account.name),
             "orders_stored": host.store.count_orders(account.name),
             "lines_marked_exported": report.lines_marked_exported,
@@ -420,6 +450,12 @@ class ImportRun:
     """Until the first batch reached the host: every page read and staged."""
     floor_read_seconds: float = float("nan")
     """Until the floor's last page was decoded (its marks follow)."""
+    connector_system_cpu_seconds: float = float("nan")
+    """The kernel's part of :attr:`connector_cpu_seconds`."""
+    connector_written_bytes: float = float("nan")
+    """Bytes the connector's child wrote to its files (NaN where not reported)."""
+    connector_read_written_bytes: float = float("nan")
+    """The same, until the first batch reached the host."""
 
     @property
     def ratio(self) -> float:
@@ -452,6 +488,21 @@ class ImportRun:
     def cpu_over_floor_us_per_line(self) -> float:
         """(connector child CPU - floor child CPU) / lines, in microseconds."""
         return (self.connector_cpu_seconds - self.floor_cpu_seconds) / self.lines * 1e6
+
+    @property
+    def system_cpu_us_per_line(self) -> float:
+        """The kernel's part of :attr:`cpu_us_per_line`."""
+        return self.connector_system_cpu_seconds / self.lines * 1e6
+
+    @property
+    def written_kb_per_line(self) -> float:
+        """KB (1,000 bytes) the connector's child wrote to its files per line."""
+        return self.connector_written_bytes / self.lines / 1e3
+
+    @property
+    def read_written_kb_per_line(self) -> float:
+        """The same, while reading every page (until the first batch reached the host)."""
+        return self.connector_read_written_bytes / self.lines / 1e3
 
     @property
     def lines_per_s(self) -> float:
@@ -532,4 +583,7 @@ def measure_import(
         latency_ms=latency_ms,
         connector_read_seconds=float(child["read_seconds"]),
         floor_read_seconds=float(floor.get("read_seconds", nan)),
+        connector_system_cpu_seconds=float(child["system_cpu_seconds"]),
+        connector_written_bytes=float(child["written_bytes"]),
+        connector_read_written_bytes=float(child["read_written_bytes"]),
     )

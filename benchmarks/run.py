@@ -29,6 +29,9 @@ fresh, identically seeded simulator:
 * the reported large import by phase: reading every page (the connector until its first
   batch reached the host, the floor until its last page was decoded), then the rest
   (storing, binding and acknowledging against the floor's marks);
+* the reported large import's kernel CPU and the bytes its child wrote to its files, per line,
+  in all and while reading (Linux only; the floor writes nothing): what the import's
+  durability costs in writes (the ledger's WAL, the checkpoints' copies, the host's store);
 * connector peak RSS at both import sizes; simulator seeding and page times.
 
 ``--quick`` (20,000 / 2,000 / 2,000 lines, 5 page samples) is for a smoke check; the README's
@@ -196,6 +199,9 @@ def run(
         "import_floor_cpu_us_per_line": _num(large_run.floor_cpu_us_per_line, 1),
         "import_cpu_over_floor_us_per_line": _num(measured["import_cpu_over_floor_us_per_line"], 1),
         "import_small_cpu_over_floor_us_per_line": _num(small_run.cpu_over_floor_us_per_line, 1),
+        "import_system_cpu_us_per_line": _num(large_run.system_cpu_us_per_line, 1),
+        "import_written_kb_per_line": _num(large_run.written_kb_per_line, 2),
+        "import_read_written_kb_per_line": _num(large_run.read_written_kb_per_line, 2),
         "import_latency_ms": LATENCY_MS,
         "import_latency_lines": slow_lines,
         "import_seconds_latency80": _num(slow_run.connector_seconds),
@@ -316,6 +322,13 @@ def _table(f: dict[str, Any]) -> str:
             f" = {f['import_cpu_over_floor_us_per_line']} us over",
             "<= 150 us over",
             mark("import_cpu_over_floor_us_per_line"),
+        ),
+        (
+            "  in the kernel / written to files per line",
+            f"{f['import_system_cpu_us_per_line']} us / {f['import_written_kb_per_line']} KB"
+            f" ({f['import_read_written_kb_per_line']} KB while reading)",
+            "(info)",
+            "",
         ),
         (
             f"import {f['import_latency_lines']:,} lines, {f['import_latency_ms']} ms a call",

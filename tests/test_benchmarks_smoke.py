@@ -9,7 +9,7 @@ import pytest
 
 from benchmarks import run
 from benchmarks.bench_dispatch import CARRIER, shipment_plan, ups_number
-from benchmarks.bench_import import page_stats
+from benchmarks.bench_import import page_stats, written_bytes
 from benchmarks.floor import packed_batches, tracking_batches
 from connector.tracking_formats import check_tracking_number
 
@@ -95,6 +95,19 @@ def test_tiny_run_prints_complete_json_last(capsys: pytest.CaptureFixture[str]) 
     assert figures["import_cpu_over_floor_us_per_line"] == pytest.approx(
         figures["import_cpu_us_per_line"] - figures["import_floor_cpu_us_per_line"], abs=0.2
     )
+    # The reported import's writes: its ledger and host files (where the kernel reports a
+    # process's writes, as Linux does), part of them while reading; the kernel's CPU a part
+    # of the child's.
+    written, read_written = (
+        figures["import_written_kb_per_line"],
+        figures["import_read_written_kb_per_line"],
+    )
+    if math.isfinite(written_bytes()):
+        assert 0 < read_written < written
+        # Each line's raw record alone is ~1.7 KB, stored in the ledger's WAL and file.
+        assert written > 1.0
+    assert 0 <= figures["import_system_cpu_us_per_line"] < figures["import_cpu_us_per_line"]
+    assert "in the kernel / written to files per line" in out.out
     assert figures["mode"] == "full"
     # A child's RSS is its own (forkserver): a Python process, far below the parent's.
     assert 10 < figures["peak_rss_mb_10k"] < 2000
@@ -211,6 +224,9 @@ def test_a_ratio_that_rounds_to_its_limit_is_judged_by_its_measured_value(
             cpu_us_per_line=100.0,
             floor_cpu_us_per_line=50.0,
             cpu_over_floor_us_per_line=50.0,
+            system_cpu_us_per_line=10.0,
+            written_kb_per_line=5.0,
+            read_written_kb_per_line=4.0,
             orders=1,
             split_share=0.2,
             multi_line_share=0.2,
