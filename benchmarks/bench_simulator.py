@@ -62,6 +62,11 @@ def _page_ms_pair(
     return small_ms, big_ms
 
 
+def page_ratios(small_ms: dict[str, float], big_ms: dict[str, float]) -> dict[str, float]:
+    """Each page kind's time at 100,000 lines over its time at 1,000, as measured."""
+    return {k: big_ms[k] / small_ms[k] for k in small_ms if small_ms[k]}
+
+
 def run(repeats: int = 30) -> dict[str, Any]:
     """Seed 1,000 and 100,000 lines; median ms per 250-record page (HTTP via test client)."""
     small, small_seed = _state(1_000)
@@ -73,7 +78,7 @@ def run(repeats: int = 30) -> dict[str, Any]:
         "page_ms_1000_lines": small_pages,
         "page_ms_100000_lines": big_pages,
         "page_ratio_100k_vs_1k": {
-            k: round(big_pages[k] / small_pages[k], 2) for k in small_pages if small_pages[k]
+            k: round(r, 2) for k, r in page_ratios(small_pages, big_pages).items()
         },
     }
 

@@ -148,10 +148,9 @@ def run(
     _progress(f"simulator: seeding 100,000 lines, page times ({sim_repeats} repeats)")
     sim = bench_simulator.run(repeats=sim_repeats)
     pages_1k, pages_100k = sim["page_ms_1000_lines"], sim["page_ms_100000_lines"]
-    # The worst page kind's time at 100k lines against 1k, measured once: judged as it is,
-    # printed to two decimals (rounding is monotonic, so the printed one is the largest of
-    # the rounded per-kind ratios bench_simulator reports).
-    page_ratio = max((pages_100k[k] / pages_1k[k] for k in pages_1k if pages_1k[k]), default=None)
+    # The worst page kind's ratio, judged as measured and printed to two decimals (rounding is
+    # monotonic: the printed one is the largest of the rounded ratios bench_simulator reports).
+    page_ratio = max(bench_simulator.page_ratios(pages_1k, pages_100k).values(), default=None)
 
     small_run = measure_import(small, progress=_progress)
     large_runs = [measure_import(lines, progress=_progress) for _ in range(RUNS)]
@@ -278,7 +277,6 @@ def _ratios(values: Sequence[float | None]) -> str:
 
 def _table(f: dict[str, Any]) -> str:
     met = f["targets_met"]
-
     judged = f.get("target_values", {})
 
     def mark(key: str) -> str:
